@@ -1,0 +1,19 @@
+//! okey's rules, free of I/O and of any wire format: who may do what, what identifiers look
+//! like, and which token status changes are allowed.
+//!
+//! The server decodes a request, authenticates the caller, then asks this crate whether the
+//! caller's roles allow the [`Operation`]. The table in [`Operation::allowed_roles`] is the single
+//! place that says so: deny by default, every operation names its roles, and a test calls every
+//! RPC with every role to prove the table is what the server enforces.
+#![forbid(unsafe_code)]
+
+mod ids;
+mod roles;
+mod status;
+
+pub use ids::{
+    IdError, MAX_HOLDER_LEN, MAX_SERIAL_LEN, validate_holder, validate_principal_name,
+    validate_serial,
+};
+pub use roles::{Denied, Operation, Role, authorize};
+pub use status::{Status, TransitionError, check_transition};

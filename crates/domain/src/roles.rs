@@ -1,0 +1,227 @@
+//! Caller roles and the table of operations each may perform.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A caller's role. A principal may hold several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// RADIUS and SSO front ends: verify and trigger challenges, nothing else.
+    Verifier,
+    /// USB bench technicians: initialise tokens, resync them.
+    Technician,
+    /// The support centre: find a key's owner, unlock, resync, enable/disable, PINs.
+    Support,
+    /// Operators: everything, including callers and revocation.
+    Admin,
+    /// Read-only: tokens and the audit chain.
+    Auditor,
+}
+
+impl Role {
+    /// Every role, in a fixed order.
+    pub const ALL: [Role; 5] = [
+        Role::Verifier,
+        Role::Technician,
+        Role::Support,
+        Role::Admin,
+        Role::Auditor,
+    ];
+
+    /// The role's name in configuration and API keys.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::Verifier => "verifier",
+            Role::Technician => "technician",
+            Role::Support => "support",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("unknown role {s:?}: expected one of verifier, technician, support, admin, auditor"))
+    }
+}
+
+/// Everything a caller can ask okey to do. One variant per RPC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Verify,
+    TriggerChallenge,
+    CreateToken,
+    ImportTokens,
+    GetToken,
+    ListTokens,
+    AssignToken,
+    SetPin,
+    ResyncToken,
+    UnlockToken,
+    EnableToken,
+    DisableToken,
+    RevokeToken,
+    BeginInitialisation,
+    CompleteInitialisation,
+    AbortInitialisation,
+    VerifyAuditChain,
+    ListAudit,
+    CreateApiKey,
+    ListApiKeys,
+    RevokeApiKey,
+    WhoAmI,
+}
+
+impl Operation {
+    /// Every operation, for exhaustive tests.
+    pub const ALL: [Operation; 22] = [
+        Operation::Verify,
+        Operation::TriggerChallenge,
+        Operation::CreateToken,
+        Operation::ImportTokens,
+        Operation::GetToken,
+        Operation::ListTokens,
+        Operation::AssignToken,
+        Operation::SetPin,
+        Operation::ResyncToken,
+        Operation::UnlockToken,
+        Operation::EnableToken,
+        Operation::DisableToken,
+        Operation::RevokeToken,
+        Operation::BeginInitialisation,
+        Operation::CompleteInitialisation,
+        Operation::AbortInitialisation,
+        Operation::VerifyAuditChain,
+        Operation::ListAudit,
+        Operation::CreateApiKey,
+        Operation::ListApiKeys,
+        Operation::RevokeApiKey,
+        Operation::WhoAmI,
+    ];
+
+    /// The roles allowed to perform this operation. Anything not listed is denied.
+    pub const fn allowed_roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Operation::Verify => &[Verifier, Support, Admin],
+            Operation::TriggerChallenge => &[Verifier, Admin],
+            Operation::CreateToken => &[Admin, Technician],
+            Operation::ImportTokens => &[Admin],
+            Operation::GetToken | Operation::ListTokens => &[Admin, Support, Technician, Auditor],
+            Operation::AssignToken
+            | Operation::SetPin
+            | Operation::UnlockToken
+            | Operation::EnableToken
+            | Operation::DisableToken => &[Admin, Support],
+            Operation::ResyncToken => &[Admin, Support, Technician],
+            Operation::RevokeToken => &[Admin],
+            Operation::BeginInitialisation
+            | Operation::CompleteInitialisation
+            | Operation::AbortInitialisation => &[Technician, Admin],
+            Operation::VerifyAuditChain | Operation::ListAudit => &[Auditor, Admin],
+            Operation::CreateApiKey | Operation::ListApiKeys | Operation::RevokeApiKey => &[Admin],
+            Operation::WhoAmI => &[Verifier, Technician, Support, Admin, Auditor],
+        }
+    }
+
+    /// A stable name for logs and audit.
+    pub fn name(self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// A refusal: the caller's roles do not include one that the operation allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation:?} needs one of the roles {allowed}")]
+pub struct Denied {
+    /// What was asked.
+    pub operation: Operation,
+    /// The roles that would have been allowed, comma-separated.
+    pub allowed: String,
+}
+
+/// Allow `operation` if any of `roles` is in its table entry; deny otherwise.
+pub fn authorize(roles: &[Role], operation: Operation) -> Result<(), Denied> {
+    let allowed = operation.allowed_roles();
+    if roles.iter().any(|r| allowed.contains(r)) {
+        Ok(())
+    } else {
+        Err(Denied {
+            operation,
+            allowed: allowed
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_may_only_verify_and_challenge_and_ask_who_it_is() {
+        for op in Operation::ALL {
+            let ok = authorize(&[Role::Verifier], op).is_ok();
+            let expected = matches!(
+                op,
+                Operation::Verify | Operation::TriggerChallenge | Operation::WhoAmI
+            );
+            assert_eq!(ok, expected, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn no_roles_means_nothing() {
+        for op in Operation::ALL {
+            assert!(authorize(&[], op).is_err(), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn auditor_is_read_only() {
+        let writes = [
+            Operation::CreateToken,
+            Operation::ImportTokens,
+            Operation::AssignToken,
+            Operation::SetPin,
+            Operation::ResyncToken,
+            Operation::UnlockToken,
+            Operation::EnableToken,
+            Operation::DisableToken,
+            Operation::RevokeToken,
+            Operation::BeginInitialisation,
+            Operation::CompleteInitialisation,
+            Operation::AbortInitialisation,
+            Operation::CreateApiKey,
+            Operation::RevokeApiKey,
+            Operation::Verify,
+            Operation::TriggerChallenge,
+        ];
+        for op in writes {
+            assert!(authorize(&[Role::Auditor], op).is_err(), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn roles_parse_by_name_only() {
+        for r in Role::ALL {
+            assert_eq!(r.name().parse::<Role>(), Ok(r));
+        }
+        assert!("Admin".parse::<Role>().is_err());
+        assert!("root".parse::<Role>().is_err());
+    }
+}
