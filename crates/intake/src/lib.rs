@@ -42,6 +42,7 @@ mod guard;
 mod model;
 mod otpauth;
 pub mod pskc;
+pub mod synthetic;
 
 pub use crate::crypto::{Cipher, MacAlgorithm, Prf};
 pub use crate::csv::{MAX_LINE, OathCsvReader};

@@ -1,0 +1,159 @@
+//! otpauth:// URIs and their QR codes; the QR codes are decoded back with an independent
+//! decoder (`rqrr`).
+
+use okey_intake::{HashAlgorithm, KeyUri, OtpKind, UriError};
+use zeroize::Zeroizing;
+
+use crate::common::RFC4226_SECRET;
+
+fn secret() -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(RFC4226_SECRET.to_vec())
+}
+
+fn check(uri: &KeyUri, expected: &str) {
+    assert_eq!(&*uri.to_uri(), expected);
+    let back = KeyUri::parse(expected).unwrap();
+    assert_eq!(&*back.to_uri(), expected);
+    assert_eq!(back.secret(), uri.secret());
+}
+
+#[test]
+fn uris() {
+    // base32 of the RFC 4226 secret, per the vector file: GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ.
+    let u = KeyUri::builder("alice@ac-example.fr", secret())
+        .issuer("Académie de Lyon")
+        .build()
+        .unwrap();
+    check(
+        &u,
+        "otpauth://totp/Acad%C3%A9mie%20de%20Lyon:alice%40ac-example.fr?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Acad%C3%A9mie%20de%20Lyon&algorithm=SHA1&digits=6&period=30",
+    );
+    let u = KeyUri::builder("bob", secret())
+        .hotp(42)
+        .digits(8)
+        .algorithm(HashAlgorithm::Sha256)
+        .build()
+        .unwrap();
+    check(
+        &u,
+        "otpauth://hotp/bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&algorithm=SHA256&digits=8&counter=42",
+    );
+    assert_eq!(u.kind(), OtpKind::Hotp { counter: 42 });
+    let u = KeyUri::builder("a b&c=d?e/f", Zeroizing::new(vec![0xff; 10]))
+        .totp(60)
+        .build()
+        .unwrap();
+    check(
+        &u,
+        "otpauth://totp/a%20b%26c%3Dd%3Fe%2Ff?secret=7777777777777777&algorithm=SHA1&digits=6&period=60",
+    );
+    // base32 without padding: 11 bytes would need padding.
+    let u = KeyUri::builder("x", Zeroizing::new(vec![0; 11]))
+        .build()
+        .unwrap();
+    assert!(u.to_uri().contains("secret=AAAAAAAAAAAAAAAAAA&"));
+}
+
+#[test]
+fn builder_refusals() {
+    let b = |acct: &str| KeyUri::builder(acct, secret());
+    assert_eq!(b("").build().unwrap_err(), UriError::EmptyAccount);
+    assert_eq!(
+        b("a:b").build().unwrap_err(),
+        UriError::Colon("the account")
+    );
+    assert_eq!(
+        b("a").issuer("x:y").build().unwrap_err(),
+        UriError::Colon("the issuer")
+    );
+    assert_eq!(b("a").digits(5).build().unwrap_err(), UriError::Digits(5));
+    assert_eq!(b("a").totp(0).build().unwrap_err(), UriError::Period);
+    assert_eq!(
+        KeyUri::builder("a", Zeroizing::new(vec![1; 9]))
+            .build()
+            .unwrap_err(),
+        UriError::SecretLength(9)
+    );
+    assert!(matches!(
+        KeyUri::parse("https://x"),
+        Err(UriError::Malformed(_))
+    ));
+    assert!(matches!(
+        KeyUri::parse("otpauth://totp/a?secret=!!"),
+        Err(UriError::Malformed(_))
+    ));
+    assert!(matches!(
+        KeyUri::parse("otpauth://totp/X:a?secret=GEZDGNBVGY3TQOJQ&issuer=Y"),
+        Err(UriError::Malformed(_))
+    ));
+}
+
+#[test]
+fn debug_never_shows_the_secret() {
+    let u = KeyUri::builder("alice", secret()).build().unwrap();
+    let d = format!("{u:?}");
+    assert!(
+        !d.contains("GEZDGNBV") && !d.contains("12345678901234567890") && !d.contains("49, 50"),
+        "{d}"
+    );
+    assert!(d.contains("<redacted>"));
+}
+
+fn decode_png(png_bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1);
+    let (_, content) = grids[0].decode().unwrap();
+    content
+}
+
+#[test]
+fn qr_png_decodes_to_the_uri() {
+    let u = KeyUri::builder("alice@ac-example.fr", secret())
+        .issuer("Académie de Lyon")
+        .build()
+        .unwrap();
+    let png = u.qr_png(6).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(decode_png(&png), *u.to_uri());
+}
+
+#[test]
+fn qr_terminal_decodes_to_the_uri() {
+    let u = KeyUri::builder("carol", secret())
+        .issuer("okey")
+        .build()
+        .unwrap();
+    for invert in [false, true] {
+        let text = u.qr_terminal(invert).unwrap();
+        // Rebuild the module grid from the half blocks and decode it.
+        let rows: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+        let w = rows[0].len();
+        assert!(rows.iter().all(|r| r.len() == w));
+        let h = rows.len() * 2;
+        let dark = |x: usize, y: usize| -> bool {
+            let c = rows[y / 2][x];
+            let drawn = match c {
+                '█' => true,
+                '▀' => y.is_multiple_of(2),
+                '▄' => y % 2 == 1,
+                ' ' => false,
+                other => panic!("{other:?}"),
+            };
+            drawn != invert
+        };
+        let scale = 4;
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
+            if dark(x / scale, y / scale) { 0 } else { 255 }
+        });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "invert {invert}");
+        assert_eq!(grids[0].decode().unwrap().1, *u.to_uri());
+    }
+}
