@@ -253,13 +253,12 @@ impl TempPassword {
             getrandom::fill(raw.as_mut_slice()).map_err(|_| SecretError::Random)?;
             for &b in raw.iter() {
                 // Rejection sampling keeps the distribution uniform: 248 = 4 * 62.
-                if b < 248 && filled < TEMP_PASSWORD_LEN {
-                    if let (Some(dst), Some(c)) =
+                if b < 248
+                    && let (Some(dst), Some(c)) =
                         (out.get_mut(filled), ALPHABET.get(usize::from(b % 62)))
-                    {
-                        *dst = *c;
-                        filled += 1;
-                    }
+                {
+                    *dst = *c;
+                    filled += 1;
                 }
             }
         }

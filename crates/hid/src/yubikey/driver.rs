@@ -332,7 +332,7 @@ impl<T: Transport> YubiKeyOtp<T> {
         let v = self.status.version;
         self.require(v.at_least(2, 3, 0), "slot updates")?;
         self.require(
-            !(v.at_least(4, 3, 2) && !v.at_least(4, 3, 6)),
+            !v.at_least(4, 3, 2) || v.at_least(4, 3, 6),
             "changing the access code by update (firmware 4.3.2 to 4.3.5)",
         )?;
         let (ext_flags, tkt_flags, cfg_flags) = flags;

@@ -469,7 +469,7 @@ impl HotpConfig<'_> {
         if secret.len() > HOTP_KEY_LEN {
             return Err(HotpConfigError::SecretTooLong(secret.len()));
         }
-        if self.imf % 16 != 0 || self.imf > MAX_IMF {
+        if !self.imf.is_multiple_of(16) || self.imf > MAX_IMF {
             return Err(HotpConfigError::BadImf(self.imf));
         }
         if self.token_id.len() > 16 {
