@@ -18,6 +18,8 @@ pub enum Fault {
     CorruptRequest,
     /// The next GET_REPORT delivers a report with one bit flipped.
     CorruptResponse,
+    /// The GET_REPORT after this many more delivers a report with one bit flipped.
+    CorruptResponseAfter(u32),
     /// The next SET_REPORT is lost.
     DropRequest,
     /// The next accepted request keeps the device busy for this many extra polls.
@@ -224,9 +226,21 @@ impl SimDevice {
             Firmware::YubiKey(y) => y.get_report().to_vec(),
         };
         let at = if report.len() > 8 { 10 } else { 4 };
-        if self.take_fault(|f| *f == Fault::CorruptResponse).is_some()
-            && let Some(b) = report.get_mut(at)
+        let mut corrupt = self.take_fault(|f| *f == Fault::CorruptResponse).is_some();
+        if let Some(f) = self
+            .faults
+            .iter_mut()
+            .find(|f| matches!(f, Fault::CorruptResponseAfter(_)))
+            && let Fault::CorruptResponseAfter(n) = f
         {
+            if *n == 0 {
+                corrupt = true;
+                self.take_fault(|f| matches!(f, Fault::CorruptResponseAfter(0)));
+            } else {
+                *n -= 1;
+            }
+        }
+        if corrupt && let Some(b) = report.get_mut(at) {
             *b ^= 0x01;
         }
         let n = report.len().min(buf.len());
