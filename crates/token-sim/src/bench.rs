@@ -35,6 +35,8 @@ pub struct SimBench {
     events: VecDeque<DeviceEvent>,
     row: VecDeque<DeviceId>,
     autopilot: bool,
+    /// Plug state as last reported through events.
+    present: Vec<bool>,
 }
 
 impl SimBench {
@@ -47,6 +49,7 @@ impl SimBench {
             events: VecDeque::new(),
             row: VecDeque::new(),
             autopilot: false,
+            present: Vec::new(),
         }
     }
 
@@ -75,6 +78,7 @@ impl SimBench {
 
     fn push(&mut self, dev: SimDevice) -> DeviceId {
         self.devices.push(Arc::new(Mutex::new(dev)));
+        self.present.push(false);
         DeviceId(self.devices.len() - 1)
     }
 
@@ -102,6 +106,9 @@ impl SimBench {
             (!was).then(|| d.info())
         }) && let Some(info) = info
         {
+            if let Some(p) = self.present.get_mut(id.0) {
+                *p = true;
+            }
             self.events.push_back(DeviceEvent::Arrived(info));
         }
     }
@@ -113,6 +120,9 @@ impl SimBench {
             d.unplug();
             was.then(|| d.info())
         }) {
+            if let Some(p) = self.present.get_mut(id.0) {
+                *p = false;
+            }
             self.events.push_back(DeviceEvent::Left(info));
         }
     }
@@ -183,6 +193,17 @@ impl DeviceProvider for SimBench {
     }
 
     fn wait_event(&mut self, timeout: Duration) -> Result<Option<DeviceEvent>, DiscoveryError> {
+        // A device that vanished by itself (pulled out mid-operation by a fault) is reported
+        // like any departure.
+        for (i, seen) in self.present.iter_mut().enumerate() {
+            if let Some(d) = self.devices.get(i) {
+                let d = lock(d);
+                if *seen && !d.is_plugged() {
+                    *seen = false;
+                    self.events.push_back(DeviceEvent::Left(d.info()));
+                }
+            }
+        }
         if let Some(e) = self.events.pop_front() {
             return Ok(Some(e));
         }
@@ -208,20 +229,65 @@ impl DeviceProvider for SimBench {
     }
 }
 
-impl TouchSource for SimBench {
+/// The technician's finger on the simulated bench: touches YubiKeys so they type a code.
+/// Holds the devices present when it was made ([`SimBench::touch_handle`]).
+#[derive(Debug, Clone)]
+pub struct SimTouch {
+    devices: Vec<SharedDevice>,
+}
+
+impl TouchSource for SimTouch {
     fn read_touch_code(&mut self, device: &DeviceInfo, slot: YkSlot) -> Result<OtpCode, String> {
-        let id = self
-            .id_of(&device.path)
+        let n = match slot {
+            YkSlot::One => 1,
+            YkSlot::Two => 2,
+        };
+        let dev = self
+            .devices
+            .iter()
+            .find(|d| lock(d).path == device.path)
             .ok_or_else(|| "no such device".to_owned())?;
-        let text = self
-            .touch(id, slot)
-            .ok_or_else(|| format!("{slot} typed nothing (not an OATH-HOTP slot)"))?;
+        let text = {
+            let mut d = lock(dev);
+            if !d.is_plugged() {
+                return Err("the key is not plugged in".into());
+            }
+            match &mut d.firmware {
+                Firmware::YubiKey(y) => y.touch(n),
+                Firmware::Nitrokey(_) => None,
+            }
+        }
+        .ok_or_else(|| format!("{slot} typed nothing (not an OATH-HOTP slot)"))?;
         OtpCode::parse(&text).ok_or_else(|| "the key typed something that is not a code".into())
     }
 }
 
-impl HostClock for SimBench {
+/// The simulated host's UTC clock: the bench epoch plus virtual time.
+#[derive(Debug, Clone)]
+pub struct SimHostClock {
+    clock: VirtualClock,
+    epoch: u64,
+}
+
+impl HostClock for SimHostClock {
     fn unix_now(&mut self) -> u64 {
-        self.host_time()
+        self.epoch + self.clock.now_ms() / 1000
+    }
+}
+
+impl SimBench {
+    /// A touch source reaching every device added so far.
+    pub fn touch_handle(&self) -> SimTouch {
+        SimTouch {
+            devices: self.devices.clone(),
+        }
+    }
+
+    /// The host clock of this bench.
+    pub fn host_clock(&self) -> SimHostClock {
+        SimHostClock {
+            clock: self.clock.clone(),
+            epoch: self.epoch,
+        }
     }
 }

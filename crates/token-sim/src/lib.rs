@@ -13,8 +13,8 @@
 //!   makes busy polling and drift deterministic in tests and instant in `--simulate` runs.
 //! * **Faults are first-class** ([`device::Fault`]): corrupted requests and responses, dropped
 //!   reports, busy devices and unplugging in the middle of a write, each injectable per device.
-//! * **A whole bench** ([`bench::SimBench`]) implements okey-hid's `DeviceProvider`,
-//!   `TouchSource` and `HostClock`, so the bench workflows run end to end on it.
+//! * **A whole bench** ([`bench::SimBench`]) implements okey-hid's `DeviceProvider`
+//!   and hands out its `TouchSource` and `HostClock`, so the bench workflows run end to end on it.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +26,7 @@ pub mod nitrokey;
 pub mod otp;
 pub mod yubikey;
 
-pub use bench::{DeviceId, SimBench};
+pub use bench::{DeviceId, SimBench, SimHostClock, SimTouch};
 pub use clock::VirtualClock;
 pub use device::{Fault, SimDevice, SimTransport};
 pub use nitrokey::{NitrokeyProfile, NitrokeySim};
