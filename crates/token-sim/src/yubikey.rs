@@ -156,21 +156,10 @@ impl YubiKeySim {
         Some(format!("{code:0width$}", width = digits as usize))
     }
 
+    /// touchLevel low byte: only the "slot valid" bits. The touch-triggered bits (0x04/0x08,
+    /// fw >= 3.0) have no documented rule in the sources, so the simulator never sets them.
     fn touch_level(&self) -> u16 {
-        let mut t = 0u16;
-        if let Some(s) = &self.slots[0] {
-            t |= 0x01;
-            if s.ext & 0x10 == 0 {
-                t |= 0x04;
-            }
-        }
-        if let Some(s) = &self.slots[1] {
-            t |= 0x02;
-            if s.ext & 0x10 == 0 {
-                t |= 0x08;
-            }
-        }
-        t
+        u16::from(self.slots[0].is_some()) | (u16::from(self.slots[1].is_some()) << 1)
     }
 
     fn status_report(&self, flags: u8) -> [u8; REPORT] {
