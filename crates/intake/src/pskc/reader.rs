@@ -258,6 +258,22 @@ impl<'a, R: Read> PskcReader<'a, R> {
         }
     }
 
+    /// XML 1.0 allows no control character but tab, line feed and carriage return, not
+    /// even as a character reference; a value holding one is refused.
+    fn check_chars(&self, s: &str) -> Result<(), ImportError> {
+        match s
+            .chars()
+            .find(|c| u32::from(*c) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            None => Ok(()),
+            Some(c) => Err(FileError::Xml {
+                position: self.xml.buffer_position(),
+                message: format!("character U+{:04X} is not allowed in XML", u32::from(c)),
+            }
+            .into()),
+        }
+    }
+
     fn push_text(
         &mut self,
         s: &str,
@@ -265,6 +281,7 @@ impl<'a, R: Read> PskcReader<'a, R> {
         if self.text.len() + s.len() > self.limits.max_text_len {
             return Err(FileError::TooLong(self.limits.max_text_len).into());
         }
+        self.check_chars(s)?;
         self.text.push_str(s);
         Ok(None)
     }
@@ -326,6 +343,7 @@ impl<'a, R: Read> PskcReader<'a, R> {
                     }
                 })?;
             if wanted {
+                self.check_chars(&value)?;
                 let key = attr.key.local_name().as_ref().to_owned();
                 out.push((key, value.into_owned()));
             }

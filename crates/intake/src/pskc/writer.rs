@@ -454,6 +454,10 @@ pub(crate) fn escape(v: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // Control characters as references, so whitespace survives XML normalisation.
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
             c => out.push(c),
         }
     }

@@ -275,3 +275,22 @@ fn pbkdf2_iteration_bomb() {
         "{items:?}"
     );
 }
+
+/// Control characters are not XML, raw or as references.
+#[test]
+fn control_characters() {
+    for serial in ["9\u{1}\u{0}1", "&#1;", "&#x1F;"] {
+        let doc = format!(
+            "{HEAD}<KeyPackage><DeviceInfo><SerialNo>{serial}</SerialNo></DeviceInfo></KeyPackage></KeyContainer>"
+        );
+        assert!(
+            matches!(only_file_error(doc.as_bytes()), FileError::Xml { .. }),
+            "{serial:?}"
+        );
+    }
+    let doc = format!("{HEAD}<KeyPackage><Key Id=\"a&#2;\"/></KeyPackage></KeyContainer>");
+    assert!(matches!(
+        only_file_error(doc.as_bytes()),
+        FileError::Xml { .. }
+    ));
+}
