@@ -1,0 +1,268 @@
+//! The storage interface: what any database under the store must provide.
+//!
+//! The store keeps all cryptography, caching, verification and the write protocol above this
+//! line; a backend only stores rows. [`Backend`] serves reads from any thread; [`WriteTx`] is the
+//! single write session the writer thread owns. SQLite implements both today
+//! ([`crate::sqlite`]); a PostgreSQL backend with the same schema must keep these promises:
+//!
+//! * **Durable commit before acknowledgement.** [`WriteTx::commit`] returns `Ok` only once the
+//!   transaction survives a power cut (SQLite: WAL + `synchronous=FULL`; PostgreSQL:
+//!   `synchronous_commit = on`, and `remote_apply` or `on` with synchronous replicas when a
+//!   replica may be promoted).
+//! * **Compare-and-set on a row.** [`WriteTx::update_token`] changes a row only if its `version`
+//!   still equals the one the caller read, and bumps it, as one statement with the condition in
+//!   its `WHERE` clause (PostgreSQL: `UPDATE ... WHERE serial = $1 AND version = $2` under READ
+//!   COMMITTED re-checks the condition on the latest row version, which is what we need). Counters
+//!   and last steps never move backwards; the statement also refuses that.
+//! * **A serial audit chain.** Audit records are appended with consecutive sequence numbers, each
+//!   MAC covering the previous one. With several okey nodes, appends must be serialised (e.g. a
+//!   `SELECT ... FOR UPDATE` of the chain head row, or an advisory lock, inside the transaction).
+//! * **Savepoints.** One request's failure rolls back that request only ([`WriteTx::savepoint`]).
+//! * **Atomic batches.** Everything between [`WriteTx::begin`] and [`WriteTx::commit`] is one
+//!   transaction: all of it is durable, or none of it.
+//! * Several nodes: each node caches rows, so the store re-reads a row before any rejection that
+//!   did not go through a compare-and-set, and every state change is a compare-and-set; stale
+//!   caches therefore cost a retry, never a wrong accept.
+
+use crate::StoreError;
+use crate::types::{
+    Algorithm, ApiPrincipal, AuditRecord, OtpKind, TokenFilter, TokenKind, TokenStatus,
+};
+
+/// A token as stored: public fields and sealed secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Serial (primary key).
+    pub serial: String,
+    /// Hardware or software.
+    pub kind: TokenKind,
+    /// Scheme and parameters.
+    pub otp: OtpKind,
+    /// HMAC hash.
+    pub algorithm: Algorithm,
+    /// Digits.
+    pub digits: u8,
+    /// Version of the data key the seed is sealed under.
+    pub key_version: u32,
+    /// The sealed seed.
+    pub sealed_seed: Vec<u8>,
+    /// For PIN-bound OCRA suites: the sealed hash of the PIN.
+    pub sealed_pin_hash: Option<Vec<u8>>,
+    /// Next counter.
+    pub counter: u64,
+    /// Last TOTP step accepted.
+    pub last_step: Option<u64>,
+    /// TOTP drift.
+    pub drift: i64,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Hard lock.
+    pub locked: bool,
+    /// Soft lock end.
+    pub locked_until: Option<u64>,
+    /// Status.
+    pub status: TokenStatus,
+    /// Holder.
+    pub holder: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Server-side PIN verifier.
+    pub pin_verifier: Option<[u8; 32]>,
+    /// Creation time.
+    pub created_at: u64,
+    /// Last change.
+    pub updated_at: u64,
+    /// Row version, bumped by every change: the compare-and-set token.
+    pub version: u64,
+}
+
+/// The moving part of a token row: what a verify changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenState {
+    /// Next counter.
+    pub counter: u64,
+    /// Last TOTP step accepted.
+    pub last_step: Option<u64>,
+    /// TOTP drift.
+    pub drift: i64,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Hard lock.
+    pub locked: bool,
+    /// Soft lock end.
+    pub locked_until: Option<u64>,
+    /// Status (a pending token becomes active with its first valid code).
+    pub status: TokenStatus,
+    /// Time of the change.
+    pub updated_at: u64,
+}
+
+impl TokenRow {
+    /// The moving part of this row.
+    pub fn state(&self) -> TokenState {
+        TokenState {
+            counter: self.counter,
+            last_step: self.last_step,
+            drift: self.drift,
+            failures: self.failures,
+            locked: self.locked,
+            locked_until: self.locked_until,
+            status: self.status,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// Copy a state into this row.
+    pub fn set_state(&mut self, s: &TokenState) {
+        self.counter = s.counter;
+        self.last_step = s.last_step;
+        self.drift = s.drift;
+        self.failures = s.failures;
+        self.locked = s.locked;
+        self.locked_until = s.locked_until;
+        self.status = s.status;
+        self.updated_at = s.updated_at;
+    }
+}
+
+/// A wrapped data key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataKeyRow {
+    /// Version.
+    pub version: u32,
+    /// The key sealed under the master key.
+    pub wrapped: Vec<u8>,
+    /// Whether new seals use it.
+    pub active: bool,
+}
+
+/// One item of a consistent export (backup).
+#[derive(Debug)]
+pub enum ExportItem {
+    /// A sealed store secret: name, key version, blob.
+    Secret(String, u32, Vec<u8>),
+    /// A token row.
+    Token(Box<TokenRow>),
+    /// An API key and its hash.
+    ApiKey(ApiPrincipal, [u8; 32]),
+    /// An audit record.
+    Audit(AuditRecord),
+}
+
+/// The read side, safe to share between threads.
+pub trait Backend: Send + Sync + 'static {
+    /// Open the write session. Called once, by the writer thread.
+    fn write_session(&self) -> Result<Box<dyn WriteTx>, StoreError>;
+    /// One token.
+    fn token(&self, serial: &str) -> Result<Option<TokenRow>, StoreError>;
+    /// A holder's tokens, in serial order.
+    fn tokens_of(&self, holder: &str) -> Result<Vec<TokenRow>, StoreError>;
+    /// A page of tokens in serial order after `after`.
+    fn list(
+        &self,
+        filter: &TokenFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TokenRow>, StoreError>;
+    /// Number of tokens.
+    fn token_count(&self) -> Result<u64, StoreError>;
+    /// All wrapped data keys.
+    fn data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError>;
+    /// A sealed named secret and its key version.
+    fn secret(&self, name: &str) -> Result<Option<(u32, Vec<u8>)>, StoreError>;
+    /// Call `f` on every audit record from `from_seq` in order until it returns false.
+    fn audit_scan(
+        &self,
+        from_seq: u64,
+        f: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError>;
+    /// The last `limit` audit records, newest first.
+    fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// An API key by hash.
+    fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiPrincipal>, StoreError>;
+    /// All API keys with their hashes, by name.
+    fn api_keys(&self) -> Result<Vec<(ApiPrincipal, [u8; 32])>, StoreError>;
+    /// Stream everything a backup needs from one consistent snapshot: secrets, then tokens in
+    /// serial order, then API keys, then the audit chain in order.
+    fn export(
+        &self,
+        sink: &mut dyn FnMut(ExportItem) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// The database's own consistency check (`ok` when sound).
+    fn integrity_check(&self) -> Result<String, StoreError>;
+}
+
+/// The write session, owned by the writer thread.
+pub trait WriteTx: Send {
+    /// Start a transaction.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    /// Commit durably.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Abandon the transaction.
+    fn rollback(&mut self) -> Result<(), StoreError>;
+    /// Mark a point to roll back to (one request).
+    fn savepoint(&mut self) -> Result<(), StoreError>;
+    /// Keep the request's changes.
+    fn release(&mut self) -> Result<(), StoreError>;
+    /// Undo the request's changes.
+    fn rollback_savepoint(&mut self) -> Result<(), StoreError>;
+
+    /// One token, as this transaction sees it.
+    fn token(&mut self, serial: &str) -> Result<Option<TokenRow>, StoreError>;
+    /// Insert a token; [`StoreError::DuplicateSerial`] if the serial exists.
+    fn insert_token(&mut self, row: &TokenRow) -> Result<(), StoreError>;
+    /// Compare-and-set: write `row` (with version `expect_version + 1`) if the stored version is
+    /// `expect_version` and neither the counter nor the last step moves backwards. False if not.
+    fn update_token(&mut self, expect_version: u64, row: &TokenRow) -> Result<bool, StoreError>;
+    /// Compare-and-set of the moving part only (the verify commit): same conditions as
+    /// [`WriteTx::update_token`].
+    fn update_state(
+        &mut self,
+        serial: &str,
+        expect_version: u64,
+        state: &TokenState,
+    ) -> Result<bool, StoreError>;
+    /// Replace a token's sealed secrets (data-key rotation); the version is not bumped.
+    fn reseal_token(
+        &mut self,
+        serial: &str,
+        key_version: u32,
+        sealed_seed: &[u8],
+        sealed_pin_hash: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+    /// Up to `limit` tokens sealed under a key version other than `version`.
+    fn tokens_not_sealed_under(
+        &mut self,
+        version: u32,
+        limit: u32,
+    ) -> Result<Vec<TokenRow>, StoreError>;
+    /// Whether the store holds no tokens, no API keys and no audit records.
+    fn is_empty(&mut self) -> Result<bool, StoreError>;
+
+    /// The last audit record's sequence number and MAC.
+    fn audit_head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError>;
+    /// Append an audit record (its sequence number must be the head's plus one).
+    fn insert_audit(&mut self, rec: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Insert or update an API key by name.
+    fn put_api_key(
+        &mut self,
+        name: &str,
+        key_hash: &[u8; 32],
+        roles: &[String],
+        at: u64,
+    ) -> Result<(), StoreError>;
+    /// Disable an API key; false if no key has this name.
+    fn disable_api_key(&mut self, name: &str) -> Result<bool, StoreError>;
+
+    /// All wrapped data keys.
+    fn data_keys(&mut self) -> Result<Vec<DataKeyRow>, StoreError>;
+    /// Insert or replace a wrapped data key; `active` makes it the only active one.
+    fn put_data_key(&mut self, row: &DataKeyRow) -> Result<(), StoreError>;
+    /// Remove a data key no row is sealed under any more.
+    fn delete_data_key(&mut self, version: u32) -> Result<(), StoreError>;
+    /// Insert or replace a sealed named secret.
+    fn put_secret(&mut self, name: &str, version: u32, sealed: &[u8]) -> Result<(), StoreError>;
+    /// All sealed named secrets.
+    fn secrets(&mut self) -> Result<Vec<(String, u32, Vec<u8>)>, StoreError>;
+}

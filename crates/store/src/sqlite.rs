@@ -1,0 +1,819 @@
+//! The embedded backend: one SQLite database in WAL mode with `synchronous=FULL`, a small pool of
+//! read-only connections, and one write connection owned by the writer thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use crate::StoreError;
+use crate::backend::{Backend, DataKeyRow, ExportItem, TokenRow, TokenState, WriteTx};
+use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "okey.db";
+
+/// Versioned migrations, applied in order at open; `PRAGMA user_version` records the last one.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE data_keys (
+        version INTEGER PRIMARY KEY,
+        wrapped BLOB NOT NULL,
+        active INTEGER NOT NULL CHECK (active IN (0, 1))
+    );
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY NOT NULL,
+        key_version INTEGER NOT NULL,
+        sealed BLOB NOT NULL
+    );
+    CREATE TABLE tokens (
+        serial TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        otp TEXT NOT NULL,
+        step INTEGER,
+        t0 INTEGER,
+        suite TEXT,
+        algorithm TEXT NOT NULL,
+        digits INTEGER NOT NULL,
+        key_version INTEGER NOT NULL,
+        sealed_seed BLOB NOT NULL,
+        sealed_pin_hash BLOB,
+        counter INTEGER NOT NULL CHECK (counter >= 0),
+        last_step INTEGER CHECK (last_step >= 0),
+        drift INTEGER NOT NULL,
+        failures INTEGER NOT NULL CHECK (failures >= 0),
+        locked INTEGER NOT NULL CHECK (locked IN (0, 1)),
+        locked_until INTEGER,
+        status TEXT NOT NULL,
+        holder TEXT,
+        description TEXT,
+        pin_verifier BLOB CHECK (pin_verifier IS NULL OR length(pin_verifier) = 32),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tokens_holder ON tokens (holder, serial) WHERE holder IS NOT NULL;
+    CREATE INDEX tokens_key_version ON tokens (key_version);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        serial TEXT,
+        result TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        prev BLOB NOT NULL,
+        mac BLOB NOT NULL
+    );
+    CREATE TABLE api_keys (
+        name TEXT PRIMARY KEY NOT NULL,
+        key_hash BLOB NOT NULL UNIQUE CHECK (length(key_hash) = 32),
+        roles TEXT NOT NULL,
+        disabled INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+        created_at INTEGER NOT NULL
+    );",
+)];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const TOKEN_COLS: &str = "serial, kind, otp, step, t0, suite, algorithm, digits, key_version, \
+     sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked, locked_until, \
+     status, holder, description, pin_verifier, created_at, updated_at, version";
+
+const READERS: usize = 4;
+
+/// The SQLite backend.
+pub struct Sqlite {
+    path: PathBuf,
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl Sqlite {
+    /// Open (creating if needed) the database in `dir` and bring its schema up to date.
+    pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        configure(&conn)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "the database refused WAL mode (got {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL;")?;
+        migrate(&conn)?;
+        drop(conn);
+        crate::seal::sync_dir(dir)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let c = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            configure(&c)?;
+            readers.push(Mutex::new(c));
+        }
+        Ok(Sqlite {
+            path,
+            readers,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..READERS {
+            if let Some(m) = self.readers.get((start + i) % READERS)
+                && let Ok(g) = m.try_lock()
+            {
+                return g;
+            }
+        }
+        let m = &self.readers[start % READERS];
+        // A poisoned reader only means another thread panicked mid-read; the connection is
+        // still sound (reads change nothing).
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::invalid(what, "must be below 2^63"))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what} in the database")))
+}
+
+fn token_from_row(r: &Row<'_>) -> Result<TokenRow, StoreError> {
+    let otp_name: String = r.get(2)?;
+    let otp = match otp_name.as_str() {
+        "hotp" => OtpKind::Hotp,
+        "totp" => OtpKind::Totp {
+            step: u32::try_from(r.get::<_, i64>(3)?)
+                .map_err(|_| StoreError::Corrupt("bad TOTP step".into()))?,
+            t0: to_u64(r.get(4)?, "t0")?,
+        },
+        "ocra" => OtpKind::Ocra { suite: r.get(5)? },
+        other => return Err(StoreError::Corrupt(format!("unknown OTP kind {other:?}"))),
+    };
+    let algorithm: String = r.get(6)?;
+    let algorithm: Algorithm = algorithm
+        .parse()
+        .map_err(|_| StoreError::Corrupt("unknown algorithm".into()))?;
+    let kind: String = r.get(1)?;
+    let status: String = r.get(17)?;
+    let pin: Option<Vec<u8>> = r.get(20)?;
+    let pin_verifier = match pin {
+        None => None,
+        Some(v) => Some(
+            <[u8; 32]>::try_from(v.as_slice())
+                .map_err(|_| StoreError::Corrupt("bad PIN verifier length".into()))?,
+        ),
+    };
+    Ok(TokenRow {
+        serial: r.get(0)?,
+        kind: kind
+            .parse()
+            .map_err(|_| StoreError::Corrupt("bad kind".into()))?,
+        otp,
+        algorithm,
+        digits: u8::try_from(r.get::<_, i64>(7)?)
+            .map_err(|_| StoreError::Corrupt("bad digits".into()))?,
+        key_version: u32::try_from(r.get::<_, i64>(8)?)
+            .map_err(|_| StoreError::Corrupt("bad key version".into()))?,
+        sealed_seed: r.get(9)?,
+        sealed_pin_hash: r.get(10)?,
+        counter: to_u64(r.get(11)?, "counter")?,
+        last_step: r
+            .get::<_, Option<i64>>(12)?
+            .map(|v| to_u64(v, "last step"))
+            .transpose()?,
+        drift: r.get(13)?,
+        failures: u32::try_from(r.get::<_, i64>(14)?)
+            .map_err(|_| StoreError::Corrupt("bad failure count".into()))?,
+        locked: r.get::<_, i64>(15)? != 0,
+        locked_until: r
+            .get::<_, Option<i64>>(16)?
+            .map(|v| to_u64(v, "lock time"))
+            .transpose()?,
+        status: status
+            .parse()
+            .map_err(|_| StoreError::Corrupt("bad status".into()))?,
+        holder: r.get(18)?,
+        description: r.get(19)?,
+        pin_verifier,
+        created_at: to_u64(r.get(21)?, "creation time")?,
+        updated_at: to_u64(r.get(22)?, "update time")?,
+        version: to_u64(r.get(23)?, "version")?,
+    })
+}
+
+fn collect_tokens(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<TokenRow>, StoreError> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(token_from_row(r)?);
+    }
+    Ok(out)
+}
+
+fn audit_from_row(r: &Row<'_>) -> Result<AuditRecord, StoreError> {
+    let hash = |i: usize| -> Result<[u8; 32], StoreError> {
+        let v: Vec<u8> = r.get(i)?;
+        <[u8; 32]>::try_from(v.as_slice())
+            .map_err(|_| StoreError::Corrupt("bad audit MAC length".into()))
+    };
+    Ok(AuditRecord {
+        seq: to_u64(r.get(0)?, "audit sequence")?,
+        entry: AuditEntry {
+            at: to_u64(r.get(1)?, "audit time")?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            subject: r.get(4)?,
+            serial: r.get(5)?,
+            result: r.get(6)?,
+            reason: r.get(7)?,
+        },
+        prev: hash(8)?,
+        mac: hash(9)?,
+    })
+}
+
+const AUDIT_COLS: &str = "seq, at, actor, action, subject, serial, result, reason, prev, mac";
+
+fn principal(name: String, roles: String, disabled: i64) -> ApiPrincipal {
+    ApiPrincipal {
+        name,
+        roles: roles
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        disabled: disabled != 0,
+    }
+}
+
+impl Backend for Sqlite {
+    fn write_session(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        let conn = Connection::open(&self.path)?;
+        configure(&conn)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+        Ok(Box::new(SqliteWriter { conn }))
+    }
+
+    fn token(&self, serial: &str) -> Result<Option<TokenRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"
+        ))?;
+        Ok(collect_tokens(&mut stmt, &[&serial])?.into_iter().next())
+    }
+
+    fn tokens_of(&self, holder: &str) -> Result<Vec<TokenRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE holder = ?1 ORDER BY serial"
+        ))?;
+        collect_tokens(&mut stmt, &[&holder])
+    }
+
+    fn list(
+        &self,
+        filter: &TokenFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        let mut sql = format!("SELECT {TOKEN_COLS} FROM tokens WHERE 1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = filter.status {
+            sql.push_str(" AND status = ?");
+            args.push(Box::new(s.as_str()));
+        }
+        if let Some(h) = &filter.holder {
+            sql.push_str(" AND holder = ?");
+            args.push(Box::new(h.clone()));
+        }
+        if let Some(k) = filter.kind {
+            sql.push_str(" AND kind = ?");
+            args.push(Box::new(k.as_str()));
+        }
+        if let Some(p) = &filter.serial_prefix {
+            sql.push_str(" AND serial >= ? AND substr(serial, 1, ?) = ?");
+            args.push(Box::new(p.clone()));
+            args.push(Box::new(p.chars().count() as i64));
+            args.push(Box::new(p.clone()));
+        }
+        if let Some(a) = after {
+            sql.push_str(" AND serial > ?");
+            args.push(Box::new(a.to_owned()));
+        }
+        sql.push_str(" ORDER BY serial LIMIT ?");
+        args.push(Box::new(i64::from(limit)));
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        collect_tokens(&mut stmt, &refs)
+    }
+
+    fn token_count(&self) -> Result<u64, StoreError> {
+        let conn = self.reader();
+        let n: i64 = conn.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?;
+        to_u64(n, "count")
+    }
+
+    fn data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError> {
+        read_data_keys(&self.reader())
+    }
+
+    fn secret(&self, name: &str) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        let conn = self.reader();
+        let row: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT key_version, sealed FROM secrets WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(v, s)| {
+            u32::try_from(v)
+                .map(|v| (v, s))
+                .map_err(|_| StoreError::Corrupt("bad key version".into()))
+        })
+        .transpose()
+    }
+
+    fn audit_scan(
+        &self,
+        from_seq: u64,
+        f: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        // A dedicated connection: the walk can be long and must not hold a pooled reader.
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        configure(&conn)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {AUDIT_COLS} FROM audit WHERE seq >= ?1 ORDER BY seq"
+        ))?;
+        let mut rows = stmt.query([to_i64(from_seq, "sequence")?])?;
+        while let Some(r) = rows.next()? {
+            if !f(audit_from_row(r)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {AUDIT_COLS} FROM audit ORDER BY seq DESC LIMIT ?1"
+        ))?;
+        let mut rows = stmt.query([i64::from(limit)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(audit_from_row(r)?);
+        }
+        Ok(out)
+    }
+
+    fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiPrincipal>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached("SELECT name, roles, disabled FROM api_keys WHERE key_hash = ?1")?;
+        Ok(stmt
+            .query_row([&key_hash[..]], |r| {
+                Ok(principal(r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
+    }
+
+    fn api_keys(&self) -> Result<Vec<(ApiPrincipal, [u8; 32])>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT name, roles, disabled, key_hash FROM api_keys ORDER BY name")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let h: Vec<u8> = r.get(3)?;
+            let h = <[u8; 32]>::try_from(h.as_slice())
+                .map_err(|_| StoreError::Corrupt("bad API key hash".into()))?;
+            out.push((principal(r.get(0)?, r.get(1)?, r.get(2)?), h));
+        }
+        Ok(out)
+    }
+
+    fn export(
+        &self,
+        sink: &mut dyn FnMut(ExportItem) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        configure(&conn)?;
+        // One read transaction: a consistent snapshot while writes go on.
+        conn.execute_batch("BEGIN")?;
+        {
+            let mut stmt =
+                conn.prepare("SELECT name, key_version, sealed FROM secrets ORDER BY name")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let v = u32::try_from(r.get::<_, i64>(1)?)
+                    .map_err(|_| StoreError::Corrupt("bad key version".into()))?;
+                sink(ExportItem::Secret(r.get(0)?, v, r.get(2)?))?;
+            }
+            let mut stmt =
+                conn.prepare(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY serial"))?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                sink(ExportItem::Token(Box::new(token_from_row(r)?)))?;
+            }
+            let mut stmt =
+                conn.prepare("SELECT name, roles, disabled, key_hash FROM api_keys ORDER BY name")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let h: Vec<u8> = r.get(3)?;
+                let h = <[u8; 32]>::try_from(h.as_slice())
+                    .map_err(|_| StoreError::Corrupt("bad API key hash".into()))?;
+                sink(ExportItem::ApiKey(
+                    principal(r.get(0)?, r.get(1)?, r.get(2)?),
+                    h,
+                ))?;
+            }
+            let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY seq"))?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                sink(ExportItem::Audit(audit_from_row(r)?))?;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    fn integrity_check(&self) -> Result<String, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+        let mut rows = stmt.query([])?;
+        let mut lines = Vec::new();
+        while let Some(r) = rows.next()? {
+            lines.push(r.get::<_, String>(0)?);
+        }
+        Ok(lines.join("\n"))
+    }
+}
+
+fn read_data_keys(conn: &Connection) -> Result<Vec<DataKeyRow>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT version, wrapped, active FROM data_keys ORDER BY version")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(DataKeyRow {
+            version: u32::try_from(r.get::<_, i64>(0)?)
+                .map_err(|_| StoreError::Corrupt("bad data key version".into()))?,
+            wrapped: r.get(1)?,
+            active: r.get::<_, i64>(2)? != 0,
+        });
+    }
+    Ok(out)
+}
+
+struct SqliteWriter {
+    conn: Connection,
+}
+
+fn opt_i64(v: Option<u64>, what: &'static str) -> Result<Option<i64>, StoreError> {
+    v.map(|v| to_i64(v, what)).transpose()
+}
+
+impl SqliteWriter {
+    fn exec(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+}
+
+impl WriteTx for SqliteWriter {
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.exec("BEGIN IMMEDIATE")
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.exec("COMMIT")
+    }
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.exec("ROLLBACK")
+    }
+    fn savepoint(&mut self) -> Result<(), StoreError> {
+        self.exec("SAVEPOINT request")
+    }
+    fn release(&mut self) -> Result<(), StoreError> {
+        self.exec("RELEASE request")
+    }
+    fn rollback_savepoint(&mut self) -> Result<(), StoreError> {
+        self.exec("ROLLBACK TO request")?;
+        self.exec("RELEASE request")
+    }
+
+    fn token(&mut self, serial: &str) -> Result<Option<TokenRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"
+        ))?;
+        Ok(collect_tokens(&mut stmt, &[&serial])?.into_iter().next())
+    }
+
+    fn insert_token(&mut self, t: &TokenRow) -> Result<(), StoreError> {
+        let (step, t0, suite) = match &t.otp {
+            OtpKind::Hotp => (None, None, None),
+            OtpKind::Totp { step, t0 } => (Some(i64::from(*step)), Some(to_i64(*t0, "t0")?), None),
+            OtpKind::Ocra { suite } => (None, None, Some(suite.as_str())),
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "INSERT INTO tokens ({TOKEN_COLS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+              ?19, ?20, ?21, ?22, ?23, ?24)"
+        ))?;
+        let res = stmt.execute(params![
+            t.serial,
+            t.kind.as_str(),
+            t.otp.as_str(),
+            step,
+            t0,
+            suite,
+            t.algorithm.name(),
+            i64::from(t.digits),
+            i64::from(t.key_version),
+            t.sealed_seed,
+            t.sealed_pin_hash,
+            to_i64(t.counter, "counter")?,
+            opt_i64(t.last_step, "last step")?,
+            t.drift,
+            i64::from(t.failures),
+            i64::from(t.locked),
+            opt_i64(t.locked_until, "lock time")?,
+            t.status.as_str(),
+            t.holder,
+            t.description,
+            t.pin_verifier.as_ref().map(|v| &v[..]),
+            to_i64(t.created_at, "creation time")?,
+            to_i64(t.updated_at, "update time")?,
+            to_i64(t.version, "version")?,
+        ]);
+        match res {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::DuplicateSerial(t.serial.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn update_token(&mut self, expect_version: u64, t: &TokenRow) -> Result<bool, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE tokens SET counter = ?3, last_step = ?4, drift = ?5, failures = ?6, \
+             locked = ?7, locked_until = ?8, status = ?9, holder = ?10, description = ?11, \
+             pin_verifier = ?12, sealed_pin_hash = ?13, updated_at = ?14, version = ?2 + 1 \
+             WHERE serial = ?1 AND version = ?2 AND counter <= ?3 \
+             AND (last_step IS NULL OR last_step <= ?4)",
+        )?;
+        let n = stmt.execute(params![
+            t.serial,
+            to_i64(expect_version, "version")?,
+            to_i64(t.counter, "counter")?,
+            opt_i64(t.last_step, "last step")?,
+            t.drift,
+            i64::from(t.failures),
+            i64::from(t.locked),
+            opt_i64(t.locked_until, "lock time")?,
+            t.status.as_str(),
+            t.holder,
+            t.description,
+            t.pin_verifier.as_ref().map(|v| &v[..]),
+            t.sealed_pin_hash,
+            to_i64(t.updated_at, "update time")?,
+        ])?;
+        Ok(n == 1)
+    }
+
+    fn update_state(
+        &mut self,
+        serial: &str,
+        expect_version: u64,
+        s: &TokenState,
+    ) -> Result<bool, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE tokens SET counter = ?3, last_step = ?4, drift = ?5, failures = ?6, \
+             locked = ?7, locked_until = ?8, status = ?9, updated_at = ?10, version = ?2 + 1 \
+             WHERE serial = ?1 AND version = ?2 AND counter <= ?3 \
+             AND (last_step IS NULL OR last_step <= ?4)",
+        )?;
+        let n = stmt.execute(params![
+            serial,
+            to_i64(expect_version, "version")?,
+            to_i64(s.counter, "counter")?,
+            opt_i64(s.last_step, "last step")?,
+            s.drift,
+            i64::from(s.failures),
+            i64::from(s.locked),
+            opt_i64(s.locked_until, "lock time")?,
+            s.status.as_str(),
+            to_i64(s.updated_at, "update time")?,
+        ])?;
+        Ok(n == 1)
+    }
+
+    fn reseal_token(
+        &mut self,
+        serial: &str,
+        key_version: u32,
+        sealed_seed: &[u8],
+        sealed_pin_hash: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE tokens SET key_version = ?2, sealed_seed = ?3, sealed_pin_hash = ?4 \
+             WHERE serial = ?1",
+        )?;
+        stmt.execute(params![
+            serial,
+            i64::from(key_version),
+            sealed_seed,
+            sealed_pin_hash
+        ])?;
+        Ok(())
+    }
+
+    fn tokens_not_sealed_under(
+        &mut self,
+        version: u32,
+        limit: u32,
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE key_version <> ?1 LIMIT ?2"
+        ))?;
+        collect_tokens(&mut stmt, &[&i64::from(version), &i64::from(limit)])
+    }
+
+    fn is_empty(&mut self) -> Result<bool, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM tokens) + (SELECT count(*) FROM api_keys) \
+             + (SELECT count(*) FROM audit)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n == 0)
+    }
+
+    fn audit_head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1")?;
+        let row: Option<(i64, Vec<u8>)> = stmt
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(s, m)| {
+            let mac = <[u8; 32]>::try_from(m.as_slice())
+                .map_err(|_| StoreError::Corrupt("bad audit MAC length".into()))?;
+            Ok((to_u64(s, "audit sequence")?, mac))
+        })
+        .transpose()
+    }
+
+    fn insert_audit(&mut self, rec: &AuditRecord) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))?;
+        let e = &rec.entry;
+        stmt.execute(params![
+            to_i64(rec.seq, "audit sequence")?,
+            to_i64(e.at, "audit time")?,
+            e.actor,
+            e.action,
+            e.subject,
+            e.serial,
+            e.result,
+            e.reason,
+            &rec.prev[..],
+            &rec.mac[..],
+        ])?;
+        Ok(())
+    }
+
+    fn put_api_key(
+        &mut self,
+        name: &str,
+        key_hash: &[u8; 32],
+        roles: &[String],
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO api_keys (name, key_hash, roles, disabled, created_at) \
+             VALUES (?1, ?2, ?3, 0, ?4) \
+             ON CONFLICT (name) DO UPDATE SET key_hash = ?2, roles = ?3, disabled = 0",
+        )?;
+        match stmt.execute(params![
+            name,
+            &key_hash[..],
+            roles.join(","),
+            to_i64(at, "time")?
+        ]) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::DuplicateApiKey)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn disable_api_key(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE api_keys SET disabled = 1 WHERE name = ?1")?
+            .execute([name])?;
+        Ok(n == 1)
+    }
+
+    fn data_keys(&mut self) -> Result<Vec<DataKeyRow>, StoreError> {
+        read_data_keys(&self.conn)
+    }
+
+    fn put_data_key(&mut self, row: &DataKeyRow) -> Result<(), StoreError> {
+        if row.active {
+            self.exec("UPDATE data_keys SET active = 0")?;
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO data_keys (version, wrapped, active) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (version) DO UPDATE SET wrapped = ?2, active = ?3",
+            )?
+            .execute(params![
+                i64::from(row.version),
+                row.wrapped,
+                i64::from(row.active)
+            ])?;
+        Ok(())
+    }
+
+    fn delete_data_key(&mut self, version: u32) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM data_keys WHERE version = ?1")?
+            .execute([i64::from(version)])?;
+        Ok(())
+    }
+
+    fn put_secret(&mut self, name: &str, version: u32, sealed: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO secrets (name, key_version, sealed) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET key_version = ?2, sealed = ?3",
+            )?
+            .execute(params![name, i64::from(version), sealed])?;
+        Ok(())
+    }
+
+    fn secrets(&mut self) -> Result<Vec<(String, u32, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, key_version, sealed FROM secrets ORDER BY name")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let v = u32::try_from(r.get::<_, i64>(1)?)
+                .map_err(|_| StoreError::Corrupt("bad key version".into()))?;
+            out.push((r.get(0)?, v, r.get(2)?));
+        }
+        Ok(out)
+    }
+}

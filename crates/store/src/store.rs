@@ -1,0 +1,834 @@
+//! The store: opening, sealing keys, token administration, API keys and the audit log.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use okey_otp::{Algorithm, OcraSuite, OtpKey, Pepper, Pin};
+use zeroize::Zeroizing;
+
+use crate::StoreError;
+use crate::audit::{self, ChainCheck};
+use crate::backend::{Backend, DataKeyRow, TokenRow, WriteTx};
+use crate::cache::{Cache, Hot};
+use crate::clock::unix_now;
+use crate::seal::{self, MasterKey, SealKey};
+use crate::sqlite::Sqlite;
+use crate::types::*;
+use crate::writer::{BUCKETS, Writer};
+
+pub(crate) const PEPPER: &str = "pepper";
+pub(crate) const AUDIT_KEY: &str = "audit-key";
+
+/// The master key and the data keys it wraps.
+pub(crate) struct KeyRing {
+    pub(crate) master: MasterKey,
+    pub(crate) data: BTreeMap<u32, SealKey>,
+    pub(crate) active: u32,
+}
+
+impl KeyRing {
+    pub(crate) fn active(&self) -> Result<&SealKey, StoreError> {
+        self.data
+            .get(&self.active)
+            .ok_or_else(|| StoreError::Corrupt("no active data key".into()))
+    }
+
+    pub(crate) fn seal_seed(
+        &self,
+        serial: &str,
+        seed: &[u8],
+    ) -> Result<(u32, Vec<u8>), StoreError> {
+        let k = self.active()?;
+        Ok((
+            k.version(),
+            k.seal(&seal::seed_aad(serial, k.version()), seed)?,
+        ))
+    }
+
+    pub(crate) fn open_seed(&self, row: &TokenRow) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let bad = || StoreError::Unseal {
+            what: "seed",
+            subject: row.serial.clone(),
+        };
+        let k = self.data.get(&row.key_version).ok_or_else(bad)?;
+        k.open(
+            &seal::seed_aad(&row.serial, row.key_version),
+            &row.sealed_seed,
+        )
+        .ok_or_else(bad)
+    }
+
+    pub(crate) fn open_pin_hash(
+        &self,
+        serial: &str,
+        version: u32,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let bad = || StoreError::Unseal {
+            what: "PIN hash",
+            subject: serial.to_owned(),
+        };
+        let k = self.data.get(&version).ok_or_else(bad)?;
+        k.open(&seal::pin_hash_aad(serial, version), blob)
+            .ok_or_else(bad)
+    }
+
+    pub(crate) fn open_secret(
+        &self,
+        name: &str,
+        version: u32,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let bad = || StoreError::Unseal {
+            what: "store secret",
+            subject: name.to_owned(),
+        };
+        let k = self.data.get(&version).ok_or_else(bad)?;
+        k.open(&seal::secret_aad(name, version), blob)
+            .ok_or_else(bad)
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: StoreConfig,
+    pub(crate) writer: Writer,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) keys: RwLock<KeyRing>,
+    pub(crate) pepper: Pepper,
+    pub(crate) audit_key: Arc<OtpKey>,
+    pub(crate) cache: Cache,
+    pub(crate) conflicts: AtomicU64,
+}
+
+/// The sealed store. Cheap to clone; all clones share one database, cache and writer.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.inner.cfg.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_serial(serial: &str) -> Result<(), StoreError> {
+    if serial.is_empty() || serial.len() > 64 {
+        return Err(StoreError::invalid("serial", "must be 1 to 64 characters"));
+    }
+    if !serial
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(StoreError::invalid(
+            "serial",
+            "may contain only letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+fn valid_text(field: &'static str, text: &str, max: usize) -> Result<(), StoreError> {
+    if text.is_empty() || text.chars().count() > max {
+        return Err(StoreError::invalid(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(StoreError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+const MAX_COUNTER: u64 = i64::MAX as u64;
+const MAX_DRIFT: i64 = 1_000_000;
+
+pub(crate) fn info_of(row: &TokenRow) -> TokenInfo {
+    TokenInfo {
+        serial: row.serial.clone(),
+        kind: row.kind,
+        otp: row.otp.clone(),
+        algorithm: row.algorithm,
+        digits: row.digits,
+        counter: row.counter,
+        last_step: row.last_step,
+        drift: row.drift,
+        failures: row.failures,
+        locked: row.locked,
+        locked_until: row.locked_until,
+        status: row.status,
+        holder: row.holder.clone(),
+        has_pin: row.pin_verifier.is_some(),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        description: row.description.clone(),
+    }
+}
+
+/// Check a new token and build its row (seed not yet sealed: `sealed_seed` empty).
+pub(crate) fn check_new(t: &NewToken) -> Result<(), StoreError> {
+    valid_serial(&t.serial)?;
+    match &t.otp {
+        OtpKind::Hotp => {
+            okey_otp::Digits::new(t.digits)
+                .map_err(|e| StoreError::invalid("digits", e.to_string()))?;
+        }
+        OtpKind::Totp { step, t0 } => {
+            okey_otp::Digits::new(t.digits)
+                .map_err(|e| StoreError::invalid("digits", e.to_string()))?;
+            if *step == 0 || *step > 86_400 {
+                return Err(StoreError::invalid(
+                    "step",
+                    "the TOTP step must be 1 to 86400 seconds",
+                ));
+            }
+            if *t0 > MAX_COUNTER {
+                return Err(StoreError::invalid("t0", "must be below 2^63"));
+            }
+        }
+        OtpKind::Ocra { suite } => {
+            let s: OcraSuite = suite
+                .parse()
+                .map_err(|e: okey_otp::OcraError| StoreError::invalid("suite", e.to_string()))?;
+            if s.algorithm() != t.algorithm {
+                return Err(StoreError::invalid(
+                    "algorithm",
+                    format!("the suite uses {}", s.algorithm()),
+                ));
+            }
+            let d = s.digits().map_or(0, |d| d.get());
+            if t.digits != d {
+                return Err(StoreError::invalid(
+                    "digits",
+                    format!("the suite shows {d} digits"),
+                ));
+            }
+        }
+    }
+    if t.seed.len() < 16 || t.seed.len() > okey_otp::MAX_KEY_LEN {
+        return Err(StoreError::invalid(
+            "seed",
+            format!(
+                "must be 16 to {} bytes, got {}",
+                okey_otp::MAX_KEY_LEN,
+                t.seed.len()
+            ),
+        ));
+    }
+    if t.counter > MAX_COUNTER {
+        return Err(StoreError::invalid(
+            "counter",
+            format!("must be at most {MAX_COUNTER}"),
+        ));
+    }
+    if t.drift.abs() > MAX_DRIFT {
+        return Err(StoreError::invalid(
+            "drift",
+            format!("must be within ±{MAX_DRIFT} steps"),
+        ));
+    }
+    if t.status == TokenStatus::Revoked {
+        return Err(StoreError::invalid(
+            "status",
+            "a token cannot be created revoked",
+        ));
+    }
+    if let Some(h) = &t.holder {
+        valid_text("holder", h, 256)?;
+    }
+    if let Some(d) = &t.description {
+        valid_text("description", d, 1024)?;
+    }
+    Ok(())
+}
+
+fn actor_text(actor: &Actor) -> String {
+    actor.name.clone()
+}
+
+impl Store {
+    /// Open the store in `cfg.data_dir`, creating the directory, the database and (for a new
+    /// store with a file source) the master key file. Migrations are applied here.
+    pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| StoreError::io("cannot create the data directory", &cfg.data_dir, e))?;
+        let backend: Arc<dyn Backend> = Arc::new(Sqlite::open(&cfg.data_dir)?);
+        let rows = backend.data_keys()?;
+        let new_store = rows.is_empty();
+        if new_store && backend.token_count()? > 0 {
+            return Err(StoreError::Corrupt(
+                "the store holds tokens but no data key".into(),
+            ));
+        }
+        let master = MasterKey::load(&cfg.master_key, new_store)?;
+        let writer = Writer::start(backend.write_session()?, cfg.durability)?;
+        if new_store {
+            let dk = seal::random_key()?;
+            let wrapped = master.wrap(1, &dk)?;
+            let sk = SealKey::new(1, &dk)?;
+            let pepper = seal::random_key()?;
+            let audit_key = seal::random_key()?;
+            let sealed_pepper = sk.seal(&seal::secret_aad(PEPPER, 1), &pepper[..])?;
+            let sealed_audit = sk.seal(&seal::secret_aad(AUDIT_KEY, 1), &audit_key[..])?;
+            writer.run_blocking(move |tx| {
+                tx.put_data_key(&DataKeyRow {
+                    version: 1,
+                    wrapped,
+                    active: true,
+                })?;
+                tx.put_secret(PEPPER, 1, &sealed_pepper)?;
+                tx.put_secret(AUDIT_KEY, 1, &sealed_audit)?;
+                Ok(())
+            })?;
+        }
+        let rows = backend.data_keys()?;
+        let mut data = BTreeMap::new();
+        let mut active = None;
+        for r in &rows {
+            let raw = master.unwrap(r.version, &r.wrapped)?;
+            data.insert(r.version, SealKey::new(r.version, &raw)?);
+            if r.active {
+                active = Some(r.version);
+            }
+        }
+        let active =
+            active.ok_or_else(|| StoreError::Corrupt("no data key is marked active".into()))?;
+        let ring = KeyRing {
+            master,
+            data,
+            active,
+        };
+        let load = |name: &str| -> Result<Zeroizing<Vec<u8>>, StoreError> {
+            let (v, blob) = backend.secret(name)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("the store secret {name} is missing"))
+            })?;
+            ring.open_secret(name, v, &blob)
+        };
+        let pepper = Pepper::new(&load(PEPPER)?).map_err(|_| StoreError::Unseal {
+            what: "store secret",
+            subject: PEPPER.into(),
+        })?;
+        let audit_key =
+            OtpKey::new(Algorithm::Sha256, &load(AUDIT_KEY)?).map_err(|_| StoreError::Unseal {
+                what: "store secret",
+                subject: AUDIT_KEY.into(),
+            })?;
+        let cache = Cache::new(cfg.cache_capacity);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cfg,
+                writer,
+                backend,
+                keys: RwLock::new(ring),
+                pepper,
+                audit_key: Arc::new(audit_key),
+                cache,
+                conflicts: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub(crate) fn keys(&self) -> RwLockReadGuard<'_, KeyRing> {
+        // The ring is replaced whole under the write lock; a poisoned lock still holds a
+        // consistent ring.
+        self.inner.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn keys_mut(&self) -> RwLockWriteGuard<'_, KeyRing> {
+        self.inner.keys.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    fn seal_new(&self, t: &NewToken, now: u64) -> Result<TokenRow, StoreError> {
+        check_new(t)?;
+        // The key must load (length, algorithm) before anything is written.
+        OtpKey::new(t.algorithm, &t.seed)
+            .map_err(|e| StoreError::invalid("seed", e.to_string()))?;
+        let (key_version, sealed_seed) = self.keys().seal_seed(&t.serial, &t.seed)?;
+        Ok(TokenRow {
+            serial: t.serial.clone(),
+            kind: t.kind,
+            otp: t.otp.clone(),
+            algorithm: t.algorithm,
+            digits: t.digits,
+            key_version,
+            sealed_seed,
+            sealed_pin_hash: None,
+            counter: t.counter,
+            last_step: None,
+            drift: t.drift,
+            failures: 0,
+            locked: false,
+            locked_until: None,
+            status: t.status,
+            holder: t.holder.clone(),
+            description: t.description.clone(),
+            pin_verifier: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        })
+    }
+
+    pub(crate) fn audit_entry(
+        actor: &Actor,
+        action: &str,
+        subject: &str,
+        serial: Option<&str>,
+        result: &str,
+        reason: &str,
+        at: u64,
+    ) -> AuditEntry {
+        AuditEntry {
+            actor: actor_text(actor),
+            action: action.into(),
+            subject: subject.into(),
+            serial: serial.map(str::to_owned),
+            result: result.into(),
+            reason: reason.into(),
+            at,
+        }
+    }
+
+    /// Create one token. Bad input or a duplicate serial: an error, nothing written.
+    pub fn create_token(&self, t: NewToken, actor: &Actor) -> Result<TokenInfo, StoreError> {
+        self.import_rows(vec![t], actor, true)?
+            .1
+            .ok_or_else(|| StoreError::Corrupt("the created token vanished".into()))
+    }
+
+    /// Import tokens in one transaction: all or nothing. A duplicate serial (in the batch or in
+    /// the store) refuses the whole batch, naming the serial.
+    pub fn import_tokens(&self, batch: Vec<NewToken>, actor: &Actor) -> Result<usize, StoreError> {
+        self.import_rows(batch, actor, false).map(|(n, _)| n)
+    }
+
+    fn import_rows(
+        &self,
+        batch: Vec<NewToken>,
+        actor: &Actor,
+        single: bool,
+    ) -> Result<(usize, Option<TokenInfo>), StoreError> {
+        let now = unix_now();
+        let mut seen = HashSet::with_capacity(batch.len());
+        for t in &batch {
+            if !seen.insert(t.serial.as_str()) {
+                return Err(StoreError::DuplicateSerial(t.serial.clone()));
+            }
+        }
+        drop(seen);
+        // A data-key rotation may retire the key a row was sealed under between sealing and
+        // committing; the commit notices (the key is gone from the database) and we seal again.
+        for _ in 0..3 {
+            let mut rows = Vec::with_capacity(batch.len());
+            for t in &batch {
+                rows.push(self.seal_new(t, now).map_err(|e| match e {
+                    StoreError::Invalid { field, why } if !single => StoreError::Invalid {
+                        field,
+                        why: format!("{why} (token {:?})", t.serial),
+                    },
+                    other => other,
+                })?);
+            }
+            let n = rows.len();
+            let first = rows.first().map(info_of);
+            let entry = match (&first, single) {
+                (Some(i), true) => Self::audit_entry(
+                    actor,
+                    "token.create",
+                    &i.serial,
+                    Some(&i.serial),
+                    "ok",
+                    "",
+                    now,
+                ),
+                _ => Self::audit_entry(
+                    actor,
+                    "token.import",
+                    &format!("{n} tokens"),
+                    None,
+                    "ok",
+                    "",
+                    now,
+                ),
+            };
+            let key = self.inner.audit_key.clone();
+            let res = self.inner.writer.run_blocking(move |tx| {
+                let versions = tx.data_keys()?;
+                for r in &rows {
+                    if !versions.iter().any(|d| d.version == r.key_version) {
+                        return Err(StoreError::Conflict);
+                    }
+                    tx.insert_token(r)?;
+                }
+                audit::append(tx, &key, entry)?;
+                Ok(())
+            });
+            match res {
+                Ok(()) => return Ok((n, first)),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// One token's public information.
+    pub fn token(&self, serial: &str) -> Result<TokenInfo, StoreError> {
+        self.inner
+            .backend
+            .token(serial)?
+            .map(|r| info_of(&r))
+            .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))
+    }
+
+    /// A page of tokens in serial order after `after_serial` (at most `limit`, capped at 10,000).
+    pub fn list_tokens(
+        &self,
+        filter: &TokenFilter,
+        after_serial: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        Ok(self
+            .inner
+            .backend
+            .list(filter, after_serial, limit.min(10_000))?
+            .iter()
+            .map(info_of)
+            .collect())
+    }
+
+    /// Number of tokens stored.
+    pub fn token_count(&self) -> Result<u64, StoreError> {
+        self.inner.backend.token_count()
+    }
+
+    /// Read-modify-write of one row in the writer, with an audit entry; refreshes the cache.
+    fn modify<F>(
+        &self,
+        serial: &str,
+        action: &'static str,
+        reason: String,
+        actor: &Actor,
+        f: F,
+    ) -> Result<TokenRow, StoreError>
+    where
+        F: FnOnce(&mut TokenRow, &Store) -> Result<(), StoreError> + Send + 'static,
+    {
+        let now = unix_now();
+        let serial_owned = serial.to_owned();
+        let entry = Self::audit_entry(actor, action, serial, Some(serial), "ok", &reason, now);
+        let store = self.clone();
+        let row = self.inner.writer.run_blocking(move |tx| {
+            let mut row = tx
+                .token(&serial_owned)?
+                .ok_or_else(|| StoreError::UnknownSerial(serial_owned.clone()))?;
+            let expect = row.version;
+            f(&mut row, &store)?;
+            row.updated_at = now;
+            if !tx.update_token(expect, &row)? {
+                return Err(StoreError::Conflict);
+            }
+            row.version = expect + 1;
+            audit::append(tx, &store.inner.audit_key, entry)?;
+            Ok(row)
+        })?;
+        if row.status == TokenStatus::Revoked {
+            self.inner.cache.remove(serial);
+        } else {
+            self.inner.cache.update(serial, Hot::of(&row));
+        }
+        Ok(row)
+    }
+
+    /// Give the token to `holder`, or take it back (`None`).
+    pub fn assign(
+        &self,
+        serial: &str,
+        holder: Option<&str>,
+        actor: &Actor,
+    ) -> Result<TokenInfo, StoreError> {
+        if let Some(h) = holder {
+            valid_text("holder", h, 256)?;
+        }
+        let holder = holder.map(str::to_owned);
+        let reason = holder
+            .as_ref()
+            .map_or_else(|| "unassigned".to_owned(), |h| format!("holder {h}"));
+        let row = self.modify(serial, "token.assign", reason, actor, move |row, _| {
+            if row.status == TokenStatus::Revoked {
+                return Err(StoreError::Precondition(format!(
+                    "token {} is revoked",
+                    row.serial
+                )));
+            }
+            row.holder = holder;
+            Ok(())
+        })?;
+        Ok(info_of(&row))
+    }
+
+    /// Change the status. `Revoked` is final.
+    pub fn set_status(
+        &self,
+        serial: &str,
+        status: TokenStatus,
+        actor: &Actor,
+    ) -> Result<TokenInfo, StoreError> {
+        let row = self.modify(
+            serial,
+            "token.status",
+            status.as_str().to_owned(),
+            actor,
+            move |row, _| {
+                if row.status == TokenStatus::Revoked {
+                    return Err(StoreError::Precondition(format!(
+                        "token {} is revoked; revocation is final",
+                        row.serial
+                    )));
+                }
+                row.status = status;
+                Ok(())
+            },
+        )?;
+        Ok(info_of(&row))
+    }
+
+    /// Set (or with `None` remove) the token's server-side PIN. For PIN-bound OCRA suites the
+    /// suite's hash of the PIN is sealed too.
+    pub fn set_pin(
+        &self,
+        serial: &str,
+        pin: Option<&Pin>,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        let pin = pin.cloned();
+        let reason = if pin.is_some() { "set" } else { "removed" };
+        self.modify(
+            serial,
+            "token.pin",
+            reason.into(),
+            actor,
+            move |row, store| {
+                if row.status == TokenStatus::Revoked {
+                    return Err(StoreError::Precondition(format!(
+                        "token {} is revoked",
+                        row.serial
+                    )));
+                }
+                match &pin {
+                    None => {
+                        row.pin_verifier = None;
+                        row.sealed_pin_hash = None;
+                    }
+                    Some(p) => {
+                        row.pin_verifier = Some(store.inner.pepper.verifier(&row.serial, p).0);
+                        row.sealed_pin_hash = None;
+                        if let OtpKind::Ocra { suite } = &row.otp
+                            && let Ok(s) = suite.parse::<OcraSuite>()
+                            && let Some(alg) = s.pin_hash()
+                        {
+                            let digest = Zeroizing::new(okey_otp::digest(alg, p.expose()));
+                            let keys = store.keys();
+                            let k = keys.data.get(&row.key_version).ok_or_else(|| {
+                                StoreError::Corrupt("the token's data key is missing".into())
+                            })?;
+                            row.sealed_pin_hash = Some(k.seal(
+                                &seal::pin_hash_aad(&row.serial, row.key_version),
+                                digest.as_bytes(),
+                            )?);
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Clear failures and any lock.
+    pub fn unlock(&self, serial: &str, actor: &Actor) -> Result<TokenInfo, StoreError> {
+        let row = self.modify(serial, "token.unlock", String::new(), actor, |row, _| {
+            row.failures = 0;
+            row.locked = false;
+            row.locked_until = None;
+            Ok(())
+        })?;
+        Ok(info_of(&row))
+    }
+
+    /// The OCRA suite of a challenge-response token; `None` for HOTP and TOTP tokens.
+    pub fn ocra_suite(&self, serial: &str) -> Result<Option<OcraSuite>, StoreError> {
+        let row = self
+            .inner
+            .backend
+            .token(serial)?
+            .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
+        match &row.otp {
+            OtpKind::Ocra { suite } => suite
+                .parse()
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("token {serial} has a bad suite"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Append an entry to the audit chain (through the writer, durably).
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let key = self.inner.audit_key.clone();
+        self.inner
+            .writer
+            .run(move |tx| audit::append(tx, &key, entry).map(|_| ()))
+            .await
+    }
+
+    /// Walk the whole chain; the report names the first bad sequence number.
+    pub fn audit_verify(&self) -> Result<AuditReport, StoreError> {
+        let mut check = ChainCheck::new(&self.inner.audit_key);
+        self.inner
+            .backend
+            .audit_scan(1, &mut |rec| check.step(&rec))?;
+        Ok(check.report)
+    }
+
+    /// The newest `limit` records, newest first.
+    pub fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.backend.audit_tail(limit)
+    }
+
+    /// Register (or replace, by name) an API key by the SHA-256 hash of its secret.
+    pub fn put_api_key(
+        &self,
+        name: &str,
+        key_hash: [u8; 32],
+        roles: &[String],
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        valid_text("API key name", name, 128)?;
+        for r in roles {
+            if r.is_empty()
+                || r.len() > 64
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return Err(StoreError::invalid(
+                    "role",
+                    "roles are 1 to 64 letters, digits, '_', '-' or '.'",
+                ));
+            }
+        }
+        let now = unix_now();
+        let name_owned = name.to_owned();
+        let roles = roles.to_vec();
+        let entry = Self::audit_entry(actor, "apikey.put", name, None, "ok", &roles.join(","), now);
+        let key = self.inner.audit_key.clone();
+        self.inner.writer.run_blocking(move |tx| {
+            tx.put_api_key(&name_owned, &key_hash, &roles, now)?;
+            audit::append(tx, &key, entry)?;
+            Ok(())
+        })
+    }
+
+    /// The principal whose key hashes to `key_hash` (disabled ones included: check the flag).
+    pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiPrincipal>, StoreError> {
+        self.inner.backend.api_key(key_hash)
+    }
+
+    /// All API keys, by name.
+    pub fn list_api_keys(&self) -> Result<Vec<ApiPrincipal>, StoreError> {
+        Ok(self
+            .inner
+            .backend
+            .api_keys()?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// Disable an API key (it is kept, disabled, for the record).
+    pub fn revoke_api_key(&self, name: &str, actor: &Actor) -> Result<(), StoreError> {
+        let now = unix_now();
+        let name_owned = name.to_owned();
+        let entry = Self::audit_entry(actor, "apikey.revoke", name, None, "ok", "", now);
+        let key = self.inner.audit_key.clone();
+        self.inner.writer.run_blocking(move |tx| {
+            if !tx.disable_api_key(&name_owned)? {
+                return Err(StoreError::UnknownApiKey(name_owned));
+            }
+            audit::append(tx, &key, entry)?;
+            Ok(())
+        })
+    }
+
+    /// The database's own consistency check; `"ok"` when sound.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.inner.backend.integrity_check()
+    }
+
+    /// Load a token's key into the cache (warming it at start, or measuring its footprint).
+    pub fn prefetch(&self, serial: &str) -> Result<(), StoreError> {
+        let row = self
+            .inner
+            .backend
+            .token(serial)?
+            .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
+        let key = self.unseal(&row)?;
+        self.inner.cache.insert(serial, key, Hot::of(&row));
+        Ok(())
+    }
+
+    /// Drop every cached key (they are zeroized).
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    pub(crate) fn unseal(&self, row: &TokenRow) -> Result<OtpKey, StoreError> {
+        let seed = self.keys().open_seed(row)?;
+        OtpKey::new(row.algorithm, &seed).map_err(|_| StoreError::Unseal {
+            what: "seed",
+            subject: row.serial.clone(),
+        })
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> StoreStats {
+        let w = &self.inner.writer.stats;
+        let mut batch_sizes: Vec<(u64, u64)> = BUCKETS
+            .iter()
+            .zip(w.sizes.iter())
+            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+            .collect();
+        if let Some(last) = w.sizes.last() {
+            batch_sizes.push((u64::MAX, last.load(Ordering::Relaxed)));
+        }
+        StoreStats {
+            cache_entries: self.inner.cache.len() as u64,
+            cache_hits: self.inner.cache.hits.load(Ordering::Relaxed),
+            cache_misses: self.inner.cache.misses.load(Ordering::Relaxed),
+            commits: w.jobs.load(Ordering::Relaxed),
+            batches: w.batches.load(Ordering::Relaxed),
+            batch_sizes,
+            conflicts: self.inner.conflicts.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.writer.run_blocking(f)
+    }
+}

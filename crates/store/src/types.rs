@@ -1,0 +1,555 @@
+//! The store's public vocabulary: tokens, verify requests and outcomes, audit entries, configuration.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use zeroize::Zeroizing;
+
+pub use okey_otp::Algorithm;
+
+use crate::StoreError;
+
+/// Hardware (a physical device) or software (an app).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// A physical token.
+    Hardware,
+    /// A software token (an authenticator app).
+    Software,
+}
+
+impl TokenKind {
+    /// Stable lower-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Hardware => "hardware",
+            TokenKind::Software => "software",
+        }
+    }
+}
+
+impl FromStr for TokenKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "hardware" => Ok(TokenKind::Hardware),
+            "software" => Ok(TokenKind::Software),
+            _ => Err(StoreError::invalid("kind", "expected hardware or software")),
+        }
+    }
+}
+
+/// Which one-time-password scheme a token runs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OtpKind {
+    /// RFC 4226 counter-based codes.
+    Hotp,
+    /// RFC 6238 time-based codes.
+    Totp {
+        /// Time step in seconds (1 to 86400).
+        step: u32,
+        /// Unix time of step 0.
+        t0: u64,
+    },
+    /// RFC 6287 challenge-response with this suite, e.g. `OCRA-1:HOTP-SHA1-6:QN08`.
+    Ocra {
+        /// The suite text.
+        suite: String,
+    },
+}
+
+impl OtpKind {
+    /// Stable lower-case name of the scheme.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OtpKind::Hotp => "hotp",
+            OtpKind::Totp { .. } => "totp",
+            OtpKind::Ocra { .. } => "ocra",
+        }
+    }
+}
+
+/// Where a token is in its life. Only `Active` tokens verify; a `Pending` token becomes `Active`
+/// with its first valid code; `Revoked` is final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenStatus {
+    /// Being initialised (e.g. on the technician's bench).
+    Initialising,
+    /// Handed over, waiting for its first valid code.
+    Pending,
+    /// In use.
+    Active,
+    /// Temporarily out of use.
+    Disabled,
+    /// Permanently out of use.
+    Revoked,
+}
+
+impl TokenStatus {
+    /// Stable lower-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Initialising => "initialising",
+            TokenStatus::Pending => "pending",
+            TokenStatus::Active => "active",
+            TokenStatus::Disabled => "disabled",
+            TokenStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl FromStr for TokenStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "initialising" => Ok(TokenStatus::Initialising),
+            "pending" => Ok(TokenStatus::Pending),
+            "active" => Ok(TokenStatus::Active),
+            "disabled" => Ok(TokenStatus::Disabled),
+            "revoked" => Ok(TokenStatus::Revoked),
+            _ => Err(StoreError::invalid(
+                "status",
+                "expected initialising, pending, active, disabled or revoked",
+            )),
+        }
+    }
+}
+
+/// A token to create or import. The seed is zeroized on drop and never printed.
+#[derive(Clone)]
+pub struct NewToken {
+    /// Serial as printed on the device (1 to 64 of `A-Z a-z 0-9 . _ -`; leading zeros kept).
+    pub serial: String,
+    /// Hardware or software.
+    pub kind: TokenKind,
+    /// HOTP, TOTP or OCRA.
+    pub otp: OtpKind,
+    /// HMAC hash (for OCRA it must match the suite's).
+    pub algorithm: Algorithm,
+    /// Digits shown (HOTP/TOTP: 6 to 10; OCRA: the suite's, 0 for "no truncation").
+    pub digits: u8,
+    /// The secret seed (16 to 1024 bytes).
+    pub seed: Zeroizing<Vec<u8>>,
+    /// Next HOTP/OCRA counter (at most 2^63 - 1).
+    pub counter: u64,
+    /// Known TOTP drift in steps.
+    pub drift: i64,
+    /// Initial status (not `Revoked`).
+    pub status: TokenStatus,
+    /// Person holding the token, if any.
+    pub holder: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+impl fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewToken")
+            .field("serial", &self.serial)
+            .field("kind", &self.kind)
+            .field("otp", &self.otp)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("seed", &"<secret>")
+            .field("counter", &self.counter)
+            .field("drift", &self.drift)
+            .field("status", &self.status)
+            .field("holder", &self.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the store tells about a token: everything but the seed and the PIN verifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Serial.
+    pub serial: String,
+    /// Hardware or software.
+    pub kind: TokenKind,
+    /// Scheme and its parameters.
+    pub otp: OtpKind,
+    /// HMAC hash.
+    pub algorithm: Algorithm,
+    /// Digits.
+    pub digits: u8,
+    /// Next HOTP/OCRA counter that may match.
+    pub counter: u64,
+    /// Last TOTP step accepted.
+    pub last_step: Option<u64>,
+    /// TOTP drift in steps.
+    pub drift: i64,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Hard-locked until support unlocks it.
+    pub locked: bool,
+    /// Soft-locked until this Unix time.
+    pub locked_until: Option<u64>,
+    /// Life-cycle status.
+    pub status: TokenStatus,
+    /// Holder.
+    pub holder: Option<String>,
+    /// Whether a server-side PIN is set.
+    pub has_pin: bool,
+    /// Creation time (Unix seconds).
+    pub created_at: u64,
+    /// Last change (Unix seconds).
+    pub updated_at: u64,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// Who or what a verify is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// One token by serial.
+    Serial(&'a str),
+    /// All active or pending tokens of a holder.
+    User(&'a str),
+}
+
+/// One verification request.
+#[derive(Clone, Copy)]
+pub struct VerifyRequest<'a> {
+    /// Token or user.
+    pub subject: Subject<'a>,
+    /// `PIN ‖ OTP` when the token has a server-side PIN, else the OTP.
+    pub passcode: &'a str,
+    /// Unix time of the request.
+    pub now: u64,
+    /// The caller on whose behalf this runs (audited).
+    pub actor: &'a Actor,
+    /// The front end or client address (audited).
+    pub client: &'a str,
+}
+
+impl fmt::Debug for VerifyRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyRequest")
+            .field("subject", &self.subject)
+            .field("passcode", &"<secret>")
+            .field("now", &self.now)
+            .field("actor", &self.actor)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+/// The answer to a verify, resync or OCRA check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyOutcome {
+    /// True only when the code was valid and the new state is durably committed.
+    pub accepted: bool,
+    /// The token the outcome is about, when one was identified.
+    pub serial: Option<String>,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Why a verify ended as it did. [`Reason::as_str`] gives stable codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Valid code, state committed.
+    Accepted,
+    /// First valid code of a pending token: it is now active.
+    Confirmed,
+    /// Two consecutive codes moved the token's state.
+    Resynced,
+    /// The code did not match (counts as a failure).
+    WrongCode,
+    /// The server-side PIN did not match (counts as a failure).
+    WrongPin,
+    /// The code was just used by a concurrent request (not counted as a failure).
+    Replay,
+    /// Hard-locked after too many failures; support must unlock.
+    Locked,
+    /// Soft-locked for a while after a few failures.
+    SoftLocked,
+    /// The token is not active (initialising, disabled or revoked).
+    NotActive,
+    /// No such token or user.
+    UnknownSubject,
+    /// The passcode has the wrong shape (not counted as a failure: no code was tested).
+    BadFormat,
+    /// The user holds tokens, but none that can verify.
+    NoTokens,
+    /// The token answers challenges (OCRA) and cannot verify a plain code.
+    ChallengeRequired,
+}
+
+impl Reason {
+    /// Stable snake-case code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Accepted => "accepted",
+            Reason::Confirmed => "confirmed",
+            Reason::Resynced => "resynced",
+            Reason::WrongCode => "wrong_code",
+            Reason::WrongPin => "wrong_pin",
+            Reason::Replay => "replay",
+            Reason::Locked => "locked",
+            Reason::SoftLocked => "soft_locked",
+            Reason::NotActive => "not_active",
+            Reason::UnknownSubject => "unknown_subject",
+            Reason::BadFormat => "bad_format",
+            Reason::NoTokens => "no_tokens",
+            Reason::ChallengeRequired => "challenge_required",
+        }
+    }
+
+    /// Whether the outcome counts toward the lockout.
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Reason::WrongCode | Reason::WrongPin)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who asked for a change or a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// Caller name (an API key's name, a user, "system").
+    pub name: String,
+    /// The role the caller acted in.
+    pub role: String,
+}
+
+impl Actor {
+    /// A caller with a name and role.
+    pub fn new(name: impl Into<String>, role: impl Into<String>) -> Self {
+        Actor {
+            name: name.into(),
+            role: role.into(),
+        }
+    }
+}
+
+/// One audit entry. Never a passcode, PIN or seed.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuditEntry {
+    /// Caller name.
+    pub actor: String,
+    /// What was done (`verify`, `token.create`, ...).
+    pub action: String,
+    /// What it was about (a serial, a user, an API key name).
+    pub subject: String,
+    /// The token concerned, if any.
+    pub serial: Option<String>,
+    /// `ok`, `rejected`, `error`.
+    pub result: String,
+    /// A stable reason code or a short sentence.
+    pub reason: String,
+    /// Unix time.
+    pub at: u64,
+}
+
+/// An audit entry as stored: its place in the chain and its chained MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// The entry.
+    pub entry: AuditEntry,
+    /// The previous record's MAC (zeros for the first).
+    pub prev: [u8; 32],
+    /// HMAC-SHA256 under the sealed audit key of `prev ‖ seq ‖ entry`.
+    pub mac: [u8; 32],
+}
+
+/// The result of walking the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Records checked.
+    pub records: u64,
+    /// The first sequence number at which the chain breaks, if it does.
+    pub first_bad: Option<u64>,
+    /// What is wrong there.
+    pub problem: Option<String>,
+}
+
+impl AuditReport {
+    /// True when the whole chain checks out.
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// A caller of the API, found by the hash of its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiPrincipal {
+    /// Key name.
+    pub name: String,
+    /// Roles it may act in.
+    pub roles: Vec<String>,
+    /// Revoked keys are kept, disabled.
+    pub disabled: bool,
+}
+
+/// A filter for [`crate::Store::list_tokens`]; `None` fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenFilter {
+    /// Only this status.
+    pub status: Option<TokenStatus>,
+    /// Only this holder.
+    pub holder: Option<String>,
+    /// Only this kind.
+    pub kind: Option<TokenKind>,
+    /// Only serials starting with this.
+    pub serial_prefix: Option<String>,
+}
+
+/// Failure counting and locking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Consecutive failures after which the token is locked until support unlocks it.
+    pub hard_after: u32,
+    /// Consecutive failures after which (and after each further one) the token is soft-locked.
+    pub soft_after: Option<u32>,
+    /// How long a soft lock lasts.
+    pub soft_lock_seconds: u64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            hard_after: 10,
+            soft_after: Some(3),
+            soft_lock_seconds: 30,
+        }
+    }
+}
+
+/// How commits reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// One writer batches every queued commit into one fsync'd transaction.
+    #[default]
+    GroupCommit,
+    /// One fsync'd transaction per state change (the baseline the benchmark compares against).
+    PerCommit,
+}
+
+/// Where the master key comes from.
+#[derive(Clone)]
+pub enum MasterKeySource {
+    /// A 32-byte key file, created (mode 0600) if it does not exist and the store is new.
+    File(PathBuf),
+    /// An environment variable holding the key as 64 hex digits.
+    Env(String),
+    /// The key itself (tests, or a key fetched from elsewhere by the caller).
+    Bytes(Zeroizing<[u8; 32]>),
+}
+
+impl fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MasterKeySource::File(p) => f.debug_tuple("File").field(p).finish(),
+            MasterKeySource::Env(v) => f.debug_tuple("Env").field(v).finish(),
+            MasterKeySource::Bytes(_) => f.write_str("Bytes(<secret>)"),
+        }
+    }
+}
+
+/// Store configuration.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Data directory (holds `okey.db` and, by default, `master.key`).
+    pub data_dir: PathBuf,
+    /// Master key source.
+    pub master_key: MasterKeySource,
+    /// Group commit (default) or one transaction per change.
+    pub durability: Durability,
+    /// Most unsealed keys held in memory.
+    pub cache_capacity: usize,
+    /// Lockout policy.
+    pub lockout: LockoutPolicy,
+    /// HOTP look-ahead window.
+    pub hotp_window: u32,
+    /// TOTP steps accepted either side.
+    pub totp_skew: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let data_dir = PathBuf::from("./okey-data");
+        StoreConfig {
+            master_key: MasterKeySource::File(data_dir.join("master.key")),
+            data_dir,
+            durability: Durability::GroupCommit,
+            cache_capacity: 100_000,
+            lockout: LockoutPolicy::default(),
+            hotp_window: okey_otp::DEFAULT_HOTP_WINDOW,
+            totp_skew: okey_otp::DEFAULT_TOTP_SKEW,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The defaults, with the data directory (and the default key file inside it) at `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        let data_dir = dir.into();
+        StoreConfig {
+            master_key: MasterKeySource::File(data_dir.join("master.key")),
+            data_dir,
+            ..StoreConfig::default()
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Unsealed keys in the cache.
+    pub cache_entries: u64,
+    /// Cache hits.
+    pub cache_hits: u64,
+    /// Cache misses (an unseal each).
+    pub cache_misses: u64,
+    /// Requests committed (or refused) by the writer.
+    pub commits: u64,
+    /// Transactions (fsyncs).
+    pub batches: u64,
+    /// Batch sizes: `(upper bound, count)` with bounds 1, 2, 4, ... 4096 and `u64::MAX`.
+    pub batch_sizes: Vec<(u64, u64)>,
+    /// Compare-and-set conflicts retried.
+    pub conflicts: u64,
+}
+
+/// What a data-key rotation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotationReport {
+    /// The new data key's version.
+    pub new_version: u32,
+    /// Seeds re-sealed.
+    pub resealed: u64,
+    /// Transactions used.
+    pub batches: u64,
+}
+
+/// What a backup wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupReport {
+    /// Tokens.
+    pub tokens: u64,
+    /// API keys.
+    pub api_keys: u64,
+    /// Audit records.
+    pub audit_records: u64,
+    /// File size.
+    pub bytes: u64,
+}
+
+/// What a restore loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Tokens.
+    pub tokens: u64,
+    /// API keys.
+    pub api_keys: u64,
+    /// Audit records.
+    pub audit_records: u64,
+}

@@ -1,0 +1,776 @@
+//! The verify hot path: cached key, constant-time checks in the core, compare-and-set commit.
+//!
+//! A verify reads the token's key and state (from the cache when it can), lets `okey-otp` check
+//! the PIN and the whole window in constant time, and sends the resulting state change to the
+//! writer as a compare-and-set against the row version it read. Only when that commit is durable
+//! does it answer `accepted`. A loser of the compare-and-set re-reads the row and checks again:
+//! with the winner's counter in place, the same code is now a replay.
+
+use okey_otp::{
+    CodeVerified, Digits, OcraInput, OcraSuite, OtpKey, OtpState, PinVerifier, TotpParams,
+    check_pin_unknown, split_passcode, verify_hotp, verify_totp, verify_unknown,
+};
+use subtle::Choice;
+
+use crate::StoreError;
+use crate::audit;
+use crate::backend::{TokenRow, TokenState};
+use crate::cache::{Hot, HotOtp};
+use crate::store::Store;
+use crate::types::{
+    Actor, AuditEntry, OtpKind, Reason, Subject, TokenStatus, VerifyOutcome, VerifyRequest,
+};
+
+/// Compare-and-set losses tolerated before giving up (each loss means another request for the
+/// same token committed, so the system as a whole made progress).
+const MAX_TRIES: usize = 1000;
+
+enum Eval {
+    Match(CodeVerified),
+    WrongPin,
+    WrongCode,
+    Replay,
+    BadFormat,
+    Locked,
+    SoftLocked,
+    NotActive,
+    ChallengeRequired,
+}
+
+impl Eval {
+    fn reason(&self) -> Reason {
+        match self {
+            Eval::Match(_) => Reason::Accepted,
+            Eval::WrongPin => Reason::WrongPin,
+            Eval::WrongCode => Reason::WrongCode,
+            Eval::Replay => Reason::Replay,
+            Eval::BadFormat => Reason::BadFormat,
+            Eval::Locked => Reason::Locked,
+            Eval::SoftLocked => Reason::SoftLocked,
+            Eval::NotActive => Reason::NotActive,
+            Eval::ChallengeRequired => Reason::ChallengeRequired,
+        }
+    }
+
+    /// A decision taken from the row alone, without a state change to compare-and-set.
+    fn is_state_gate(&self) -> bool {
+        matches!(self, Eval::Locked | Eval::SoftLocked | Eval::NotActive)
+    }
+}
+
+fn outcome(accepted: bool, serial: Option<&str>, reason: Reason) -> VerifyOutcome {
+    VerifyOutcome {
+        accepted,
+        serial: serial.map(str::to_owned),
+        reason,
+    }
+}
+
+fn who(actor: &Actor, client: &str) -> Actor {
+    if client.is_empty() {
+        actor.clone()
+    } else {
+        Actor {
+            name: format!("{}@{}", actor.name, client),
+            role: actor.role.clone(),
+        }
+    }
+}
+
+impl Store {
+    /// The same work as checking a PIN-less 6-digit HOTP window (plus a PIN check when the
+    /// passcode is long enough to hold one), for subjects that do not exist or cannot verify.
+    fn dummy_work(&self, passcode: &str) {
+        let digits = Digits::SIX;
+        let has_pin = passcode.len() > usize::from(digits.get());
+        if let Ok(p) = split_passcode(passcode, digits, has_pin) {
+            if let Some(pin) = &p.pin {
+                let _ = std::hint::black_box(check_pin_unknown(&self.inner.pepper, pin));
+            }
+            verify_unknown(
+                okey_otp::Algorithm::Sha1,
+                digits,
+                self.inner.cfg.hotp_window,
+                &p.code,
+            );
+        }
+    }
+
+    fn evaluate(&self, serial: &str, key: &OtpKey, hot: &Hot, passcode: &str, now: u64) -> Eval {
+        let gate = match hot.state.status {
+            TokenStatus::Active | TokenStatus::Pending => None,
+            _ => Some(Eval::NotActive),
+        }
+        .or(hot.state.locked.then_some(Eval::Locked))
+        .or(hot
+            .state
+            .locked_until
+            .filter(|&until| now < until)
+            .map(|_| Eval::SoftLocked))
+        .or((hot.otp == HotOtp::Ocra).then_some(Eval::ChallengeRequired));
+        if let Some(g) = gate {
+            self.dummy_work(passcode);
+            return g;
+        }
+        let Ok(digits) = Digits::new(hot.digits) else {
+            return Eval::BadFormat;
+        };
+        let Ok(pc) = split_passcode(passcode, digits, hot.pin_verifier.is_some()) else {
+            return Eval::BadFormat;
+        };
+        let pin_ok = match (&hot.pin_verifier, &pc.pin) {
+            (Some(v), Some(p)) => self.inner.pepper.check(serial, p, &PinVerifier(*v)),
+            (None, None) => Choice::from(1),
+            _ => Choice::from(0),
+        };
+        let state = OtpState {
+            counter: hot.state.counter,
+            last_step: hot.state.last_step,
+            drift: hot.state.drift,
+        };
+        let cfg = &self.inner.cfg;
+        let proof = match hot.otp {
+            HotOtp::Hotp => verify_hotp(key, digits, &state, cfg.hotp_window, &pc.code),
+            HotOtp::Totp { step, t0 } => match TotpParams::new(digits, step, t0) {
+                Ok(params) => verify_totp(key, &params, &state, now, cfg.totp_skew, &pc.code),
+                Err(_) => None,
+            },
+            HotOtp::Ocra => None,
+        };
+        if !bool::from(pin_ok) {
+            // A right code behind a wrong PIN moves nothing: the proof is discarded.
+            let _discarded = proof;
+            return Eval::WrongPin;
+        }
+        match proof {
+            Some(p) => Eval::Match(p),
+            None if self.recently_used(key, hot, digits, &state, now, &pc.code) => Eval::Replay,
+            None => Eval::WrongCode,
+        }
+    }
+
+    /// Whether a code that did not match is one the token already used recently: an HOTP code
+    /// of one of the `hotp_window` counters below the current one, or a TOTP code of a step in
+    /// the skew window at or below the last accepted step. Such a code is a replay (a
+    /// retransmission, or the loser of a race), not a guess, so it does not count as a failure.
+    /// The scan has a fixed size, and runs only on the (public) rejection path.
+    fn recently_used(
+        &self,
+        key: &OtpKey,
+        hot: &Hot,
+        digits: Digits,
+        state: &OtpState,
+        now: u64,
+        code: &okey_otp::Code,
+    ) -> bool {
+        let cfg = &self.inner.cfg;
+        match hot.otp {
+            HotOtp::Hotp => {
+                let back = u64::from(cfg.hotp_window).min(state.counter);
+                let Ok(n) = u32::try_from(back) else {
+                    return false;
+                };
+                let earlier = OtpState {
+                    counter: state.counter - back,
+                    ..*state
+                };
+                verify_hotp(key, digits, &earlier, n, code)
+                    .is_some_and(|p| p.matched() < state.counter)
+            }
+            HotOtp::Totp { step, t0 } => {
+                let Some(last) = state.last_step else {
+                    return false;
+                };
+                let Ok(params) = TotpParams::new(digits, step, t0) else {
+                    return false;
+                };
+                let any = OtpState {
+                    last_step: None,
+                    ..*state
+                };
+                verify_totp(key, &params, &any, now, cfg.totp_skew, code)
+                    .is_some_and(|p| p.matched() <= last)
+            }
+            HotOtp::Ocra => false,
+        }
+    }
+
+    fn after_success(state: &TokenState, proof: &CodeVerified, now: u64) -> TokenState {
+        let after = proof.after();
+        TokenState {
+            counter: after.counter,
+            last_step: after.last_step,
+            drift: after.drift,
+            failures: 0,
+            locked: false,
+            locked_until: None,
+            status: match state.status {
+                TokenStatus::Pending => TokenStatus::Active,
+                s => s,
+            },
+            updated_at: now,
+        }
+    }
+
+    fn after_failure(&self, state: &TokenState, now: u64) -> TokenState {
+        let policy = self.inner.cfg.lockout;
+        let mut s = *state;
+        s.failures = s.failures.saturating_add(1);
+        s.updated_at = now;
+        if s.failures >= policy.hard_after {
+            s.locked = true;
+        } else if policy.soft_after.is_some_and(|soft| s.failures >= soft) {
+            s.locked_until = Some(now.saturating_add(policy.soft_lock_seconds));
+        }
+        s
+    }
+
+    /// The key of `row`: from the cache, or unsealed. If the row was sealed under a data key
+    /// that a rotation retired meanwhile, the row is read again once.
+    fn key_for(&self, row: TokenRow) -> Result<(OtpKey, TokenRow), StoreError> {
+        if let Some(k) = self.inner.cache.key(&row.serial) {
+            return Ok((k, row));
+        }
+        let row = if self.keys().data.contains_key(&row.key_version) {
+            row
+        } else {
+            self.inner
+                .backend
+                .token(&row.serial)?
+                .ok_or_else(|| StoreError::UnknownSerial(row.serial.clone()))?
+        };
+        let key = self.unseal(&row)?;
+        self.inner
+            .cache
+            .insert(&row.serial, key.clone(), Hot::of(&row));
+        Ok((key, row))
+    }
+
+    /// Key and hot fields of a serial: cached unless `fresh`; the flag says whether they came
+    /// from the database.
+    fn load(&self, serial: &str, fresh: bool) -> Result<Option<(OtpKey, Hot, bool)>, StoreError> {
+        if !fresh && let Some((k, h)) = self.inner.cache.get(serial) {
+            return Ok(Some((k, h, false)));
+        }
+        let Some(row) = self.inner.backend.token(serial)? else {
+            return Ok(None);
+        };
+        let (key, row) = self.key_for(row)?;
+        let hot = Hot::of(&row);
+        self.inner.cache.update(serial, hot.clone());
+        Ok(Some((key, hot, true)))
+    }
+
+    /// Commit state changes (each a compare-and-set) and one audit entry, durably.
+    async fn commit(
+        &self,
+        updates: Vec<(String, u64, TokenState)>,
+        entry: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let key = self.inner.audit_key.clone();
+        self.inner
+            .writer
+            .run(move |tx| {
+                for (serial, version, state) in &updates {
+                    if !tx.update_state(serial, *version, state)? {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                audit::append(tx, &key, entry)?;
+                Ok(())
+            })
+            .await
+    }
+
+    fn refresh_cache(&self, serial: &str, hot: &Hot, state: TokenState) {
+        let mut h = hot.clone();
+        h.state = state;
+        h.version = hot.version + 1;
+        self.inner.cache.update(serial, h);
+    }
+
+    fn conflict(&self) {
+        self.inner
+            .conflicts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Verify a passcode. `accepted` is true only once the new state is durable. Every outcome
+    /// is appended to the audit chain (never the passcode).
+    pub async fn verify(&self, req: VerifyRequest<'_>) -> Result<VerifyOutcome, StoreError> {
+        let actor = who(req.actor, req.client);
+        match req.subject {
+            Subject::Serial(serial) => self.verify_serial(serial, &req, &actor).await,
+            Subject::User(user) => self.verify_user(user, &req, &actor).await,
+        }
+    }
+
+    async fn reject(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: &str,
+        serial: Option<&str>,
+        reason: Reason,
+        now: u64,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let entry = Self::audit_entry(
+            actor,
+            action,
+            subject,
+            serial,
+            "rejected",
+            reason.as_str(),
+            now,
+        );
+        self.commit(Vec::new(), entry).await?;
+        Ok(outcome(false, serial, reason))
+    }
+
+    async fn verify_serial(
+        &self,
+        serial: &str,
+        req: &VerifyRequest<'_>,
+        actor: &Actor,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let now = req.now;
+        let mut fresh = false;
+        let mut matched_before = false;
+        for _ in 0..MAX_TRIES {
+            let Some((key, hot, from_db)) = self.load(serial, fresh)? else {
+                self.dummy_work(req.passcode);
+                return self
+                    .reject(actor, "verify", serial, None, Reason::UnknownSubject, now)
+                    .await;
+            };
+            let eval = self.evaluate(serial, &key, &hot, req.passcode, now);
+            drop(key);
+            let (state, reason, accepted) = match eval {
+                Eval::Match(proof) => {
+                    let reason = if hot.state.status == TokenStatus::Pending {
+                        Reason::Confirmed
+                    } else {
+                        Reason::Accepted
+                    };
+                    (Self::after_success(&hot.state, &proof, now), reason, true)
+                }
+                Eval::WrongCode if matched_before => {
+                    return self
+                        .reject(actor, "verify", serial, Some(serial), Reason::Replay, now)
+                        .await;
+                }
+                e @ (Eval::WrongCode | Eval::WrongPin) => {
+                    (self.after_failure(&hot.state, now), e.reason(), false)
+                }
+                e if e.is_state_gate() && !from_db => {
+                    fresh = true;
+                    continue;
+                }
+                e => {
+                    return self
+                        .reject(actor, "verify", serial, Some(serial), e.reason(), now)
+                        .await;
+                }
+            };
+            let result = if accepted { "accepted" } else { "rejected" };
+            let entry = Self::audit_entry(
+                actor,
+                "verify",
+                serial,
+                Some(serial),
+                result,
+                reason.as_str(),
+                now,
+            );
+            match self
+                .commit(vec![(serial.to_owned(), hot.version, state)], entry)
+                .await
+            {
+                Ok(()) => {
+                    self.refresh_cache(serial, &hot, state);
+                    return Ok(outcome(accepted, Some(serial), reason));
+                }
+                Err(StoreError::Conflict) => {
+                    self.conflict();
+                    matched_before |= accepted;
+                    fresh = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn verify_user(
+        &self,
+        user: &str,
+        req: &VerifyRequest<'_>,
+        actor: &Actor,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let now = req.now;
+        let mut matched_before: Vec<String> = Vec::new();
+        for _ in 0..MAX_TRIES {
+            let rows = self.inner.backend.tokens_of(user)?;
+            if rows.is_empty() {
+                self.dummy_work(req.passcode);
+                return self
+                    .reject(actor, "verify", user, None, Reason::UnknownSubject, now)
+                    .await;
+            }
+            let usable: Vec<TokenRow> = rows
+                .into_iter()
+                .filter(|r| matches!(r.status, TokenStatus::Active | TokenStatus::Pending))
+                .collect();
+            if usable.is_empty() {
+                self.dummy_work(req.passcode);
+                return self
+                    .reject(actor, "verify", user, None, Reason::NoTokens, now)
+                    .await;
+            }
+            let only = (usable.len() == 1)
+                .then(|| usable.first().map(|r| r.serial.clone()))
+                .flatten();
+            // Every usable token is checked in full, whatever the earlier ones gave.
+            let mut evals = Vec::with_capacity(usable.len());
+            for row in usable {
+                let (key, row) = self.key_for(row)?;
+                let hot = Hot::of(&row);
+                let eval = self.evaluate(&row.serial, &key, &hot, req.passcode, now);
+                evals.push((row.serial, hot, eval));
+            }
+            let winner = evals
+                .iter()
+                .position(|(_, _, e)| matches!(e, Eval::Match(_)));
+            let (updates, reason, accepted, serial) = if let Some(i) = winner {
+                let Some((serial, hot, Eval::Match(proof))) = evals.into_iter().nth(i) else {
+                    return Err(StoreError::Corrupt("lost the matching token".into()));
+                };
+                let reason = if hot.state.status == TokenStatus::Pending {
+                    Reason::Confirmed
+                } else {
+                    Reason::Accepted
+                };
+                let state = Self::after_success(&hot.state, &proof, now);
+                (
+                    vec![(serial.clone(), hot, state)],
+                    reason,
+                    true,
+                    Some(serial),
+                )
+            } else {
+                let replay = evals.iter().any(|(s, _, e)| {
+                    matches!(e, Eval::Replay)
+                        || (matches!(e, Eval::WrongCode) && matched_before.contains(s))
+                });
+                if replay {
+                    return self
+                        .reject(actor, "verify", user, only.as_deref(), Reason::Replay, now)
+                        .await;
+                }
+                let tried: Vec<_> = evals
+                    .iter()
+                    .filter(|(_, _, e)| matches!(e, Eval::WrongCode | Eval::WrongPin))
+                    .collect();
+                if tried.is_empty() {
+                    let reason = evals
+                        .first()
+                        .map_or(Reason::NoTokens, |(_, _, e)| e.reason());
+                    return self
+                        .reject(actor, "verify", user, only.as_deref(), reason, now)
+                        .await;
+                }
+                let reason = if tried.iter().all(|(_, _, e)| matches!(e, Eval::WrongPin)) {
+                    Reason::WrongPin
+                } else {
+                    Reason::WrongCode
+                };
+                let updates = tried
+                    .iter()
+                    .map(|(s, h, _)| (s.clone(), h.clone(), self.after_failure(&h.state, now)))
+                    .collect();
+                (updates, reason, false, only)
+            };
+            let result = if accepted { "accepted" } else { "rejected" };
+            let entry = Self::audit_entry(
+                actor,
+                "verify",
+                user,
+                serial.as_deref(),
+                result,
+                reason.as_str(),
+                now,
+            );
+            let cas = updates
+                .iter()
+                .map(|(s, h, st)| (s.clone(), h.version, *st))
+                .collect();
+            match self.commit(cas, entry).await {
+                Ok(()) => {
+                    for (s, h, st) in &updates {
+                        self.refresh_cache(s, h, *st);
+                    }
+                    return Ok(outcome(accepted, serial.as_deref(), reason));
+                }
+                Err(StoreError::Conflict) => {
+                    self.conflict();
+                    if accepted && let Some(s) = serial {
+                        matched_before.push(s);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Resynchronise an HOTP or TOTP token with two consecutive codes found in the wide resync
+    /// window (HOTP: 1000 counters ahead; TOTP: ±24 h). Wrong codes count as failures.
+    pub async fn resync(
+        &self,
+        serial: &str,
+        first: &str,
+        second: &str,
+        now: u64,
+        actor: &Actor,
+    ) -> Result<VerifyOutcome, StoreError> {
+        for _ in 0..MAX_TRIES {
+            let row = self
+                .inner
+                .backend
+                .token(serial)?
+                .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
+            let gate = if !matches!(row.status, TokenStatus::Active | TokenStatus::Pending) {
+                Some(Reason::NotActive)
+            } else if row.locked {
+                Some(Reason::Locked)
+            } else {
+                None
+            };
+            if let Some(r) = gate {
+                return self
+                    .reject(actor, "resync", serial, Some(serial), r, now)
+                    .await;
+            }
+            if matches!(row.otp, OtpKind::Ocra { .. }) {
+                return Err(StoreError::Unsupported(format!(
+                    "token {serial} answers OCRA challenges and has nothing to resynchronise"
+                )));
+            }
+            let parsed = Digits::new(row.digits).ok().and_then(|d| {
+                Some((
+                    d,
+                    okey_otp::Code::parse(first, d).ok()?,
+                    okey_otp::Code::parse(second, d).ok()?,
+                ))
+            });
+            let Some((digits, a, b)) = parsed else {
+                return self
+                    .reject(
+                        actor,
+                        "resync",
+                        serial,
+                        Some(serial),
+                        Reason::BadFormat,
+                        now,
+                    )
+                    .await;
+            };
+            let (key, row) = self.key_for(row)?;
+            let hot = Hot::of(&row);
+            let state = OtpState {
+                counter: row.counter,
+                last_step: row.last_step,
+                drift: row.drift,
+            };
+            let proof = match &row.otp {
+                OtpKind::Hotp => okey_otp::resync_hotp(
+                    &key,
+                    digits,
+                    &state,
+                    okey_otp::DEFAULT_HOTP_RESYNC_WINDOW,
+                    &a,
+                    &b,
+                ),
+                OtpKind::Totp { step, t0 } => {
+                    TotpParams::new(digits, *step, *t0).ok().and_then(|p| {
+                        okey_otp::resync_totp(
+                            &key,
+                            &p,
+                            &state,
+                            now,
+                            okey_otp::DEFAULT_TOTP_RESYNC_SECONDS,
+                            &a,
+                            &b,
+                        )
+                    })
+                }
+                OtpKind::Ocra { .. } => None,
+            };
+            drop(key);
+            let (new, reason, accepted) = match proof {
+                Some(p) => {
+                    let mut s = Self::after_success(&hot.state, &p, now);
+                    s.status = hot.state.status;
+                    (s, Reason::Resynced, true)
+                }
+                None => (
+                    self.after_failure(&hot.state, now),
+                    Reason::WrongCode,
+                    false,
+                ),
+            };
+            let result = if accepted { "accepted" } else { "rejected" };
+            let entry = Self::audit_entry(
+                actor,
+                "resync",
+                serial,
+                Some(serial),
+                result,
+                reason.as_str(),
+                now,
+            );
+            match self
+                .commit(vec![(serial.to_owned(), hot.version, new)], entry)
+                .await
+            {
+                Ok(()) => {
+                    self.refresh_cache(serial, &hot, new);
+                    return Ok(outcome(accepted, Some(serial), reason));
+                }
+                Err(StoreError::Conflict) => self.conflict(),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Check an OCRA response to `question` (the caller issued the challenge and enforces its
+    /// single use and expiry). Counter suites move the counter; failures count.
+    pub async fn verify_ocra(
+        &self,
+        serial: &str,
+        question: &str,
+        response: &str,
+        now: u64,
+        actor: &Actor,
+        client: &str,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let actor = who(actor, client);
+        for _ in 0..MAX_TRIES {
+            let Some(row) = self.inner.backend.token(serial)? else {
+                self.dummy_work(response);
+                return self
+                    .reject(&actor, "ocra", serial, None, Reason::UnknownSubject, now)
+                    .await;
+            };
+            let OtpKind::Ocra { suite } = &row.otp else {
+                return Err(StoreError::Unsupported(format!(
+                    "token {serial} is not an OCRA challenge-response token"
+                )));
+            };
+            let suite: OcraSuite = suite
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("token {serial} has a bad suite")))?;
+            if suite.session_len().is_some() {
+                return Err(StoreError::Unsupported(format!(
+                    "token {serial}'s suite needs session information, which this store does not supply"
+                )));
+            }
+            let gate = if !matches!(row.status, TokenStatus::Active | TokenStatus::Pending) {
+                Some(Reason::NotActive)
+            } else if row.locked {
+                Some(Reason::Locked)
+            } else if row.locked_until.is_some_and(|u| now < u) {
+                Some(Reason::SoftLocked)
+            } else {
+                None
+            };
+            if let Some(r) = gate {
+                self.dummy_work(response);
+                return self
+                    .reject(&actor, "ocra", serial, Some(serial), r, now)
+                    .await;
+            }
+            let pin_hash = match (suite.pin_hash(), &row.sealed_pin_hash) {
+                (None, _) => None,
+                (Some(_), Some(blob)) => {
+                    Some(self.keys().open_pin_hash(serial, row.key_version, blob)?)
+                }
+                (Some(_), None) => {
+                    return Err(StoreError::Precondition(format!(
+                        "token {serial} has a PIN-bound suite but no PIN; set one first"
+                    )));
+                }
+            };
+            let timestamp = suite.time_step().and_then(|_| suite.timestamp_at(now).ok());
+            let (key, row) = self.key_for(row)?;
+            let hot = Hot::of(&row);
+            let state = OtpState {
+                counter: row.counter,
+                last_step: row.last_step,
+                drift: row.drift,
+            };
+            let input = OcraInput {
+                counter: None,
+                question,
+                pin_hash: pin_hash.as_ref().map(|h| h.as_slice()),
+                session: None,
+                timestamp,
+            };
+            let cfg = &self.inner.cfg;
+            let checked = okey_otp::verify_ocra(
+                &key,
+                &suite,
+                &state,
+                &input,
+                cfg.hotp_window,
+                cfg.totp_skew,
+                response,
+            );
+            drop(key);
+            drop(pin_hash);
+            let (new, reason, accepted) = match checked {
+                Err(_) => {
+                    return self
+                        .reject(&actor, "ocra", serial, Some(serial), Reason::BadFormat, now)
+                        .await;
+                }
+                Ok(Some(p)) => {
+                    let reason = if hot.state.status == TokenStatus::Pending {
+                        Reason::Confirmed
+                    } else {
+                        Reason::Accepted
+                    };
+                    (Self::after_success(&hot.state, &p, now), reason, true)
+                }
+                Ok(None) => (
+                    self.after_failure(&hot.state, now),
+                    Reason::WrongCode,
+                    false,
+                ),
+            };
+            let result = if accepted { "accepted" } else { "rejected" };
+            let entry = Self::audit_entry(
+                &actor,
+                "ocra",
+                serial,
+                Some(serial),
+                result,
+                reason.as_str(),
+                now,
+            );
+            match self
+                .commit(vec![(serial.to_owned(), hot.version, new)], entry)
+                .await
+            {
+                Ok(()) => {
+                    self.refresh_cache(serial, &hot, new);
+                    return Ok(outcome(accepted, Some(serial), reason));
+                }
+                Err(StoreError::Conflict) => self.conflict(),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+}

@@ -1,0 +1,204 @@
+//! The writer: one thread owns the write session and turns queued requests into transactions.
+//!
+//! Callers hand it a job (a closure over the write session) and wait for their answer. With group
+//! commit the writer takes everything queued, runs each job inside its own savepoint, commits the
+//! whole batch with one fsync and only then answers every caller. A job that fails or loses its
+//! compare-and-set rolls back its savepoint alone. With per-commit durability each job gets its
+//! own transaction (the baseline the benchmark compares against).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+use crate::backend::WriteTx;
+use crate::types::Durability;
+
+/// Called once the batch's fate is known: `Ok` if it committed.
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A request: runs inside the transaction, says whether it succeeded, and how to answer.
+type Job = Box<dyn FnOnce(&mut dyn WriteTx) -> (bool, Deliver) + Send>;
+
+/// Most jobs in one transaction.
+const MAX_BATCH: usize = 8192;
+/// Histogram bucket bounds for batch sizes.
+pub(crate) const BUCKETS: [u64; 14] = [
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+];
+
+#[derive(Default)]
+pub(crate) struct WriterStats {
+    pub(crate) jobs: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) sizes: [AtomicU64; 15],
+}
+
+pub(crate) struct Writer {
+    tx: Option<mpsc::UnboundedSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    pub(crate) stats: Arc<WriterStats>,
+}
+
+fn commit_failed(e: &StoreError) -> StoreError {
+    StoreError::Corrupt(format!("the commit failed and nothing was written: {e}"))
+}
+
+impl Writer {
+    pub(crate) fn start(
+        mut session: Box<dyn WriteTx>,
+        durability: Durability,
+    ) -> Result<Writer, StoreError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let stats = Arc::new(WriterStats::default());
+        let st = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("okey-store-writer".into())
+            .spawn(move || {
+                let max = match durability {
+                    Durability::GroupCommit => MAX_BATCH,
+                    Durability::PerCommit => 1,
+                };
+                let mut batch: Vec<Job> = Vec::with_capacity(64);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < max {
+                        match rx.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(session.as_mut(), &mut batch, &st);
+                }
+            })
+            .map_err(|e| StoreError::io("cannot start the writer thread", "", e))?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(job)
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Run `f` in the writer and wait for the durable result (async callers).
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.send(job(f, move |r| {
+            let _ = reply.send(r);
+        }))?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Run `f` in the writer and wait for the durable result (blocking callers; safe to call
+    /// from inside an async runtime, where it blocks that worker for the commit).
+    pub(crate) fn run_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.send(job(f, move |r| {
+            let _ = reply.send(r);
+        }))?;
+        answer.recv().map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel lets the thread finish what is queued and exit.
+        self.tx = None;
+        if let Some(t) = self.thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+fn job<T, F, R>(f: F, reply: R) -> Job
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+    R: FnOnce(Result<T, StoreError>) + Send + 'static,
+{
+    Box::new(move |tx: &mut dyn WriteTx| {
+        let r = match std::panic::catch_unwind(AssertUnwindSafe(|| f(tx))) {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Corrupt("a store request panicked".into())),
+        };
+        let ok = r.is_ok();
+        let deliver: Deliver = Box::new(move |commit: Result<(), StoreError>| {
+            reply(commit.and(r));
+        });
+        (ok, deliver)
+    })
+}
+
+fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
+    let n = batch.len();
+    let mut delivers: Vec<Deliver> = Vec::with_capacity(n);
+    let outcome = (|| -> Result<(), StoreError> {
+        tx.begin()?;
+        if n == 1 {
+            // A lone job needs no savepoint: if it fails, the whole transaction is dropped.
+            for j in batch.drain(..) {
+                let (ok, d) = j(tx);
+                delivers.push(d);
+                if !ok {
+                    tx.rollback()?;
+                    return Ok(());
+                }
+            }
+        } else {
+            for j in batch.drain(..) {
+                tx.savepoint()?;
+                let (ok, d) = j(tx);
+                delivers.push(d);
+                if ok {
+                    tx.release()?;
+                } else {
+                    tx.rollback_savepoint()?;
+                }
+            }
+        }
+        tx.commit()
+    })();
+    batch.clear();
+    match outcome {
+        Ok(()) => {
+            for d in delivers {
+                d(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed; the batch was rolled back");
+            let _ = tx.rollback();
+            for d in delivers {
+                d(Err(commit_failed(&e)));
+            }
+        }
+    }
+    stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    let bucket = BUCKETS
+        .iter()
+        .position(|&b| n as u64 <= b)
+        .unwrap_or(BUCKETS.len());
+    if let Some(c) = stats.sizes.get(bucket) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}

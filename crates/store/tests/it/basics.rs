@@ -1,0 +1,459 @@
+//! Creating, listing, verifying, PINs, statuses, users, resync, OCRA, API keys, bad input.
+
+use okey_store::*;
+
+use crate::common::*;
+
+#[test]
+fn helper_matches_rfc4226_appendix_d() {
+    let expected = [
+        "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871",
+        "520489",
+    ];
+    for (c, e) in expected.iter().enumerate() {
+        assert_eq!(hotp(SEED, c as u64, 6), *e);
+    }
+}
+
+#[test]
+fn create_get_list_and_reopen() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let s = open(dir.path());
+        let mut t = hotp_token("000123");
+        t.holder = Some("alice".into());
+        let info = s.create_token(t, &actor()).expect("create");
+        assert_eq!(info.serial, "000123");
+        assert_eq!(info.counter, 0);
+        assert!(!info.has_pin);
+        s.create_token(totp_token("000124"), &actor())
+            .expect("create");
+        let mut t = hotp_token("B-1");
+        t.status = TokenStatus::Disabled;
+        s.create_token(t, &actor()).expect("create");
+    }
+    let s = open(dir.path());
+    assert_eq!(
+        s.token("000123").expect("get").holder.as_deref(),
+        Some("alice")
+    );
+    let all = s
+        .list_tokens(&TokenFilter::default(), None, 100)
+        .expect("list");
+    let serials: Vec<_> = all.iter().map(|t| t.serial.as_str()).collect();
+    assert_eq!(serials, ["000123", "000124", "B-1"]);
+    let page = s
+        .list_tokens(&TokenFilter::default(), Some("000123"), 1)
+        .expect("list");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].serial, "000124");
+    let check = |f: TokenFilter, expected: &[&str]| {
+        let got: Vec<_> = s
+            .list_tokens(&f, None, 100)
+            .expect("list")
+            .into_iter()
+            .map(|t| t.serial)
+            .collect();
+        assert_eq!(got, expected, "{f:?}");
+    };
+    check(
+        TokenFilter {
+            status: Some(TokenStatus::Disabled),
+            ..Default::default()
+        },
+        &["B-1"],
+    );
+    check(
+        TokenFilter {
+            holder: Some("alice".into()),
+            ..Default::default()
+        },
+        &["000123"],
+    );
+    check(
+        TokenFilter {
+            kind: Some(TokenKind::Software),
+            ..Default::default()
+        },
+        &["000124"],
+    );
+    check(
+        TokenFilter {
+            serial_prefix: Some("0001".into()),
+            ..Default::default()
+        },
+        &["000123", "000124"],
+    );
+    assert_eq!(s.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn hotp_accepts_once_and_moves_forward() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    s.create_token(hotp_token("H1"), &actor()).expect("create");
+    rt().block_on(async {
+        let o = verify(&s, "H1", &hotp(SEED, 0, 6), 1000).await;
+        assert_eq!((o.accepted, o.reason), (true, Reason::Accepted));
+        assert_eq!(o.serial.as_deref(), Some("H1"));
+        assert_eq!(s.token("H1").expect("get").counter, 1);
+        // The same code again: the counter has moved past it; a replay, not counted.
+        let o = verify(&s, "H1", &hotp(SEED, 0, 6), 1001).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::Replay));
+        assert_eq!(s.token("H1").expect("get").failures, 0);
+        let o = verify(&s, "H1", "000000", 1001).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::WrongCode));
+        assert_eq!(s.token("H1").expect("get").failures, 1);
+        // Look-ahead inside the window (counter 1 + 9 = 10 is the last candidate).
+        let o = verify(&s, "H1", &hotp(SEED, 10, 6), 1002).await;
+        assert!(o.accepted, "{o:?}");
+        let t = s.token("H1").expect("get");
+        assert_eq!((t.counter, t.failures), (11, 0));
+        // Beyond the window.
+        let o = verify(&s, "H1", &hotp(SEED, 21, 6), 1003).await;
+        assert!(!o.accepted);
+        // An older code never comes back.
+        let o = verify(&s, "H1", &hotp(SEED, 5, 6), 1004).await;
+        assert!(!o.accepted);
+    });
+    // State survives a restart.
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.token("H1").expect("get").counter, 11);
+}
+
+#[test]
+fn totp_accepts_once_per_step_and_tracks_drift() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    s.create_token(totp_token("T1"), &actor()).expect("create");
+    let now = 1_700_000_000u64;
+    rt().block_on(async {
+        let o = verify(&s, "T1", &totp(SEED, now, 30, 6), now).await;
+        assert!(o.accepted, "{o:?}");
+        let o = verify(&s, "T1", &totp(SEED, now, 30, 6), now + 1).await;
+        assert_eq!(o.reason, Reason::Replay);
+        // The token's clock runs one step ahead.
+        let o = verify(&s, "T1", &totp(SEED, now + 60, 30, 6), now + 30).await;
+        assert!(o.accepted, "{o:?}");
+        let t = s.token("T1").expect("get");
+        assert_eq!(t.last_step, Some((now + 60) / 30));
+        assert_eq!(t.drift, 1);
+    });
+}
+
+#[test]
+fn server_pin_is_checked_and_a_wrong_pin_consumes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    s.create_token(hotp_token("P1"), &actor()).expect("create");
+    s.set_pin("P1", Some(&Pin::new("4711").expect("pin")), &actor())
+        .expect("pin");
+    assert!(s.token("P1").expect("get").has_pin);
+    rt().block_on(async {
+        let code = hotp(SEED, 0, 6);
+        let o = verify(&s, "P1", &format!("4712{code}"), 10).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::WrongPin));
+        assert_eq!(s.token("P1").expect("get").counter, 0);
+        assert_eq!(s.token("P1").expect("get").failures, 1);
+        let o = verify(&s, "P1", &code, 11).await;
+        assert_eq!(o.reason, Reason::BadFormat);
+        assert_eq!(
+            s.token("P1").expect("get").failures,
+            1,
+            "bad format is not counted"
+        );
+        let o = verify(&s, "P1", &format!("4711{code}"), 12).await;
+        assert_eq!((o.accepted, o.reason), (true, Reason::Accepted));
+        s.set_pin("P1", None, &actor()).expect("remove pin");
+        let o = verify(&s, "P1", &hotp(SEED, 1, 6), 13).await;
+        assert!(o.accepted, "{o:?}");
+    });
+}
+
+#[test]
+fn statuses_gate_verification_and_revocation_is_final() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    let mut t = hotp_token("S1");
+    t.status = TokenStatus::Pending;
+    s.create_token(t, &actor()).expect("create");
+    rt().block_on(async {
+        let o = verify(&s, "S1", &hotp(SEED, 0, 6), 10).await;
+        assert_eq!((o.accepted, o.reason), (true, Reason::Confirmed));
+        assert_eq!(s.token("S1").expect("get").status, TokenStatus::Active);
+        for st in [TokenStatus::Disabled, TokenStatus::Initialising] {
+            s.set_status("S1", st, &actor()).expect("status");
+            let o = verify(&s, "S1", &hotp(SEED, 1, 6), 11).await;
+            assert_eq!((o.accepted, o.reason), (false, Reason::NotActive));
+        }
+        s.set_status("S1", TokenStatus::Active, &actor())
+            .expect("status");
+        let o = verify(&s, "S1", &hotp(SEED, 1, 6), 12).await;
+        assert!(o.accepted);
+        s.set_status("S1", TokenStatus::Revoked, &actor())
+            .expect("revoke");
+        let o = verify(&s, "S1", &hotp(SEED, 2, 6), 13).await;
+        assert_eq!(o.reason, Reason::NotActive);
+    });
+    let e = s
+        .set_status("S1", TokenStatus::Active, &actor())
+        .expect_err("revoked is final");
+    assert!(matches!(e, StoreError::Precondition(_)), "{e}");
+}
+
+#[test]
+fn unknown_subjects_are_rejected_and_audited() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    rt().block_on(async {
+        let o = verify(&s, "NOPE", "123456", 10).await;
+        assert_eq!(
+            (o.accepted, o.reason, o.serial),
+            (false, Reason::UnknownSubject, None)
+        );
+        let o = verify_user(&s, "nobody", "4711123456", 10).await;
+        assert_eq!(o.reason, Reason::UnknownSubject);
+    });
+    let tail = s.audit_tail(10).expect("tail");
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[0].entry.subject, "nobody");
+    assert_eq!(tail[0].entry.reason, "unknown_subject");
+    assert_eq!(tail[1].entry.actor, "tester@test");
+    // The passcode is never recorded.
+    assert!(
+        tail.iter()
+            .all(|r| !format!("{:?}", r.entry).contains("123456"))
+    );
+}
+
+#[test]
+fn users_verify_with_any_of_their_tokens() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    let seed2: &[u8] = b"abcdefghijklmnopqrst";
+    let mut a = hotp_token("U1");
+    a.holder = Some("alice".into());
+    let mut b = hotp_token("U2");
+    b.holder = Some("alice".into());
+    b.seed = Zeroizing::new(seed2.to_vec());
+    let mut c = hotp_token("U3");
+    c.holder = Some("bob".into());
+    c.status = TokenStatus::Disabled;
+    s.import_tokens(vec![a, b, c], &actor()).expect("import");
+    rt().block_on(async {
+        let o = verify_user(&s, "alice", &hotp(seed2, 0, 6), 10).await;
+        assert_eq!((o.accepted, o.serial.as_deref()), (true, Some("U2")));
+        assert_eq!(s.token("U2").expect("get").counter, 1);
+        assert_eq!(s.token("U1").expect("get").counter, 0);
+        let o = verify_user(&s, "alice", &hotp(seed2, 0, 6), 11).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::Replay));
+        assert_eq!(s.token("U2").expect("get").failures, 0);
+        let o = verify_user(&s, "alice", &hotp(seed2, 50, 6), 11).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::WrongCode));
+        // Both tokens were tried, both count the failure.
+        assert_eq!(s.token("U1").expect("get").failures, 1);
+        assert_eq!(s.token("U2").expect("get").failures, 1);
+        let o = verify_user(&s, "bob", &hotp(SEED, 0, 6), 12).await;
+        assert_eq!(o.reason, Reason::NoTokens);
+    });
+}
+
+#[test]
+fn resync_moves_a_far_counter() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    s.create_token(hotp_token("R1"), &actor()).expect("create");
+    rt().block_on(async {
+        let o = verify(&s, "R1", &hotp(SEED, 500, 6), 10).await;
+        assert!(!o.accepted);
+        let o = s
+            .resync("R1", &hotp(SEED, 500, 6), &hotp(SEED, 502, 6), 11, &actor())
+            .await
+            .expect("resync");
+        assert_eq!(o.reason, Reason::WrongCode, "not consecutive");
+        let o = s
+            .resync("R1", &hotp(SEED, 500, 6), &hotp(SEED, 501, 6), 12, &actor())
+            .await
+            .expect("resync");
+        assert_eq!((o.accepted, o.reason), (true, Reason::Resynced));
+        let t = s.token("R1").expect("get");
+        assert_eq!((t.counter, t.failures), (502, 0));
+        assert!(verify(&s, "R1", &hotp(SEED, 502, 6), 13).await.accepted);
+    });
+}
+
+fn ocra_token(serial: &str, suite: &str, seed: &[u8], digits: u8) -> NewToken {
+    let algorithm = if suite.contains("SHA256") {
+        Algorithm::Sha256
+    } else {
+        Algorithm::Sha1
+    };
+    NewToken {
+        otp: OtpKind::Ocra {
+            suite: suite.into(),
+        },
+        algorithm,
+        digits,
+        seed: Zeroizing::new(seed.to_vec()),
+        ..hotp_token(serial)
+    }
+}
+
+#[test]
+fn ocra_rfc6287_vectors_through_the_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    // RFC 6287 appendix C.1, OCRA-1:HOTP-SHA1-6:QN08, Q = 00000000 → 237653.
+    s.create_token(
+        ocra_token("O1", "OCRA-1:HOTP-SHA1-6:QN08", SEED, 6),
+        &actor(),
+    )
+    .expect("create");
+    // C.1, OCRA-1:HOTP-SHA256-8:C-QN08-PSHA1 with PIN 1234: C = 0, Q = 12345678 → 65347737.
+    let seed32 = b"12345678901234567890123456789012";
+    s.create_token(
+        ocra_token("O2", "OCRA-1:HOTP-SHA256-8:C-QN08-PSHA1", seed32, 8),
+        &actor(),
+    )
+    .expect("create");
+    assert_eq!(
+        s.ocra_suite("O1").expect("suite").map(|x| x.to_string()),
+        Some("OCRA-1:HOTP-SHA1-6:QN08".into())
+    );
+    s.create_token(hotp_token("H0"), &actor()).expect("create");
+    assert_eq!(s.ocra_suite("H0").expect("suite"), None);
+    assert!(matches!(
+        s.ocra_suite("NONE"),
+        Err(StoreError::UnknownSerial(_))
+    ));
+    rt().block_on(async {
+        let a = actor();
+        let o = s
+            .verify_ocra("O1", "00000000", "237653", 10, &a, "t")
+            .await
+            .expect("ocra");
+        assert_eq!((o.accepted, o.reason), (true, Reason::Accepted));
+        let o = s
+            .verify_ocra("O1", "00000000", "237654", 10, &a, "t")
+            .await
+            .expect("ocra");
+        assert_eq!((o.accepted, o.reason), (false, Reason::WrongCode));
+        // The PIN-bound suite needs a PIN first.
+        assert!(matches!(
+            s.verify_ocra("O2", "12345678", "65347737", 10, &a, "t")
+                .await,
+            Err(StoreError::Precondition(_))
+        ));
+        s.set_pin("O2", Some(&Pin::new("1234").expect("pin")), &a)
+            .expect("pin");
+        let o = s
+            .verify_ocra("O2", "12345678", "65347737", 10, &a, "t")
+            .await
+            .expect("ocra");
+        assert!(o.accepted, "{o:?}");
+        assert_eq!(s.token("O2").expect("get").counter, 1);
+        // The counter moved: the same response is not accepted again.
+        let o = s
+            .verify_ocra("O2", "12345678", "65347737", 11, &a, "t")
+            .await
+            .expect("ocra");
+        assert!(!o.accepted);
+        // A plain verify of a challenge-response token is refused.
+        let o = verify(&s, "O1", "237653", 12).await;
+        assert_eq!(o.reason, Reason::ChallengeRequired);
+    });
+}
+
+fn assert_invalid(r: Result<TokenInfo, StoreError>, field: &str) {
+    match r {
+        Err(StoreError::Invalid { field: f, .. }) => assert_eq!(f, field),
+        other => panic!("expected invalid {field}, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    s.create_token(hotp_token("D1"), &actor()).expect("create");
+    let audit_before = s.audit_tail(1000).expect("tail").len();
+    let before = s.token("D1").expect("get");
+    match s.create_token(hotp_token("D1"), &actor()) {
+        Err(StoreError::DuplicateSerial(x)) => assert_eq!(x, "D1"),
+        other => panic!("{other:?}"),
+    }
+    let with = |f: &dyn Fn(&mut NewToken)| {
+        let mut t = hotp_token("D2");
+        f(&mut t);
+        s.create_token(t, &actor())
+    };
+    assert_invalid(with(&|t| t.counter = u64::MAX), "counter");
+    assert_invalid(with(&|t| t.counter = 1 << 63), "counter");
+    assert_invalid(with(&|t| t.digits = 5), "digits");
+    assert_invalid(with(&|t| t.digits = 11), "digits");
+    assert_invalid(with(&|t| t.seed = Zeroizing::new(vec![1; 8])), "seed");
+    assert_invalid(with(&|t| t.serial = "has space".into()), "serial");
+    assert_invalid(with(&|t| t.serial = String::new()), "serial");
+    assert_invalid(with(&|t| t.status = TokenStatus::Revoked), "status");
+    assert_invalid(with(&|t| t.otp = OtpKind::Totp { step: 0, t0: 0 }), "step");
+    assert_invalid(
+        with(&|t| {
+            t.otp = OtpKind::Ocra {
+                suite: "OCRA-1:HOTP-MD5-6:QN08".into(),
+            }
+        }),
+        "suite",
+    );
+    assert_invalid(with(&|t| t.holder = Some("a\nb".into())), "holder");
+    // A batch with one bad token or one duplicate writes nothing at all.
+    let batch = vec![hotp_token("D3"), hotp_token("D4"), hotp_token("D3")];
+    match s.import_tokens(batch, &actor()) {
+        Err(StoreError::DuplicateSerial(x)) => assert_eq!(x, "D3"),
+        other => panic!("{other:?}"),
+    }
+    let batch = vec![hotp_token("D5"), hotp_token("D1")];
+    match s.import_tokens(batch, &actor()) {
+        Err(StoreError::DuplicateSerial(x)) => assert_eq!(x, "D1"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.token("D5"), Err(StoreError::UnknownSerial(_))));
+    assert!(matches!(s.token("NONE"), Err(StoreError::UnknownSerial(_))));
+    assert!(matches!(
+        s.unlock("NONE", &actor()),
+        Err(StoreError::UnknownSerial(_))
+    ));
+    assert_eq!(s.token_count().expect("count"), 1);
+    assert_eq!(s.token("D1").expect("get"), before);
+    assert_eq!(s.audit_tail(1000).expect("tail").len(), audit_before);
+}
+
+#[test]
+fn api_keys_register_lookup_and_revoke() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    let h1 = [1u8; 32];
+    let roles = vec!["support".to_string(), "auditor".to_string()];
+    s.put_api_key("radius-1", h1, &roles, &actor())
+        .expect("put");
+    let p = s.api_key(&h1).expect("lookup").expect("found");
+    assert_eq!(p.name, "radius-1");
+    assert_eq!(p.roles, roles);
+    assert!(!p.disabled);
+    assert_eq!(s.api_key(&[2u8; 32]).expect("lookup"), None);
+    assert!(matches!(
+        s.put_api_key("other", h1, &roles, &actor()),
+        Err(StoreError::DuplicateApiKey)
+    ));
+    assert!(matches!(
+        s.put_api_key("bad", [3; 32], &["a b".to_string()], &actor()),
+        Err(StoreError::Invalid { .. })
+    ));
+    s.revoke_api_key("radius-1", &actor()).expect("revoke");
+    assert!(s.api_key(&h1).expect("lookup").expect("kept").disabled);
+    assert!(matches!(
+        s.revoke_api_key("nope", &actor()),
+        Err(StoreError::UnknownApiKey(_))
+    ));
+    assert_eq!(s.list_api_keys().expect("list").len(), 1);
+}

@@ -1,0 +1,1 @@
+//! lockout tests.

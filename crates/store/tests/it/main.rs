@@ -1,0 +1,10 @@
+//! Integration tests of the sealed store (one binary: faster to link, one place to look).
+
+mod audit;
+mod basics;
+mod common;
+mod concurrency;
+mod crash;
+mod lockout;
+mod rotation;
+mod sealing;

@@ -1,0 +1,1 @@
+//! sealing tests.
