@@ -1,1 +1,100 @@
-//! lockout tests.
+//! Failure counting, soft lock, hard lock, unlock.
+
+use okey_store::*;
+
+use crate::common::*;
+
+fn store_with(dir: &std::path::Path, lockout: LockoutPolicy) -> Store {
+    let s = Store::open(StoreConfig {
+        lockout,
+        ..config(dir)
+    })
+    .expect("open");
+    s.create_token(hotp_token("L1"), &actor()).expect("create");
+    s
+}
+
+#[test]
+fn soft_lock_slows_guessing_then_expires() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = store_with(dir.path(), LockoutPolicy::default());
+    rt().block_on(async {
+        for (i, expected) in [(1, false), (2, false), (3, true)] {
+            let o = verify(&s, "L1", "000000", 100).await;
+            assert_eq!(o.reason, Reason::WrongCode);
+            let t = s.token("L1").expect("get");
+            assert_eq!(t.failures, i);
+            assert_eq!(t.locked_until.is_some(), expected, "after {i} failures");
+        }
+        assert_eq!(s.token("L1").expect("get").locked_until, Some(130));
+        // While soft-locked even the right code is refused, and nothing is counted.
+        let o = verify(&s, "L1", &hotp(SEED, 0, 6), 129).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::SoftLocked));
+        let t = s.token("L1").expect("get");
+        assert_eq!((t.failures, t.counter), (3, 0));
+        // Once it expires, the right code works and the count resets.
+        let o = verify(&s, "L1", &hotp(SEED, 0, 6), 130).await;
+        assert_eq!((o.accepted, o.reason), (true, Reason::Accepted));
+        let t = s.token("L1").expect("get");
+        assert_eq!((t.failures, t.locked_until, t.counter), (0, None, 1));
+    });
+}
+
+#[test]
+fn hard_lock_holds_until_support_unlocks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = store_with(dir.path(), LockoutPolicy::default());
+    rt().block_on(async {
+        // Each attempt waits out the soft lock: only the hard limit stops this guesser.
+        let mut now = 1000;
+        for i in 1..=10u32 {
+            let o = verify(&s, "L1", "000000", now).await;
+            assert_eq!(o.reason, Reason::WrongCode, "attempt {i}");
+            now += 31;
+        }
+        let t = s.token("L1").expect("get");
+        assert!(t.locked);
+        assert_eq!(t.failures, 10);
+        let o = verify(&s, "L1", &hotp(SEED, 0, 6), now + 10_000).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
+        assert_eq!(s.token("L1").expect("get").counter, 0);
+        let t = s.unlock("L1", &actor()).expect("unlock");
+        assert_eq!((t.locked, t.failures, t.locked_until), (false, 0, None));
+        let o = verify(&s, "L1", &hotp(SEED, 0, 6), now + 10_001).await;
+        assert!(o.accepted, "{o:?}");
+    });
+}
+
+#[test]
+fn wrong_pins_count_and_no_soft_lock_when_disabled() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = store_with(
+        dir.path(),
+        LockoutPolicy {
+            hard_after: 4,
+            soft_after: None,
+            soft_lock_seconds: 30,
+        },
+    );
+    s.set_pin("L1", Some(&Pin::new("2468").expect("pin")), &actor())
+        .expect("pin");
+    rt().block_on(async {
+        let code = hotp(SEED, 0, 6);
+        for i in 1..=3u32 {
+            let o = verify(&s, "L1", &format!("1357{code}"), 10).await;
+            assert_eq!(o.reason, Reason::WrongPin);
+            let t = s.token("L1").expect("get");
+            assert_eq!((t.failures, t.locked, t.locked_until), (i, false, None));
+        }
+        let o = verify(&s, "L1", &format!("2468{code}"), 10).await;
+        assert!(o.accepted, "a success before the limit resets the count");
+        assert_eq!(s.token("L1").expect("get").failures, 0);
+        for _ in 0..4 {
+            verify(&s, "L1", "2468000000", 10).await;
+        }
+        let t = s.token("L1").expect("get");
+        assert!(t.locked);
+        let o = verify(&s, "L1", &format!("2468{}", hotp(SEED, 1, 6)), 10).await;
+        assert_eq!(o.reason, Reason::Locked);
+    });
+}

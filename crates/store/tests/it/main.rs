@@ -1,6 +1,7 @@
 //! Integration tests of the sealed store (one binary: faster to link, one place to look).
 
 mod audit;
+mod backup;
 mod basics;
 mod common;
 mod concurrency;
