@@ -11,7 +11,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use okey_store::*;
 use rand::Rng;
 
 use crate::common::*;
