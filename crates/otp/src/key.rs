@@ -250,10 +250,201 @@ impl OtpKey {
     }
 
     /// HMAC of an 8-byte big-endian counter, the HOTP message.
+    ///
+    /// The fast path of [`OtpKey::mac`] for the one message size the hot path uses: the padded
+    /// counter and the padded inner digest each fill exactly one fixed block, built in place.
     #[inline]
     pub fn mac_counter(&self, counter: u64) -> Mac {
-        self.mac(&counter.to_be_bytes())
+        match &self.states {
+            States::Sha1 { inner, outer } => counter_mac(inner, outer, counter, sha1_one),
+            States::Sha256 { inner, outer } => counter_mac(inner, outer, counter, sha256_one),
+            States::Sha512 { inner, outer } => counter_mac(inner, outer, counter, sha512_one),
+        }
     }
+
+    /// The RFC 4226 truncated values of the counters `first`, `first + 1`, ... one per slot of
+    /// `out`: the hot loop of window verification.
+    ///
+    /// The candidates are independent, so they are computed in batches of [`BATCH`]: first every
+    /// inner compression of the batch, then every outer one. Consecutive compressions then never
+    /// wait for each other, and the processor overlaps them instead of running one dependency
+    /// chain at a time (about half the time per candidate of one-at-a-time with SHA-NI). The
+    /// work depends only on `out.len()`. Counters wrap past `u64::MAX`; callers that care stop
+    /// before.
+    pub(crate) fn truncated_counters(&self, first: u64, out: &mut [u32]) {
+        match &self.states {
+            States::Sha1 { inner, outer } => counter_batch(inner, outer, first, out, sha1_one),
+            States::Sha256 { inner, outer } => counter_batch(inner, outer, first, out, sha256_one),
+            States::Sha512 { inner, outer } => counter_batch(inner, outer, first, out, sha512_one),
+        }
+    }
+}
+
+/// Candidates computed together by [`OtpKey::truncated_counters`].
+pub(crate) const BATCH: usize = 16;
+
+/// A hash chaining state that can be written out as its big-endian digest.
+trait Chaining: Copy + Default {
+    /// Digest length in bytes.
+    const LEN: usize;
+    /// Write the digest into the first [`Chaining::LEN`] bytes of `out`.
+    fn put_digest(&self, out: &mut [u8]);
+
+    /// The digest as a [`Mac`].
+    #[inline(always)]
+    fn to_mac(&self) -> Mac {
+        let mut bytes = [0u8; 64];
+        self.put_digest(&mut bytes);
+        Mac {
+            bytes,
+            len: Self::LEN,
+        }
+    }
+
+    /// RFC 4226 dynamic truncation of the digest, straight from the state.
+    #[inline(always)]
+    fn truncate(&self) -> u32 {
+        let mut bytes = [0u8; 64];
+        self.put_digest(&mut bytes);
+        let last = bytes.get(Self::LEN - 1).copied().unwrap_or(0);
+        let offset = usize::from(last & 0x0f);
+        let mut word = [0u8; 4];
+        if let Some(slice) = bytes.get(offset..offset + 4) {
+            word.copy_from_slice(slice);
+        }
+        u32::from_be_bytes(word) & 0x7fff_ffff
+    }
+}
+
+impl Chaining for [u32; 5] {
+    const LEN: usize = 20;
+    #[inline(always)]
+    fn put_digest(&self, out: &mut [u8]) {
+        for (chunk, word) in out.chunks_exact_mut(4).zip(self) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
+}
+
+impl Chaining for [u32; 8] {
+    const LEN: usize = 32;
+    #[inline(always)]
+    fn put_digest(&self, out: &mut [u8]) {
+        for (chunk, word) in out.chunks_exact_mut(4).zip(self) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
+}
+
+impl Chaining for [u64; 8] {
+    const LEN: usize = 64;
+    #[inline(always)]
+    fn put_digest(&self, out: &mut [u8]) {
+        for (chunk, word) in out.chunks_exact_mut(8).zip(self) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
+}
+
+/// The final block of a message of `len` bytes hashed after one key block of `B` bytes, with
+/// the message bytes left zero for the caller to fill: the `0x80` marker after them and the
+/// length in bits in the last 16 bytes (for 64-byte blocks the high 8 of those are zero for
+/// any length used here, so one routine serves both block sizes). `len` is at most 64 (a
+/// counter or an inner digest), which always fits with its padding.
+#[inline(always)]
+fn padding_block<const B: usize>(len: usize) -> [u8; B] {
+    let mut block = [0u8; B];
+    if let Some(marker) = block.get_mut(len) {
+        *marker = 0x80;
+    }
+    let bits = ((B + len) as u128).wrapping_mul(8);
+    if let Some(tail) = block.get_mut(B.saturating_sub(16)..) {
+        tail.copy_from_slice(&bits.to_be_bytes());
+    }
+    block
+}
+
+#[inline(always)]
+fn put_counter<const B: usize>(block: &mut [u8; B], counter: u64) {
+    if let Some(head) = block.get_mut(..8) {
+        head.copy_from_slice(&counter.to_be_bytes());
+    }
+}
+
+#[inline(always)]
+fn counter_mac<S: Chaining, const B: usize>(
+    inner: &S,
+    outer: &S,
+    counter: u64,
+    compress: impl Fn(&mut S, &[u8; B]),
+) -> Mac {
+    let mut block = padding_block::<B>(8);
+    put_counter(&mut block, counter);
+    let mut st = *inner;
+    compress(&mut st, &block);
+    let mut block = padding_block::<B>(S::LEN);
+    st.put_digest(&mut block);
+    st = *outer;
+    compress(&mut st, &block);
+    st.to_mac()
+}
+
+#[inline(always)]
+fn counter_batch<S: Chaining, const B: usize>(
+    inner: &S,
+    outer: &S,
+    first: u64,
+    out: &mut [u32],
+    compress: impl Fn(&mut S, &[u8; B]),
+) {
+    let inner_template = padding_block::<B>(8);
+    let outer_template = padding_block::<B>(S::LEN);
+    let mut counter = first;
+    for chunk in out.chunks_mut(BATCH) {
+        let n = chunk.len();
+        // Slots past the chunk's length stay zero: no copy of the key states is left in them.
+        let mut states = [S::default(); BATCH];
+        let mut blocks = [[0u8; B]; BATCH];
+        // Each phase writes every block before the next phase reads any. Were a block written
+        // just before its compression, the compression's wide loads would wait for the narrow
+        // stores to reach the cache (a failed store forwarding), serialising the candidates; in
+        // phases, the compressions of the batch are independent and overlap in the processor.
+        for (block, st) in blocks.iter_mut().zip(states.iter_mut()).take(n) {
+            *block = inner_template;
+            put_counter(block, counter);
+            *st = *inner;
+            counter = counter.wrapping_add(1);
+        }
+        for (block, st) in blocks.iter().zip(states.iter_mut()).take(n) {
+            compress(st, block);
+        }
+        for (block, st) in blocks.iter_mut().zip(states.iter_mut()).take(n) {
+            *block = outer_template;
+            st.put_digest(block);
+            *st = *outer;
+        }
+        for (block, st) in blocks.iter().zip(states.iter_mut()).take(n) {
+            compress(st, block);
+        }
+        for (st, slot) in states.iter().zip(chunk.iter_mut()) {
+            *slot = st.truncate();
+        }
+    }
+}
+
+#[inline(always)]
+fn sha1_one(state: &mut [u32; 5], block: &[u8; 64]) {
+    sha1_compress(state, std::slice::from_ref(block));
+}
+
+#[inline(always)]
+fn sha256_one(state: &mut [u32; 8], block: &[u8; 64]) {
+    compress256(state, std::slice::from_ref(block));
+}
+
+#[inline(always)]
+fn sha512_one(state: &mut [u64; 8], block: &[u8; 128]) {
+    compress512(state, std::slice::from_ref(block));
 }
 
 impl Zeroize for Mac {
@@ -314,7 +505,7 @@ fn sha512_bytes(st: &[u64; 8]) -> [u8; 64] {
 
 /// Merkle–Damgård tail for 64-byte-block hashes: compress the full blocks of `msg`, then the
 /// padded final block(s). `prefix` is the number of bytes already compressed into `state`.
-fn finish_64(state_compress: &mut dyn FnMut(&[[u8; 64]]), prefix: u64, msg: &[u8]) {
+fn finish_64(mut state_compress: impl FnMut(&[[u8; 64]]), prefix: u64, msg: &[u8]) {
     let (blocks, rest) = msg.as_chunks::<64>();
     if !blocks.is_empty() {
         state_compress(blocks);
@@ -330,11 +521,11 @@ fn finish_64(state_compress: &mut dyn FnMut(&[[u8; 64]]), prefix: u64, msg: &[u8
 }
 
 fn finish_sha1(state: &mut [u32; 5], prefix: u64, msg: &[u8]) {
-    finish_64(&mut |b| sha1_compress(state, b), prefix, msg);
+    finish_64(|b| sha1_compress(state, b), prefix, msg);
 }
 
 fn finish_sha256(state: &mut [u32; 8], prefix: u64, msg: &[u8]) {
-    finish_64(&mut |b| compress256(state, b), prefix, msg);
+    finish_64(|b| compress256(state, b), prefix, msg);
 }
 
 fn finish_sha512(state: &mut [u64; 8], prefix: u64, msg: &[u8]) {
@@ -350,4 +541,35 @@ fn finish_sha512(state: &mut [u64; 8], prefix: u64, msg: &[u8]) {
     let n = if rest.len() < 112 { 1 } else { 2 };
     flat[n * 128 - 16..n * 128].copy_from_slice(&total_bits.to_be_bytes());
     compress512(state, &tail[..n]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_equal_single_macs_at_every_length_and_across_the_top() {
+        for algorithm in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
+            let key = OtpKey::new(algorithm, b"batch test key").expect("key");
+            for first in [0u64, 1_000, u64::MAX - 20] {
+                for len in 0..=2 * BATCH + 3 {
+                    let mut out = vec![0u32; len];
+                    key.truncated_counters(first, &mut out);
+                    for (j, value) in (0u64..).zip(&out) {
+                        let c = first.wrapping_add(j);
+                        assert_eq!(
+                            *value,
+                            key.mac_counter(c).truncate(),
+                            "{algorithm} counter {c} in a batch of {len}"
+                        );
+                        assert_eq!(
+                            key.mac_counter(c).as_bytes(),
+                            key.mac(&c.to_be_bytes()).as_bytes(),
+                            "{algorithm} counter {c}: fast path against the general MAC"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

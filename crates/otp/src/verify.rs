@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeGreater};
 
 use crate::code::{Code, Digits};
-use crate::key::OtpKey;
+use crate::key::{BATCH, OtpKey};
 use crate::{Algorithm, Error};
 
 /// The default HOTP look-ahead: ten candidates, the stored counter and the nine after it.
@@ -143,7 +143,8 @@ pub fn totp(key: &OtpKey, params: &TotpParams, unix_seconds: u64) -> Result<Code
 }
 
 /// Scan `count` consecutive counters from `first`, return the lowest one whose code equals
-/// `presented` and that `eligible` admits. Every candidate is computed and compared.
+/// `presented` and that `eligible` admits. Every candidate is computed and compared; the MACs
+/// are computed in batches (see [`OtpKey::truncated_counters`]).
 fn scan(
     key: &OtpKey,
     digits: Digits,
@@ -154,13 +155,23 @@ fn scan(
 ) -> Option<u64> {
     let mut found = Choice::from(0);
     let mut matched = 0u64;
-    for i in 0..u64::from(count) {
-        // Counters past u64::MAX do not exist; the count is public, so skipping them leaks nothing.
-        let Some(c) = first.checked_add(i) else { break };
-        let candidate = hotp(key, c, digits);
-        let hit = candidate.ct_eq_code(presented) & eligible(c) & !found;
-        matched.conditional_assign(&c, hit);
-        found |= hit;
+    // Counters past u64::MAX do not exist; the count is public, so stopping there leaks nothing.
+    let total = u64::from(count).min((u64::MAX - first).saturating_add(1));
+    let mut values = [0u32; BATCH];
+    let mut done = 0u64;
+    while done < total {
+        let n = usize::try_from((total - done).min(BATCH as u64)).unwrap_or(BATCH);
+        let base = first.wrapping_add(done);
+        let batch = values.get_mut(..n).unwrap_or_default();
+        key.truncated_counters(base, batch);
+        for (j, value) in (0u64..).zip(batch.iter()) {
+            let c = base.wrapping_add(j);
+            let candidate = Code::new(digits.reduce(*value), digits);
+            let hit = candidate.ct_eq_code(presented) & eligible(c) & !found;
+            matched.conditional_assign(&c, hit);
+            found |= hit;
+        }
+        done += n as u64;
     }
     if bool::from(found) {
         Some(matched)
