@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use okey_benches::{HmacPrecomputed, hmac_fresh_hotp, totp_rs};
 use okey_otp::{
     Algorithm, Code, Digits, OcraInput, OcraSuite, OtpKey, OtpState, Pepper, Pin, TotpParams,
@@ -142,6 +142,33 @@ fn window(c: &mut Criterion) {
     g.finish();
 }
 
+/// Verification cost as the window grows: with `Throughput::Elements(window)` criterion also
+/// reports candidates per second, i.e. the cost of one candidate inside a window.
+fn window_sizes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("verify_hotp_no_match_by_window");
+    let key = sha1_key();
+    let state = OtpState {
+        counter: 1000,
+        ..OtpState::default()
+    };
+    for window in [1u32, 3, 10, 16, 100] {
+        let none = code_outside(&key, 1000, u64::from(window));
+        g.throughput(Throughput::Elements(u64::from(window)));
+        g.bench_function(format!("window_{window}"), |b| {
+            b.iter(|| {
+                verify_hotp(
+                    &key,
+                    Digits::SIX,
+                    black_box(&state),
+                    window,
+                    black_box(&none),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
 fn totp_verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify_totp_skew1");
     let key = sha1_key();
@@ -262,6 +289,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = candidate, window, totp_verify, ocra_bench, pin
+    targets = candidate, window, window_sizes, totp_verify, ocra_bench, pin
 }
 criterion_main!(benches);
