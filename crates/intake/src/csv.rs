@@ -26,7 +26,7 @@ pub struct OathCsvReader<R: BufRead> {
     line: Zeroizing<Vec<u8>>,
     limits: Limits,
     seen_data: bool,
-    serials: HashMap<String, PackageRef>,
+    serials: HashMap<Box<str>, usize>,
     finished: bool,
 }
 
@@ -120,13 +120,18 @@ impl<R: BufRead> OathCsvReader<R> {
         let Some(serial) = serial else {
             return fail(PackageErrorKind::MissingSerial);
         };
-        if let Some(first) = self.serials.get(&serial) {
+        if let Some(first) = self.serials.get(serial.as_str()) {
+            let first = PackageRef {
+                position: Position::Line(*first),
+                key_id: None,
+                serial: Some(serial.clone()),
+            };
             return fail(PackageErrorKind::DuplicateSerial {
                 serial,
-                first: Box::new(first.clone()),
+                first: Box::new(first),
             });
         }
-        self.serials.insert(serial.clone(), package.clone());
+        self.serials.insert(serial.as_str().into(), line_no);
         if seed.len() % 2 != 0 || !seed.bytes().all(|b| b.is_ascii_hexdigit()) {
             return fail(PackageErrorKind::InvalidHex { field: "seed" });
         }

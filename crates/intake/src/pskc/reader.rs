@@ -59,7 +59,9 @@ pub struct PskcReader<'a, R: Read> {
     keys: Option<Keys>,
     pkg: Option<Pkg>,
     count: usize,
-    serials: HashMap<String, PackageRef>,
+    /// Serials seen, with the position of their package: the one structure that grows
+    /// with the file (a few dozen bytes a package), needed to refuse duplicates.
+    serials: HashMap<Box<str>, usize>,
     container_id: Option<String>,
     hook: Option<(usize, Hook<'a>)>,
     finished: bool,
@@ -160,16 +162,17 @@ impl<'a, R: Read> PskcReader<'a, R> {
     /// Reads events until a package is complete, the file ends, or the file is refused.
     fn step(&mut self) -> Option<Result<KeyPackage, ImportError>> {
         loop {
-            if self.capture.is_some() {
-                // The buffer may hold seed text of the previous event.
-                self.buf.zeroize();
-            } else {
-                self.buf.clear();
-            }
-            let event = match self.xml.read_event_into(&mut self.buf) {
-                Ok(ev) => ev.into_owned(),
-                Err(e) => return Some(Err(self.xml_error(&e).into())),
+            // The buffer is taken out while its event is handled, so the event can
+            // borrow it without a copy; it goes back (wiped if it held seed text) below.
+            let mut buf = std::mem::take(&mut self.buf);
+            let event = match self.xml.read_event_into(&mut buf) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    self.buf = buf;
+                    return Some(Err(self.xml_error(&e).into()));
+                }
             };
+            let capturing = self.capture.is_some();
             let outcome = match event {
                 Event::Start(e) => self.start(&e, false),
                 Event::Empty(e) => self.start(&e, true),
@@ -250,6 +253,12 @@ impl<'a, R: Read> PskcReader<'a, R> {
                     };
                 }
             };
+            if capturing || self.capture.is_some() {
+                buf.zeroize();
+            } else {
+                buf.clear();
+            }
+            self.buf = buf;
             match outcome {
                 Ok(None) => {}
                 Ok(Some(pkg)) => return Some(pkg),
@@ -712,13 +721,17 @@ impl<'a, R: Read> PskcReader<'a, R> {
         if algorithm != Algorithm::Pin
             && let Some(serial) = &pkg.serial
         {
-            if let Some(first) = self.serials.get(serial) {
+            if let Some(first) = self.serials.get(serial.as_str()) {
                 return Err(fail(PackageErrorKind::DuplicateSerial {
                     serial: serial.clone(),
-                    first: Box::new(first.clone()),
+                    first: Box::new(PackageRef {
+                        position: Position::Package(*first),
+                        key_id: None,
+                        serial: Some(serial.clone()),
+                    }),
                 }));
             }
-            self.serials.insert(serial.clone(), package.clone());
+            self.serials.insert(serial.as_str().into(), pkg.position);
         }
         let keys = self.keys.as_ref();
         let mac_refuses_file = self.mac_policy == MacPolicy::RefuseFile;

@@ -220,7 +220,7 @@ fn duplicate_serials_name_both_packages() {
     };
     assert_eq!(
         e.to_string(),
-        "key package #3 (serial \"987654321\", key id \"12345678\"): serial \"987654321\" is also used by key package #1 (serial \"987654321\", key id \"12345678\")"
+        "key package #3 (serial \"987654321\", key id \"12345678\"): serial \"987654321\" is also used by key package #1 (serial \"987654321\")"
     );
     assert_nothing_imported(data.as_bytes(), &PskcOptions::plain());
 }
