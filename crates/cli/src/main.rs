@@ -1,14 +1,20 @@
 //! `okey`: one binary for everything okey does.
 //!
 //! Arguments are parsed without side effects, resolved into a checked configuration, then run.
-//! Exit codes are fixed: 0 success, 1 a negative answer (a code rejected), 2 bad input or error.
+//! Exit codes are fixed: 0 success, 1 a negative answer (a code rejected, an audit chain
+//! broken), 2 bad input or error, with a one-line message on stderr.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
+mod bench;
+mod client;
 mod otp;
+mod serve_cmd;
+mod store_cmd;
 
 /// okey: one-time-password security keys, from the vendor's seed file to every login.
 #[derive(Debug, Parser)]
@@ -20,8 +26,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the service: gRPC Verify for front ends and the administration API.
+    Serve(serve_cmd::ServeArgs),
     /// Offline calculator: compute and verify HOTP, TOTP and OCRA codes.
     Otp(otp::OtpArgs),
+    /// Administer tokens through a running server.
+    Token(admin::TokenArgs),
+    /// Check a passcode as a front end would.
+    Verify(admin::VerifyArgs),
+    /// Ask for an OCRA challenge for a user or token.
+    Challenge(admin::ChallengeArgs),
+    /// Verify or list the hash-chained audit log.
+    Audit(admin::AuditArgs),
+    /// Manage the API keys of callers.
+    Caller(admin::CallerArgs),
+    /// Load benchmark of Verify (starts its own server unless --server is given).
+    Bench(bench::BenchArgs),
+    /// Offline store maintenance: encrypted backup and restore, key rotation.
+    Store(store_cmd::StoreArgs),
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    // gRPC errors carry a code and a sentence; show both on one line.
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        eprintln!("okey: {:?}: {}", status.code(), status.message());
+    } else {
+        eprintln!("okey: {e:#}");
+    }
+    ExitCode::from(2)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
@@ -29,12 +67,25 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help and version to stdout with success; everything else is bad input.
-            let code = if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            let code = if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
             let _ = e.print();
             return code;
         }
     };
-    match cli.command {
-        Command::Otp(args) => otp::run(args),
-    }
+    let result = match cli.command {
+        Command::Otp(args) => return otp::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Store(args) => store_cmd::run(args),
+        Command::Token(args) => runtime().and_then(|rt| rt.block_on(admin::token(args))),
+        Command::Verify(args) => runtime().and_then(|rt| rt.block_on(admin::verify(args))),
+        Command::Challenge(args) => runtime().and_then(|rt| rt.block_on(admin::challenge(args))),
+        Command::Audit(args) => runtime().and_then(|rt| rt.block_on(admin::audit(args))),
+        Command::Caller(args) => runtime().and_then(|rt| rt.block_on(admin::caller(args))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+    };
+    result.unwrap_or_else(|e| fail(&e))
 }

@@ -1,0 +1,696 @@
+//! The administration client: tokens, verification, audit and callers, over the gRPC API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use okey_server::proto;
+use zeroize::Zeroizing;
+
+use crate::client::ClientArgs;
+
+/// Token administration.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OtpTypeArg {
+    Hotp,
+    Totp,
+    Ocra,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HashArg {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StatusArg {
+    Initialising,
+    Pending,
+    Active,
+    Disabled,
+    Revoked,
+}
+
+#[derive(Debug, Args)]
+struct OtpParamArgs {
+    /// Code type.
+    #[arg(long = "type", value_enum, default_value = "hotp")]
+    otp_type: OtpTypeArg,
+    /// HMAC hash.
+    #[arg(long, value_enum, default_value = "sha1")]
+    algorithm: HashArg,
+    /// Digits shown (6 to 10).
+    #[arg(long, default_value_t = 6)]
+    digits: u32,
+    /// TOTP step in seconds.
+    #[arg(long, default_value_t = 30)]
+    step: u32,
+    /// OCRA suite (with --type ocra).
+    #[arg(long)]
+    suite: Option<String>,
+}
+
+impl OtpParamArgs {
+    fn to_proto(&self) -> proto::OtpParameters {
+        proto::OtpParameters {
+            r#type: match self.otp_type {
+                OtpTypeArg::Hotp => proto::OtpType::Hotp,
+                OtpTypeArg::Totp => proto::OtpType::Totp,
+                OtpTypeArg::Ocra => proto::OtpType::Ocra,
+            } as i32,
+            algorithm: hash_proto(self.algorithm) as i32,
+            digits: self.digits,
+            step: self.step,
+            t0: 0,
+            ocra_suite: self.suite.clone().unwrap_or_default(),
+        }
+    }
+}
+
+fn hash_proto(h: HashArg) -> proto::HashAlgorithm {
+    match h {
+        HashArg::Sha1 => proto::HashAlgorithm::Sha1,
+        HashArg::Sha256 => proto::HashAlgorithm::Sha256,
+        HashArg::Sha512 => proto::HashAlgorithm::Sha512,
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a software token; prints its otpauth:// URI once (and a QR code with --qr).
+    Create {
+        /// Serial (generated when omitted).
+        #[arg(long)]
+        serial: Option<String>,
+        #[command(flatten)]
+        otp: OtpParamArgs,
+        /// Holder (user) to assign it to.
+        #[arg(long)]
+        holder: Option<String>,
+        /// Issuer shown by the phone app.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Account name shown by the phone app.
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Also print the URI as a QR code in the terminal.
+        #[arg(long)]
+        qr: bool,
+        /// Also write the QR code as a PNG image.
+        #[arg(long)]
+        qr_png: Option<PathBuf>,
+    },
+    /// Import one token with a known seed (migration).
+    Import {
+        #[arg(long)]
+        serial: String,
+        #[command(flatten)]
+        otp: OtpParamArgs,
+        /// Seed in hex (or --seed-base32); read from OKEY_SEED when neither is given.
+        #[arg(long, conflicts_with = "seed_base32")]
+        seed_hex: Option<String>,
+        #[arg(long)]
+        seed_base32: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        counter: u64,
+        #[arg(long)]
+        holder: Option<String>,
+        /// Software token (default: hardware).
+        #[arg(long)]
+        software: bool,
+    },
+    /// List tokens.
+    List {
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        #[arg(long)]
+        holder: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this serial (the previous page's last).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one token.
+    Show {
+        serial: String,
+    },
+    /// Give a token to a holder.
+    Assign {
+        serial: String,
+        holder: String,
+    },
+    /// Take a token back from its holder.
+    Unassign {
+        serial: String,
+    },
+    /// Set the server-side PIN (read from OKEY_PIN or prompted on stdin), or clear it.
+    Pin {
+        serial: String,
+        /// Remove the PIN instead.
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Resynchronise with two consecutive codes.
+    Resync {
+        serial: String,
+        first: String,
+        second: String,
+    },
+    /// Clear failures and the lock.
+    Unlock {
+        serial: String,
+    },
+    Enable {
+        serial: String,
+    },
+    Disable {
+        serial: String,
+    },
+    /// Revoke for good.
+    Revoke {
+        serial: String,
+    },
+}
+
+fn status_proto(s: StatusArg) -> proto::TokenStatus {
+    match s {
+        StatusArg::Initialising => proto::TokenStatus::Initialising,
+        StatusArg::Pending => proto::TokenStatus::Pending,
+        StatusArg::Active => proto::TokenStatus::Active,
+        StatusArg::Disabled => proto::TokenStatus::Disabled,
+        StatusArg::Revoked => proto::TokenStatus::Revoked,
+    }
+}
+
+fn status_name(s: i32) -> &'static str {
+    match proto::TokenStatus::try_from(s) {
+        Ok(proto::TokenStatus::Initialising) => "initialising",
+        Ok(proto::TokenStatus::Pending) => "pending",
+        Ok(proto::TokenStatus::Active) => "active",
+        Ok(proto::TokenStatus::Disabled) => "disabled",
+        Ok(proto::TokenStatus::Revoked) => "revoked",
+        _ => "?",
+    }
+}
+
+fn otp_summary(p: Option<&proto::OtpParameters>) -> String {
+    let Some(p) = p else { return "?".into() };
+    let alg = match proto::HashAlgorithm::try_from(p.algorithm) {
+        Ok(proto::HashAlgorithm::Sha256) => "sha256",
+        Ok(proto::HashAlgorithm::Sha512) => "sha512",
+        _ => "sha1",
+    };
+    match proto::OtpType::try_from(p.r#type) {
+        Ok(proto::OtpType::Totp) => format!("totp/{alg}/{}d/{}s", p.digits, p.step),
+        Ok(proto::OtpType::Ocra) => format!("ocra/{}", p.ocra_suite),
+        _ => format!("hotp/{alg}/{}d", p.digits),
+    }
+}
+
+pub fn print_token(t: &proto::Token) {
+    let kind = if t.kind == proto::TokenKind::Software as i32 {
+        "software"
+    } else {
+        "hardware"
+    };
+    println!("serial:      {}", t.serial);
+    println!("kind:        {kind}");
+    println!("otp:         {}", otp_summary(t.otp.as_ref()));
+    println!("status:      {}", status_name(t.status));
+    println!(
+        "holder:      {}",
+        if t.holder.is_empty() { "-" } else { &t.holder }
+    );
+    println!("counter:     {}", t.counter);
+    println!("last step:   {}", t.last_step);
+    println!("drift:       {}", t.drift);
+    println!("failures:    {}", t.failures);
+    println!("locked:      {}", if t.locked { "yes" } else { "no" });
+    println!("server PIN:  {}", if t.has_pin { "yes" } else { "no" });
+    if !t.description.is_empty() {
+        println!("description: {}", t.description);
+    }
+}
+
+fn read_secret(var: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    if let Ok(v) = std::env::var(var) {
+        return Ok(Zeroizing::new(v));
+    }
+    eprint!("{prompt}: ");
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read standard input")?;
+    Ok(Zeroizing::new(
+        line.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let mut c = args.client.connect().await?;
+    let t = &mut c.tokens;
+    let token = match args.command {
+        TokenCommand::Create {
+            serial,
+            otp,
+            holder,
+            issuer,
+            account,
+            description,
+            qr,
+            qr_png,
+        } => {
+            let r = t
+                .create_token(proto::CreateTokenRequest {
+                    serial: serial.unwrap_or_default(),
+                    kind: proto::TokenKind::Software as i32,
+                    otp: Some(otp.to_proto()),
+                    holder: holder.unwrap_or_default(),
+                    description: description.unwrap_or_default(),
+                    issuer: issuer.unwrap_or_default(),
+                    account: account.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let uri = Zeroizing::new(r.otpauth_uri);
+            println!("{}", uri.as_str());
+            if qr || qr_png.is_some() {
+                let parsed = okey_intake::KeyUri::parse(&uri)
+                    .context("the server returned an unreadable URI")?;
+                if qr {
+                    println!("{}", parsed.qr_terminal(false)?.as_str());
+                }
+                if let Some(path) = qr_png {
+                    std::fs::write(&path, parsed.qr_png(8)?.as_slice())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+            }
+            eprintln!(
+                "the URI and QR code carry the seed and are shown only now; the token stays pending until a first valid code"
+            );
+            r.token
+        }
+        TokenCommand::Import {
+            serial,
+            otp,
+            seed_hex,
+            seed_base32,
+            counter,
+            holder,
+            software,
+        } => {
+            let (hex, b32) = match (seed_hex, seed_base32) {
+                (Some(h), None) => (Zeroizing::new(h), Zeroizing::new(String::new())),
+                (None, Some(b)) => (Zeroizing::new(String::new()), Zeroizing::new(b)),
+                _ => (
+                    read_secret("OKEY_SEED", "seed (hex)")?,
+                    Zeroizing::new(String::new()),
+                ),
+            };
+            let r = t
+                .import_tokens(proto::ImportTokensRequest {
+                    tokens: vec![proto::ImportedToken {
+                        serial: serial.clone(),
+                        kind: if software {
+                            proto::TokenKind::Software
+                        } else {
+                            proto::TokenKind::Hardware
+                        } as i32,
+                        otp: Some(otp.to_proto()),
+                        seed_hex: hex.to_string(),
+                        seed_base32: b32.to_string(),
+                        counter,
+                        holder: holder.unwrap_or_default(),
+                        description: String::new(),
+                    }],
+                })
+                .await?
+                .into_inner();
+            println!("imported {}", r.imported);
+            Some(
+                t.get_token(proto::GetTokenRequest { serial })
+                    .await?
+                    .into_inner(),
+            )
+        }
+        TokenCommand::List {
+            status,
+            holder,
+            prefix,
+            limit,
+            after,
+        } => {
+            let r = t
+                .list_tokens(proto::ListTokensRequest {
+                    status: status.map_or(0, |s| status_proto(s) as i32),
+                    holder: holder.unwrap_or_default(),
+                    kind: 0,
+                    serial_prefix: prefix.unwrap_or_default(),
+                    page_size: limit,
+                    page_token: after.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{:<20} {:<13} {:<28} {:<8} {:>4} HOLDER",
+                "SERIAL", "STATUS", "OTP", "LOCKED", "FAIL"
+            );
+            for tok in &r.tokens {
+                println!(
+                    "{:<20} {:<13} {:<28} {:<8} {:>4} {}",
+                    tok.serial,
+                    status_name(tok.status),
+                    otp_summary(tok.otp.as_ref()),
+                    if tok.locked { "yes" } else { "no" },
+                    tok.failures,
+                    if tok.holder.is_empty() {
+                        "-"
+                    } else {
+                        &tok.holder
+                    }
+                );
+            }
+            if !r.next_page_token.is_empty() {
+                eprintln!("more: --after {}", r.next_page_token);
+            }
+            None
+        }
+        TokenCommand::Show { serial } => Some(
+            t.get_token(proto::GetTokenRequest { serial })
+                .await?
+                .into_inner(),
+        ),
+        TokenCommand::Assign { serial, holder } => Some(
+            t.assign_token(proto::AssignTokenRequest { serial, holder })
+                .await?
+                .into_inner(),
+        ),
+        TokenCommand::Unassign { serial } => Some(
+            t.assign_token(proto::AssignTokenRequest {
+                serial,
+                holder: String::new(),
+            })
+            .await?
+            .into_inner(),
+        ),
+        TokenCommand::Pin { serial, clear } => {
+            let pin = if clear {
+                Zeroizing::new(String::new())
+            } else {
+                read_secret("OKEY_PIN", "new PIN")?
+            };
+            if !clear && pin.is_empty() {
+                bail!("an empty PIN: use --clear to remove the PIN");
+            }
+            Some(
+                t.set_pin(proto::SetPinRequest {
+                    serial,
+                    pin: pin.to_string(),
+                })
+                .await?
+                .into_inner(),
+            )
+        }
+        TokenCommand::Resync {
+            serial,
+            first,
+            second,
+        } => Some(
+            t.resync_token(proto::ResyncTokenRequest {
+                serial,
+                first_code: first,
+                second_code: second,
+            })
+            .await?
+            .into_inner(),
+        ),
+        TokenCommand::Unlock { serial } => Some(
+            t.unlock_token(proto::TokenRef { serial })
+                .await?
+                .into_inner(),
+        ),
+        TokenCommand::Enable { serial } => Some(
+            t.enable_token(proto::TokenRef { serial })
+                .await?
+                .into_inner(),
+        ),
+        TokenCommand::Disable { serial } => Some(
+            t.disable_token(proto::TokenRef { serial })
+                .await?
+                .into_inner(),
+        ),
+        TokenCommand::Revoke { serial } => Some(
+            t.revoke_token(proto::TokenRef { serial })
+                .await?
+                .into_inner(),
+        ),
+    };
+    if let Some(tok) = token {
+        print_token(&tok);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Check a passcode as a front end would.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The user (holder) logging in.
+    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+    user: Option<String>,
+    /// Or one token by serial.
+    #[arg(long)]
+    serial: Option<String>,
+    /// PIN followed by the code (read from OKEY_PASSCODE or stdin when omitted; empty asks for a challenge).
+    #[arg(long)]
+    passcode: Option<String>,
+    /// Answer to a challenge: its transaction id.
+    #[arg(long)]
+    transaction: Option<String>,
+}
+
+fn subject(user: Option<String>, serial: Option<String>) -> proto::Subject {
+    proto::Subject {
+        kind: match (user, serial) {
+            (Some(u), _) => Some(proto::subject::Kind::User(u)),
+            (None, Some(s)) => Some(proto::subject::Kind::Serial(s)),
+            (None, None) => None,
+        },
+    }
+}
+
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let passcode = match args.passcode {
+        Some(p) => Zeroizing::new(p),
+        None => read_secret("OKEY_PASSCODE", "passcode")?,
+    };
+    let mut c = args.client.connect().await?;
+    let r = c
+        .auth
+        .verify(proto::VerifyRequest {
+            subject: Some(subject(args.user, args.serial)),
+            passcode: passcode.to_string(),
+            transaction_id: args.transaction.unwrap_or_default(),
+            client: Some(proto::ClientInfo {
+                nas_identifier: "okey-cli".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    match proto::VerifyResult::try_from(r.result) {
+        Ok(proto::VerifyResult::Accept) => {
+            println!("accept {} ({})", r.serial, r.reason);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(proto::VerifyResult::Challenge) => {
+            println!(
+                "challenge {} transaction {} token {}",
+                r.challenge, r.transaction_id, r.serial
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            println!("reject ({})", r.reason);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Ask for an OCRA challenge.
+#[derive(Debug, Args)]
+pub struct ChallengeArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+    user: Option<String>,
+    #[arg(long)]
+    serial: Option<String>,
+}
+
+pub async fn challenge(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
+    let mut c = args.client.connect().await?;
+    let r = c
+        .auth
+        .trigger_challenge(proto::TriggerChallengeRequest {
+            subject: Some(subject(args.user, args.serial)),
+            client: None,
+        })
+        .await?
+        .into_inner();
+    println!(
+        "challenge {} transaction {} token {} expires-in {}s",
+        r.challenge, r.transaction_id, r.serial, r.expires_in
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The audit chain.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 when an entry was changed, removed or reordered.
+    Verify,
+    /// The most recent entries.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let mut c = args.client.connect().await?;
+    match args.command {
+        AuditCommand::Verify => {
+            let r = c
+                .audit
+                .verify_audit_chain(proto::VerifyAuditChainRequest {})
+                .await?
+                .into_inner();
+            if r.intact {
+                println!("intact: {} entries", r.entries);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("broken at entry {}: {}", r.first_bad_sequence, r.detail);
+                Ok(ExitCode::from(1))
+            }
+        }
+        AuditCommand::List { limit } => {
+            let r = c
+                .audit
+                .list_audit(proto::ListAuditRequest { limit })
+                .await?
+                .into_inner();
+            for e in r.records {
+                println!(
+                    "{:>8} {} {:<16} {:<22} {:<20} {:<14} {:<8} {}",
+                    e.sequence,
+                    e.at,
+                    e.actor,
+                    e.action,
+                    e.subject,
+                    if e.serial.is_empty() { "-" } else { &e.serial },
+                    e.result,
+                    e.reason
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// API keys of callers (front ends, technicians, support, auditors).
+#[derive(Debug, Args)]
+pub struct CallerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: CallerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CallerCommand {
+    /// Create an API key; it is printed once.
+    Create {
+        name: String,
+        /// verifier, technician, support, admin, auditor (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',', required = true)]
+        role: Vec<String>,
+    },
+    List,
+    Revoke {
+        name: String,
+    },
+    /// Who the current credential is.
+    Whoami,
+}
+
+pub async fn caller(args: CallerArgs) -> anyhow::Result<ExitCode> {
+    let mut c = args.client.connect().await?;
+    match args.command {
+        CallerCommand::Create { name, role } => {
+            let r = c
+                .callers
+                .create_api_key(proto::CreateApiKeyRequest { name, roles: role })
+                .await?
+                .into_inner();
+            println!("{}", r.api_key);
+            eprintln!("this key for {} is shown only now", r.name);
+        }
+        CallerCommand::List => {
+            let r = c
+                .callers
+                .list_api_keys(proto::ListApiKeysRequest {})
+                .await?
+                .into_inner();
+            for p in r.principals {
+                println!(
+                    "{:<24} {:<30} {}",
+                    p.name,
+                    p.roles.join(","),
+                    if p.disabled { "revoked" } else { "active" }
+                );
+            }
+        }
+        CallerCommand::Revoke { name } => {
+            c.callers
+                .revoke_api_key(proto::RevokeApiKeyRequest { name: name.clone() })
+                .await?;
+            println!("revoked {name}");
+        }
+        CallerCommand::Whoami => {
+            let p = c
+                .callers
+                .who_am_i(proto::WhoAmIRequest {})
+                .await?
+                .into_inner();
+            println!("{} ({})", p.name, p.roles.join(","));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

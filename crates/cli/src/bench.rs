@@ -1,0 +1,495 @@
+//! `okey bench`: the load benchmark. Creates tokens with known seeds through the API, then sends
+//! Verify requests with fresh valid codes, plus a fraction of wrong codes and replays, at a
+//! given concurrency, and reports throughput, latency and — the figure that must stay zero —
+//! replays accepted.
+//!
+//! Without `--server` it starts its own `okey serve` in this process on a loopback port with a
+//! throw-away data directory, so it runs on a fresh machine; `--baseline` runs the same load a
+//! second time with one fsync'd transaction per verify and prints the ratio.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use okey_otp::{Algorithm, Digits, OtpKey, hotp};
+use okey_server::config::{Durability, ServeConfig};
+use okey_server::proto;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tonic::transport::Endpoint;
+
+use crate::client::{Bearer, ClientArgs, Clients};
+
+/// Load-test Verify.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Tokens to create.
+    #[arg(long, default_value_t = 10_000)]
+    tokens: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long to send load, in seconds (ignored with --count).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Send exactly this many verifies instead.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Fraction of requests that carry a wrong code.
+    #[arg(long, default_value_t = 0.01)]
+    wrong: f64,
+    /// Fraction of requests that replay a code accepted before.
+    #[arg(long, default_value_t = 0.01)]
+    replay: f64,
+    /// Durability of the in-process server: group or per-commit.
+    #[arg(long, default_value = "group")]
+    durability: Durability,
+    /// Also run the same load with per-commit durability and print the ratio.
+    #[arg(long)]
+    baseline: bool,
+    /// gRPC connections to spread the load over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress display.
+    #[arg(long)]
+    quiet: bool,
+    /// Bench a running server instead (needs an admin credential: tokens are imported).
+    #[arg(long)]
+    server: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// What one run measured.
+#[derive(Debug, Serialize, Clone)]
+pub struct BenchReport {
+    pub durability: String,
+    pub tokens: usize,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub verifies: u64,
+    pub verifies_per_second: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub valid_rejected: u64,
+    pub wrong_accepted: u64,
+    pub replays_sent: u64,
+    pub replays_accepted: u64,
+    pub errors: u64,
+}
+
+struct TokenLoad {
+    serial: String,
+    key: OtpKey,
+    counter: u64,
+    last_accepted: Option<String>,
+    previous_was_bad: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    valid_rejected: AtomicU64,
+    wrong_accepted: AtomicU64,
+    replays_sent: AtomicU64,
+    replays_accepted: AtomicU64,
+    errors: AtomicU64,
+    sent: AtomicU64,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.tokens == 0 || args.concurrency == 0 || args.connections == 0 {
+        bail!("--tokens, --concurrency and --connections must be at least 1");
+    }
+    if !(0.0..=0.5).contains(&args.wrong) || !(0.0..=0.5).contains(&args.replay) {
+        bail!("--wrong and --replay are fractions from 0 to 0.5");
+    }
+    let mut reports = Vec::new();
+    if let Some(server) = &args.server {
+        let client = ClientArgs {
+            server: server.clone(),
+            ..args.client.clone()
+        };
+        let clients = connect_many(&client, args.connections).await?;
+        reports.push(load(&args, clients, "external".into()).await?);
+    } else {
+        let mut modes = vec![args.durability];
+        if args.baseline && args.durability != Durability::PerCommit {
+            modes.push(Durability::PerCommit);
+        }
+        for mode in modes {
+            reports.push(in_process(&args, mode).await?);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            print_report(r);
+        }
+        if let [group, per_commit] = reports.as_slice() {
+            println!(
+                "group commit vs one transaction per verify: {:.1}x the throughput ({:.0} vs {:.0} verifies/s)",
+                group.verifies_per_second / per_commit.verifies_per_second.max(1e-9),
+                group.verifies_per_second,
+                per_commit.verifies_per_second
+            );
+        }
+    }
+    let replays: u64 = reports
+        .iter()
+        .map(|r| r.replays_accepted + r.wrong_accepted)
+        .sum();
+    Ok(if replays == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<BenchReport> {
+    let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().join("data"),
+        durability,
+        ..ServeConfig::default()
+    };
+    let server = okey_server::start(config).await?;
+    let key_file = server
+        .created_admin_key
+        .clone()
+        .context("the fresh server made no admin credential")?;
+    let client = ClientArgs {
+        server: format!("http://{}", server.addr),
+        api_key: None,
+        api_key_file: Some(key_file),
+    };
+    let clients = connect_many(&client, args.connections).await?;
+    let name = match durability {
+        Durability::Group => "group-commit",
+        Durability::PerCommit => "per-commit",
+    };
+    let report = load(args, clients, name.into()).await;
+    server.stop().await?;
+    report
+}
+
+async fn connect_many(client: &ClientArgs, n: usize) -> anyhow::Result<Vec<Clients>> {
+    let first = client.connect().await?;
+    let key = first_key(client)?;
+    let mut all = vec![first];
+    for _ in 1..n {
+        let channel = Endpoint::from_shared(client.server.clone())?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        all.push(Clients::new(channel, Bearer::new(&key)?));
+    }
+    Ok(all)
+}
+
+fn first_key(client: &ClientArgs) -> anyhow::Result<String> {
+    if let Some(k) = &client.api_key {
+        return Ok(k.clone());
+    }
+    let path = client
+        .api_key_file
+        .clone()
+        .unwrap_or_else(|| "okey-data/admin.key".into());
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .trim()
+        .to_owned())
+}
+
+async fn load(
+    args: &BenchArgs,
+    mut clients: Vec<Clients>,
+    durability: String,
+) -> anyhow::Result<BenchReport> {
+    // Known seeds, made here from a seeded generator so a run is repeatable.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x006b_6579);
+    let run_tag: u32 = rand::rng().random();
+    let mut tokens = Vec::with_capacity(args.tokens);
+    let mut batch = Vec::new();
+    let first = clients.first_mut().context("no connection")?;
+    if !args.quiet {
+        eprintln!("[{durability}] importing {} tokens", args.tokens);
+    }
+    for i in 0..args.tokens {
+        let mut seed = [0u8; 20];
+        rng.fill(&mut seed);
+        let serial = format!("B{run_tag:08x}{i:07}");
+        tokens.push(TokenLoad {
+            serial: serial.clone(),
+            key: OtpKey::new(Algorithm::Sha1, &seed)?,
+            counter: 0,
+            last_accepted: None,
+            previous_was_bad: false,
+        });
+        batch.push(proto::ImportedToken {
+            serial,
+            kind: proto::TokenKind::Hardware as i32,
+            otp: Some(proto::OtpParameters {
+                r#type: proto::OtpType::Hotp as i32,
+                algorithm: proto::HashAlgorithm::Sha1 as i32,
+                digits: 6,
+                ..Default::default()
+            }),
+            seed_hex: hex::encode(seed),
+            ..Default::default()
+        });
+        if batch.len() == 5000 || i + 1 == args.tokens {
+            first
+                .tokens
+                .import_tokens(proto::ImportTokensRequest {
+                    tokens: std::mem::take(&mut batch),
+                })
+                .await
+                .context("importing the bench tokens")?;
+        }
+    }
+
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let budget = args.count.map(|c| Arc::new(AtomicU64::new(c)));
+    // Partition tokens over workers: no two workers share a token, so each knows its counters.
+    let mut shares: Vec<Vec<TokenLoad>> = (0..args.concurrency).map(|_| Vec::new()).collect();
+    for (i, t) in tokens.into_iter().enumerate() {
+        if let Some(s) = shares.get_mut(i % args.concurrency) {
+            s.push(t);
+        }
+    }
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for (w, share) in shares.into_iter().enumerate() {
+        if share.is_empty() {
+            continue;
+        }
+        let client = clients
+            .get(w % clients.len())
+            .map(|c| c.auth.clone())
+            .context("no connection")?;
+        let tally = tally.clone();
+        let stop = stop.clone();
+        let budget = budget.clone();
+        let (wrong, replay) = (args.wrong, args.replay);
+        handles.push(tokio::spawn(async move {
+            worker(client, share, tally, stop, budget, wrong, replay, w as u64).await
+        }));
+    }
+    let progress = (!args.quiet).then(|| {
+        let bar = indicatif::ProgressBar::new(args.count.unwrap_or(args.duration));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "[{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let deadline = started + Duration::from_secs(args.duration);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let sent = tally.sent.load(Ordering::Relaxed);
+        let elapsed = started.elapsed().as_secs_f64();
+        if let Some(bar) = &progress {
+            bar.set_position(match args.count {
+                Some(_) => sent,
+                None => elapsed as u64,
+            });
+            bar.set_message(format!("{:.0} verifies/s", sent as f64 / elapsed.max(1e-9)));
+        }
+        let done = match &budget {
+            Some(b) => b.load(Ordering::Relaxed) == 0,
+            None => Instant::now() >= deadline,
+        };
+        if done {
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.context("a load worker failed")?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    };
+    let verifies = latencies.len() as u64;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    Ok(BenchReport {
+        durability,
+        tokens: args.tokens,
+        concurrency: args.concurrency,
+        seconds,
+        verifies,
+        verifies_per_second: verifies as f64 / seconds.max(1e-9),
+        p50_ms: pct(0.50),
+        p95_ms: pct(0.95),
+        p99_ms: pct(0.99),
+        max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+        accepted: get(&tally.accepted),
+        rejected: get(&tally.rejected),
+        valid_rejected: get(&tally.valid_rejected),
+        wrong_accepted: get(&tally.wrong_accepted),
+        replays_sent: get(&tally.replays_sent),
+        replays_accepted: get(&tally.replays_accepted),
+        errors: get(&tally.errors),
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Attempt {
+    Valid,
+    Wrong,
+    Replay,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn worker(
+    mut client: proto::auth_service_client::AuthServiceClient<crate::client::Authed>,
+    mut tokens: Vec<TokenLoad>,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    budget: Option<Arc<AtomicU64>>,
+    wrong: f64,
+    replay: f64,
+    worker_id: u64,
+) -> Vec<u32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(worker_id);
+    let mut latencies = Vec::new();
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(b) = &budget
+            && b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_err()
+        {
+            break;
+        }
+        let n = tokens.len();
+        let Some(t) = tokens.get_mut(i % n) else {
+            break;
+        };
+        i += 1;
+        // A bad attempt only ever follows a good one, so no token reaches a lock.
+        let roll: f64 = rng.random();
+        let attempt = if t.previous_was_bad {
+            Attempt::Valid
+        } else if roll < wrong {
+            Attempt::Wrong
+        } else if roll < wrong + replay && t.last_accepted.is_some() {
+            Attempt::Replay
+        } else {
+            Attempt::Valid
+        };
+        let code = match attempt {
+            Attempt::Valid => hotp(&t.key, t.counter, Digits::SIX).to_text(),
+            Attempt::Replay => t.last_accepted.clone().unwrap_or_default(),
+            Attempt::Wrong => wrong_code(&t.key, t.counter, &mut rng),
+        };
+        let request = proto::VerifyRequest {
+            subject: Some(proto::Subject {
+                kind: Some(proto::subject::Kind::Serial(t.serial.clone())),
+            }),
+            passcode: code.clone(),
+            transaction_id: String::new(),
+            client: None,
+        };
+        let started = Instant::now();
+        let result = client.verify(request).await;
+        let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+        latencies.push(micros);
+        tally.sent.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(r) => {
+                let accepted = r.get_ref().result == proto::VerifyResult::Accept as i32;
+                if accepted {
+                    tally.accepted.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    tally.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                match (attempt, accepted) {
+                    (Attempt::Valid, true) => {
+                        t.counter += 1;
+                        t.last_accepted = Some(code);
+                    }
+                    (Attempt::Valid, false) => {
+                        tally.valid_rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (Attempt::Wrong, true) => {
+                        tally.wrong_accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (Attempt::Replay, accepted) => {
+                        tally.replays_sent.fetch_add(1, Ordering::Relaxed);
+                        if accepted {
+                            tally.replays_accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    (Attempt::Wrong, false) => {}
+                }
+            }
+            Err(_) => {
+                tally.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        t.previous_was_bad = attempt != Attempt::Valid;
+    }
+    latencies
+}
+
+/// A six-digit code that is none of the codes in the token's look-ahead window.
+fn wrong_code(key: &OtpKey, counter: u64, rng: &mut impl Rng) -> String {
+    let window: Vec<String> = (counter..counter + u64::from(okey_otp::DEFAULT_HOTP_WINDOW))
+        .map(|c| hotp(key, c, Digits::SIX).to_text())
+        .collect();
+    loop {
+        let candidate = format!("{:06}", rng.random_range(0..1_000_000u32));
+        if !window.contains(&candidate) {
+            return candidate;
+        }
+    }
+}
+
+fn print_report(r: &BenchReport) {
+    println!(
+        "== {} ({} tokens, concurrency {})",
+        r.durability, r.tokens, r.concurrency
+    );
+    println!("verifies:          {} in {:.2} s", r.verifies, r.seconds);
+    println!("verifies/s:        {:.0}", r.verifies_per_second);
+    println!(
+        "latency ms:        p50 {:.3}  p95 {:.3}  p99 {:.3}  max {:.3}",
+        r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms
+    );
+    println!("accepted:          {}", r.accepted);
+    println!("rejected:          {}", r.rejected);
+    println!("valid rejected:    {}", r.valid_rejected);
+    println!("wrong accepted:    {}", r.wrong_accepted);
+    println!(
+        "replays accepted:  {} of {}",
+        r.replays_accepted, r.replays_sent
+    );
+    println!("errors:            {}", r.errors);
+}

@@ -1,0 +1,136 @@
+//! Outstanding OCRA challenges: single-use, bound to one token, expiring.
+//!
+//! A challenge lives only in memory: after a restart the user simply asks for a new one, and
+//! nothing that could be replayed survives. Taking a challenge removes it whether or not the
+//! response turns out right, so one challenge allows exactly one guess.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use okey_otp::{OcraSuite, QuestionKind};
+use rand::Rng;
+
+/// Most challenges outstanding at once; beyond this the oldest expired ones are swept and, if
+/// none expired, new requests are refused (a flood cannot exhaust memory).
+pub const MAX_OUTSTANDING: usize = 100_000;
+
+/// An issued challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The token it was issued for.
+    pub serial: String,
+    /// The question shown to the user.
+    pub question: String,
+    /// Unix time after which it is no longer accepted.
+    pub expires_at: u64,
+}
+
+/// Why a challenge could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeError {
+    /// No such transaction (never issued, already used, or swept).
+    #[error("unknown or already used transaction")]
+    Unknown,
+    /// Issued, but too late now.
+    #[error("the challenge has expired")]
+    Expired,
+    /// Too many outstanding challenges.
+    #[error("too many outstanding challenges")]
+    Full,
+}
+
+/// The book of outstanding challenges.
+pub struct Challenges {
+    ttl: u64,
+    book: Mutex<HashMap<String, Challenge>>,
+}
+
+impl Challenges {
+    /// A book whose challenges live `ttl_seconds`.
+    pub fn new(ttl_seconds: u64) -> Self {
+        Challenges {
+            ttl: ttl_seconds,
+            book: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds a challenge lives.
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+
+    /// Issue a challenge for `serial` in the suite's question format, at `now`.
+    pub fn issue(
+        &self,
+        serial: &str,
+        suite: &OcraSuite,
+        now: u64,
+    ) -> Result<(String, Challenge), ChallengeError> {
+        let (kind, max_len) = suite.question();
+        let mut rng = rand::rng();
+        let alphabet: &[u8] = match kind {
+            QuestionKind::Numeric => b"0123456789",
+            QuestionKind::Hex => b"0123456789ABCDEF",
+            QuestionKind::Alphanumeric => b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789",
+        };
+        let question: String = (0..max_len)
+            .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+            .collect();
+        let mut id = [0u8; 16];
+        rng.fill(&mut id);
+        let transaction = hex::encode(id);
+        let challenge = Challenge {
+            serial: serial.to_owned(),
+            question,
+            expires_at: now.saturating_add(self.ttl),
+        };
+        let mut book = self.book.lock().map_err(|_| ChallengeError::Full)?;
+        if book.len() >= MAX_OUTSTANDING {
+            book.retain(|_, c| c.expires_at >= now);
+            if book.len() >= MAX_OUTSTANDING {
+                return Err(ChallengeError::Full);
+            }
+        }
+        book.insert(transaction.clone(), challenge.clone());
+        Ok((transaction, challenge))
+    }
+
+    /// Take (and so consume) the challenge of `transaction` at `now`.
+    pub fn take(&self, transaction: &str, now: u64) -> Result<Challenge, ChallengeError> {
+        let mut book = self.book.lock().map_err(|_| ChallengeError::Unknown)?;
+        let challenge = book.remove(transaction).ok_or(ChallengeError::Unknown)?;
+        if now > challenge.expires_at {
+            return Err(ChallengeError::Expired);
+        }
+        Ok(challenge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite(s: &str) -> OcraSuite {
+        s.parse().expect("suite")
+    }
+
+    #[test]
+    fn single_use_bound_and_expiring() {
+        let book = Challenges::new(120);
+        let (tx, c) = book
+            .issue("0042", &suite("OCRA-1:HOTP-SHA1-6:QN08"), 1000)
+            .expect("issued");
+        assert_eq!(c.question.len(), 8);
+        assert!(c.question.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(
+            book.take(&tx, 1120).map(|c| c.serial),
+            Ok("0042".to_owned())
+        );
+        assert_eq!(book.take(&tx, 1120), Err(ChallengeError::Unknown));
+        let (tx, _) = book
+            .issue("0042", &suite("OCRA-1:HOTP-SHA1-6:QA10"), 1000)
+            .expect("issued");
+        assert_eq!(book.take(&tx, 1121), Err(ChallengeError::Expired));
+        assert_eq!(book.take(&tx, 1000), Err(ChallengeError::Unknown));
+    }
+}

@@ -1,0 +1,266 @@
+//! Starting and stopping the service: open the store, create the first admin credential, bind,
+//! and serve gRPC (with health and reflection) and optionally metrics.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use okey_store::{Actor, Store};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::callers::{generate_key, hash_key};
+use crate::config::ServeConfig;
+use crate::metrics::{Metrics, serve_metrics};
+use crate::proto;
+use crate::service::Okey;
+
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is not usable.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] okey_store::StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS files could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The first admin credential could not be written.
+    #[error("cannot write the admin credential {path}: {source}")]
+    Credential {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The runtime failed (random generator, signal handler, a start-up task).
+    #[error("{0}")]
+    Runtime(String),
+    /// Reflection could not be built from the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// A running service.
+pub struct RunningServer {
+    /// The gRPC address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    /// The metrics address actually bound, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The file holding the admin credential created at this start, if one was created.
+    pub created_admin_key: Option<PathBuf>,
+    /// The store, shared with the service.
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    metrics_task: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stop accepting, finish in-flight requests, and wait.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(m) = self.metrics_task.take() {
+            m.abort();
+        }
+        match (&mut self.task).await {
+            Ok(result) => result.map_err(ServeError::from),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Wait until the server stops by itself (it does not, unless the transport fails).
+    pub async fn wait(mut self) -> Result<(), ServeError> {
+        match (&mut self.task).await {
+            Ok(result) => result.map_err(ServeError::from),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The path of the first admin credential.
+pub fn admin_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.key")
+}
+
+/// Create an admin API key on first start (when no caller exists yet) and write it, mode 0600,
+/// to `<data_dir>/admin.key`.
+fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<Option<PathBuf>, ServeError> {
+    if !store.list_api_keys()?.is_empty() {
+        return Ok(None);
+    }
+    let key = generate_key().map_err(|e| ServeError::Runtime(format!("random generator: {e}")))?;
+    let path = admin_key_path(data_dir);
+    write_secret_file(&path, format!("{}\n", key.as_str()).as_bytes()).map_err(|source| {
+        ServeError::Credential {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let actor = Actor {
+        name: "okey-serve".to_owned(),
+        role: "system".to_owned(),
+    };
+    store.put_api_key("admin", hash_key(&key), &["admin".to_owned()], &actor)?;
+    Ok(Some(path))
+}
+
+fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeError> {
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())));
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
+
+/// Open the store and start serving; returns once the listeners are bound.
+pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::Credential {
+        path: config.data_dir.clone(),
+        source: e,
+    })?;
+    let store_config = config.store_config();
+    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
+        .await
+        .map_err(|e| ServeError::Runtime(format!("store open task: {e}")))??;
+    let created_admin_key = bootstrap_admin(&store, &config.data_dir)?;
+
+    let metrics = Arc::new(Metrics::default());
+    let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone()));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<proto::auth_service_server::AuthServiceServer<Arc<Okey>>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::token_service_server::TokenServiceServer<Arc<Okey>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let (metrics_addr, metrics_task) = match config.metrics_listen {
+        Some(m) => {
+            let l = TcpListener::bind(m)
+                .await
+                .map_err(|source| ServeError::Bind { addr: m, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr: m, source })?;
+            (
+                Some(bound),
+                Some(tokio::spawn(serve_metrics(
+                    l,
+                    metrics.clone(),
+                    store.clone(),
+                ))),
+            )
+        }
+        None => (None, None),
+    };
+
+    let mut builder = Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+    }
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(proto::auth_service_server::AuthServiceServer::new(
+            okey.clone(),
+        ))
+        .add_service(proto::token_service_server::TokenServiceServer::new(
+            okey.clone(),
+        ))
+        .add_service(proto::audit_service_server::AuditServiceServer::new(
+            okey.clone(),
+        ))
+        .add_service(proto::caller_service_server::CallerServiceServer::new(okey));
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "okey serving");
+    Ok(RunningServer {
+        addr,
+        metrics_addr,
+        created_admin_key,
+        store,
+        shutdown: Some(tx),
+        task,
+        metrics_task,
+    })
+}
+
+/// Serve until SIGINT or SIGTERM, then shut down gracefully.
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let server = start(config).await?;
+    if let Some(path) = &server.created_admin_key {
+        eprintln!(
+            "okey: created the first admin credential in {} (mode 0600); use it with --api-key-file or OKEY_API_KEY",
+            path.display()
+        );
+    }
+    eprintln!("okey: listening on {}", server.addr);
+    if let Some(m) = server.metrics_addr {
+        eprintln!("okey: metrics on http://{m}/metrics");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| ServeError::Runtime(format!("signal handler: {e}")))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    eprintln!("okey: shutting down");
+    server.stop().await
+}

@@ -1,0 +1,265 @@
+//! The end-to-end harness: start a real `okey serve` process on a free loopback port with its
+//! own data directory, talk to it with the generated gRPC clients, kill and restart it.
+//!
+//! Codes are computed with the `hmac` crate here, independently of okey's own core.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use okey_server::proto;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// The RFC 4226 test secret.
+pub const RFC_SECRET_HEX: &str = "3132333435363738393031323334353637383930";
+
+/// HOTP with the `hmac` crate (RFC 4226), independent of okey's core.
+pub fn reference_hotp(seed: &[u8], counter: u64, digits: u32) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(seed).expect("any key length");
+    mac.update(&counter.to_be_bytes());
+    let out = mac.finalize().into_bytes();
+    let offset = usize::from(out[19] & 0x0f);
+    let word = u32::from_be_bytes([
+        out[offset],
+        out[offset + 1],
+        out[offset + 2],
+        out[offset + 3],
+    ]) & 0x7fff_ffff;
+    format!(
+        "{:0w$}",
+        u64::from(word) % 10u64.pow(digits),
+        w = digits as usize
+    )
+}
+
+/// The `okey` binary of this workspace, built on demand when the test runner did not build it.
+pub fn okey_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/it-xxxx -> target/<profile>/okey
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    let bin = profile_dir.join("okey");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--locked", "-p", "okey", "--bin", "okey"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the okey binary failed");
+    }
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running `okey serve`.
+pub struct Server {
+    child: Option<Child>,
+    /// Its gRPC address.
+    pub addr: SocketAddr,
+    /// Its data directory (inside `dir`).
+    pub data_dir: PathBuf,
+    config: PathBuf,
+    /// The first admin credential.
+    pub admin_key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Start with the defaults.
+    pub fn start() -> Server {
+        Server::start_with("")
+    }
+
+    /// Start with extra TOML configuration.
+    pub fn start_with(config: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let config_path = dir.path().join("okey.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut server = Server {
+            child: None,
+            addr,
+            data_dir,
+            config: config_path,
+            admin_key: String::new(),
+            _dir: dir,
+        };
+        server.spawn();
+        server.admin_key = std::fs::read_to_string(server.data_dir.join("admin.key"))
+            .expect("admin.key written on first start")
+            .trim()
+            .to_owned();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(okey_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("OKEY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn okey serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "okey serve did not start listening on {}",
+                self.addr
+            );
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("okey serve exited at start: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL the server: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start the server again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// A client with the admin credential.
+    pub async fn admin(&self) -> Client {
+        self.client(Some(&self.admin_key)).await
+    }
+
+    /// A client with `key` (or none).
+    pub async fn client(&self, key: Option<&str>) -> Client {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        let bearer = Bearer(key.map(|k| format!("Bearer {k}").parse().expect("ascii key")));
+        Client {
+            auth: proto::auth_service_client::AuthServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            tokens: proto::token_service_client::TokenServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            audit: proto::audit_service_client::AuditServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            callers: proto::caller_service_client::CallerServiceClient::with_interceptor(
+                channel, bearer,
+            ),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Adds `authorization: Bearer <key>` when a key is set.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// Clients of every service.
+#[derive(Clone)]
+pub struct Client {
+    pub auth: proto::auth_service_client::AuthServiceClient<Authed>,
+    pub tokens: proto::token_service_client::TokenServiceClient<Authed>,
+    pub audit: proto::audit_service_client::AuditServiceClient<Authed>,
+    pub callers: proto::caller_service_client::CallerServiceClient<Authed>,
+}
+
+/// An HOTP SHA-1 6-digit token to import.
+pub fn hotp_token(serial: &str, seed_hex: &str) -> proto::ImportedToken {
+    proto::ImportedToken {
+        serial: serial.to_owned(),
+        kind: proto::TokenKind::Hardware as i32,
+        otp: Some(proto::OtpParameters {
+            r#type: proto::OtpType::Hotp as i32,
+            algorithm: proto::HashAlgorithm::Sha1 as i32,
+            digits: 6,
+            ..Default::default()
+        }),
+        seed_hex: seed_hex.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A Verify request for a serial.
+pub fn verify_serial(serial: &str, passcode: &str) -> proto::VerifyRequest {
+    proto::VerifyRequest {
+        subject: Some(proto::Subject {
+            kind: Some(proto::subject::Kind::Serial(serial.to_owned())),
+        }),
+        passcode: passcode.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A Verify request for a user.
+pub fn verify_user(user: &str, passcode: &str) -> proto::VerifyRequest {
+    proto::VerifyRequest {
+        subject: Some(proto::Subject {
+            kind: Some(proto::subject::Kind::User(user.to_owned())),
+        }),
+        passcode: passcode.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The result of a verify as `(accepted, reason)`.
+pub async fn check(client: &mut Client, req: proto::VerifyRequest) -> (bool, String) {
+    let r = client
+        .auth
+        .verify(req)
+        .await
+        .expect("verify answered")
+        .into_inner();
+    (r.result == proto::VerifyResult::Accept as i32, r.reason)
+}

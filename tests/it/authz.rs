@@ -1,0 +1,226 @@
+//! Every RPC with every role, with no credential and with a wrong one: allowed or denied exactly
+//! as the table below says. The table is written out here, independently of the server's.
+
+use okey_e2e::{Client, Server};
+use okey_server::proto;
+use tonic::Code;
+
+const ROLES: [&str; 5] = ["verifier", "technician", "support", "admin", "auditor"];
+
+/// (RPC, roles allowed). Requests are empty, so an allowed call fails validation instead of
+/// changing anything; a denied one must fail before validation.
+const TABLE: &[(&str, &[&str])] = &[
+    ("Verify", &["verifier", "support", "admin"]),
+    ("TriggerChallenge", &["verifier", "admin"]),
+    ("CreateToken", &["admin", "technician"]),
+    ("ImportTokens", &["admin"]),
+    ("GetToken", &["admin", "support", "technician", "auditor"]),
+    ("ListTokens", &["admin", "support", "technician", "auditor"]),
+    ("AssignToken", &["admin", "support"]),
+    ("SetPin", &["admin", "support"]),
+    ("ResyncToken", &["admin", "support", "technician"]),
+    ("UnlockToken", &["admin", "support"]),
+    ("EnableToken", &["admin", "support"]),
+    ("DisableToken", &["admin", "support"]),
+    ("RevokeToken", &["admin"]),
+    ("BeginInitialisation", &["technician", "admin"]),
+    ("CompleteInitialisation", &["technician", "admin"]),
+    ("AbortInitialisation", &["technician", "admin"]),
+    ("VerifyAuditChain", &["auditor", "admin"]),
+    ("ListAudit", &["auditor", "admin"]),
+    ("CreateApiKey", &["admin"]),
+    ("ListApiKeys", &["admin"]),
+    ("RevokeApiKey", &["admin"]),
+    (
+        "WhoAmI",
+        &["verifier", "technician", "support", "admin", "auditor"],
+    ),
+];
+
+async fn call(c: &mut Client, rpc: &str) -> Code {
+    let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
+    let tr = proto::TokenRef::default();
+    match rpc {
+        "Verify" => code(
+            c.auth
+                .verify(proto::VerifyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "TriggerChallenge" => code(
+            c.auth
+                .trigger_challenge(proto::TriggerChallengeRequest::default())
+                .await
+                .map(drop),
+        ),
+        "CreateToken" => code(
+            c.tokens
+                .create_token(proto::CreateTokenRequest {
+                    serial: "not a serial".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        "ImportTokens" => code(
+            c.tokens
+                .import_tokens(proto::ImportTokensRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetToken" => code(
+            c.tokens
+                .get_token(proto::GetTokenRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListTokens" => code(
+            c.tokens
+                .list_tokens(proto::ListTokensRequest {
+                    page_size: 100_000,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        "AssignToken" => code(
+            c.tokens
+                .assign_token(proto::AssignTokenRequest::default())
+                .await
+                .map(drop),
+        ),
+        "SetPin" => code(
+            c.tokens
+                .set_pin(proto::SetPinRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ResyncToken" => code(
+            c.tokens
+                .resync_token(proto::ResyncTokenRequest::default())
+                .await
+                .map(drop),
+        ),
+        "UnlockToken" => code(c.tokens.unlock_token(tr).await.map(drop)),
+        "EnableToken" => code(c.tokens.enable_token(tr).await.map(drop)),
+        "DisableToken" => code(c.tokens.disable_token(tr).await.map(drop)),
+        "RevokeToken" => code(c.tokens.revoke_token(tr).await.map(drop)),
+        "BeginInitialisation" => code(
+            c.tokens
+                .begin_initialisation(proto::BeginInitialisationRequest::default())
+                .await
+                .map(drop),
+        ),
+        "CompleteInitialisation" => code(
+            c.tokens
+                .complete_initialisation(proto::CompleteInitialisationRequest::default())
+                .await
+                .map(drop),
+        ),
+        "AbortInitialisation" => code(c.tokens.abort_initialisation(tr).await.map(drop)),
+        "VerifyAuditChain" => code(
+            c.audit
+                .verify_audit_chain(proto::VerifyAuditChainRequest {})
+                .await
+                .map(drop),
+        ),
+        "ListAudit" => code(
+            c.audit
+                .list_audit(proto::ListAuditRequest { limit: 100_000 })
+                .await
+                .map(drop),
+        ),
+        "CreateApiKey" => code(
+            c.callers
+                .create_api_key(proto::CreateApiKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListApiKeys" => code(
+            c.callers
+                .list_api_keys(proto::ListApiKeysRequest {})
+                .await
+                .map(drop),
+        ),
+        "RevokeApiKey" => code(
+            c.callers
+                .revoke_api_key(proto::RevokeApiKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "WhoAmI" => code(c.callers.who_am_i(proto::WhoAmIRequest {}).await.map(drop)),
+        other => panic!("no call for {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_with_every_role() {
+    let server = Server::start();
+    let mut admin = server.admin().await;
+    let mut clients = Vec::new();
+    for role in ROLES {
+        let key = admin
+            .callers
+            .create_api_key(proto::CreateApiKeyRequest {
+                name: format!("as-{role}"),
+                roles: vec![role.to_owned()],
+            })
+            .await
+            .expect("create key")
+            .into_inner()
+            .api_key;
+        clients.push((role, server.client(Some(&key)).await));
+    }
+    let mut nobody = server.client(None).await;
+    let mut forged = server
+        .client(Some("okey_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        .await;
+    let mut malformed = server.client(Some("not-an-okey-key")).await;
+
+    let mut failures = Vec::new();
+    for (rpc, allowed) in TABLE {
+        for (role, client) in clients.iter_mut() {
+            let got = call(client, rpc).await;
+            let denied = matches!(got, Code::PermissionDenied | Code::Unauthenticated);
+            let should_allow = allowed.contains(role);
+            if denied == should_allow {
+                failures.push(format!(
+                    "{rpc} as {role}: got {got:?}, expected {}",
+                    if should_allow { "allowed" } else { "denied" }
+                ));
+            }
+            if !should_allow && got != Code::PermissionDenied {
+                failures.push(format!(
+                    "{rpc} as {role}: denial must be PERMISSION_DENIED, got {got:?}"
+                ));
+            }
+        }
+        for (who, client) in [
+            ("no credential", &mut nobody),
+            ("forged key", &mut forged),
+            ("malformed key", &mut malformed),
+        ] {
+            let got = call(client, rpc).await;
+            if got != Code::Unauthenticated {
+                failures.push(format!(
+                    "{rpc} with {who}: got {got:?}, expected Unauthenticated"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A revoked key stops working at once.
+    admin
+        .callers
+        .revoke_api_key(proto::RevokeApiKeyRequest {
+            name: "as-support".into(),
+        })
+        .await
+        .expect("revoke");
+    let (_, support) = clients
+        .iter_mut()
+        .find(|(r, _)| *r == "support")
+        .expect("support client");
+    assert_eq!(call(support, "WhoAmI").await, Code::Unauthenticated);
+}

@@ -1,0 +1,159 @@
+//! OCRA challenge-response: issued for a user's token, answered once, bound, expiring.
+
+use okey_e2e::{RFC_SECRET_HEX, Server};
+use okey_otp::{OcraInput, OcraSuite, OtpKey, ocra};
+use okey_server::proto;
+
+const SUITE: &str = "OCRA-1:HOTP-SHA1-6:QN08";
+
+fn response(question: &str) -> String {
+    let suite: OcraSuite = SUITE.parse().expect("suite");
+    let key = OtpKey::new(
+        suite.algorithm(),
+        &hex::decode(RFC_SECRET_HEX).expect("hex"),
+    )
+    .expect("key");
+    ocra(
+        &key,
+        &suite,
+        &OcraInput {
+            question,
+            ..OcraInput::default()
+        },
+    )
+    .expect("ocra")
+    .as_str()
+    .to_owned()
+}
+
+fn user(u: &str) -> Option<proto::Subject> {
+    Some(proto::Subject {
+        kind: Some(proto::subject::Kind::User(u.to_owned())),
+    })
+}
+
+async fn answer(c: &mut okey_e2e::Client, who: &str, tx: &str, resp: &str) -> (i32, String) {
+    let r = c
+        .auth
+        .verify(proto::VerifyRequest {
+            subject: user(who),
+            passcode: resp.to_owned(),
+            transaction_id: tx.to_owned(),
+            client: None,
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    (r.result, r.reason)
+}
+
+#[tokio::test]
+async fn challenge_response_single_use_bound_and_expiring() {
+    let server = Server::start_with("challenge_ttl = 2\n");
+    let mut c = server.admin().await;
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![
+                proto::ImportedToken {
+                    serial: "CR-1".into(),
+                    kind: proto::TokenKind::Hardware as i32,
+                    otp: Some(proto::OtpParameters {
+                        r#type: proto::OtpType::Ocra as i32,
+                        ocra_suite: SUITE.into(),
+                        ..Default::default()
+                    }),
+                    seed_hex: RFC_SECRET_HEX.into(),
+                    holder: "alice".into(),
+                    ..Default::default()
+                },
+                okey_e2e::hotp_token("HB-1", RFC_SECRET_HEX),
+            ],
+        })
+        .await
+        .expect("import");
+    c.tokens
+        .assign_token(proto::AssignTokenRequest {
+            serial: "HB-1".into(),
+            holder: "bob".into(),
+        })
+        .await
+        .expect("assign");
+
+    // An empty passcode asks for a challenge.
+    let r = c
+        .auth
+        .verify(proto::VerifyRequest {
+            subject: user("alice"),
+            ..Default::default()
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert_eq!(r.result, proto::VerifyResult::Challenge as i32);
+    assert_eq!(r.serial, "CR-1");
+    assert_eq!(r.challenge.len(), 8);
+    let good = response(&r.challenge);
+    // Bound to its token's holder: bob cannot answer alice's challenge (and that uses it up).
+    let (res, reason) = answer(&mut c, "bob", &r.transaction_id, &good).await;
+    assert_eq!(res, proto::VerifyResult::Reject as i32);
+    assert_eq!(reason, "challenge_not_for_subject");
+    let (res, _) = answer(&mut c, "alice", &r.transaction_id, &good).await;
+    assert_eq!(
+        res,
+        proto::VerifyResult::Reject as i32,
+        "a challenge is single-use"
+    );
+
+    // TriggerChallenge, a wrong answer, then the right answer to a fresh one.
+    let t = c
+        .auth
+        .trigger_challenge(proto::TriggerChallengeRequest {
+            subject: user("alice"),
+            client: None,
+        })
+        .await
+        .expect("trigger")
+        .into_inner();
+    assert_eq!(t.expires_in, 2);
+    let (res, _) = answer(&mut c, "alice", &t.transaction_id, "000000").await;
+    assert_eq!(res, proto::VerifyResult::Reject as i32);
+    let t = c
+        .auth
+        .trigger_challenge(proto::TriggerChallengeRequest {
+            subject: user("alice"),
+            client: None,
+        })
+        .await
+        .expect("trigger")
+        .into_inner();
+    let (res, reason) = answer(&mut c, "alice", &t.transaction_id, &response(&t.challenge)).await;
+    assert_eq!(res, proto::VerifyResult::Accept as i32, "{reason}");
+    let (res, _) = answer(&mut c, "alice", &t.transaction_id, &response(&t.challenge)).await;
+    assert_eq!(res, proto::VerifyResult::Reject as i32, "replayed answer");
+
+    // Expiry.
+    let t = c
+        .auth
+        .trigger_challenge(proto::TriggerChallengeRequest {
+            subject: user("alice"),
+            client: None,
+        })
+        .await
+        .expect("trigger")
+        .into_inner();
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (res, reason) = answer(&mut c, "alice", &t.transaction_id, &response(&t.challenge)).await;
+    assert_eq!(res, proto::VerifyResult::Reject as i32);
+    assert_eq!(reason, "challenge_expired");
+
+    // A user without challenge-response tokens gets no challenge.
+    let err = c
+        .auth
+        .trigger_challenge(proto::TriggerChallengeRequest {
+            subject: user("bob"),
+            client: None,
+        })
+        .await
+        .expect_err("no OCRA token");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests against a real `okey serve` process (one test binary, one module per area).
+
+mod authz;
+mod bad_input;
+mod challenge;
+mod crash;
+mod lifecycle;
