@@ -742,3 +742,46 @@ impl NitrokeySim {
         self.time_flash = TimeFlash::Invalid;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(cmd: u8) -> [u8; LEN] {
+        let mut r = [0u8; LEN];
+        r[0] = cmd;
+        let crc = nitrokey_crc(&r[..60]);
+        r[60..].copy_from_slice(&crc.to_le_bytes());
+        r
+    }
+
+    #[test]
+    fn processing_model_received_busy_ready_and_drops_while_busy() {
+        let mut profile = NitrokeyProfile::new(15, 1);
+        profile.slow_command = Duration::from_millis(150);
+        let mut sim = NitrokeySim::new(profile, 0);
+        // Before any command the output buffer is all zero (CRC field 0).
+        assert_eq!(sim.get_report(0), [0u8; LEN]);
+        sim.set_report(&request(0x0F), 0);
+        assert_eq!(sim.get_report(0)[0], 3, "received, not started");
+        assert_eq!(sim.get_report(50)[0], 1, "busy");
+        // A request arriving while busy is dropped silently.
+        sim.set_report(&request(0x09), 60);
+        let done = sim.get_report(200);
+        assert_eq!((done[0], done[1], done[7]), (0, 0x0F, 3));
+        // The dropped admin-count request never ran: the buffer still answers 0x0F.
+        assert_eq!(sim.get_report(400)[1], 0x0F);
+    }
+
+    #[test]
+    fn wrong_crc_is_reported_and_not_executed() {
+        let mut sim = NitrokeySim::new(NitrokeyProfile::new(15, 1).instant(), 0);
+        let mut r = request(0x13);
+        r[1..9].copy_from_slice(b"12345678");
+        // CRC left over the unmodified request: wrong.
+        sim.set_report(&r, 0);
+        let out = sim.get_report(0);
+        assert_eq!((out[1], out[6]), (0x13, 1));
+        assert_eq!(sim.retry_counters(), (3, 3));
+    }
+}
