@@ -14,6 +14,9 @@ use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, To
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "okey.db";
 
+/// File name of the lock that keeps a data directory to one process.
+pub const LOCK_FILE: &str = "okey.lock";
+
 /// Versioned migrations, applied in order at open; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[(i64, &str)] = &[(
     1,
@@ -87,6 +90,9 @@ const READERS: usize = 4;
 
 /// The SQLite backend.
 pub struct Sqlite {
+    /// Held (an exclusive advisory lock on `okey.lock`) while the store is open, so a second
+    /// process cannot open the same data directory and interleave its writes.
+    _lock: std::fs::File,
     path: PathBuf,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
@@ -101,6 +107,34 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 impl Sqlite {
     /// Open (creating if needed) the database in `dir` and bring its schema up to date.
     pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io("cannot open the lock file", &lock_path, e))?;
+        // A process that just exited (or a child briefly holding a copy of the descriptor
+        // between fork and exec) may still hold the lock for a moment: retry for two seconds.
+        let mut tries = 0;
+        loop {
+            match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) if tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(StoreError::Precondition(format!(
+                        "the data directory {} is in use by another okey process",
+                        dir.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(StoreError::io("cannot lock", &lock_path, e.into()));
+                }
+            }
+        }
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
         configure(&conn)?;
@@ -124,6 +158,7 @@ impl Sqlite {
             readers.push(Mutex::new(c));
         }
         Ok(Sqlite {
+            _lock: lock,
             path,
             readers,
             next: AtomicUsize::new(0),
@@ -289,7 +324,11 @@ impl Backend for Sqlite {
         let conn = Connection::open(&self.path)?;
         configure(&conn)?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
-        Ok(Box::new(SqliteWriter { conn }))
+        Ok(Box::new(SqliteWriter {
+            conn,
+            head: None,
+            saved_head: None,
+        }))
     }
 
     fn token(&self, serial: &str) -> Result<Option<TokenRow>, StoreError> {
@@ -505,8 +544,16 @@ fn read_data_keys(conn: &Connection) -> Result<Vec<DataKeyRow>, StoreError> {
     Ok(out)
 }
 
+/// The audit chain head as this session last wrote or read it: `None` when unknown.
+type Head = Option<Option<(u64, [u8; 32])>>;
+
 struct SqliteWriter {
     conn: Connection,
+    /// The chain head, kept in memory so an append costs one statement. Valid because this
+    /// session is the only writer of the database (the data directory is locked).
+    head: Head,
+    /// The head when the current savepoint was taken.
+    saved_head: Head,
 }
 
 fn opt_i64(v: Option<u64>, what: &'static str) -> Result<Option<i64>, StoreError> {
@@ -525,23 +572,35 @@ impl WriteTx for SqliteWriter {
         self.exec("BEGIN IMMEDIATE")
     }
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.exec("COMMIT")
+        let r = self.exec("COMMIT");
+        if r.is_err() {
+            self.head = None;
+        }
+        r
     }
     fn rollback(&mut self) -> Result<(), StoreError> {
+        self.head = None;
         if self.conn.is_autocommit() {
             return Ok(());
         }
         self.exec("ROLLBACK")
     }
     fn savepoint(&mut self) -> Result<(), StoreError> {
+        self.saved_head = self.head;
         self.exec("SAVEPOINT request")
     }
     fn release(&mut self) -> Result<(), StoreError> {
         self.exec("RELEASE request")
     }
     fn rollback_savepoint(&mut self) -> Result<(), StoreError> {
-        self.exec("ROLLBACK TO request")?;
-        self.exec("RELEASE request")
+        self.head = self.saved_head;
+        let r = self
+            .exec("ROLLBACK TO request")
+            .and_then(|()| self.exec("RELEASE request"));
+        if r.is_err() {
+            self.head = None;
+        }
+        r
     }
 
     fn token(&mut self, serial: &str) -> Result<Option<TokenRow>, StoreError> {
@@ -695,18 +754,24 @@ impl WriteTx for SqliteWriter {
     }
 
     fn audit_head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        if let Some(head) = self.head {
+            return Ok(head);
+        }
         let mut stmt = self
             .conn
             .prepare_cached("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1")?;
         let row: Option<(i64, Vec<u8>)> = stmt
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        row.map(|(s, m)| {
-            let mac = <[u8; 32]>::try_from(m.as_slice())
-                .map_err(|_| StoreError::Corrupt("bad audit MAC length".into()))?;
-            Ok((to_u64(s, "audit sequence")?, mac))
-        })
-        .transpose()
+        let head = row
+            .map(|(s, m)| {
+                let mac = <[u8; 32]>::try_from(m.as_slice())
+                    .map_err(|_| StoreError::Corrupt("bad audit MAC length".into()))?;
+                Ok::<_, StoreError>((to_u64(s, "audit sequence")?, mac))
+            })
+            .transpose()?;
+        self.head = Some(head);
+        Ok(head)
     }
 
     fn insert_audit(&mut self, rec: &AuditRecord) -> Result<(), StoreError> {
@@ -714,6 +779,7 @@ impl WriteTx for SqliteWriter {
             "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))?;
         let e = &rec.entry;
+        self.head = None;
         stmt.execute(params![
             to_i64(rec.seq, "audit sequence")?,
             to_i64(e.at, "audit time")?,
@@ -726,6 +792,7 @@ impl WriteTx for SqliteWriter {
             &rec.prev[..],
             &rec.mac[..],
         ])?;
+        self.head = Some(Some((rec.seq, rec.mac)));
         Ok(())
     }
 

@@ -178,6 +178,16 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
         tx.commit()
     })();
     batch.clear();
+    // Counted before anyone is answered, so a caller that reads the stats sees its own batch.
+    stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    let bucket = BUCKETS
+        .iter()
+        .position(|&b| n as u64 <= b)
+        .unwrap_or(BUCKETS.len());
+    if let Some(c) = stats.sizes.get(bucket) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
     match outcome {
         Ok(()) => {
             for d in delivers {
@@ -191,14 +201,5 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
                 d(Err(commit_failed(&e)));
             }
         }
-    }
-    stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    let bucket = BUCKETS
-        .iter()
-        .position(|&b| n as u64 <= b)
-        .unwrap_or(BUCKETS.len());
-    if let Some(c) = stats.sizes.get(bucket) {
-        c.fetch_add(1, Ordering::Relaxed);
     }
 }

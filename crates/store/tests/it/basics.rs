@@ -457,3 +457,14 @@ fn api_keys_register_lookup_and_revoke() {
     ));
     assert_eq!(s.list_api_keys().expect("list").len(), 1);
 }
+
+#[test]
+fn a_data_directory_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    let e = Store::open(config(dir.path())).expect_err("second open");
+    assert!(matches!(e, StoreError::Precondition(_)), "{e}");
+    assert!(e.to_string().contains("in use"), "{e}");
+    drop(s);
+    open(dir.path());
+}
