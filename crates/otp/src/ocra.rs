@@ -114,7 +114,8 @@ impl FromStr for OcraSuite {
         let mut time_step = None;
         let mut stage = 0u8; // 1 after P, 2 after S, 3 after T: enforces the RFC order
         for item in items {
-            let (head, rest) = item.split_at(item.len().min(1));
+            // Split after the first character, not byte: a part may hold any UTF-8.
+            let (head, rest) = item.split_at(item.chars().next().map_or(0, char::len_utf8));
             match head {
                 "P" if stage < 1 => {
                     pin =
@@ -135,7 +136,8 @@ impl FromStr for OcraSuite {
                     stage = 2;
                 }
                 "T" if stage < 3 => {
-                    let (num, unit) = rest.split_at(rest.len().saturating_sub(1));
+                    let (num, unit) =
+                        rest.split_at(rest.char_indices().last().map_or(0, |(i, _)| i));
                     let n = parse_decimal(num, 2)
                         .ok_or_else(|| bad(item, "time step must be T<number><S|M|H>"))?;
                     let seconds = match unit {
@@ -531,6 +533,20 @@ mod tests {
             "OCRA-1:HOTP-SHA1-6:QN08:X",
             Err("OCRA-1:HOTP-SHA1-6:QN08:X"),
         );
+    }
+
+    #[test]
+    fn non_ascii_suite_parts_are_errors_not_panics() {
+        // Found by the otp_ocra_suite fuzz target: a DataInput part starting with, or a time
+        // step ending in, a multi-byte character used to panic on a char boundary.
+        check_suite("OCRA-1:HOTP-SHA1-6:QA10-\u{6040}", Err("\u{6040}"));
+        check_suite("OCRA-1:HOTP-SHA1-6:QA10-\u{e9}S064", Err("\u{e9}S064"));
+        check_suite("OCRA-1:HOTP-SHA1-6:QN08-T1\u{6040}", Err("T1\u{6040}"));
+        check_suite("OCRA-1:HOTP-SHA1-6:QN08-T\u{e9}", Err("T\u{e9}"));
+        check_suite("OCRA-1:HOTP-SHA1-6:QN08-S\u{e9}12", Err("S\u{e9}12"));
+        check_suite("OCRA-1:HOTP-SHA1-6:QN08-P\u{e9}", Err("P\u{e9}"));
+        check_suite("OCRA-1:HOTP-SHA1-6:Q\u{e9}08", Err("Q\u{e9}08"));
+        check_suite("OCRA-1:HOTP-SHA1-\u{e9}:QN08", Err("\u{e9}"));
     }
 
     #[test]
