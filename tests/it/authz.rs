@@ -10,7 +10,7 @@ const ROLES: [&str; 5] = ["verifier", "technician", "support", "admin", "auditor
 /// (RPC, roles allowed). Requests are empty, so an allowed call fails validation instead of
 /// changing anything; a denied one must fail before validation.
 const TABLE: &[(&str, &[&str])] = &[
-    ("Verify", &["verifier", "support", "admin"]),
+    ("Verify", &["verifier", "support", "technician", "admin"]),
     ("TriggerChallenge", &["verifier", "admin"]),
     ("CreateToken", &["admin", "technician"]),
     ("ImportTokens", &["admin"]),

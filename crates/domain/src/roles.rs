@@ -8,7 +8,7 @@ use std::str::FromStr;
 pub enum Role {
     /// RADIUS and SSO front ends: verify and trigger challenges, nothing else.
     Verifier,
-    /// USB bench technicians: initialise tokens, resync them.
+    /// USB bench technicians: initialise tokens, check the codes they show, resync them.
     Technician,
     /// The support centre: find a key's owner, unlock, resync, enable/disable, PINs.
     Support,
@@ -114,7 +114,8 @@ impl Operation {
     pub const fn allowed_roles(self) -> &'static [Role] {
         use Role::*;
         match self {
-            Operation::Verify => &[Verifier, Support, Admin],
+            // Technicians verify a code read back from a token on the USB bench.
+            Operation::Verify => &[Verifier, Support, Technician, Admin],
             Operation::TriggerChallenge => &[Verifier, Admin],
             Operation::CreateToken => &[Admin, Technician],
             Operation::ImportTokens => &[Admin],
