@@ -689,7 +689,7 @@ impl Store {
         let key = self.inner.audit_key.clone();
         self.inner
             .writer
-            .run(move |tx| audit::append(tx, &key, entry).map(|_| ()))
+            .run(false, move |tx| audit::append(tx, &key, entry).map(|_| ()))
             .await
     }
 

@@ -268,9 +268,12 @@ impl Store {
         entry: AuditEntry,
     ) -> Result<(), StoreError> {
         let key = self.inner.audit_key.clone();
+        // One compare-and-set first, then appends: a lost compare-and-set writes nothing, so
+        // only multi-token changes need a savepoint.
+        let savepoint = updates.len() > 1;
         self.inner
             .writer
-            .run(move |tx| {
+            .run(savepoint, move |tx| {
                 for (serial, version, state) in &updates {
                     if !tx.update_state(serial, *version, state)? {
                         return Err(StoreError::Conflict);

@@ -19,8 +19,30 @@ use crate::types::Durability;
 
 /// Called once the batch's fate is known: `Ok` if it committed.
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A request: runs inside the transaction, says whether it succeeded, and how to answer.
-type Job = Box<dyn FnOnce(&mut dyn WriteTx) -> (bool, Deliver) + Send>;
+
+/// How a job ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Its changes stand.
+    Done,
+    /// It refused before writing anything (a lost compare-and-set).
+    Refused,
+    /// It failed and may have written something.
+    Failed,
+}
+
+/// The body of a job.
+type Body = Box<dyn FnOnce(&mut dyn WriteTx) -> (Status, Deliver) + Send>;
+
+/// A request: runs inside the transaction, says how it ended and how to answer.
+struct Job {
+    /// Run inside its own savepoint. Jobs that write nothing before their compare-and-set and
+    /// whose later statements can only fail with a database error skip it: the savepoint costs
+    /// a copy of every page the job touches. If such a job fails after writing, the whole batch
+    /// is rolled back and every caller told so.
+    savepoint: bool,
+    run: Body,
+}
 
 /// Most jobs in one transaction.
 const MAX_BATCH: usize = 8192;
@@ -89,14 +111,15 @@ impl Writer {
             .map_err(|_| StoreError::WriterGone)
     }
 
-    /// Run `f` in the writer and wait for the durable result (async callers).
-    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Run `f` in the writer and wait for the durable result (async callers). `savepoint`:
+    /// see [`Job::savepoint`].
+    pub(crate) async fn run<T, F>(&self, savepoint: bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.send(job(f, move |r| {
+        self.send(job(savepoint, f, move |r| {
             let _ = reply.send(r);
         }))?;
         answer.await.map_err(|_| StoreError::WriterGone)?
@@ -110,7 +133,7 @@ impl Writer {
         F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.send(job(f, move |r| {
+        self.send(job(true, f, move |r| {
             let _ = reply.send(r);
         }))?;
         answer.recv().map_err(|_| StoreError::WriterGone)?
@@ -129,23 +152,30 @@ impl Drop for Writer {
     }
 }
 
-fn job<T, F, R>(f: F, reply: R) -> Job
+fn job<T, F, R>(savepoint: bool, f: F, reply: R) -> Job
 where
     T: Send + 'static,
     F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
     R: FnOnce(Result<T, StoreError>) + Send + 'static,
 {
-    Box::new(move |tx: &mut dyn WriteTx| {
-        let r = match std::panic::catch_unwind(AssertUnwindSafe(|| f(tx))) {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Corrupt("a store request panicked".into())),
-        };
-        let ok = r.is_ok();
-        let deliver: Deliver = Box::new(move |commit: Result<(), StoreError>| {
-            reply(commit.and(r));
-        });
-        (ok, deliver)
-    })
+    Job {
+        savepoint,
+        run: Box::new(move |tx: &mut dyn WriteTx| {
+            let r = match std::panic::catch_unwind(AssertUnwindSafe(|| f(tx))) {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Corrupt("a store request panicked".into())),
+            };
+            let status = match &r {
+                Ok(_) => Status::Done,
+                Err(StoreError::Conflict) => Status::Refused,
+                Err(_) => Status::Failed,
+            };
+            let deliver: Deliver = Box::new(move |commit: Result<(), StoreError>| {
+                reply(commit.and(r));
+            });
+            (status, deliver)
+        }),
+    }
 }
 
 fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
@@ -156,22 +186,29 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
         if n == 1 {
             // A lone job needs no savepoint: if it fails, the whole transaction is dropped.
             for j in batch.drain(..) {
-                let (ok, d) = j(tx);
+                let (status, d) = (j.run)(tx);
                 delivers.push(d);
-                if !ok {
+                if status != Status::Done {
                     tx.rollback()?;
                     return Ok(());
                 }
             }
         } else {
             for j in batch.drain(..) {
-                tx.savepoint()?;
-                let (ok, d) = j(tx);
+                if j.savepoint {
+                    tx.savepoint()?;
+                }
+                let (status, d) = (j.run)(tx);
                 delivers.push(d);
-                if ok {
-                    tx.release()?;
-                } else {
-                    tx.rollback_savepoint()?;
+                match (j.savepoint, status) {
+                    (true, Status::Done) => tx.release()?,
+                    (true, _) => tx.rollback_savepoint()?,
+                    (false, Status::Done | Status::Refused) => {}
+                    (false, Status::Failed) => {
+                        return Err(StoreError::Corrupt(
+                            "a request failed part-way through".into(),
+                        ));
+                    }
                 }
             }
         }
