@@ -51,11 +51,6 @@ impl Eval {
             Eval::ChallengeRequired => Reason::ChallengeRequired,
         }
     }
-
-    /// A decision taken from the row alone, without a state change to compare-and-set.
-    fn is_state_gate(&self) -> bool {
-        matches!(self, Eval::Locked | Eval::SoftLocked | Eval::NotActive)
-    }
 }
 
 fn outcome(accepted: bool, serial: Option<&str>, reason: Reason) -> VerifyOutcome {
@@ -365,7 +360,9 @@ impl Store {
                 e @ (Eval::WrongCode | Eval::WrongPin) => {
                     (self.after_failure(&hot.state, now), e.reason(), false)
                 }
-                e if e.is_state_gate() && !from_db => {
+                // A rejection that commits no compare-and-set is only given on fresh data: a
+                // cached row may be behind (a PIN, status or unlock done elsewhere).
+                _ if !from_db => {
                     fresh = true;
                     continue;
                 }

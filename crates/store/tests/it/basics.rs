@@ -468,3 +468,29 @@ fn a_data_directory_serves_one_process_at_a_time() {
     drop(s);
     open(dir.path());
 }
+
+/// The server holds the store in shared state and awaits its futures on a multi-threaded
+/// runtime: the store must be `Send + Sync + Clone` and its futures `Send`.
+#[test]
+fn store_and_its_futures_are_send() {
+    fn send_sync_clone<T: Send + Sync + Clone>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    send_sync_clone(&s);
+    let a = actor();
+    let v = s.verify(VerifyRequest {
+        subject: Subject::Serial("X"),
+        passcode: "123456",
+        now: 1,
+        actor: &a,
+        client: "",
+    });
+    send(&v);
+    let r = s.resync("X", "1", "2", 1, &a);
+    send(&r);
+    let o = s.verify_ocra("X", "q", "r", 1, &a, "");
+    send(&o);
+    let e = s.audit(AuditEntry::default());
+    send(&e);
+}

@@ -105,3 +105,46 @@ fn group_commit_batches_concurrent_requests() {
     );
     assert_eq!(st.cache_entries, 200);
 }
+
+/// Another writer (another okey node on a shared database) changes rows behind this store's
+/// cache: every answer still follows the database.
+#[test]
+fn a_stale_cache_costs_a_retry_never_a_wrong_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    s.create_token(hotp_token("N1"), &actor()).expect("create");
+    let other = rusqlite::Connection::open(dir.path().join("okey.db")).expect("db");
+    other
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .expect("timeout");
+    let elsewhere = |sql: &str| {
+        other
+            .execute(
+                &format!("UPDATE tokens SET {sql}, version = version + 1 WHERE serial = 'N1'"),
+                [],
+            )
+            .expect("update elsewhere")
+    };
+    rt().block_on(async {
+        assert!(verify(&s, "N1", &hotp(SEED, 0, 6), 1).await.accepted);
+        // Another node accepted codes up to counter 4: code 2 looks fine to the cache only.
+        elsewhere("counter = 5");
+        let o = verify(&s, "N1", &hotp(SEED, 2, 6), 2).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::Replay));
+        assert!(verify(&s, "N1", &hotp(SEED, 5, 6), 3).await.accepted);
+        // Disabled elsewhere: the cached "active" does not let a valid code through.
+        elsewhere("status = 'disabled'");
+        let o = verify(&s, "N1", &hotp(SEED, 6, 6), 4).await;
+        assert_eq!(o.reason, Reason::NotActive);
+        assert_eq!(s.token("N1").expect("get").counter, 6);
+        // Re-enabled and locked elsewhere, then unlocked elsewhere: the cache's view of the
+        // lock is never the final word.
+        elsewhere("status = 'active', locked = 1");
+        let o = verify(&s, "N1", &hotp(SEED, 6, 6), 5).await;
+        assert_eq!(o.reason, Reason::Locked);
+        elsewhere("locked = 0");
+        let o = verify(&s, "N1", &hotp(SEED, 6, 6), 6).await;
+        assert!(o.accepted, "{o:?}");
+    });
+    assert!(s.stats().conflicts >= 2);
+}
