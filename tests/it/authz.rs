@@ -14,6 +14,7 @@ const TABLE: &[(&str, &[&str])] = &[
     ("TriggerChallenge", &["verifier", "admin"]),
     ("CreateToken", &["admin", "technician"]),
     ("ImportTokens", &["admin"]),
+    ("ImportSeedFile", &["admin"]),
     ("GetToken", &["admin", "support", "technician", "auditor"]),
     ("ListTokens", &["admin", "support", "technician", "auditor"]),
     ("AssignToken", &["admin", "support"]),
@@ -68,6 +69,11 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
                 .await
                 .map(drop),
         ),
+        "ImportSeedFile" => {
+            // A stream whose first message lacks the options: refused after authorisation.
+            let chunks = tokio_stream::iter(vec![proto::SeedFileChunk::default()]);
+            code(c.tokens.import_seed_file(chunks).await.map(drop))
+        }
         "GetToken" => code(
             c.tokens
                 .get_token(proto::GetTokenRequest::default())

@@ -5,3 +5,4 @@ mod bad_input;
 mod challenge;
 mod crash;
 mod lifecycle;
+mod seed_files;

@@ -132,6 +132,27 @@ enum TokenCommand {
         #[arg(long)]
         software: bool,
     },
+    /// Import a vendor seed file: PSKC (RFC 6030) or OATH CSV (`serial, seed, type, digits, step`).
+    /// The file is sent as it is and decrypted by the server. All or nothing unless --partial.
+    ImportFile {
+        /// The file.
+        file: PathBuf,
+        /// The file is OATH CSV (default: PSKC).
+        #[arg(long)]
+        csv: bool,
+        /// Environment variable holding the PSKC password (PBKDF2-protected files).
+        #[arg(long)]
+        password_env: Option<String>,
+        /// File holding the PSKC pre-shared key in hex.
+        #[arg(long, conflicts_with = "password_env")]
+        key_file: Option<PathBuf>,
+        /// Import the good packages and report the others.
+        #[arg(long)]
+        partial: bool,
+        /// The tokens are software tokens (default: hardware).
+        #[arg(long)]
+        software: bool,
+    },
     /// List tokens.
     List {
         #[arg(long, value_enum)]
@@ -349,6 +370,92 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
                     .await?
                     .into_inner(),
             )
+        }
+        TokenCommand::ImportFile {
+            file,
+            csv,
+            password_env,
+            key_file,
+            partial,
+            software,
+        } => {
+            let password = match &password_env {
+                Some(var) => {
+                    Zeroizing::new(std::env::var(var).with_context(|| format!("{var} is not set"))?)
+                }
+                None => Zeroizing::new(String::new()),
+            };
+            let key = match &key_file {
+                Some(path) => {
+                    let text = Zeroizing::new(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    );
+                    Zeroizing::new(
+                        hex::decode(text.trim())
+                            .context("the key file must hold the key in hex")?,
+                    )
+                }
+                None => Zeroizing::new(Vec::new()),
+            };
+            let mut input = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            let first = proto::SeedFileChunk {
+                options: Some(proto::SeedFileOptions {
+                    format: if csv {
+                        proto::SeedFileFormat::OathCsv
+                    } else {
+                        proto::SeedFileFormat::Pskc
+                    } as i32,
+                    password: password.to_string(),
+                    pre_shared_key: key.to_vec(),
+                    partial,
+                    kind: if software {
+                        proto::TokenKind::Software
+                    } else {
+                        proto::TokenKind::Hardware
+                    } as i32,
+                }),
+                data: Vec::new(),
+            };
+            tx.send(first).await.context("internal channel")?;
+            let reader = tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                loop {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let n = input.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok::<(), std::io::Error>(());
+                    }
+                    buf.truncate(n);
+                    if tx
+                        .send(proto::SeedFileChunk {
+                            options: None,
+                            data: buf,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            });
+            let r = t
+                .import_seed_file(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            reader.await.context("file reader")??;
+            println!("imported {}", r.imported);
+            for p in &r.refused {
+                println!("refused {}: {}", p.package, p.reason);
+            }
+            return Ok(if r.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         TokenCommand::List {
             status,

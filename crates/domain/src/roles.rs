@@ -63,6 +63,7 @@ pub enum Operation {
     TriggerChallenge,
     CreateToken,
     ImportTokens,
+    ImportSeedFile,
     GetToken,
     ListTokens,
     AssignToken,
@@ -85,11 +86,12 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 22] = [
+    pub const ALL: [Operation; 23] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
         Operation::ImportTokens,
+        Operation::ImportSeedFile,
         Operation::GetToken,
         Operation::ListTokens,
         Operation::AssignToken,
@@ -118,7 +120,7 @@ impl Operation {
             Operation::Verify => &[Verifier, Support, Technician, Admin],
             Operation::TriggerChallenge => &[Verifier, Admin],
             Operation::CreateToken => &[Admin, Technician],
-            Operation::ImportTokens => &[Admin],
+            Operation::ImportTokens | Operation::ImportSeedFile => &[Admin],
             Operation::GetToken | Operation::ListTokens => &[Admin, Support, Technician, Auditor],
             Operation::AssignToken
             | Operation::SetPin
@@ -197,6 +199,7 @@ mod tests {
         let writes = [
             Operation::CreateToken,
             Operation::ImportTokens,
+            Operation::ImportSeedFile,
             Operation::AssignToken,
             Operation::SetPin,
             Operation::ResyncToken,

@@ -16,6 +16,7 @@ pub mod challenges;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod seed_files;
 pub mod serve;
 mod service;
 pub mod status;

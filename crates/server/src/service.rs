@@ -19,6 +19,7 @@ use crate::clock;
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, VerifyResultKind};
 use crate::proto;
+use crate::seed_files::{self, ChunkReader, Format, Parsed, Refused};
 use crate::status::{invalid, is_not_found, store_status};
 
 /// Longest passcode accepted (a 32-character PIN and a 10-digit code, or an OCRA `-0` response).
@@ -27,6 +28,8 @@ const MAX_PASSCODE_LEN: usize = 160;
 const MAX_PAGE: u32 = 1000;
 /// Most tokens in one import request.
 const MAX_IMPORT: usize = 100_000;
+/// Largest seed file accepted.
+const MAX_SEED_FILE: usize = 1 << 30;
 
 /// Shared state of all services.
 pub(crate) struct Okey {
@@ -700,6 +703,124 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             .map_err(store_status)?;
         Ok(Response::new(proto::ImportTokensResponse {
             imported: u32::try_from(imported).unwrap_or(u32::MAX),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "ImportSeedFile"))]
+    async fn import_seed_file(
+        &self,
+        request: Request<tonic::Streaming<proto::SeedFileChunk>>,
+    ) -> Result<Response<proto::ImportSeedFileResponse>, Status> {
+        let principal = self
+            .callers
+            .authorize(&request, Operation::ImportSeedFile)?;
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the first message must carry the options"))?;
+        let options = first
+            .options
+            .ok_or_else(|| Status::invalid_argument("the first message must carry the options"))?;
+        let kind = kind_of(options.kind, TokenKind::Hardware)?;
+        let password = Zeroizing::new(options.password);
+        let psk = Zeroizing::new(options.pre_shared_key);
+        let format = match proto::SeedFileFormat::try_from(options.format) {
+            Ok(proto::SeedFileFormat::Pskc) => {
+                Format::Pskc(match (password.is_empty(), psk.is_empty()) {
+                    (true, true) => okey_intake::PskcOptions::plain(),
+                    (false, true) => okey_intake::PskcOptions::with_password(password.clone()),
+                    (true, false) => okey_intake::PskcOptions::with_key(psk.clone()),
+                    (false, false) => {
+                        return Err(Status::invalid_argument(
+                            "give a password or a pre-shared key, not both",
+                        ));
+                    }
+                })
+            }
+            Ok(proto::SeedFileFormat::OathCsv) => Format::OathCsv,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the format must be PSKC or OATH_CSV",
+                ));
+            }
+        };
+        let (tx, reader) = ChunkReader::new(16);
+        let parser = tokio::task::spawn_blocking(move || seed_files::parse(reader, format, kind));
+        let mut total = first.data.len();
+        if !first.data.is_empty() && tx.send(first.data).await.is_err() {
+            return Err(Status::internal("the seed file parser stopped"));
+        }
+        while let Some(chunk) = stream.message().await? {
+            total += chunk.data.len();
+            if total > MAX_SEED_FILE {
+                return Err(Status::invalid_argument(
+                    "the seed file is larger than 1 GiB",
+                ));
+            }
+            // The parser stops early on a file-level error; the rest is not needed then.
+            if tx.send(chunk.data).await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let parsed = parser
+            .await
+            .map_err(|_| Status::internal("the seed file parser failed"))?;
+        let (mut tokens, mut refused) = match parsed {
+            Parsed::FileRefused(why) => {
+                return Err(Status::invalid_argument(format!(
+                    "the file was refused, nothing imported: {why}"
+                )));
+            }
+            Parsed::Complete(t) => (t, Vec::new()),
+            Parsed::WithRefusals(t, r) => (t, r),
+        };
+        if !refused.is_empty() && !options.partial {
+            let listed: Vec<String> = refused
+                .iter()
+                .take(20)
+                .map(|r| format!("{}: {}", r.package, r.reason))
+                .collect();
+            return Err(Status::invalid_argument(format!(
+                "{} package(s) refused, nothing imported (use partial import to keep the others): {}",
+                refused.len(),
+                listed.join("; ")
+            )));
+        }
+        if options.partial {
+            // Serials already in the store would refuse the whole transaction: report them instead.
+            let mut kept = Vec::with_capacity(tokens.len());
+            for t in tokens {
+                match self.store.token(&t.serial) {
+                    Ok(_) => refused.push(Refused {
+                        package: format!("serial {:?}", t.serial),
+                        reason: "a token with this serial already exists".into(),
+                    }),
+                    Err(e) if is_not_found(&e) => kept.push(t),
+                    Err(e) => return Err(store_status(e)),
+                }
+            }
+            tokens = kept;
+        }
+        if tokens.is_empty() {
+            return Err(Status::invalid_argument(
+                "the file holds no token that could be imported",
+            ));
+        }
+        let imported = self
+            .store
+            .import_tokens(tokens, &actor_of(&principal))
+            .map_err(store_status)?;
+        Ok(Response::new(proto::ImportSeedFileResponse {
+            imported: u32::try_from(imported).unwrap_or(u32::MAX),
+            refused: refused
+                .into_iter()
+                .map(|r| proto::RefusedPackage {
+                    package: r.package,
+                    reason: r.reason,
+                })
+                .collect(),
         }))
     }
 

@@ -1,0 +1,182 @@
+//! Vendor seed files through the API: an encrypted PSKC container and an OATH CSV file are
+//! imported, and the imported tokens accept the RFC 4226 codes of the RFC secret.
+
+use okey_e2e::{RFC_SECRET_HEX, Server, check, okey_binary, verify_serial};
+use okey_intake::{Algorithm, ExportProtection, KeyPackage, Prf, export};
+use okey_server::proto;
+use zeroize::Zeroizing;
+
+fn package(serial: &str) -> KeyPackage {
+    let mut p = KeyPackage::new(
+        Algorithm::Hotp,
+        Zeroizing::new(hex::decode(RFC_SECRET_HEX).expect("hex")),
+    );
+    p.serial = Some(serial.to_owned());
+    p.manufacturer = Some("Nitrokey".into());
+    p
+}
+
+fn container(serials: &[&str], password: &str) -> Vec<u8> {
+    let packages: Vec<KeyPackage> = serials.iter().map(|s| package(s)).collect();
+    let protection = ExportProtection::password(Zeroizing::new(password.to_owned()))
+        .with_kdf(1000, Prf::HmacSha256);
+    export(Vec::new(), protection, &packages).expect("export").0
+}
+
+async fn import(
+    c: &mut okey_e2e::Client,
+    file: Vec<u8>,
+    format: proto::SeedFileFormat,
+    password: &str,
+    partial: bool,
+) -> Result<proto::ImportSeedFileResponse, tonic::Status> {
+    let mut chunks = vec![proto::SeedFileChunk {
+        options: Some(proto::SeedFileOptions {
+            format: format as i32,
+            password: password.to_owned(),
+            partial,
+            ..Default::default()
+        }),
+        data: Vec::new(),
+    }];
+    // Small chunks, so the file really arrives in pieces.
+    chunks.extend(file.chunks(700).map(|c| proto::SeedFileChunk {
+        options: None,
+        data: c.to_vec(),
+    }));
+    c.tokens
+        .import_seed_file(tokio_stream::iter(chunks))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn encrypted_pskc_imports_all_or_nothing() {
+    let server = Server::start();
+    let mut c = server.admin().await;
+    let file = container(&["000123", "000124"], "correct horse battery");
+
+    let err = import(
+        &mut c,
+        file.clone(),
+        proto::SeedFileFormat::Pskc,
+        "wrong password",
+        false,
+    )
+    .await
+    .expect_err("wrong password");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        !err.message().contains("correct horse"),
+        "{}",
+        err.message()
+    );
+    let listed = c
+        .tokens
+        .list_tokens(proto::ListTokensRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.tokens.is_empty(), "nothing imported");
+
+    let r = import(
+        &mut c,
+        file.clone(),
+        proto::SeedFileFormat::Pskc,
+        "correct horse battery",
+        false,
+    )
+    .await
+    .expect("import");
+    assert_eq!(r.imported, 2);
+    // RFC 4226 Appendix D codes, and the serial's leading zeros kept.
+    assert!(check(&mut c, verify_serial("000123", "755224")).await.0);
+    assert!(check(&mut c, verify_serial("000124", "755224")).await.0);
+    assert!(check(&mut c, verify_serial("000124", "287082")).await.0);
+    let t = c
+        .tokens
+        .get_token(proto::GetTokenRequest {
+            serial: "000123".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(t.description, "Nitrokey");
+
+    // The same file again: every serial exists; all or nothing refuses it, partial reports each.
+    let err = import(
+        &mut c,
+        file.clone(),
+        proto::SeedFileFormat::Pskc,
+        "correct horse battery",
+        false,
+    )
+    .await
+    .expect_err("duplicates");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{}", err.message());
+    let err = import(
+        &mut c,
+        file,
+        proto::SeedFileFormat::Pskc,
+        "correct horse battery",
+        true,
+    )
+    .await
+    .expect_err("nothing left to import");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn oath_csv_partial_import_reports_the_bad_lines() {
+    let server = Server::start();
+    let mut c = server.admin().await;
+    let csv = format!(
+        "# serial, seed, type, digits, step\n0500, {RFC_SECRET_HEX}, hotp, 6, 0\n0501, nothex, hotp, 6, 0\n0502, {RFC_SECRET_HEX}, hotp, 6, 0\n"
+    );
+    let err = import(
+        &mut c,
+        csv.clone().into_bytes(),
+        proto::SeedFileFormat::OathCsv,
+        "",
+        false,
+    )
+    .await
+    .expect_err("a bad line refuses the file");
+    assert!(err.message().contains("line 3"), "{}", err.message());
+    let r = import(
+        &mut c,
+        csv.into_bytes(),
+        proto::SeedFileFormat::OathCsv,
+        "",
+        true,
+    )
+    .await
+    .expect("partial import");
+    assert_eq!(r.imported, 2);
+    assert_eq!(r.refused.len(), 1);
+    assert!(r.refused[0].package.contains('3'), "{:?}", r.refused[0]);
+    assert!(check(&mut c, verify_serial("0502", "755224")).await.0);
+}
+
+#[test]
+fn the_cli_streams_a_pskc_file() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("stock.pskc");
+    std::fs::write(&path, container(&["0777"], "a long enough password")).expect("write");
+    let out = std::process::Command::new(okey_binary())
+        .args(["token", "import-file"])
+        .arg(&path)
+        .args(["--password-env", "STOCK_PASSWORD", "--server"])
+        .arg(format!("http://{}", server.addr))
+        .env("STOCK_PASSWORD", "a long enough password")
+        .env("OKEY_API_KEY", &server.admin_key)
+        .output()
+        .expect("run okey");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "imported 1");
+}
