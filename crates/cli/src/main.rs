@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod bench;
 mod client;
+mod hid_cmd;
 mod otp;
 mod serve_cmd;
 mod store_cmd;
@@ -44,6 +45,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Offline store maintenance: encrypted backup and restore, key rotation.
     Store(store_cmd::StoreArgs),
+    /// USB HID bench: initialise tokens, change their PINs, repair desync (--simulate without hardware).
+    Hid(hid_cmd::HidArgs),
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Otp(args) => return otp::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Store(args) => store_cmd::run(args),
+        Command::Hid(args) => hid_cmd::run(args),
         Command::Token(args) => runtime().and_then(|rt| rt.block_on(admin::token(args))),
         Command::Verify(args) => runtime().and_then(|rt| rt.block_on(admin::verify(args))),
         Command::Challenge(args) => runtime().and_then(|rt| rt.block_on(admin::challenge(args))),
