@@ -42,6 +42,15 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         key_version INTEGER NOT NULL,
         sealed_seed BLOB NOT NULL,
         sealed_pin_hash BLOB,
+        holder TEXT,
+        description TEXT,
+        pin_verifier BLOB CHECK (pin_verifier IS NULL OR length(pin_verifier) = 32),
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tokens_holder ON tokens (holder, serial) WHERE holder IS NOT NULL;
+    CREATE INDEX tokens_key_version ON tokens (key_version);
+    CREATE TABLE token_state (
+        serial TEXT PRIMARY KEY NOT NULL,
         counter INTEGER NOT NULL CHECK (counter >= 0),
         last_step INTEGER CHECK (last_step >= 0),
         drift INTEGER NOT NULL,
@@ -49,15 +58,15 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         locked INTEGER NOT NULL CHECK (locked IN (0, 1)),
         locked_until INTEGER,
         status TEXT NOT NULL,
-        holder TEXT,
-        description TEXT,
-        pin_verifier BLOB CHECK (pin_verifier IS NULL OR length(pin_verifier) = 32),
-        created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
         version INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX tokens_holder ON tokens (holder, serial) WHERE holder IS NOT NULL;
-    CREATE INDEX tokens_key_version ON tokens (key_version);
+    CREATE VIEW token_rows AS
+        SELECT t.serial AS serial, kind, otp, step, t0, suite, algorithm, digits, key_version,
+               sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked,
+               locked_until, status, holder, description, pin_verifier, created_at, updated_at,
+               version
+        FROM tokens t JOIN token_state s ON s.serial = t.serial;
     CREATE TABLE audit (
         seq INTEGER PRIMARY KEY,
         at INTEGER NOT NULL,
@@ -82,6 +91,8 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
+/// `token_state`, so a verify rewrites a small row and dirties few pages).
 const TOKEN_COLS: &str = "serial, kind, otp, step, t0, suite, algorithm, digits, key_version, \
      sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked, locked_until, \
      status, holder, description, pin_verifier, created_at, updated_at, version";
@@ -334,7 +345,7 @@ impl Backend for Sqlite {
     fn token(&self, serial: &str) -> Result<Option<TokenRow>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"
+            "SELECT {TOKEN_COLS} FROM token_rows WHERE serial = ?1"
         ))?;
         Ok(collect_tokens(&mut stmt, &[&serial])?.into_iter().next())
     }
@@ -342,7 +353,7 @@ impl Backend for Sqlite {
     fn tokens_of(&self, holder: &str) -> Result<Vec<TokenRow>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {TOKEN_COLS} FROM tokens WHERE holder = ?1 ORDER BY serial"
+            "SELECT {TOKEN_COLS} FROM token_rows WHERE holder = ?1 ORDER BY serial"
         ))?;
         collect_tokens(&mut stmt, &[&holder])
     }
@@ -353,7 +364,7 @@ impl Backend for Sqlite {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TokenRow>, StoreError> {
-        let mut sql = format!("SELECT {TOKEN_COLS} FROM tokens WHERE 1");
+        let mut sql = format!("SELECT {TOKEN_COLS} FROM token_rows WHERE 1");
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         if let Some(s) = filter.status {
             sql.push_str(" AND status = ?");
@@ -488,8 +499,9 @@ impl Backend for Sqlite {
                     .map_err(|_| StoreError::Corrupt("bad key version".into()))?;
                 sink(ExportItem::Secret(r.get(0)?, v, r.get(2)?))?;
             }
-            let mut stmt =
-                conn.prepare(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY serial"))?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TOKEN_COLS} FROM token_rows ORDER BY serial"
+            ))?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 sink(ExportItem::Token(Box::new(token_from_row(r)?)))?;
@@ -605,7 +617,7 @@ impl WriteTx for SqliteWriter {
 
     fn token(&mut self, serial: &str) -> Result<Option<TokenRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"
+            "SELECT {TOKEN_COLS} FROM token_rows WHERE serial = ?1"
         ))?;
         Ok(collect_tokens(&mut stmt, &[&serial])?.into_iter().next())
     }
@@ -616,73 +628,90 @@ impl WriteTx for SqliteWriter {
             OtpKind::Totp { step, t0 } => (Some(i64::from(*step)), Some(to_i64(*t0, "t0")?), None),
             OtpKind::Ocra { suite } => (None, None, Some(suite.as_str())),
         };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "INSERT INTO tokens ({TOKEN_COLS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-              ?19, ?20, ?21, ?22, ?23, ?24)"
-        ))?;
-        let res = stmt.execute(params![
-            t.serial,
-            t.kind.as_str(),
-            t.otp.as_str(),
-            step,
-            t0,
-            suite,
-            t.algorithm.name(),
-            i64::from(t.digits),
-            i64::from(t.key_version),
-            t.sealed_seed,
-            t.sealed_pin_hash,
-            to_i64(t.counter, "counter")?,
-            opt_i64(t.last_step, "last step")?,
-            t.drift,
-            i64::from(t.failures),
-            i64::from(t.locked),
-            opt_i64(t.locked_until, "lock time")?,
-            t.status.as_str(),
-            t.holder,
-            t.description,
-            t.pin_verifier.as_ref().map(|v| &v[..]),
-            to_i64(t.created_at, "creation time")?,
-            to_i64(t.updated_at, "update time")?,
-            to_i64(t.version, "version")?,
-        ]);
-        match res {
-            Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        let counter = to_i64(t.counter, "counter")?;
+        let last_step = opt_i64(t.last_step, "last step")?;
+        let locked_until = opt_i64(t.locked_until, "lock time")?;
+        let created_at = to_i64(t.created_at, "creation time")?;
+        let updated_at = to_i64(t.updated_at, "update time")?;
+        let version = to_i64(t.version, "version")?;
+        let duplicate = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(StoreError::DuplicateSerial(t.serial.clone()))
+                StoreError::DuplicateSerial(t.serial.clone())
             }
-            Err(e) => Err(e.into()),
-        }
+            e => e.into(),
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO tokens (serial, kind, otp, step, t0, suite, algorithm, digits, \
+                 key_version, sealed_seed, sealed_pin_hash, holder, description, pin_verifier, \
+                 created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?
+            .execute(params![
+                t.serial,
+                t.kind.as_str(),
+                t.otp.as_str(),
+                step,
+                t0,
+                suite,
+                t.algorithm.name(),
+                i64::from(t.digits),
+                i64::from(t.key_version),
+                t.sealed_seed,
+                t.sealed_pin_hash,
+                t.holder,
+                t.description,
+                t.pin_verifier.as_ref().map(|v| &v[..]),
+                created_at,
+            ])
+            .map_err(duplicate)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO token_state (serial, counter, last_step, drift, failures, locked, \
+                 locked_until, status, updated_at, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                t.serial,
+                counter,
+                last_step,
+                t.drift,
+                i64::from(t.failures),
+                i64::from(t.locked),
+                locked_until,
+                t.status.as_str(),
+                updated_at,
+                version,
+            ])
+            .map_err(duplicate)?;
+        Ok(())
     }
 
     fn update_token(&mut self, expect_version: u64, t: &TokenRow) -> Result<bool, StoreError> {
+        // The compare-and-set first: if it loses, nothing has been written.
+        if !self.update_state(&t.serial, expect_version, &t.state())? {
+            return Ok(false);
+        }
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE tokens SET counter = ?3, last_step = ?4, drift = ?5, failures = ?6, \
-             locked = ?7, locked_until = ?8, status = ?9, holder = ?10, description = ?11, \
-             pin_verifier = ?12, sealed_pin_hash = ?13, updated_at = ?14, version = ?2 + 1 \
-             WHERE serial = ?1 AND version = ?2 AND counter <= ?3 \
-             AND (last_step IS NULL OR last_step <= ?4)",
+            "UPDATE tokens SET holder = ?2, description = ?3, pin_verifier = ?4, \
+             sealed_pin_hash = ?5 WHERE serial = ?1",
         )?;
         let n = stmt.execute(params![
             t.serial,
-            to_i64(expect_version, "version")?,
-            to_i64(t.counter, "counter")?,
-            opt_i64(t.last_step, "last step")?,
-            t.drift,
-            i64::from(t.failures),
-            i64::from(t.locked),
-            opt_i64(t.locked_until, "lock time")?,
-            t.status.as_str(),
             t.holder,
             t.description,
             t.pin_verifier.as_ref().map(|v| &v[..]),
             t.sealed_pin_hash,
-            to_i64(t.updated_at, "update time")?,
         ])?;
-        Ok(n == 1)
+        if n != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "token {} has state but no row",
+                t.serial
+            )));
+        }
+        Ok(true)
     }
 
     fn update_state(
@@ -692,7 +721,7 @@ impl WriteTx for SqliteWriter {
         s: &TokenState,
     ) -> Result<bool, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE tokens SET counter = ?3, last_step = ?4, drift = ?5, failures = ?6, \
+            "UPDATE token_state SET counter = ?3, last_step = ?4, drift = ?5, failures = ?6, \
              locked = ?7, locked_until = ?8, status = ?9, updated_at = ?10, version = ?2 + 1 \
              WHERE serial = ?1 AND version = ?2 AND counter <= ?3 \
              AND (last_step IS NULL OR last_step <= ?4)",
@@ -738,7 +767,7 @@ impl WriteTx for SqliteWriter {
         limit: u32,
     ) -> Result<Vec<TokenRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {TOKEN_COLS} FROM tokens WHERE key_version <> ?1 LIMIT ?2"
+            "SELECT {TOKEN_COLS} FROM token_rows WHERE key_version <> ?1 LIMIT ?2"
         ))?;
         collect_tokens(&mut stmt, &[&i64::from(version), &i64::from(limit)])
     }

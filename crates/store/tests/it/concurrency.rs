@@ -120,7 +120,7 @@ fn a_stale_cache_costs_a_retry_never_a_wrong_answer() {
     let elsewhere = |sql: &str| {
         other
             .execute(
-                &format!("UPDATE tokens SET {sql}, version = version + 1 WHERE serial = 'N1'"),
+                &format!("UPDATE token_state SET {sql}, version = version + 1 WHERE serial = 'N1'"),
                 [],
             )
             .expect("update elsewhere")
