@@ -4,5 +4,6 @@ mod authz;
 mod bad_input;
 mod challenge;
 mod crash;
+mod hid;
 mod lifecycle;
 mod seed_files;

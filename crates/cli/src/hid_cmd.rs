@@ -874,8 +874,16 @@ fn batch(
         ),
         None => ProgressBar::new_spinner(),
     };
-    let virtual_start = bench.simulation().map(|s| s.bench.clock().now_ms());
+    // Figures run from the start to the last token pulled out (not through the final idle
+    // wait). The simulated bench's virtual clock counts device commands and the autopilot
+    // technician's plugging and pulling; the stopwatch counts real time (server round trips).
+    let virtual_clock = bench.simulation().map(|s| s.bench.clock().clone());
+    let virtual_start = virtual_clock
+        .as_ref()
+        .map(okey_token_sim::VirtualClock::now_ms);
+    let mut virtual_end = virtual_start;
     let watch = Stopwatch::start();
+    let mut wall_end = Duration::ZERO;
     let mut failures = 0usize;
     let summary = bench::run_batch(
         bench.provider(),
@@ -905,7 +913,12 @@ fn batch(
             BatchEvent::WaitingForRemoval(d) => {
                 bar.set_message(format!("pull out {}", d.path));
             }
-            BatchEvent::Removed(_) => {}
+            BatchEvent::Removed(_) => {
+                wall_end = watch.elapsed();
+                virtual_end = virtual_clock
+                    .as_ref()
+                    .map(okey_token_sim::VirtualClock::now_ms);
+            }
         },
     );
     bar.finish_and_clear();
@@ -913,11 +926,15 @@ fn batch(
         Ok(s) => s,
         Err(e) => return Ok(report_error("the batch stopped", &e)),
     };
-    let wall = watch.elapsed();
+    let wall = if wall_end.is_zero() {
+        watch.elapsed()
+    } else {
+        wall_end
+    };
     print!("{}", batch_summary_text(&summary));
     let handled = summary.initialised.len() + summary.failed.len();
-    let virtual_ms = match (bench.simulation(), virtual_start) {
-        (Some(s), Some(start)) => Some(s.bench.clock().now_ms().saturating_sub(start)),
+    let virtual_ms = match (virtual_start, virtual_end) {
+        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
         _ => None,
     };
     if handled > 0 {
