@@ -359,6 +359,23 @@ fn ocra_rfc6287_vectors_through_the_store() {
             .await
             .expect("ocra");
         assert!(!o.accepted);
+        // C.3, time-based OCRA-1:HOTP-SHA512-8:QN08-T1M at T = 0x132d0b6 minutes, Q = 00000000.
+        let seed64 = b"1234567890123456789012345678901234567890123456789012345678901234";
+        let mut t = ocra_token("O3", "OCRA-1:HOTP-SHA512-8:QN08-T1M", seed64, 8);
+        t.algorithm = Algorithm::Sha512;
+        s.create_token(t, &a).expect("create");
+        let now = 0x132_d0b6 * 60 + 17;
+        let o = s
+            .verify_ocra("O3", "00000000", "95209754", now, &a, "t")
+            .await
+            .expect("ocra");
+        assert!(o.accepted, "{o:?}");
+        // Ten minutes later the response is outside the skew.
+        let o = s
+            .verify_ocra("O3", "00000000", "95209754", now + 600, &a, "t")
+            .await
+            .expect("ocra");
+        assert_eq!(o.reason, Reason::WrongCode);
         // A plain verify of a challenge-response token is refused.
         let o = verify(&s, "O1", "237653", 12).await;
         assert_eq!(o.reason, Reason::ChallengeRequired);
@@ -493,4 +510,37 @@ fn store_and_its_futures_are_send() {
     send(&o);
     let e = s.audit(AuditEntry::default());
     send(&e);
+}
+
+/// RFC 6238 appendix B vectors (as in shared/vectors/totp-rfc6238.json), verified through the
+/// store (8 digits, each hash).
+#[test]
+fn totp_rfc6238_vectors_through_the_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    let seed = |alg: Algorithm| -> Vec<u8> {
+        let base = b"1234567890";
+        let len = match alg {
+            Algorithm::Sha1 => 20,
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+        };
+        base.iter().cycle().take(len).copied().collect()
+    };
+    let check = |serial: &str, alg: Algorithm, time: u64, code: &str| {
+        let mut t = totp_token(serial);
+        t.algorithm = alg;
+        t.digits = 8;
+        t.seed = Zeroizing::new(seed(alg));
+        s.create_token(t, &actor()).expect("create");
+        let o = rt().block_on(verify(&s, serial, code, time));
+        assert!(o.accepted, "{serial} at {time}: {o:?}");
+        assert_eq!(s.token(serial).expect("get").last_step, Some(time / 30));
+    };
+    check("V1", Algorithm::Sha1, 59, "94287082");
+    check("V2", Algorithm::Sha256, 59, "46119246");
+    check("V3", Algorithm::Sha512, 59, "90693936");
+    check("V4", Algorithm::Sha1, 1_111_111_109, "07081804");
+    check("V5", Algorithm::Sha256, 1_234_567_890, "91819424");
+    check("V6", Algorithm::Sha512, 2_000_000_000, "38618901");
 }
