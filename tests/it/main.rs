@@ -6,4 +6,5 @@ mod challenge;
 mod crash;
 mod hid;
 mod lifecycle;
+mod operations;
 mod seed_files;

@@ -1,0 +1,66 @@
+//! What operators and generic tools see: health, reflection, metrics.
+
+use std::io::{Read, Write};
+
+use okey_e2e::{RFC_SECRET_HEX, Server, check, hotp_token, verify_serial};
+use okey_server::proto;
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\n"));
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "okey.v1.AuthService".into(),
+        })
+        .await
+        .expect("health answers without a credential")
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let mut c = server.admin().await;
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![hotp_token("M1", RFC_SECRET_HEX)],
+        })
+        .await
+        .expect("import");
+    assert!(check(&mut c, verify_serial("M1", "755224")).await.0);
+    assert!(!check(&mut c, verify_serial("M1", "755224")).await.0);
+
+    let mut socket =
+        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("metrics listener");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    socket.read_to_string(&mut body).expect("response");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("okey_verify_total{result=\"accept\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("okey_verify_total{result=\"reject\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("okey_verify_latency_seconds_count 2"),
+        "{body}"
+    );
+    assert!(body.contains("okey_commit_batch_size_bucket"), "{body}");
+}
