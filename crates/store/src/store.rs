@@ -102,6 +102,18 @@ pub(crate) struct Inner {
 }
 
 /// The sealed store. Cheap to clone; all clones share one database, cache and writer.
+///
+/// `verify`, `resync`, `verify_ocra` and `audit` are async: they await the writer's durable
+/// commit without blocking a thread. The administrative methods are synchronous and block until
+/// their commit is durable (a few milliseconds); from async code, call them through
+/// `tokio::task::spawn_blocking` so a runtime worker is not held meanwhile. Reads (`token`,
+/// `list_tokens`, `api_key`, ...) use a small pool of read connections and never wait for the
+/// writer.
+///
+/// Errors map naturally to RPC status codes: [`StoreError::Invalid`] → invalid argument,
+/// [`StoreError::UnknownSerial`] / [`StoreError::UnknownApiKey`] → not found,
+/// [`StoreError::DuplicateSerial`] / [`StoreError::DuplicateApiKey`] → already exists,
+/// [`StoreError::Precondition`] → failed precondition, anything else → internal.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
