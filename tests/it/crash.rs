@@ -10,7 +10,7 @@ use okey_server::proto;
 use rand::{Rng, SeedableRng};
 
 const TOKENS: usize = 16;
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 20;
 
 #[tokio::test]
 #[ignore = "heavy: kills and restarts the server repeatedly"]
