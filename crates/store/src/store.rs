@@ -272,6 +272,16 @@ impl Store {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| StoreError::io("cannot create the data directory", &cfg.data_dir, e))?;
         let backend: Arc<dyn Backend> = Arc::new(Sqlite::open(&cfg.data_dir)?);
+        Store::open_with_backend(cfg, backend)
+    }
+
+    /// Open the store on another [`Backend`] (e.g. a shared database), with the same sealing,
+    /// caching, writer and audit as the embedded one. `cfg.data_dir` is then only where a file
+    /// master key is looked for by default.
+    pub fn open_with_backend(
+        cfg: StoreConfig,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Store, StoreError> {
         let rows = backend.data_keys()?;
         let new_store = rows.is_empty();
         if new_store && backend.token_count()? > 0 {
