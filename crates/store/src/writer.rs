@@ -7,8 +7,8 @@
 //! own transaction (the baseline the benchmark compares against).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +42,8 @@ struct Job {
     /// is rolled back and every caller told so.
     savepoint: bool,
     run: Body,
+    /// Answer the caller without running (the transaction failed before this job's turn).
+    abort: Box<dyn FnOnce(StoreError) + Send>,
 }
 
 /// Most jobs in one transaction.
@@ -158,6 +160,9 @@ where
     F: FnOnce(&mut dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
     R: FnOnce(Result<T, StoreError>) + Send + 'static,
 {
+    // Whoever gets to it first answers: the job after the commit, or the abort.
+    let slot = Arc::new(Mutex::new(Some(reply)));
+    let abort_slot = slot.clone();
     Job {
         savepoint,
         run: Box::new(move |tx: &mut dyn WriteTx| {
@@ -171,21 +176,34 @@ where
                 Err(_) => Status::Failed,
             };
             let deliver: Deliver = Box::new(move |commit: Result<(), StoreError>| {
-                reply(commit.and(r));
+                if let Some(reply) = take(&slot) {
+                    reply(commit.and(r));
+                }
             });
             (status, deliver)
         }),
+        abort: Box::new(move |e| {
+            if let Some(reply) = take(&abort_slot) {
+                reply(Err(e));
+            }
+        }),
     }
+}
+
+fn take<R>(slot: &Mutex<Option<R>>) -> Option<R> {
+    // The slot is only ever taken whole; a poisoned lock still holds a consistent value.
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
     let n = batch.len();
     let mut delivers: Vec<Deliver> = Vec::with_capacity(n);
+    let mut jobs = std::mem::take(batch).into_iter();
     let outcome = (|| -> Result<(), StoreError> {
         tx.begin()?;
         if n == 1 {
             // A lone job needs no savepoint: if it fails, the whole transaction is dropped.
-            for j in batch.drain(..) {
+            for j in jobs.by_ref() {
                 let (status, d) = (j.run)(tx);
                 delivers.push(d);
                 if status != Status::Done {
@@ -194,7 +212,7 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
                 }
             }
         } else {
-            for j in batch.drain(..) {
+            for j in jobs.by_ref() {
                 if j.savepoint {
                     tx.savepoint()?;
                 }
@@ -214,7 +232,8 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
         }
         tx.commit()
     })();
-    batch.clear();
+    // Jobs the failed transaction never reached are answered with its error.
+    let unreached: Vec<Job> = jobs.collect();
     // Counted before anyone is answered, so a caller that reads the stats sees its own batch.
     stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -236,6 +255,9 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
             let _ = tx.rollback();
             for d in delivers {
                 d(Err(commit_failed(&e)));
+            }
+            for j in unreached {
+                (j.abort)(commit_failed(&e));
             }
         }
     }
