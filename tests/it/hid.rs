@@ -416,3 +416,84 @@ async fn totp_resync_records_the_drift_and_sets_the_clock() {
     let mut c = server.admin().await;
     assert_eq!(token(&mut c, "NK-00004100").await.drift, drift);
 }
+
+/// `okey hid pin ...` on a simulated Nitrokey with secrets in the environment.
+fn pin_run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(okey_binary());
+    for v in OKEY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.args([
+        "hid",
+        "pin",
+        "--simulate",
+        "--simulate-serial-base",
+        "0x5000",
+    ])
+    .args(args)
+    .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    output(cmd.output().expect("run okey hid pin"))
+}
+
+#[test]
+fn pin_changes_report_the_tries_left() {
+    let run = pin_run(&["--show"], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "NK-00005000: counters read; PIN tries left: user 3 admin 3\n"
+    );
+    // A wrong current PIN costs a try, and the technician is told how many are left.
+    let run = pin_run(
+        &["--change-user"],
+        &[("OKEY_USER_PIN", "000000"), ("OKEY_NEW_PIN", "654321")],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("advice: Wrong PIN."), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("PIN tries left: user 2 admin 3"),
+        "{}",
+        run.stderr
+    );
+    // The factory PIN of a fresh simulated token, and a new one of 6 characters.
+    let run = pin_run(&["--change-user"], &[("OKEY_NEW_PIN", "654321")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("NK-00005000: user PIN changed"));
+    // A new user PIN shorter than 6 is refused by the token.
+    let run = pin_run(&["--change-user"], &[("OKEY_NEW_PIN", "12345")]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("user PINs need at least 6 characters"),
+        "{}",
+        run.stderr
+    );
+    // No new PIN in the environment and nothing on standard input: nothing is changed.
+    let run = pin_run(&["--change-admin"], &[]);
+    assert_eq!(run.code, Some(2));
+    assert!(!run.stdout.contains("changed"));
+}
+
+#[tokio::test]
+#[ignore = "needs the server to re-issue a serial whose initialisation was aborted (BeginInitialisation answers ALREADY_EXISTS)"]
+async fn a_failed_init_can_be_run_again() {
+    let server = Server::start();
+    let key = technician(&server).await;
+    let base = ["init", "--simulate", "--simulate-serial-base", "0x2300"];
+    let mut pulled = base.to_vec();
+    pulled.extend_from_slice(&["--simulate-pull", "1"]);
+    assert_eq!(hid(&server, &key, &pulled).code, Some(2));
+    let mut again = base.to_vec();
+    again.push("--show-next-code");
+    let run = hid(&server, &key, &again);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let codes = next_codes(&run.stdout);
+    let [(serial, code)] = codes.as_slice() else {
+        panic!("one next code expected: {}", run.stdout);
+    };
+    let mut c = server.admin().await;
+    assert_eq!(token(&mut c, serial).await.status, active());
+    assert!(check(&mut c, verify_serial(serial, code)).await.0);
+}

@@ -193,31 +193,35 @@ struct InitArgs {
     show_next_code: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum PinActionArg {
+/// One PIN operation (exactly one flag).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PinActionArgs {
     /// Show the Nitrokey PIN retry counters.
-    Show,
+    #[arg(long)]
+    show: bool,
     /// Change the Nitrokey user PIN (current: OKEY_USER_PIN, new: OKEY_NEW_PIN).
-    ChangeUser,
+    #[arg(long)]
+    change_user: bool,
     /// Change the Nitrokey admin PIN (current: OKEY_ADMIN_PIN, new: OKEY_NEW_PIN).
-    ChangeAdmin,
-    /// Unblock the Nitrokey user PIN with the admin PIN, setting OKEY_NEW_PIN.
-    Unlock,
-    /// Change a YubiKey slot's access code (current: OKEY_ACCESS_CODE, new:
-    /// OKEY_NEW_ACCESS_CODE; empty removes it).
-    AccessCode,
+    #[arg(long)]
+    change_admin: bool,
+    /// Unblock the Nitrokey user PIN with the admin PIN (OKEY_ADMIN_PIN), setting
+    /// OKEY_NEW_PIN.
+    #[arg(long)]
+    unlock: bool,
+    /// Change the access code of this YubiKey configuration, 1 or 2 (current:
+    /// OKEY_ACCESS_CODE, new: OKEY_NEW_ACCESS_CODE; empty removes it).
+    #[arg(long, value_name = "SLOT")]
+    access_code_slot: Option<u8>,
 }
 
 #[derive(Debug, Args)]
 struct PinArgs {
-    /// What to do.
-    #[arg(value_enum)]
-    action: PinActionArg,
+    #[command(flatten)]
+    action: PinActionArgs,
     #[command(flatten)]
     target: Target,
-    /// YubiKey configuration whose access code changes: 1 or 2.
-    #[arg(long, default_value_t = 1)]
-    yubikey_slot: u8,
 }
 
 #[derive(Debug, Args)]
@@ -617,81 +621,86 @@ fn pin(a: &PinArgs, sim: &SimArgs, secrets: &mut SecretArgs) -> anyhow::Result<E
     let mut bench = Bench::open(sim, true, YkSlot::One)?;
     let devices = bench.select(&a.target)?;
     let default = |d: &'static str| sim.simulate.then_some(d);
-    let (action, what) = match a.action {
-        PinActionArg::Show => (PinAction::ShowCounters, "counters read"),
-        PinActionArg::ChangeUser => {
-            let old = secret(
-                &mut secrets.user_pin,
-                "current user PIN",
-                default(DEFAULT_USER_PIN),
-            )?;
-            let new = secret(&mut secrets.new_pin, "new user PIN (6 or more)", None)?;
-            (
-                PinAction::ChangeUser {
-                    old: pin_of(&old, "user PIN")?,
-                    new: pin_of(&new, "new PIN")?,
-                },
-                "user PIN changed",
-            )
-        }
-        PinActionArg::ChangeAdmin => {
-            let old = secret(
-                &mut secrets.admin_pin,
-                "current admin PIN",
-                default(DEFAULT_ADMIN_PIN),
-            )?;
-            let new = secret(&mut secrets.new_pin, "new admin PIN (8 or more)", None)?;
-            (
-                PinAction::ChangeAdmin {
-                    old: pin_of(&old, "admin PIN")?,
-                    new: pin_of(&new, "new PIN")?,
-                },
-                "admin PIN changed",
-            )
-        }
-        PinActionArg::Unlock => {
-            let admin = secret(
-                &mut secrets.admin_pin,
-                "admin PIN",
-                default(DEFAULT_ADMIN_PIN),
-            )?;
-            let new = secret(&mut secrets.new_pin, "new user PIN (6 or more)", None)?;
-            (
-                PinAction::UnlockUser {
-                    admin: pin_of(&admin, "admin PIN")?,
-                    new_user: pin_of(&new, "new PIN")?,
-                },
-                "user PIN unblocked",
-            )
-        }
-        PinActionArg::AccessCode => {
-            let slot = match a.yubikey_slot {
-                1 => YkSlot::One,
-                2 => YkSlot::Two,
-                n => bail!("--yubikey-slot {n}: a YubiKey has configurations 1 and 2"),
-            };
-            let current = secret(&mut secrets.access_code, "", Some(""))?;
-            let new = secret(
-                &mut secrets.new_access_code,
-                "new access code (12 hex digits, empty for none)",
-                None,
-            )?;
-            (
-                PinAction::ChangeAccessCode {
-                    slot,
-                    current: access_code_of(&current, "access code")?,
-                    new: access_code_of(&new, "new access code")?,
-                },
-                "access code changed",
-            )
-        }
+    let act = &a.action;
+    let (action, done, doing) = if act.change_user {
+        let old = secret(
+            &mut secrets.user_pin,
+            "current user PIN",
+            default(DEFAULT_USER_PIN),
+        )?;
+        let new = secret(&mut secrets.new_pin, "new user PIN (6 or more)", None)?;
+        (
+            PinAction::ChangeUser {
+                old: pin_of(&old, "user PIN")?,
+                new: pin_of(&new, "new PIN")?,
+            },
+            "user PIN changed",
+            "changing the user PIN",
+        )
+    } else if act.change_admin {
+        let old = secret(
+            &mut secrets.admin_pin,
+            "current admin PIN",
+            default(DEFAULT_ADMIN_PIN),
+        )?;
+        let new = secret(&mut secrets.new_pin, "new admin PIN (8 or more)", None)?;
+        (
+            PinAction::ChangeAdmin {
+                old: pin_of(&old, "admin PIN")?,
+                new: pin_of(&new, "new PIN")?,
+            },
+            "admin PIN changed",
+            "changing the admin PIN",
+        )
+    } else if act.unlock {
+        let admin = secret(
+            &mut secrets.admin_pin,
+            "admin PIN",
+            default(DEFAULT_ADMIN_PIN),
+        )?;
+        let new = secret(&mut secrets.new_pin, "new user PIN (6 or more)", None)?;
+        (
+            PinAction::UnlockUser {
+                admin: pin_of(&admin, "admin PIN")?,
+                new_user: pin_of(&new, "new PIN")?,
+            },
+            "user PIN unblocked",
+            "unblocking the user PIN",
+        )
+    } else if let Some(n) = act.access_code_slot {
+        let slot = match n {
+            1 => YkSlot::One,
+            2 => YkSlot::Two,
+            n => bail!("--access-code-slot {n}: a YubiKey has configurations 1 and 2"),
+        };
+        let current = secret(&mut secrets.access_code, "", Some(""))?;
+        let new = secret(
+            &mut secrets.new_access_code,
+            "new access code (12 hex digits, empty for none)",
+            None,
+        )?;
+        (
+            PinAction::ChangeAccessCode {
+                slot,
+                current: access_code_of(&current, "access code")?,
+                new: access_code_of(&new, "new access code")?,
+            },
+            "access code changed",
+            "changing the access code",
+        )
+    } else {
+        (
+            PinAction::ShowCounters,
+            "counters read",
+            "reading the counters",
+        )
     };
     let mut code = ExitCode::SUCCESS;
     for device in &devices {
         match bench::pin(bench.provider(), device, &action) {
-            Ok(r) => println!("{}", pin_line(&r, what)),
+            Ok(r) => println!("{}", pin_line(&r, done)),
             Err(f) => {
-                code = report_error(&format!("{} on {}", what, device.path), &f.error);
+                code = report_error(&format!("{doing} on {} failed", device.path), &f.error);
                 if f.after.is_some() {
                     eprintln!("PIN tries left: {}", counters_text(f.after));
                 }
@@ -960,4 +969,169 @@ fn batch(
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use okey_hid::Family;
+    use okey_hid::bench::{BatchFailure, TokenIdentity};
+
+    fn slot_args(kind: KindArg, slot: u8, yk: u8, digits: u32) -> SlotArgs {
+        SlotArgs {
+            kind,
+            step: 30,
+            digits,
+            slot,
+            yubikey_slot: yk,
+        }
+    }
+
+    #[test]
+    fn slot_arguments_are_checked() {
+        let ok = slot_args(KindArg::Hotp, 2, 2, 8);
+        assert_eq!(ok.nitrokey_slot().ok(), Some(Slot::Hotp(2)));
+        assert_eq!(ok.yubikey_slot().ok(), Some(YkSlot::Two));
+        assert_eq!(ok.digits().ok(), Some(Digits::Eight));
+        assert!(slot_args(KindArg::Hotp, 3, 1, 6).nitrokey_slot().is_err());
+        assert_eq!(
+            slot_args(KindArg::Totp, 14, 1, 6).nitrokey_slot().ok(),
+            Some(Slot::Totp(14))
+        );
+        assert!(slot_args(KindArg::Totp, 15, 1, 6).nitrokey_slot().is_err());
+        assert!(slot_args(KindArg::Hotp, 0, 0, 6).yubikey_slot().is_err());
+        assert!(slot_args(KindArg::Hotp, 0, 3, 6).yubikey_slot().is_err());
+        assert!(slot_args(KindArg::Hotp, 0, 1, 7).digits().is_err());
+        assert_eq!(
+            slot_args(KindArg::Totp, 0, 1, 6).kind(),
+            OtpKind::Totp { step: 30 }
+        );
+    }
+
+    #[test]
+    fn access_codes_and_pins_from_text() {
+        assert!(access_code_of("", "x").is_ok_and(|a| a.is_none()));
+        assert!(access_code_of("0a0b0c0d0e0f", "x").is_ok_and(|a| !a.is_none()));
+        assert!(access_code_of("0a0b0c", "x").is_err());
+        assert!(pin_of("", "x").is_err());
+        assert!(pin_of("123456", "x").is_ok());
+    }
+
+    #[test]
+    fn a_flag_or_environment_secret_is_taken_out_of_the_arguments() {
+        let mut v = Some("12345678".to_owned());
+        let s = secret(&mut v, "unused", None).expect("secret");
+        assert_eq!(s.as_str(), "12345678");
+        assert!(v.is_none());
+        let d = secret(&mut None, "unused", Some("dflt")).expect("default");
+        assert_eq!(d.as_str(), "dflt");
+    }
+
+    fn sim(nk: Option<usize>, yk: Option<usize>, pull: Vec<usize>) -> SimArgs {
+        SimArgs {
+            simulate: true,
+            simulate_nitrokey: nk,
+            simulate_yubikey: yk,
+            simulate_serial_base: Some(0x10),
+            simulate_pull: pull,
+        }
+    }
+
+    #[test]
+    fn the_simulated_bench_is_built_as_documented() {
+        let mut s = sim(None, None, vec![])
+            .build(0, true, YkSlot::One)
+            .expect("bench");
+        let devices = s.bench.enumerate().expect("enumerate");
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].family, Family::NitrokeyPro);
+        assert_eq!(devices[0].path, "sim:nitrokey:00000010");
+        let mut s = sim(Some(2), Some(1), vec![])
+            .build(0, true, YkSlot::One)
+            .expect("bench");
+        let paths: Vec<String> = s
+            .bench
+            .enumerate()
+            .expect("enumerate")
+            .into_iter()
+            .map(|d| d.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "sim:nitrokey:00000010",
+                "sim:nitrokey:00000011",
+                "sim:yubikey:18"
+            ]
+        );
+        // Batch mode starts with nothing plugged in: the autopilot plugs the row.
+        let mut s = sim(Some(2), None, vec![])
+            .build(0, false, YkSlot::One)
+            .expect("bench");
+        assert!(s.bench.enumerate().expect("enumerate").is_empty());
+        assert!(
+            sim(Some(0), Some(0), vec![])
+                .build(0, true, YkSlot::One)
+                .is_err()
+        );
+        assert!(
+            sim(Some(2), None, vec![3])
+                .build(0, true, YkSlot::One)
+                .is_err()
+        );
+        assert!(
+            sim(Some(2), None, vec![0])
+                .build(0, true, YkSlot::One)
+                .is_err()
+        );
+        let mut big = sim(Some(2), None, vec![]);
+        big.simulate_serial_base = Some(u32::MAX);
+        assert!(big.build(0, true, YkSlot::One).is_err());
+    }
+
+    #[test]
+    fn batch_summary_lists_successes_then_failures_with_advice() {
+        let nk = TokenIdentity {
+            family: Family::NitrokeyPro,
+            serial: 0xAB,
+        };
+        let summary = BatchSummary {
+            initialised: vec![InitReport {
+                token: nk,
+                slot: SlotRef::Nitrokey(Slot::Hotp(0)),
+                kind: OtpKind::Hotp,
+                device_counter: Some(1),
+                clock_set_to: None,
+            }],
+            failed: vec![
+                BatchFailure {
+                    device: "sim:nitrokey:000000AC".into(),
+                    token: Some(TokenIdentity {
+                        family: Family::NitrokeyPro,
+                        serial: 0xAC,
+                    }),
+                    error: "boom".into(),
+                    advice: "do this".into(),
+                    pulled_out: true,
+                },
+                BatchFailure {
+                    device: "/dev/hidraw3".into(),
+                    token: None,
+                    error: "no answer".into(),
+                    advice: "retry".into(),
+                    pulled_out: false,
+                },
+            ],
+        };
+        assert_eq!(
+            batch_summary_text(&summary),
+            "batch: 1 initialised, 2 failed
+  ok      NK-000000AB (HOTP slot 0)
+  FAILED  NK-000000AC at sim:nitrokey:000000AC (pulled out): boom
+          advice: do this
+  FAILED  /dev/hidraw3: no answer
+          advice: retry
+"
+        );
+    }
 }

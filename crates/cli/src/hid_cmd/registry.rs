@@ -303,4 +303,74 @@ mod tests {
         assert_eq!((p.digits, p.step, p.t0), (8, 60, 0));
         assert_eq!(request.token.to_string(), "NK-0000ABCD");
     }
+
+    fn response(otp: proto::OtpParameters, counter: u64) -> proto::BeginInitialisationResponse {
+        proto::BeginInitialisationResponse {
+            token: Some(proto::Token {
+                serial: "NK-00000001".into(),
+                otp: Some(otp),
+                counter,
+                ..Default::default()
+            }),
+            seed: b"12345678901234567890".to_vec(),
+        }
+    }
+
+    fn hotp(digits: u32) -> proto::OtpParameters {
+        proto::OtpParameters {
+            r#type: proto::OtpType::Hotp as i32,
+            algorithm: proto::HashAlgorithm::Sha1 as i32,
+            digits,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_released_seed_moves_into_the_secret_and_leaves_the_message_empty() {
+        let mut r = response(hotp(8), 32);
+        let issued = seed_from(&mut r).expect("seed");
+        assert!(r.seed.is_empty());
+        assert_eq!(issued.secret.expose_bytes(), b"12345678901234567890");
+        assert_eq!(issued.kind, OtpKind::Hotp);
+        assert_eq!(issued.digits, Digits::Eight);
+        assert_eq!(issued.initial_counter, 32);
+        let totp = proto::OtpParameters {
+            r#type: proto::OtpType::Totp as i32,
+            step: 60,
+            ..hotp(6)
+        };
+        let issued = seed_from(&mut response(totp, 0)).expect("seed");
+        assert_eq!(issued.kind, OtpKind::Totp { step: 60 });
+    }
+
+    #[test]
+    fn parameters_a_device_cannot_hold_are_refused() {
+        for otp in [
+            hotp(7),
+            proto::OtpParameters {
+                algorithm: proto::HashAlgorithm::Sha256 as i32,
+                ..hotp(6)
+            },
+            proto::OtpParameters {
+                r#type: proto::OtpType::Ocra as i32,
+                ..hotp(6)
+            },
+            proto::OtpParameters {
+                r#type: proto::OtpType::Totp as i32,
+                step: 30,
+                t0: 5,
+                ..hotp(6)
+            },
+        ] {
+            let mut r = response(otp, 0);
+            assert!(seed_from(&mut r).is_err());
+            assert!(r.seed.is_empty());
+        }
+        let mut r = response(hotp(6), 0);
+        r.seed = vec![1; 41];
+        assert!(seed_from(&mut r).is_err());
+        let mut r = response(hotp(6), 0);
+        r.token = None;
+        assert!(seed_from(&mut r).is_err());
+    }
 }
