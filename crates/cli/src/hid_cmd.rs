@@ -304,9 +304,10 @@ impl Bench {
         }
     }
 
-    fn touch(&self) -> Box<dyn TouchSource> {
+    /// The touch source; on hardware, `bar` (if any) is hidden while the prompt waits.
+    fn touch(&self, bar: Option<ProgressBar>) -> Box<dyn TouchSource> {
         match self {
-            Self::Hardware(_) => Box::new(StdinTouch),
+            Self::Hardware(_) => Box::new(StdinTouch { bar }),
             Self::Simulated(s) => Box::new(s.bench.touch_handle()),
         }
     }
@@ -354,16 +355,24 @@ impl Bench {
 
 /// A YubiKey types its code when touched: the technician touches it with the cursor on this
 /// prompt, and the typed line is read back.
-struct StdinTouch;
+struct StdinTouch {
+    bar: Option<ProgressBar>,
+}
 
 impl TouchSource for StdinTouch {
     fn read_touch_code(&mut self, device: &DeviceInfo, slot: YkSlot) -> Result<OtpCode, String> {
-        eprint!("touch the YubiKey at {} ({slot}) now: ", device.path);
-        let mut line = Zeroizing::new(String::new());
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        OtpCode::parse(&line).ok_or_else(|| "what was typed is not a 6 or 8 digit code".into())
+        let read = || {
+            eprint!("touch the YubiKey at {} ({slot}) now: ", device.path);
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            OtpCode::parse(&line).ok_or_else(|| "what was typed is not a 6 or 8 digit code".into())
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(read),
+            None => read(),
+        }
     }
 }
 
@@ -566,7 +575,7 @@ fn init(
         secrets,
     )?;
     let mut registry = GrpcRegistry::connect(client)?;
-    let mut touch = bench.touch();
+    let mut touch = bench.touch(None);
     let mut clock = SystemClock;
     let mut failed = 0usize;
     for device in &devices {
@@ -739,7 +748,7 @@ fn resync(
     let mut bench = Bench::open(sim, true, a.slot.yubikey_slot()?)?;
     let devices = bench.select(&a.target)?;
     let mut registry = GrpcRegistry::connect(client)?;
-    let mut touch = bench.touch();
+    let mut touch = bench.touch(None);
     let mut clock = SystemClock;
     let admin_pin = match secrets.admin_pin.take() {
         Some(mut p) => {
@@ -873,7 +882,6 @@ fn batch(
         removal_timeout: Duration::from_secs(a.removal_timeout),
     };
     let mut registry = GrpcRegistry::connect(client)?;
-    let mut touch = bench.touch();
     let mut clock = SystemClock;
     let expected = bench.simulation().map(|s| s.ids.len());
     let bar = match expected.or(a.limit) {
@@ -881,8 +889,13 @@ fn batch(
             ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         ),
-        None => ProgressBar::new_spinner(),
+        None => {
+            let spinner = ProgressBar::new_spinner();
+            spinner.enable_steady_tick(Duration::from_millis(150));
+            spinner
+        }
     };
+    let mut touch = bench.touch(Some(bar.clone()));
     // Figures run from the start to the last token pulled out (not through the final idle
     // wait). The simulated bench's virtual clock counts device commands and the autopilot
     // technician's plugging and pulling; the stopwatch counts real time (server round trips).
