@@ -128,6 +128,11 @@ impl SimArgs {
             };
             bench.inject(id, Fault::UnplugOnCommand(command));
         }
+        eprintln!(
+            "simulated bench: {nk} Nitrokey Pro, {yk} YubiKey, serials from {base:#010X} ({base}); factory PINs (user {}, admin {}), no access codes",
+            okey_hid::secret::DEFAULT_USER_PIN,
+            okey_hid::secret::DEFAULT_ADMIN_PIN,
+        );
         if plugged {
             for id in &ids {
                 bench.plug(*id);
