@@ -508,3 +508,59 @@ async fn a_failed_init_can_be_run_again() {
     assert_eq!(token(&mut c, serial).await.status, active());
     assert!(check(&mut c, verify_serial(serial, code)).await.0);
 }
+
+#[tokio::test]
+async fn only_technicians_initialise_and_nothing_is_created_otherwise() {
+    let server = Server::start();
+    let mut admin = server.admin().await;
+    let verifier = admin
+        .callers
+        .create_api_key(proto::CreateApiKeyRequest {
+            name: "radius-1".into(),
+            roles: vec!["verifier".into()],
+        })
+        .await
+        .expect("create verifier key")
+        .into_inner()
+        .api_key;
+    let run = hid(
+        &server,
+        &verifier,
+        &["init", "--simulate", "--simulate-serial-base", "0x6000"],
+    );
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("PermissionDenied"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("advice: The server refused"),
+        "{}",
+        run.stderr
+    );
+    let err = admin
+        .tokens
+        .get_token(proto::GetTokenRequest {
+            serial: "NK-00006000".into(),
+        })
+        .await
+        .expect_err("no token was created");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    // No server at all: an error before anything is written.
+    let mut cmd = Command::new(okey_binary());
+    for v in OKEY_VARS {
+        cmd.env_remove(v);
+    }
+    let run = output(
+        cmd.args([
+            "hid",
+            "init",
+            "--simulate",
+            "--server",
+            "http://127.0.0.1:1",
+        ])
+        .env("OKEY_API_KEY", "unused")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run okey hid"),
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("cannot reach okey"), "{}", run.stderr);
+}
