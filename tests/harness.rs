@@ -6,6 +6,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -36,24 +37,42 @@ pub fn reference_hotp(seed: &[u8], counter: u64, digits: u32) -> String {
     )
 }
 
-/// The `okey` binary of this workspace, built on demand when the test runner did not build it.
+/// The `okey` binary of this workspace, (re)built once per test process so a test never runs a
+/// stale binary (`cargo nextest run -p okey-e2e` alone does not build other packages' binaries).
 pub fn okey_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/it-xxxx -> target/<profile>/okey
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    let bin = profile_dir.join("okey");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--locked", "-p", "okey", "--bin", "okey"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the okey binary failed");
-    }
-    bin
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            // target/<profile>/deps/it-xxxx -> target/<profile>/okey
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("profile dir")
+                .to_path_buf();
+            let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+            let mut build = Command::new(env!("CARGO"));
+            build
+                .args([
+                    "build",
+                    "--locked",
+                    "--quiet",
+                    "-p",
+                    "okey",
+                    "--bin",
+                    "okey",
+                    "--target-dir",
+                ])
+                .arg(&target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo build");
+            assert!(status.success(), "building the okey binary failed");
+            profile_dir.join("okey")
+        })
+        .clone()
 }
 
 fn free_port() -> u16 {

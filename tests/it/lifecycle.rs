@@ -300,3 +300,91 @@ async fn audit_chain_records_verifies_without_passcodes() {
         }
     }
 }
+
+#[tokio::test]
+async fn bench_initialisation_activates_only_on_a_matching_read_back() {
+    let server = Server::start();
+    let mut c = server.admin().await;
+    let begun = c
+        .tokens
+        .begin_initialisation(proto::BeginInitialisationRequest {
+            serial: "NK-0000BEEF".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("begin")
+        .into_inner();
+    let seed = begun.seed;
+    assert_eq!(seed.len(), 20, "a SHA-1 token gets a 160-bit seed");
+    assert_eq!(
+        begun.token.expect("token").status,
+        proto::TokenStatus::Initialising as i32
+    );
+    // Not active yet: even the right code does not log in.
+    let (ok, reason) = check(
+        &mut c,
+        verify_serial("NK-0000BEEF", &reference_hotp(&seed, 0, 6)),
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(reason, "not_active");
+    // A wrong read-back leaves it initialising.
+    let wrong = if reference_hotp(&seed, 0, 6) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let err = c
+        .tokens
+        .complete_initialisation(proto::CompleteInitialisationRequest {
+            serial: "NK-0000BEEF".into(),
+            code: wrong.into(),
+        })
+        .await
+        .expect_err("wrong code");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    // The code the device shows activates it; the next code logs in; the read-back is spent.
+    let t = c
+        .tokens
+        .complete_initialisation(proto::CompleteInitialisationRequest {
+            serial: "NK-0000BEEF".into(),
+            code: reference_hotp(&seed, 0, 6),
+        })
+        .await
+        .expect("complete")
+        .into_inner();
+    assert_eq!(t.status, proto::TokenStatus::Active as i32);
+    assert!(
+        !check(
+            &mut c,
+            verify_serial("NK-0000BEEF", &reference_hotp(&seed, 0, 6))
+        )
+        .await
+        .0
+    );
+    assert!(
+        check(
+            &mut c,
+            verify_serial("NK-0000BEEF", &reference_hotp(&seed, 1, 6))
+        )
+        .await
+        .0
+    );
+    // An aborted initialisation never verifies.
+    c.tokens
+        .begin_initialisation(proto::BeginInitialisationRequest {
+            serial: "NK-0000DEAD".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("begin");
+    let t = c
+        .tokens
+        .abort_initialisation(proto::TokenRef {
+            serial: "NK-0000DEAD".into(),
+        })
+        .await
+        .expect("abort")
+        .into_inner();
+    assert_eq!(t.status, proto::TokenStatus::Revoked as i32);
+}

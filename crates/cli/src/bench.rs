@@ -62,8 +62,12 @@ pub struct BenchArgs {
     /// Bench a running server instead (needs an admin credential: tokens are imported).
     #[arg(long)]
     server: Option<String>,
-    #[command(flatten)]
-    client: ClientArgs,
+    /// API key for --server (prefer OKEY_API_KEY or --api-key-file).
+    #[arg(long, env = "OKEY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// File holding the API key for --server.
+    #[arg(long, env = "OKEY_API_KEY_FILE")]
+    api_key_file: Option<std::path::PathBuf>,
 }
 
 /// What one run measured.
@@ -119,7 +123,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(server) = &args.server {
         let client = ClientArgs {
             server: server.clone(),
-            ..args.client.clone()
+            api_key: args.api_key.clone(),
+            api_key_file: args.api_key_file.clone(),
         };
         let clients = connect_many(&client, args.connections).await?;
         reports.push(load(&args, clients, "external".into()).await?);

@@ -1055,12 +1055,14 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 "the token is not being initialised",
             ));
         }
-        // PENDING(store): the store does not yet offer the atomic "verify a read-back code and
-        // activate" step for bench tokens; until it does, completion is refused.
-        let _ = (&code, &actor);
-        if current.status == TokenStatus::Initialising {
-            return Err(Status::unimplemented(
-                "completing a bench initialisation is not available yet",
+        let outcome = self
+            .store
+            .confirm_initialisation(&req.serial, &code, clock::now(), &actor)
+            .await
+            .map_err(store_status)?;
+        if !outcome.accepted {
+            return Err(Status::failed_precondition(
+                "the code read back from the device does not match: the token stays inactive; erase the slot and start again",
             ));
         }
         let info = self.store.token(&req.serial).map_err(store_status)?;

@@ -22,7 +22,9 @@ pub fn store_status(e: StoreError) -> Status {
         StoreError::DuplicateSerial(_) | StoreError::DuplicateApiKey => {
             Status::already_exists(e.to_string())
         }
-        StoreError::Precondition(_) => Status::failed_precondition(e.to_string()),
+        StoreError::Precondition(_) | StoreError::Unsupported(_) => {
+            Status::failed_precondition(e.to_string())
+        }
         StoreError::Conflict => Status::aborted(e.to_string()),
         _ => {
             tracing::error!(error = %e, "store error");

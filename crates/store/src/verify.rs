@@ -773,4 +773,99 @@ impl Store {
         }
         Err(StoreError::Conflict)
     }
+
+    /// USB bench: a token created in `Initialising` becomes `Active` only when `code`, read back
+    /// from the device it was written to, verifies against the issued seed within the normal
+    /// window. A wrong code leaves it `Initialising` (and counts as a failure); the bench then
+    /// erases the slot and aborts.
+    pub async fn confirm_initialisation(
+        &self,
+        serial: &str,
+        code: &str,
+        now: u64,
+        actor: &Actor,
+    ) -> Result<VerifyOutcome, StoreError> {
+        for _ in 0..MAX_TRIES {
+            let row = self
+                .inner
+                .backend
+                .token(serial)?
+                .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
+            if row.status != TokenStatus::Initialising {
+                return Err(StoreError::Precondition(format!(
+                    "token {serial} is not being initialised"
+                )));
+            }
+            if matches!(row.otp, OtpKind::Ocra { .. }) {
+                return Err(StoreError::Unsupported(
+                    "OCRA tokens cannot be confirmed from a single read-back code".into(),
+                ));
+            }
+            let Some((digits, presented)) = Digits::new(row.digits)
+                .ok()
+                .and_then(|d| Some((d, okey_otp::Code::parse(code, d).ok()?)))
+            else {
+                return self
+                    .reject(
+                        actor,
+                        "initialise",
+                        serial,
+                        Some(serial),
+                        Reason::BadFormat,
+                        now,
+                    )
+                    .await;
+            };
+            let (key, row) = self.key_for(row)?;
+            let hot = Hot::of(&row);
+            let state = OtpState {
+                counter: row.counter,
+                last_step: row.last_step,
+                drift: row.drift,
+            };
+            let cfg = &self.inner.cfg;
+            let proof = match &row.otp {
+                OtpKind::Hotp => verify_hotp(&key, digits, &state, cfg.hotp_window, &presented),
+                OtpKind::Totp { step, t0 } => TotpParams::new(digits, *step, *t0)
+                    .ok()
+                    .and_then(|p| verify_totp(&key, &p, &state, now, cfg.totp_skew, &presented)),
+                OtpKind::Ocra { .. } => None,
+            };
+            drop(key);
+            let (new, reason, accepted) = match proof {
+                Some(p) => {
+                    let mut s = Self::after_success(&hot.state, &p, now);
+                    s.status = TokenStatus::Active;
+                    (s, Reason::Confirmed, true)
+                }
+                None => (
+                    self.after_failure(&hot.state, now),
+                    Reason::WrongCode,
+                    false,
+                ),
+            };
+            let result = if accepted { "accepted" } else { "rejected" };
+            let entry = Self::audit_entry(
+                actor,
+                "initialise",
+                serial,
+                Some(serial),
+                result,
+                reason.as_str(),
+                now,
+            );
+            match self
+                .commit(vec![(serial.to_owned(), hot.version, new)], entry)
+                .await
+            {
+                Ok(()) => {
+                    self.refresh_cache(serial, &hot, new);
+                    return Ok(outcome(accepted, Some(serial), reason));
+                }
+                Err(StoreError::Conflict) => self.conflict(),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
 }
