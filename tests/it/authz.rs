@@ -15,6 +15,7 @@ const TABLE: &[(&str, &[&str])] = &[
     ("CreateToken", &["admin", "technician"]),
     ("ImportTokens", &["admin"]),
     ("ImportSeedFile", &["admin"]),
+    ("ExportStock", &["admin"]),
     ("GetToken", &["admin", "support", "technician", "auditor"]),
     ("ListTokens", &["admin", "support", "technician", "auditor"]),
     ("AssignToken", &["admin", "support"]),
@@ -74,6 +75,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
             let chunks = tokio_stream::iter(vec![proto::SeedFileChunk::default()]);
             code(c.tokens.import_seed_file(chunks).await.map(drop))
         }
+        "ExportStock" => code(
+            c.tokens
+                .export_stock(proto::ExportStockRequest::default())
+                .await
+                .map(drop),
+        ),
         "GetToken" => code(
             c.tokens
                 .get_token(proto::GetTokenRequest::default())

@@ -180,3 +180,87 @@ fn the_cli_streams_a_pskc_file() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "imported 1");
 }
+
+#[tokio::test]
+async fn stock_moves_between_sites_in_an_encrypted_file() {
+    let site_a = Server::start();
+    let site_b = Server::start();
+    let mut a = site_a.admin().await;
+    let mut assigned = okey_e2e::hotp_token("0900", RFC_SECRET_HEX);
+    assigned.holder = "someone".into();
+    a.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![okey_e2e::hotp_token("0901", RFC_SECRET_HEX), assigned],
+        })
+        .await
+        .expect("import");
+    // Use counter 0 at site A: the export carries the counter, so site B starts after it.
+    assert!(check(&mut a, verify_serial("0901", "755224")).await.0);
+
+    let err = a
+        .tokens
+        .export_stock(proto::ExportStockRequest {
+            serials: vec!["0900".into()],
+            password: "a long enough password".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("assigned tokens are not stock");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+
+    let mut stream = a
+        .tokens
+        .export_stock(proto::ExportStockRequest {
+            password: "a long enough password".into(),
+            revoke_exported: true,
+            ..Default::default()
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut file = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        file.extend_from_slice(&chunk.data);
+    }
+    let text = String::from_utf8_lossy(&file);
+    assert!(text.contains("EncryptedValue"), "the seed is encrypted");
+    assert!(!text.contains(RFC_SECRET_HEX) && !text.contains("MTIzNDU2Nzg5MDEyMzQ1Njc4OTA"));
+
+    // Moved: revoked at site A, not the assigned one.
+    let t = a
+        .tokens
+        .get_token(proto::GetTokenRequest {
+            serial: "0901".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(t.status, proto::TokenStatus::Revoked as i32);
+    assert!(!check(&mut a, verify_serial("0901", "287082")).await.0);
+    let t = a
+        .tokens
+        .get_token(proto::GetTokenRequest {
+            serial: "0900".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(t.status, proto::TokenStatus::Active as i32);
+
+    let mut b = site_b.admin().await;
+    let r = import(
+        &mut b,
+        file,
+        proto::SeedFileFormat::Pskc,
+        "a long enough password",
+        false,
+    )
+    .await
+    .expect("import at site B");
+    assert_eq!(r.imported, 1);
+    assert!(
+        !check(&mut b, verify_serial("0901", "755224")).await.0,
+        "counter 0 was used at site A"
+    );
+    assert!(check(&mut b, verify_serial("0901", "287082")).await.0);
+}

@@ -153,6 +153,24 @@ enum TokenCommand {
         #[arg(long)]
         software: bool,
     },
+    /// Export stock (unassigned tokens) with their seeds as an encrypted PSKC file, to move it
+    /// to another site. The file is written with mode 0600 and must not exist yet.
+    ExportStock {
+        /// The file to write.
+        out: PathBuf,
+        /// Environment variable holding the export password (at least 12 characters).
+        #[arg(long, required_unless_present = "key_file")]
+        password_env: Option<String>,
+        /// File holding a 32-byte pre-shared key in hex.
+        #[arg(long, conflicts_with = "password_env")]
+        key_file: Option<PathBuf>,
+        /// Only these serials (default: every unassigned active token).
+        #[arg(long = "serial")]
+        serials: Vec<String>,
+        /// Revoke the exported tokens here once the file is written (a move, not a copy).
+        #[arg(long)]
+        revoke: bool,
+    },
     /// List tokens.
     List {
         #[arg(long, value_enum)]
@@ -456,6 +474,68 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             });
+        }
+        TokenCommand::ExportStock {
+            out,
+            password_env,
+            key_file,
+            serials,
+            revoke,
+        } => {
+            let password = match &password_env {
+                Some(var) => {
+                    Zeroizing::new(std::env::var(var).with_context(|| format!("{var} is not set"))?)
+                }
+                None => Zeroizing::new(String::new()),
+            };
+            let key = match &key_file {
+                Some(path) => {
+                    let text = Zeroizing::new(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    );
+                    Zeroizing::new(
+                        hex::decode(text.trim())
+                            .context("the key file must hold the key in hex")?,
+                    )
+                }
+                None => Zeroizing::new(Vec::new()),
+            };
+            let mut file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?
+            };
+            let mut stream = t
+                .export_stock(proto::ExportStockRequest {
+                    serials,
+                    password: password.to_string(),
+                    pre_shared_key: key.to_vec(),
+                    revoke_exported: revoke,
+                })
+                .await?
+                .into_inner();
+            let mut bytes = 0usize;
+            let result: anyhow::Result<()> = async {
+                use std::io::Write;
+                while let Some(chunk) = stream.message().await? {
+                    file.write_all(&chunk.data)?;
+                    bytes += chunk.data.len();
+                }
+                file.sync_all()?;
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&out);
+                return Err(e);
+            }
+            println!("wrote {} ({bytes} bytes)", out.display());
+            None
         }
         TokenCommand::List {
             status,

@@ -64,6 +64,7 @@ pub enum Operation {
     CreateToken,
     ImportTokens,
     ImportSeedFile,
+    ExportStock,
     GetToken,
     ListTokens,
     AssignToken,
@@ -86,12 +87,13 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 23] = [
+    pub const ALL: [Operation; 24] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
         Operation::ImportTokens,
         Operation::ImportSeedFile,
+        Operation::ExportStock,
         Operation::GetToken,
         Operation::ListTokens,
         Operation::AssignToken,
@@ -120,7 +122,9 @@ impl Operation {
             Operation::Verify => &[Verifier, Support, Technician, Admin],
             Operation::TriggerChallenge => &[Verifier, Admin],
             Operation::CreateToken => &[Admin, Technician],
-            Operation::ImportTokens | Operation::ImportSeedFile => &[Admin],
+            Operation::ImportTokens | Operation::ImportSeedFile | Operation::ExportStock => {
+                &[Admin]
+            }
             Operation::GetToken | Operation::ListTokens => &[Admin, Support, Technician, Auditor],
             Operation::AssignToken
             | Operation::SetPin
@@ -200,6 +204,7 @@ mod tests {
             Operation::CreateToken,
             Operation::ImportTokens,
             Operation::ImportSeedFile,
+            Operation::ExportStock,
             Operation::AssignToken,
             Operation::SetPin,
             Operation::ResyncToken,

@@ -209,6 +209,86 @@ pub fn parse(input: impl Read, format: Format, kind: TokenKind) -> Parsed {
     }
 }
 
+/// A `Write` that sends what it is given as chunks of at most 64 KiB through an async channel;
+/// for use from a blocking thread. A closed channel (the client went away) is an I/O error.
+pub struct ChunkWriter<T> {
+    tx: mpsc::Sender<Result<T, tonic::Status>>,
+    buffer: Vec<u8>,
+    wrap: fn(Vec<u8>) -> T,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl<T> ChunkWriter<T> {
+    /// A writer sending `wrap(bytes)` items to `tx`.
+    pub fn new(tx: mpsc::Sender<Result<T, tonic::Status>>, wrap: fn(Vec<u8>) -> T) -> Self {
+        ChunkWriter {
+            tx,
+            buffer: Vec::with_capacity(CHUNK),
+            wrap,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(Ok((self.wrap)(chunk))).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+}
+
+impl<T> std::io::Write for ChunkWriter<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// A token leaving in an export, as the package the PSKC writer takes.
+pub fn package_of(stock: okey_store::StockSeed) -> KeyPackage {
+    let t = &stock.token;
+    let (algorithm, counter, time, interval) = match &t.otp {
+        OtpKind::Hotp => (FileAlgorithm::Hotp, Some(t.counter), None, None),
+        OtpKind::Totp { step, t0 } => (FileAlgorithm::Totp, None, Some(*t0), Some(*step)),
+        OtpKind::Ocra { suite } => (
+            FileAlgorithm::Ocra(suite.clone()),
+            Some(t.counter),
+            None,
+            None,
+        ),
+    };
+    let mut p = KeyPackage::new(algorithm, stock.seed.clone());
+    p.serial = Some(t.serial.clone());
+    p.hash = match t.algorithm {
+        Algorithm::Sha1 => HashAlgorithm::Sha1,
+        Algorithm::Sha256 => HashAlgorithm::Sha256,
+        Algorithm::Sha512 => HashAlgorithm::Sha512,
+    };
+    if !matches!(t.otp, OtpKind::Ocra { .. }) {
+        p.response = Some(okey_intake::ResponseFormat {
+            length: t.digits,
+            encoding: okey_intake::Encoding::Decimal,
+            check_digit: false,
+        });
+    }
+    p.counter = counter;
+    p.time = time;
+    p.time_interval = interval;
+    p.time_drift = matches!(t.otp, OtpKind::Totp { .. }).then_some(t.drift);
+    p.manufacturer = t.description.clone();
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

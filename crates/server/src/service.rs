@@ -19,7 +19,7 @@ use crate::clock;
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, VerifyResultKind};
 use crate::proto;
-use crate::seed_files::{self, ChunkReader, Format, Parsed, Refused};
+use crate::seed_files::{self, ChunkReader, ChunkWriter, Format, Parsed, Refused};
 use crate::status::{invalid, is_not_found, store_status};
 
 /// Longest passcode accepted (a 32-character PIN and a 10-digit code, or an OCRA `-0` response).
@@ -547,6 +547,108 @@ fn serial_arg(serial: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl proto::token_service_server::TokenService for Arc<Okey> {
+    type ExportStockStream =
+        tokio_stream::wrappers::ReceiverStream<Result<proto::ExportStockChunk, Status>>;
+
+    #[tracing::instrument(skip_all, fields(op = "ExportStock"))]
+    async fn export_stock(
+        &self,
+        request: Request<proto::ExportStockRequest>,
+    ) -> Result<Response<Self::ExportStockStream>, Status> {
+        let principal = self.callers.authorize(&request, Operation::ExportStock)?;
+        let req = request.into_inner();
+        if req.serials.len() > MAX_IMPORT {
+            return Err(Status::invalid_argument(
+                "an export names at most 100,000 serials",
+            ));
+        }
+        for s in &req.serials {
+            serial_arg(s)?;
+        }
+        let password = Zeroizing::new(req.password);
+        let psk = Zeroizing::new(req.pre_shared_key);
+        let protection = match (password.is_empty(), psk.is_empty()) {
+            (false, true) if password.chars().count() >= 12 => {
+                okey_intake::ExportProtection::password(password.clone())
+            }
+            (false, true) => {
+                return Err(Status::invalid_argument(
+                    "an export password has at least 12 characters",
+                ));
+            }
+            (true, false) if psk.len() == 32 => {
+                okey_intake::ExportProtection::pre_shared_key(psk.clone(), "okey-stock")
+            }
+            (true, false) => {
+                return Err(Status::invalid_argument(
+                    "a pre-shared key for export is 32 bytes (AES-256)",
+                ));
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "give exactly one of a password or a pre-shared key",
+                ));
+            }
+        };
+        let serials = (!req.serials.is_empty()).then_some(req.serials);
+        let stock = self
+            .store
+            .stock_seeds(serials.as_deref())
+            .map_err(store_status)?;
+        if stock.is_empty() {
+            return Err(Status::failed_precondition(
+                "there is no unassigned token to export",
+            ));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let store = self.store.clone();
+        let actor = actor_of(&principal);
+        let revoke = req.revoke_exported;
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let serials: Vec<String> = stock.iter().map(|s| s.token.serial.clone()).collect();
+            let packages: Vec<okey_intake::KeyPackage> =
+                stock.into_iter().map(seed_files::package_of).collect();
+            let writer = ChunkWriter::new(tx.clone(), |data| proto::ExportStockChunk { data });
+            let written = okey_intake::export(writer, protection, &packages)
+                .map_err(|e| e.to_string())
+                .and_then(|(mut w, _)| std::io::Write::flush(&mut w).map_err(|e| e.to_string()));
+            drop(packages);
+            if let Err(why) = written {
+                tracing::warn!(%why, "stock export stopped");
+                let _ = tx.blocking_send(Err(Status::aborted("the export stopped before the end")));
+                return;
+            }
+            let now = clock::now();
+            for serial in &serials {
+                let entry = okey_store::AuditEntry {
+                    actor: actor.name.clone(),
+                    action: "stock.export".into(),
+                    subject: serial.clone(),
+                    serial: Some(serial.clone()),
+                    result: "ok".into(),
+                    reason: if revoke {
+                        "moved".into()
+                    } else {
+                        "copied".into()
+                    },
+                    at: now,
+                };
+                if let Err(e) = runtime.block_on(store.audit(entry)) {
+                    tracing::error!(error = %e, "audit append failed");
+                }
+                if revoke && let Err(e) = store.set_status(serial, TokenStatus::Revoked, &actor) {
+                    tracing::error!(error = %e, %serial, "revoking an exported token failed");
+                    let _ = tx.blocking_send(Err(store_status(e)));
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     #[tracing::instrument(skip_all, fields(op = "CreateToken"))]
     async fn create_token(
         &self,

@@ -531,6 +531,64 @@ impl Store {
             .collect())
     }
 
+    /// Stock leaving this site: unassigned tokens with their seeds, unsealed, for an encrypted
+    /// export. With `serials`, exactly those tokens (each must exist, be unassigned and not
+    /// revoked); without, every unassigned active token. Nothing is changed here.
+    pub fn stock_seeds(&self, serials: Option<&[String]>) -> Result<Vec<StockSeed>, StoreError> {
+        let rows: Vec<TokenRow> = match serials {
+            Some(list) => {
+                let mut rows = Vec::with_capacity(list.len());
+                for serial in list {
+                    let row = self
+                        .inner
+                        .backend
+                        .token(serial)?
+                        .ok_or_else(|| StoreError::UnknownSerial(serial.clone()))?;
+                    if row.holder.is_some() {
+                        return Err(StoreError::Precondition(format!(
+                            "token {serial} is assigned; only stock can be exported"
+                        )));
+                    }
+                    if row.status == TokenStatus::Revoked {
+                        return Err(StoreError::Precondition(format!(
+                            "token {serial} is revoked and cannot be exported"
+                        )));
+                    }
+                    rows.push(row);
+                }
+                rows
+            }
+            None => {
+                let filter = TokenFilter {
+                    status: Some(TokenStatus::Active),
+                    ..TokenFilter::default()
+                };
+                let mut rows = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = self.inner.backend.list(&filter, after.as_deref(), 10_000)?;
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.serial.clone());
+                    let full = page.len() == 10_000;
+                    rows.extend(page.into_iter().filter(|r| r.holder.is_none()));
+                    if !full {
+                        break;
+                    }
+                }
+                rows
+            }
+        };
+        let keys = self.keys();
+        rows.iter()
+            .map(|row| {
+                Ok(StockSeed {
+                    token: info_of(row),
+                    seed: keys.open_seed(row)?,
+                })
+            })
+            .collect()
+    }
+
     /// Number of tokens stored.
     pub fn token_count(&self) -> Result<u64, StoreError> {
         self.inner.backend.token_count()

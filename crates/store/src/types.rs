@@ -554,3 +554,19 @@ pub struct RestoreReport {
     /// Audit records.
     pub audit_records: u64,
 }
+
+/// An unassigned token and its unsealed seed, on its way into an encrypted export.
+pub struct StockSeed {
+    /// The token.
+    pub token: TokenInfo,
+    /// Its seed; zeroized on drop.
+    pub seed: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for StockSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StockSeed")
+            .field("serial", &self.token.serial)
+            .finish_non_exhaustive()
+    }
+}
