@@ -93,3 +93,14 @@ fn main() -> ExitCode {
     };
     result.unwrap_or_else(|e| fail(&e))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are well-formed: no clashing names, no impossible defaults.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
