@@ -488,7 +488,6 @@ fn pin_changes_report_the_tries_left() {
 }
 
 #[tokio::test]
-#[ignore = "needs the server to re-issue a serial whose initialisation was aborted (BeginInitialisation answers ALREADY_EXISTS)"]
 async fn a_failed_init_can_be_run_again() {
     let server = Server::start();
     let key = technician(&server).await;

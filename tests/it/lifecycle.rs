@@ -370,7 +370,7 @@ async fn bench_initialisation_activates_only_on_a_matching_read_back() {
         .await
         .0
     );
-    // An aborted initialisation never verifies.
+    // An aborted initialisation never verifies, and a new attempt re-seeds the same serial.
     c.tokens
         .begin_initialisation(proto::BeginInitialisationRequest {
             serial: "NK-0000DEAD".into(),
@@ -386,5 +386,40 @@ async fn bench_initialisation_activates_only_on_a_matching_read_back() {
         .await
         .expect("abort")
         .into_inner();
-    assert_eq!(t.status, proto::TokenStatus::Revoked as i32);
+    assert_eq!(t.status, proto::TokenStatus::Initialising as i32);
+    let again = c
+        .tokens
+        .begin_initialisation(proto::BeginInitialisationRequest {
+            serial: "NK-0000DEAD".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("begin again")
+        .into_inner();
+    let fresh = again.seed;
+    c.tokens
+        .complete_initialisation(proto::CompleteInitialisationRequest {
+            serial: "NK-0000DEAD".into(),
+            code: reference_hotp(&fresh, 0, 6),
+        })
+        .await
+        .expect("complete with the new seed");
+    assert!(
+        check(
+            &mut c,
+            verify_serial("NK-0000DEAD", &reference_hotp(&fresh, 1, 6))
+        )
+        .await
+        .0
+    );
+    // An active token is never re-seeded.
+    let err = c
+        .tokens
+        .begin_initialisation(proto::BeginInitialisationRequest {
+            serial: "NK-0000DEAD".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("active");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
 }

@@ -1114,25 +1114,39 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         check_description(&req.description)?;
         let (otp, algorithm, digits) = otp_of(req.otp.as_ref())?;
         let seed = random_seed(algorithm)?;
-        let info = self
-            .store
-            .create_token(
-                NewToken {
-                    serial: req.serial,
-                    kind: TokenKind::Hardware,
-                    otp,
-                    algorithm,
-                    digits,
-                    seed: seed.clone(),
-                    counter: 0,
-                    drift: 0,
-                    status: TokenStatus::Initialising,
-                    holder: None,
-                    description: optional(req.description),
-                },
-                &actor_of(&principal),
-            )
-            .map_err(store_status)?;
+        // A serial whose earlier initialisation failed is still initialising (it never
+        // verified anything): it gets a fresh seed in place. Any other existing serial is refused.
+        let again = match self.store.token(&req.serial) {
+            Ok(t) if t.status == TokenStatus::Initialising => true,
+            Ok(_) => {
+                return Err(Status::already_exists(format!(
+                    "token {} already exists and is not being initialised",
+                    req.serial
+                )));
+            }
+            Err(e) if is_not_found(&e) => false,
+            Err(e) => return Err(store_status(e)),
+        };
+        let token = NewToken {
+            serial: req.serial,
+            kind: TokenKind::Hardware,
+            otp,
+            algorithm,
+            digits,
+            seed: seed.clone(),
+            counter: 0,
+            drift: 0,
+            status: TokenStatus::Initialising,
+            holder: None,
+            description: optional(req.description),
+        };
+        let actor = actor_of(&principal);
+        let info = if again {
+            self.store.reinitialise(token, &actor)
+        } else {
+            self.store.create_token(token, &actor)
+        }
+        .map_err(store_status)?;
         Ok(Response::new(proto::BeginInitialisationResponse {
             token: Some(token_to_proto(&info)),
             seed: seed.to_vec(),
@@ -1187,11 +1201,18 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 "the token is not being initialised",
             ));
         }
-        let info = self
-            .store
-            .set_status(&serial, TokenStatus::Revoked, &actor_of(&principal))
-            .map_err(store_status)?;
-        Ok(Response::new(token_to_proto(&info)))
+        // The token stays initialising: it never verifies, and a new attempt re-seeds it.
+        self.audit(
+            &actor_of(&principal),
+            "initialise",
+            &serial,
+            Some(&serial),
+            "rejected",
+            "aborted",
+            clock::now(),
+        )
+        .await;
+        Ok(Response::new(token_to_proto(&current)))
     }
 }
 

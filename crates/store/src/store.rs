@@ -506,6 +506,73 @@ impl Store {
         Err(StoreError::Conflict)
     }
 
+    /// USB bench: give a token that is still `Initialising` (a previous attempt failed or was
+    /// aborted, so it never verified anything) a fresh seed and a fresh state, in place. Any
+    /// other status is refused: a token that was ever active is never re-seeded this way.
+    pub fn reinitialise(&self, t: NewToken, actor: &Actor) -> Result<TokenInfo, StoreError> {
+        if t.status != TokenStatus::Initialising {
+            return Err(StoreError::invalid(
+                "status",
+                "a re-initialised token starts as initialising",
+            ));
+        }
+        let now = unix_now();
+        for _ in 0..3 {
+            let mut fresh = self.seal_new(&t, now)?;
+            let entry = Self::audit_entry(
+                actor,
+                "token.reinitialise",
+                &t.serial,
+                Some(&t.serial),
+                "ok",
+                "",
+                now,
+            );
+            let key = self.inner.audit_key.clone();
+            let res = self.inner.writer.run_blocking(move |tx| {
+                let current = tx
+                    .token(&fresh.serial)?
+                    .ok_or_else(|| StoreError::UnknownSerial(fresh.serial.clone()))?;
+                if current.status != TokenStatus::Initialising {
+                    return Err(StoreError::Precondition(format!(
+                        "token {} is not being initialised; only such a token can be given a new seed",
+                        fresh.serial
+                    )));
+                }
+                if !tx.data_keys()?.iter().any(|d| d.version == fresh.key_version) {
+                    return Err(StoreError::Conflict);
+                }
+                if (&current.otp, current.algorithm, current.digits)
+                    != (&fresh.otp, fresh.algorithm, fresh.digits)
+                {
+                    return Err(StoreError::Precondition(format!(
+                        "token {} was begun with other code parameters; use the same type, \
+                         algorithm and digits",
+                        fresh.serial
+                    )));
+                }
+                fresh.created_at = current.created_at;
+                if !tx.update_token(current.version, &fresh)? {
+                    return Err(StoreError::Conflict);
+                }
+                tx.reseal_token(&fresh.serial, fresh.key_version, &fresh.sealed_seed, None)?;
+                fresh.version = current.version + 1;
+                audit::append(tx, &key, entry)?;
+                Ok(fresh)
+            });
+            match res {
+                Ok(row) => {
+                    // The cached key is the old seed's: drop it.
+                    self.inner.cache.remove(&row.serial);
+                    return Ok(info_of(&row));
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
     /// One token's public information.
     pub fn token(&self, serial: &str) -> Result<TokenInfo, StoreError> {
         self.inner
