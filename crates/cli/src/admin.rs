@@ -288,6 +288,33 @@ pub fn print_token(t: &proto::Token) {
     }
 }
 
+/// The password (from an environment variable) or pre-shared key (from a hex file) that
+/// protects a seed file; empty when not given.
+fn file_protection(
+    password_env: Option<&str>,
+    key_file: Option<&std::path::Path>,
+) -> anyhow::Result<(Zeroizing<String>, Zeroizing<Vec<u8>>)> {
+    let password = match password_env {
+        Some(var) => {
+            Zeroizing::new(std::env::var(var).with_context(|| format!("{var} is not set"))?)
+        }
+        None => Zeroizing::new(String::new()),
+    };
+    let key = match key_file {
+        Some(path) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            );
+            Zeroizing::new(
+                hex::decode(text.trim()).context("the key file must hold the key in hex")?,
+            )
+        }
+        None => Zeroizing::new(Vec::new()),
+    };
+    Ok((password, key))
+}
+
 fn read_secret(var: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     if let Ok(v) = std::env::var(var) {
         return Ok(Zeroizing::new(v));
@@ -397,25 +424,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             partial,
             software,
         } => {
-            let password = match &password_env {
-                Some(var) => {
-                    Zeroizing::new(std::env::var(var).with_context(|| format!("{var} is not set"))?)
-                }
-                None => Zeroizing::new(String::new()),
-            };
-            let key = match &key_file {
-                Some(path) => {
-                    let text = Zeroizing::new(
-                        std::fs::read_to_string(path)
-                            .with_context(|| format!("cannot read {}", path.display()))?,
-                    );
-                    Zeroizing::new(
-                        hex::decode(text.trim())
-                            .context("the key file must hold the key in hex")?,
-                    )
-                }
-                None => Zeroizing::new(Vec::new()),
-            };
+            let (password, key) = file_protection(password_env.as_deref(), key_file.as_deref())?;
             let mut input = tokio::fs::File::open(&file)
                 .await
                 .with_context(|| format!("cannot open {}", file.display()))?;
@@ -482,25 +491,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             serials,
             revoke,
         } => {
-            let password = match &password_env {
-                Some(var) => {
-                    Zeroizing::new(std::env::var(var).with_context(|| format!("{var} is not set"))?)
-                }
-                None => Zeroizing::new(String::new()),
-            };
-            let key = match &key_file {
-                Some(path) => {
-                    let text = Zeroizing::new(
-                        std::fs::read_to_string(path)
-                            .with_context(|| format!("cannot read {}", path.display()))?,
-                    );
-                    Zeroizing::new(
-                        hex::decode(text.trim())
-                            .context("the key file must hold the key in hex")?,
-                    )
-                }
-                None => Zeroizing::new(Vec::new()),
-            };
+            let (password, key) = file_protection(password_env.as_deref(), key_file.as_deref())?;
             let mut file = {
                 use std::os::unix::fs::OpenOptionsExt;
                 std::fs::OpenOptions::new()
