@@ -607,38 +607,16 @@ impl Store {
                 OtpKind::Ocra { .. } => None,
             };
             drop(key);
-            let (new, reason, accepted) = match proof {
-                Some(p) => {
-                    let mut s = Self::after_success(&hot.state, &p, now);
-                    s.status = hot.state.status;
-                    (s, Reason::Resynced, true)
-                }
-                None => (
-                    self.after_failure(&hot.state, now),
-                    Reason::WrongCode,
-                    false,
-                ),
+            let settled = Settle {
+                action: "resync",
+                success: Reason::Resynced,
+                status: hot.state.status,
             };
-            let result = if accepted { "accepted" } else { "rejected" };
-            let entry = Self::audit_entry(
-                actor,
-                "resync",
-                serial,
-                Some(serial),
-                result,
-                reason.as_str(),
-                now,
-            );
-            match self
-                .commit(vec![(serial.to_owned(), hot.version, new)], entry)
-                .await
+            if let Some(done) = self
+                .settle(actor, serial, &hot, proof, settled, now)
+                .await?
             {
-                Ok(()) => {
-                    self.refresh_cache(serial, &hot, new);
-                    return Ok(outcome(accepted, Some(serial), reason));
-                }
-                Err(StoreError::Conflict) => self.conflict(),
-                Err(e) => return Err(e),
+                return Ok(done);
             }
         }
         Err(StoreError::Conflict)
@@ -832,40 +810,80 @@ impl Store {
                 OtpKind::Ocra { .. } => None,
             };
             drop(key);
-            let (new, reason, accepted) = match proof {
-                Some(p) => {
-                    let mut s = Self::after_success(&hot.state, &p, now);
-                    s.status = TokenStatus::Active;
-                    (s, Reason::Confirmed, true)
-                }
-                None => (
-                    self.after_failure(&hot.state, now),
-                    Reason::WrongCode,
-                    false,
-                ),
+            let settled = Settle {
+                action: "initialise",
+                success: Reason::Confirmed,
+                status: TokenStatus::Active,
             };
-            let result = if accepted { "accepted" } else { "rejected" };
-            let entry = Self::audit_entry(
-                actor,
-                "initialise",
-                serial,
-                Some(serial),
-                result,
-                reason.as_str(),
-                now,
-            );
-            match self
-                .commit(vec![(serial.to_owned(), hot.version, new)], entry)
-                .await
+            if let Some(done) = self
+                .settle(actor, serial, &hot, proof, settled, now)
+                .await?
             {
-                Ok(()) => {
-                    self.refresh_cache(serial, &hot, new);
-                    return Ok(outcome(accepted, Some(serial), reason));
-                }
-                Err(StoreError::Conflict) => self.conflict(),
-                Err(e) => return Err(e),
+                return Ok(done);
             }
         }
         Err(StoreError::Conflict)
+    }
+}
+
+/// How a resync or a bench confirmation settles a checked code.
+struct Settle {
+    /// The audit action.
+    action: &'static str,
+    /// The reason given on success.
+    success: Reason,
+    /// The status the token has after a success.
+    status: TokenStatus,
+}
+
+impl Store {
+    /// Commit the outcome of an administrative code check (success: the proof's state with
+    /// `settle.status`; failure: one more failure) with its audit record, as a compare-and-set
+    /// on the version read. `None` when the compare-and-set lost and the caller must re-read.
+    async fn settle(
+        &self,
+        actor: &Actor,
+        serial: &str,
+        hot: &Hot,
+        proof: Option<CodeVerified>,
+        settle: Settle,
+        now: u64,
+    ) -> Result<Option<VerifyOutcome>, StoreError> {
+        let (new, reason, accepted) = match proof {
+            Some(p) => {
+                let mut s = Self::after_success(&hot.state, &p, now);
+                s.status = settle.status;
+                (s, settle.success, true)
+            }
+            None => (
+                self.after_failure(&hot.state, now),
+                Reason::WrongCode,
+                false,
+            ),
+        };
+        let result = if accepted { "accepted" } else { "rejected" };
+        let entry = Self::audit_entry(
+            actor,
+            settle.action,
+            serial,
+            Some(serial),
+            result,
+            reason.as_str(),
+            now,
+        );
+        match self
+            .commit(vec![(serial.to_owned(), hot.version, new)], entry)
+            .await
+        {
+            Ok(()) => {
+                self.refresh_cache(serial, hot, new);
+                Ok(Some(outcome(accepted, Some(serial), reason)))
+            }
+            Err(StoreError::Conflict) => {
+                self.conflict();
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
