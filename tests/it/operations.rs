@@ -64,3 +64,58 @@ async fn health_and_metrics() {
     );
     assert!(body.contains("okey_commit_batch_size_bucket"), "{body}");
 }
+
+/// `okey bench` against a running server, with its own HTTP/2 client and with tonic's: every
+/// verify it sends arrives (the server's own counters agree), and its replay and wrong-code
+/// checks hold against the real service.
+#[tokio::test]
+async fn bench_drives_a_running_server_with_either_client() {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\n"));
+    let mut sent = 0u64;
+    for client in ["lean", "tonic"] {
+        let out = std::process::Command::new(okey_e2e::okey_binary())
+            .args(["bench", "--server", &format!("http://{}", server.addr)])
+            .args(["--api-key-file"])
+            .arg(server.data_dir.join("admin.key"))
+            .args(["--tokens", "50", "--concurrency", "8", "--connections", "2"])
+            .args(["--count", "1500", "--wrong", "0.1", "--replay", "0.1"])
+            .args(["--client", client, "--json", "--quiet"])
+            .output()
+            .expect("run okey bench");
+        assert!(
+            out.status.success(),
+            "{client}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        let r = &reports[0];
+        let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert_eq!(r["client"], client, "{r}");
+        assert_eq!(n("verifies"), 1500, "{r}");
+        assert_eq!(n("errors"), 0, "{r}");
+        assert_eq!(n("accepted") + n("rejected"), 1500, "{r}");
+        assert_eq!(n("valid_rejected"), 0, "{r}");
+        assert_eq!(n("wrong_accepted"), 0, "{r}");
+        assert_eq!(n("replays_accepted"), 0, "{r}");
+        assert!(
+            n("replays_sent") > 0 && n("rejected") > n("replays_sent"),
+            "{r}"
+        );
+        sent += n("verifies");
+    }
+    let mut socket =
+        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("metrics listener");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    socket.read_to_string(&mut body).expect("response");
+    assert!(
+        body.contains(&format!("okey_verify_latency_seconds_count {sent}\n")),
+        "{body}"
+    );
+}

@@ -22,6 +22,7 @@ use serde::Serialize;
 use tonic::transport::Endpoint;
 
 use crate::client::{Bearer, ClientArgs, Clients};
+use crate::verify_client::VerifyClient;
 
 /// Load-test Verify.
 #[derive(Debug, Args)]
@@ -53,6 +54,10 @@ pub struct BenchArgs {
     /// gRPC connections to spread the load over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Client that sends the load: the bench's own minimal HTTP/2 gRPC client (light, so the
+    /// server gets the CPU it shares with the load), or tonic's full client (also does TLS).
+    #[arg(long, value_enum, default_value_t = LoadClient::Lean)]
+    client: LoadClient,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -70,10 +75,40 @@ pub struct BenchArgs {
     api_key_file: Option<std::path::PathBuf>,
 }
 
+/// Which gRPC client sends the Verify load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadClient {
+    /// [`VerifyClient`]: one h2 stream per call, no queueing tasks.
+    Lean,
+    /// tonic's generated client over a tonic channel.
+    Tonic,
+}
+
+/// A connection the load goes through.
+#[derive(Clone)]
+enum Verifier {
+    Lean(VerifyClient),
+    Tonic(proto::auth_service_client::AuthServiceClient<crate::client::Authed>),
+}
+
+impl Verifier {
+    async fn verify(
+        &mut self,
+        request: proto::VerifyRequest,
+    ) -> anyhow::Result<proto::VerifyResponse> {
+        match self {
+            Verifier::Lean(c) => c.verify(&request).await,
+            Verifier::Tonic(c) => Ok(c.verify(request).await?.into_inner()),
+        }
+    }
+}
+
 /// What one run measured.
 #[derive(Debug, Serialize, Clone)]
 pub struct BenchReport {
     pub durability: String,
+    pub client: LoadClient,
     pub tokens: usize,
     pub concurrency: usize,
     pub seconds: f64,
@@ -126,8 +161,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             api_key: args.api_key.clone(),
             api_key_file: args.api_key_file.clone(),
         };
-        let clients = connect_many(&client, args.connections).await?;
-        reports.push(load(&args, clients, "external".into()).await?);
+        let (admin, verifiers) = connect_many(&client, args.connections, args.client).await?;
+        reports.push(load(&args, admin, verifiers, "external".into()).await?);
     } else {
         let mut modes = vec![args.durability];
         if args.baseline && args.durability != Durability::PerCommit {
@@ -181,28 +216,38 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         api_key: None,
         api_key_file: Some(key_file),
     };
-    let clients = connect_many(&client, args.connections).await?;
+    let (admin, verifiers) = connect_many(&client, args.connections, args.client).await?;
     let name = match durability {
         Durability::Group => "group-commit",
         Durability::PerCommit => "per-commit",
     };
-    let report = load(args, clients, name.into()).await;
+    let report = load(args, admin, verifiers, name.into()).await;
     server.stop().await?;
     report
 }
 
-async fn connect_many(client: &ClientArgs, n: usize) -> anyhow::Result<Vec<Clients>> {
-    let first = client.connect().await?;
-    let key = first_key(client)?;
-    let mut all = vec![first];
-    for _ in 1..n {
-        let channel = Endpoint::from_shared(client.server.clone())?
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
-        all.push(Clients::new(channel, Bearer::new(&key)?));
+/// The administration client (imports the tokens) and `n` connections for the load.
+async fn connect_many(
+    client: &ClientArgs,
+    n: usize,
+    kind: LoadClient,
+) -> anyhow::Result<(Clients, Vec<Verifier>)> {
+    let admin = client.connect().await?;
+    let key = zeroize::Zeroizing::new(first_key(client)?);
+    let mut all = Vec::with_capacity(n);
+    for _ in 0..n {
+        all.push(match kind {
+            LoadClient::Lean => Verifier::Lean(VerifyClient::connect(&client.server, &key).await?),
+            LoadClient::Tonic => {
+                let channel = Endpoint::from_shared(client.server.clone())?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await?;
+                Verifier::Tonic(Clients::new(channel, Bearer::new(&key)?).auth)
+            }
+        });
     }
-    Ok(all)
+    Ok((admin, all))
 }
 
 fn first_key(client: &ClientArgs) -> anyhow::Result<String> {
@@ -221,7 +266,8 @@ fn first_key(client: &ClientArgs) -> anyhow::Result<String> {
 
 async fn load(
     args: &BenchArgs,
-    mut clients: Vec<Clients>,
+    mut admin: Clients,
+    verifiers: Vec<Verifier>,
     durability: String,
 ) -> anyhow::Result<BenchReport> {
     // Known seeds, made here from a seeded generator so a run is repeatable.
@@ -229,7 +275,7 @@ async fn load(
     let run_tag: u32 = rand::rng().random();
     let mut tokens = Vec::with_capacity(args.tokens);
     let mut batch = Vec::new();
-    let first = clients.first_mut().context("no connection")?;
+    let first = &mut admin;
     if !args.quiet {
         eprintln!("[{durability}] importing {} tokens", args.tokens);
     }
@@ -283,9 +329,9 @@ async fn load(
         if share.is_empty() {
             continue;
         }
-        let client = clients
-            .get(w % clients.len())
-            .map(|c| c.auth.clone())
+        let client = verifiers
+            .get(w % verifiers.len())
+            .cloned()
             .context("no connection")?;
         let tally = tally.clone();
         let stop = stop.clone();
@@ -346,6 +392,7 @@ async fn load(
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     Ok(BenchReport {
         durability,
+        client: args.client,
         tokens: args.tokens,
         concurrency: args.concurrency,
         seconds,
@@ -374,7 +421,7 @@ enum Attempt {
 
 #[allow(clippy::too_many_arguments)]
 async fn worker(
-    mut client: proto::auth_service_client::AuthServiceClient<crate::client::Authed>,
+    mut client: Verifier,
     mut tokens: Vec<TokenLoad>,
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
@@ -429,7 +476,7 @@ async fn worker(
         tally.sent.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(r) => {
-                let accepted = r.get_ref().result == proto::VerifyResult::Accept as i32;
+                let accepted = r.result == proto::VerifyResult::Accept as i32;
                 if accepted {
                     tally.accepted.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -479,8 +526,14 @@ fn wrong_code(key: &OtpKey, counter: u64, rng: &mut impl Rng) -> String {
 
 fn print_report(r: &BenchReport) {
     println!(
-        "== {} ({} tokens, concurrency {})",
-        r.durability, r.tokens, r.concurrency
+        "== {} ({} tokens, concurrency {}, {} client)",
+        r.durability,
+        r.tokens,
+        r.concurrency,
+        match r.client {
+            LoadClient::Lean => "lean",
+            LoadClient::Tonic => "tonic",
+        }
     );
     println!("verifies:          {} in {:.2} s", r.verifies, r.seconds);
     println!("verifies/s:        {:.0}", r.verifies_per_second);

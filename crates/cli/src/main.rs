@@ -16,6 +16,7 @@ mod hid_cmd;
 mod otp;
 mod serve_cmd;
 mod store_cmd;
+mod verify_client;
 
 /// okey: one-time-password security keys, from the vendor's seed file to every login.
 #[derive(Debug, Parser)]

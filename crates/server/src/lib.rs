@@ -14,6 +14,7 @@
 pub mod callers;
 pub mod challenges;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod metrics;
 pub mod seed_files;

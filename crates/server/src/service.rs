@@ -23,7 +23,7 @@ use crate::seed_files::{self, ChunkReader, ChunkWriter, Format, Parsed, Refused}
 use crate::status::{invalid, is_not_found, store_status};
 
 /// Longest passcode accepted (a 32-character PIN and a 10-digit code, or an OCRA `-0` response).
-const MAX_PASSCODE_LEN: usize = 160;
+pub(crate) const MAX_PASSCODE_LEN: usize = 160;
 /// Largest page of a token listing.
 const MAX_PAGE: u32 = 1000;
 /// Most tokens in one import request.
@@ -481,7 +481,8 @@ fn challenge_status(e: ChallengeError) -> Status {
 
 #[tonic::async_trait]
 impl proto::auth_service_server::AuthService for Arc<Okey> {
-    #[tracing::instrument(skip_all, fields(op = "Verify"))]
+    // The hot path's span is at debug level: at the default info level it is not even built.
+    #[tracing::instrument(level = "debug", skip_all, fields(op = "Verify"))]
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
