@@ -18,6 +18,12 @@ mod serve_cmd;
 mod store_cmd;
 mod verify_client;
 
+/// mimalloc (vendored C, built by cc): each thread allocates from its own pages and frees across
+/// threads without a lock. A verify allocates and frees dozens of small buffers on whichever
+/// runtime worker polls it, where glibc's malloc contended on its arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// okey: one-time-password security keys, from the vendor's seed file to every login.
 #[derive(Debug, Parser)]
 #[command(name = "okey", version, about, propagate_version = true)]
