@@ -92,6 +92,8 @@ pub struct Server {
     config: PathBuf,
     /// The first admin credential.
     pub admin_key: String,
+    /// Where the server's log goes, when kept (`start_logging`).
+    log: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -103,6 +105,23 @@ impl Server {
 
     /// Start with extra TOML configuration.
     pub fn start_with(config: &str) -> Server {
+        Server::start_inner(config, false)
+    }
+
+    /// Start with extra TOML configuration, keeping the server's info-level log ([`Server::log`]).
+    pub fn start_logging(config: &str) -> Server {
+        Server::start_inner(config, true)
+    }
+
+    /// The server's log so far (empty unless started with [`Server::start_logging`]).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    fn start_inner(config: &str, logging: bool) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("okey.toml");
@@ -114,8 +133,12 @@ impl Server {
             data_dir,
             config: config_path,
             admin_key: String::new(),
+            log: None,
             _dir: dir,
         };
+        if logging {
+            server.log = Some(server._dir.path().join("server.log"));
+        }
         server.spawn();
         server.admin_key = std::fs::read_to_string(server.data_dir.join("admin.key"))
             .expect("admin.key written on first start")
@@ -133,10 +156,18 @@ impl Server {
             .arg(self.addr.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .env("OKEY_LOG", "warn")
+            .env("OKEY_LOG", if self.log.is_some() { "info" } else { "warn" })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match &self.log {
+                Some(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map(Stdio::from)
+                    .expect("server log file"),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("spawn okey serve");
         self.child = Some(child);

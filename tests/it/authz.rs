@@ -133,7 +133,7 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "AbortInitialisation" => code(c.tokens.abort_initialisation(tr).await.map(drop)),
         "VerifyAuditChain" => code(
             c.audit
-                .verify_audit_chain(proto::VerifyAuditChainRequest {})
+                .verify_audit_chain(proto::VerifyAuditChainRequest::default())
                 .await
                 .map(drop),
         ),

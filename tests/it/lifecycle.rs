@@ -277,7 +277,7 @@ async fn audit_chain_records_verifies_without_passcodes() {
     assert!(!check(&mut c, verify_serial("0005", "755224")).await.0);
     let report = c
         .audit
-        .verify_audit_chain(proto::VerifyAuditChainRequest {})
+        .verify_audit_chain(proto::VerifyAuditChainRequest::default())
         .await
         .expect("verify chain")
         .into_inner();

@@ -119,3 +119,100 @@ async fn bench_drives_a_running_server_with_either_client() {
         "{body}"
     );
 }
+
+/// The server logs the audit chain's head; `VerifyAuditChain` reports it and checks an anchor
+/// against the chain (the store's tests cover a deleted tail; here the service's contract).
+#[tokio::test]
+async fn the_audit_head_is_logged_reported_and_checked_as_an_anchor() {
+    let server = Server::start_logging("audit_head_log_seconds = 1\n");
+    let mut c = server.admin().await;
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![hotp_token("H1", RFC_SECRET_HEX)],
+        })
+        .await
+        .expect("import");
+    assert!(check(&mut c, verify_serial("H1", "755224")).await.0);
+    let report = c
+        .audit
+        .verify_audit_chain(proto::VerifyAuditChainRequest::default())
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(report.intact, "{report:?}");
+    assert_eq!(report.head_sequence, report.entries);
+    assert_eq!(report.head_hash.len(), 64);
+    // The newest entry is the one ListAudit shows first.
+    let newest = c
+        .audit
+        .list_audit(proto::ListAuditRequest { limit: 1 })
+        .await
+        .expect("list")
+        .into_inner()
+        .records;
+    assert_eq!(newest[0].sequence, report.head_sequence);
+    assert_eq!(newest[0].hash, report.head_hash);
+
+    // Within a couple of intervals the log carries the same head.
+    let line = format!(
+        "sequence={} hash={}",
+        report.head_sequence, report.head_hash
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.log().contains(&line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no head logged as {line}: {}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let anchored = |seq: u64, hash: &str| proto::VerifyAuditChainRequest {
+        anchor_sequence: seq,
+        anchor_hash: hash.to_owned(),
+    };
+    // The logged head, as an anchor: intact (and still after more entries are appended).
+    assert!(check(&mut c, verify_serial("H1", "287082")).await.0);
+    let r = c
+        .audit
+        .verify_audit_chain(anchored(report.head_sequence, &report.head_hash))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(r.intact, "{r:?}");
+    assert!(r.head_sequence > report.head_sequence);
+    // A head from beyond the chain's end: entries were removed.
+    let r = c
+        .audit
+        .verify_audit_chain(anchored(r.head_sequence + 5, &report.head_hash))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!r.intact, "{r:?}");
+    assert!(r.detail.contains("were removed"), "{r:?}");
+    // A different hash at a present entry: rewritten.
+    let mut other = report.head_hash.clone().into_bytes();
+    other[0] = if other[0] == b'0' { b'1' } else { b'0' };
+    let other = String::from_utf8(other).expect("ascii");
+    let r = c
+        .audit
+        .verify_audit_chain(anchored(report.head_sequence, &other))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(
+        !r.intact && r.first_bad_sequence == report.head_sequence,
+        "{r:?}"
+    );
+    // Half an anchor, or a malformed hash, is bad input.
+    for bad in [
+        anchored(3, ""),
+        anchored(0, &report.head_hash),
+        anchored(3, "xyz"),
+        anchored(3, &report.head_hash[..62]),
+    ] {
+        let e = c.audit.verify_audit_chain(bad).await.expect_err("refused");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    }
+}

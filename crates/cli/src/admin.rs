@@ -752,8 +752,15 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; exit 1 when an entry was changed, removed or reordered.
-    Verify,
+    /// Walk the hash chain; exit 1 when an entry was changed, removed or reordered. Prints the
+    /// head (SEQ:HASH): keep it elsewhere and pass it as --anchor later, so that removing the
+    /// newest entries is detected too.
+    Verify {
+        /// A head printed by an earlier check (or logged by the server) as SEQ:HASH; the chain
+        /// must still hold that entry, unchanged.
+        #[arg(long, value_parser = parse_anchor)]
+        anchor: Option<(u64, String)>,
+    },
     /// The most recent entries.
     List {
         #[arg(long, default_value_t = 50)]
@@ -761,20 +768,46 @@ enum AuditCommand {
     },
 }
 
+/// `SEQ:HASH`, as `okey audit verify` prints a head.
+fn parse_anchor(s: &str) -> Result<(u64, String), String> {
+    let (seq, hash) = s
+        .split_once(':')
+        .ok_or("an anchor is SEQ:HASH, as `okey audit verify` prints it")?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| format!("{seq} is not an entry number"))?;
+    if seq == 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("an anchor is SEQ:HASH with SEQ from 1 and a 64-character hex HASH".into());
+    }
+    Ok((seq, hash.to_ascii_lowercase()))
+}
+
 pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let mut c = args.client.connect().await?;
     match args.command {
-        AuditCommand::Verify => {
+        AuditCommand::Verify { anchor } => {
+            let (anchor_sequence, anchor_hash) = anchor.unwrap_or_default();
             let r = c
                 .audit
-                .verify_audit_chain(proto::VerifyAuditChainRequest {})
+                .verify_audit_chain(proto::VerifyAuditChainRequest {
+                    anchor_sequence,
+                    anchor_hash,
+                })
                 .await?
                 .into_inner();
+            let head = if r.head_sequence == 0 {
+                "none".to_owned()
+            } else {
+                format!("{}:{}", r.head_sequence, r.head_hash)
+            };
             if r.intact {
-                println!("intact: {} entries", r.entries);
+                println!("intact: {} entries; head {head}", r.entries);
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("broken at entry {}: {}", r.first_bad_sequence, r.detail);
+                println!(
+                    "broken at entry {}: {} (last good entry: {head})",
+                    r.first_bad_sequence, r.detail
+                );
                 Ok(ExitCode::from(1))
             }
         }
@@ -871,4 +904,30 @@ pub async fn caller(args: CallerArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_anchor;
+
+    #[test]
+    fn an_anchor_is_parsed_as_printed_and_nothing_else() {
+        let hash = "9F".repeat(32);
+        assert_eq!(
+            parse_anchor(&format!("12:{hash}")),
+            Ok((12, hash.to_ascii_lowercase()))
+        );
+        for bad in [
+            String::new(),
+            hash.clone(),
+            format!("0:{hash}"),
+            format!("-1:{hash}"),
+            format!("x:{hash}"),
+            format!("12:{}", &hash[..63]),
+            format!("12:{hash}0"),
+            format!("12:{}zz", &hash[..62]),
+        ] {
+            assert!(parse_anchor(&bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -34,6 +34,10 @@ pub struct ServeConfig {
     pub lockout: LockoutConfig,
     /// TLS for the gRPC listener (and mTLS when `client_ca` is set).
     pub tls: Option<TlsConfig>,
+    /// Seconds between "audit chain head" log lines (sequence and hash of the newest audit
+    /// entry, when it changed); 0 turns them off. Shipped off the machine by the log pipeline,
+    /// they anchor `okey audit verify --anchor` so a removed tail of the chain is detected.
+    pub audit_head_log_seconds: u64,
 }
 
 /// Commit durability.
@@ -109,6 +113,7 @@ impl Default for ServeConfig {
             challenge_ttl: 120,
             lockout: LockoutConfig::default(),
             tls: None,
+            audit_head_log_seconds: 60,
         }
     }
 }
@@ -177,6 +182,9 @@ impl ServeConfig {
         }
         if self.lockout.soft_after >= self.lockout.hard_after && self.lockout.soft_after != 0 {
             return bad("lockout.soft_after must be below lockout.hard_after (or 0 for none)");
+        }
+        if self.audit_head_log_seconds > 86_400 {
+            return bad("audit_head_log_seconds must be 0 (off) to 86400");
         }
         if self.challenge_ttl == 0 || self.challenge_ttl > 3600 {
             return bad("challenge_ttl must be 1 to 3600 seconds");

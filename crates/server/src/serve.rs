@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use okey_store::{Actor, Store};
 use tokio::net::TcpListener;
@@ -70,6 +71,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
+    audit_head_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -81,10 +83,16 @@ impl RunningServer {
         if let Some(m) = self.metrics_task.take() {
             m.abort();
         }
-        match (&mut self.task).await {
+        let logging_heads = self.audit_head_task.take().map(|t| t.abort()).is_some();
+        let stopped = match (&mut self.task).await {
             Ok(result) => result.map_err(ServeError::from),
             Err(_) => Ok(()),
+        };
+        if logging_heads {
+            // The last word: the head as the server leaves it.
+            log_audit_head(&self.store, &mut None).await;
         }
+        stopped
     }
 
     /// Wait until the server stops by itself (it does not, unless the transport fails).
@@ -231,6 +239,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         },
     ));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "okey serving");
+    let audit_head_task = (config.audit_head_log_seconds > 0).then(|| {
+        let every = Duration::from_secs(config.audit_head_log_seconds);
+        tokio::spawn(log_audit_heads(store.clone(), every))
+    });
     Ok(RunningServer {
         addr,
         metrics_addr,
@@ -239,7 +251,37 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         shutdown: Some(tx),
         task,
         metrics_task,
+        audit_head_task,
     })
+}
+
+/// Log the audit chain's head every `every`, when it moved: the log pipeline keeps it off this
+/// machine, where deleting the newest audit entries cannot reach it.
+async fn log_audit_heads(store: Store, every: Duration) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        log_audit_head(&store, &mut last).await;
+    }
+}
+
+/// Log the head if its sequence differs from `last` (and remember it).
+async fn log_audit_head(store: &Store, last: &mut Option<u64>) {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.audit_head()).await {
+        Ok(Ok(Some(head))) if *last != Some(head.seq) => {
+            *last = Some(head.seq);
+            tracing::info!(
+                sequence = head.seq,
+                hash = %hex::encode(head.mac),
+                "audit chain head"
+            );
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the audit chain head"),
+        Err(e) => tracing::warn!(error = %e, "the audit head task failed"),
+    }
 }
 
 /// Serve until SIGINT or SIGTERM, then shut down gracefully.

@@ -1244,12 +1244,33 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
     ) -> Result<Response<proto::VerifyAuditChainResponse>, Status> {
         self.callers
             .authorize(&request, Operation::VerifyAuditChain)?;
-        let report = self.store.audit_verify().map_err(store_status)?;
+        let req = request.into_inner();
+        let anchor = match (req.anchor_sequence, req.anchor_hash.as_str()) {
+            (0, "") => None,
+            (0, _) | (_, "") => {
+                return Err(Status::invalid_argument(
+                    "an anchor needs both its sequence number and its hash",
+                ));
+            }
+            (seq, hash) => {
+                let mut mac = [0u8; 32];
+                hex::decode_to_slice(hash, &mut mac).map_err(|_| {
+                    Status::invalid_argument("the anchor hash is 64 hexadecimal characters")
+                })?;
+                Some(okey_store::AuditAnchor { seq, mac })
+            }
+        };
+        let report = self
+            .store
+            .audit_verify_anchored(anchor)
+            .map_err(store_status)?;
         Ok(Response::new(proto::VerifyAuditChainResponse {
             intact: report.first_bad.is_none(),
             entries: report.records,
             first_bad_sequence: report.first_bad.unwrap_or(0),
             detail: report.problem.unwrap_or_default(),
+            head_sequence: report.head.map_or(0, |h| h.seq),
+            head_hash: report.head.map(|h| hex::encode(h.mac)).unwrap_or_default(),
         }))
     }
 

@@ -4,13 +4,15 @@
 //! re-forge the chain after editing the database.
 //!
 //! What the chain cannot show on its own is the removal of the newest records (a truncated tail):
-//! that needs the head to be anchored elsewhere (e.g. exported to the log pipeline).
+//! that needs the head to be anchored elsewhere. Every check reports the head it reached, the
+//! server logs the head periodically, and a check given an earlier head ([`AuditAnchor`]) fails
+//! when that record is gone or differs.
 
 use okey_otp::OtpKey;
 
 use crate::StoreError;
 use crate::backend::WriteTx;
-use crate::types::{AuditEntry, AuditRecord, AuditReport};
+use crate::types::{AuditAnchor, AuditEntry, AuditRecord, AuditReport};
 
 fn push_str(m: &mut Vec<u8>, s: &str) {
     m.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -66,21 +68,55 @@ pub(crate) struct ChainCheck<'k> {
     key: &'k OtpKey,
     expected: u64,
     prev: [u8; 32],
+    /// The record to compare against the anchor's MAC, and whether it matched.
+    anchor: Option<AuditAnchor>,
+    anchor_seen: Option<bool>,
     pub(crate) report: AuditReport,
 }
 
 impl<'k> ChainCheck<'k> {
-    pub(crate) fn new(key: &'k OtpKey) -> Self {
+    pub(crate) fn new(key: &'k OtpKey, anchor: Option<AuditAnchor>) -> Self {
         ChainCheck {
             key,
             expected: 1,
             prev: [0u8; 32],
+            anchor,
+            anchor_seen: None,
             report: AuditReport {
                 records: 0,
                 first_bad: None,
                 problem: None,
+                head: None,
             },
         }
+    }
+
+    /// After the walk: whether the chain still holds the record `anchor` names, unchanged. A
+    /// broken chain is reported as it is.
+    pub(crate) fn finish(mut self) -> AuditReport {
+        let Some(anchor) = self.anchor else {
+            return self.report;
+        };
+        if self.report.first_bad.is_some() {
+            return self.report;
+        }
+        let head = self.report.head.map_or(0, |h| h.seq);
+        if anchor.seq > head {
+            self.report.first_bad = Some(head + 1);
+            self.report.problem = Some(format!(
+                "the chain ends at record {head} but record {} was seen before: records {} to {} were removed",
+                anchor.seq,
+                head + 1,
+                anchor.seq
+            ));
+        } else if self.anchor_seen != Some(true) {
+            self.report.first_bad = Some(anchor.seq);
+            self.report.problem = Some(format!(
+                "record {} is not the one seen before (the chain was rewritten from there)",
+                anchor.seq
+            ));
+        }
+        self.report
     }
 
     /// Check one record; false once the chain is broken (stop walking).
@@ -115,7 +151,17 @@ impl<'k> ChainCheck<'k> {
             self.report.problem = Some(why);
             return false;
         }
+        if let Some(a) = self.anchor.filter(|a| a.seq == rec.seq) {
+            self.anchor_seen = Some(bool::from(subtle::ConstantTimeEq::ct_eq(
+                &a.mac[..],
+                &rec.mac[..],
+            )));
+        }
         self.report.records += 1;
+        self.report.head = Some(AuditAnchor {
+            seq: rec.seq,
+            mac: rec.mac,
+        });
         self.expected = rec.seq + 1;
         self.prev = rec.mac;
         true

@@ -30,7 +30,8 @@
 //! * **Everything is audited in the same commit.** Each verify outcome and each change appends a
 //!   record to an HMAC chain (keyed by the sealed audit key) inside the transaction that makes the
 //!   change, so the log and the state cannot disagree. [`Store::audit_verify`] finds a changed,
-//!   removed or reordered record.
+//!   removed or reordered record; given a head reported earlier and kept elsewhere,
+//!   [`Store::audit_verify_anchored`] also finds that the newest records were removed.
 //! * **Storage behind a trait.** [`backend::Backend`] and [`backend::WriteTx`] are all the store
 //!   needs from a database; their docs list what a PostgreSQL backend must guarantee
 //!   (compare-and-set with row conditions, a serialised audit chain, fsync'd commit before the

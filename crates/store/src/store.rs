@@ -842,11 +842,34 @@ impl Store {
 
     /// Walk the whole chain; the report names the first bad sequence number.
     pub fn audit_verify(&self) -> Result<AuditReport, StoreError> {
-        let mut check = ChainCheck::new(&self.inner.audit_key);
+        self.audit_verify_anchored(None)
+    }
+
+    /// Walk the chain like [`Store::audit_verify`], and also check that it still holds the
+    /// record `anchor` names (a head reported earlier and kept outside the database): a missing
+    /// or different anchor record means the newest records were removed or rewritten.
+    pub fn audit_verify_anchored(
+        &self,
+        anchor: Option<AuditAnchor>,
+    ) -> Result<AuditReport, StoreError> {
+        let mut check = ChainCheck::new(&self.inner.audit_key, anchor);
         self.inner
             .backend
             .audit_scan(1, &mut |rec| check.step(&rec))?;
-        Ok(check.report)
+        Ok(check.finish())
+    }
+
+    /// The newest audit record's sequence number and MAC (none before the first record).
+    pub fn audit_head(&self) -> Result<Option<AuditAnchor>, StoreError> {
+        Ok(self
+            .inner
+            .backend
+            .audit_tail(1)?
+            .first()
+            .map(|r| AuditAnchor {
+                seq: r.seq,
+                mac: r.mac,
+            }))
     }
 
     /// The newest `limit` records, newest first.

@@ -369,6 +369,19 @@ pub struct AuditReport {
     pub first_bad: Option<u64>,
     /// What is wrong there.
     pub problem: Option<String>,
+    /// The last record that chains correctly: its sequence number and MAC. Kept outside the
+    /// database (a log pipeline, a ticket), it is the anchor a later check uses to detect that
+    /// the newest records were removed, which the chain alone cannot show.
+    pub head: Option<AuditAnchor>,
+}
+
+/// A record known from outside the database: its sequence number and MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditAnchor {
+    /// Sequence number.
+    pub seq: u64,
+    /// The record's MAC.
+    pub mac: [u8; 32],
 }
 
 impl AuditReport {

@@ -89,3 +89,95 @@ fn a_recomputed_plain_hash_does_not_pass() {
     let r = tamper("UPDATE audit SET reason = 'accepted', mac = zeroblob(32) WHERE seq = 6");
     assert_eq!(r.first_bad, Some(6), "{r:?}");
 }
+
+/// The head a check reports, and a later check given it as the anchor.
+fn anchored(sql: &str) -> (AuditReport, AuditReport) {
+    let dir = history();
+    let before = open(dir.path()).audit_verify().expect("verify");
+    let head = before.head.expect("a head");
+    assert_eq!(head.seq, 6);
+    let db = rusqlite::Connection::open(dir.path().join("okey.db")).expect("db");
+    db.execute_batch(sql).expect("tamper");
+    drop(db);
+    let s = open(dir.path());
+    (
+        s.audit_verify().expect("verify"),
+        s.audit_verify_anchored(Some(head)).expect("verify"),
+    )
+}
+
+#[test]
+fn a_removed_tail_is_found_against_an_earlier_head() {
+    // The chain alone cannot tell that its newest records were deleted...
+    let (plain, with_anchor) = anchored("DELETE FROM audit WHERE seq >= 5");
+    assert!(plain.ok(), "{plain:?}");
+    assert_eq!(plain.head.map(|h| h.seq), Some(4));
+    // ...the head seen before can.
+    assert_eq!(with_anchor.first_bad, Some(5), "{with_anchor:?}");
+    assert!(
+        with_anchor
+            .problem
+            .expect("why")
+            .contains("records 5 to 6 were removed")
+    );
+    // Everything removed.
+    let (plain, with_anchor) = anchored("DELETE FROM audit");
+    assert!(plain.ok() && plain.head.is_none(), "{plain:?}");
+    assert_eq!(with_anchor.first_bad, Some(1), "{with_anchor:?}");
+}
+
+#[test]
+fn a_removed_tail_hidden_by_newer_records_is_found_against_an_earlier_head() {
+    // The newest records are deleted, then the server goes on appending: the chain is intact
+    // again and as long as before, but its record 6 is not the one seen before.
+    let dir = history();
+    let head = open(dir.path()).audit_head().expect("head").expect("some");
+    let db = rusqlite::Connection::open(dir.path().join("okey.db")).expect("db");
+    db.execute_batch("DELETE FROM audit WHERE seq >= 5")
+        .expect("tamper");
+    drop(db);
+    let s = open(dir.path());
+    rt().block_on(async {
+        for c in 3..6 {
+            assert!(verify(&s, "A1", &hotp(SEED, c, 6), 40 + c).await.accepted);
+        }
+    });
+    let plain = s.audit_verify().expect("verify");
+    assert!(plain.ok(), "{plain:?}");
+    assert_eq!(plain.head.map(|h| h.seq), Some(7));
+    let r = s.audit_verify_anchored(Some(head)).expect("verify");
+    assert_eq!(r.first_bad, Some(6), "{r:?}");
+    assert!(r.problem.expect("why").contains("not the one seen before"));
+}
+
+#[test]
+fn an_anchor_that_differs_from_an_intact_chain_is_reported() {
+    let dir = history();
+    let s = open(dir.path());
+    let head = s.audit_head().expect("head").expect("some");
+    assert_eq!(s.audit_verify().expect("verify").head, Some(head));
+    // The right record: fine, at the head and below it.
+    assert!(s.audit_verify_anchored(Some(head)).expect("verify").ok());
+    let mut other = head;
+    other.mac[0] ^= 1;
+    let r = s.audit_verify_anchored(Some(other)).expect("verify");
+    assert_eq!(r.first_bad, Some(6), "{r:?}");
+    assert!(r.problem.expect("why").contains("not the one seen before"));
+    // An anchor from a record further back must match that record.
+    let tail = s.audit_tail(3).expect("tail");
+    let third = AuditAnchor {
+        seq: tail[2].seq,
+        mac: tail[2].mac,
+    };
+    assert!(s.audit_verify_anchored(Some(third)).expect("verify").ok());
+    let wrong = AuditAnchor {
+        seq: 4,
+        mac: tail[0].mac,
+    };
+    assert_eq!(
+        s.audit_verify_anchored(Some(wrong))
+            .expect("verify")
+            .first_bad,
+        Some(4)
+    );
+}
