@@ -263,8 +263,24 @@ impl BenchError {
     /// One or two sentences telling the technician what to do next.
     pub fn advice(&self) -> String {
         match self {
-            Self::InitFailed { cause, cleanup, .. } => {
-                let mut s = cause.advice();
+            Self::InitFailed {
+                cause,
+                cleanup,
+                stage,
+                ..
+            } => {
+                // Once the slot has been written, "nothing was written" is no longer true: the
+                // cleanup sentences below say what state the token and the server are in.
+                let written = matches!(
+                    stage,
+                    InitStage::Write | InitStage::SetTime | InitStage::ReadBack | InitStage::Confirm
+                );
+                let mut s = match &**cause {
+                    Self::Registry(RegistryError::Unavailable(_)) if written => {
+                        "The server could not be reached after the token was written.".into()
+                    }
+                    other => other.advice(),
+                };
                 if cleanup.slot_clear && cleanup.server_aborted {
                     s.push_str(
                         " Nothing was left half-done: the slot is empty and the token stays inactive on the server; run init again.",
@@ -1229,4 +1245,46 @@ pub fn run_batch(
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod advice_tests {
+    use super::*;
+
+    fn failed(stage: InitStage, cause: BenchError, slot_clear: bool, aborted: bool) -> String {
+        BenchError::InitFailed {
+            token: TokenIdentity {
+                family: Family::NitrokeyPro,
+                serial: 0xA1B2,
+            },
+            stage,
+            cause: Box::new(cause),
+            cleanup: Cleanup {
+                slot_clear,
+                server_aborted: aborted,
+                problems: Vec::new(),
+            },
+        }
+        .advice()
+    }
+
+    #[test]
+    fn a_server_lost_after_the_write_is_not_called_harmless() {
+        let lost = || BenchError::Registry(RegistryError::Unavailable("timeout".into()));
+        // Before anything was released or written, nothing was written.
+        let early = failed(InitStage::BeginInit, lost(), true, true);
+        assert!(early.contains("nothing was written"), "{early}");
+        // At the confirmation the slot was written: the advice says so and what was undone.
+        for (slot_clear, aborted) in [(true, false), (false, false), (true, true)] {
+            let late = failed(InitStage::Confirm, lost(), slot_clear, aborted);
+            assert!(!late.contains("nothing was written"), "{late}");
+            assert!(late.contains("after the token was written"), "{late}");
+            assert_eq!(late.contains("could not be erased"), !slot_clear, "{late}");
+            assert_eq!(
+                late.contains("could not be told to abort"),
+                !aborted,
+                "{late}"
+            );
+        }
+    }
 }

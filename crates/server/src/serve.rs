@@ -157,10 +157,7 @@ fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeEr
 /// Open the store and start serving; returns once the listeners are bound.
 pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::Credential {
-        path: config.data_dir.clone(),
-        source: e,
-    })?;
+    okey_store::create_private_dir(&config.data_dir)?;
     let store_config = config.store_config();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await

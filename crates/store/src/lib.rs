@@ -65,6 +65,6 @@ mod writer;
 
 pub use error::StoreError;
 pub use okey_otp::{OcraSuite, Pin};
-pub use store::Store;
+pub use store::{Store, create_private_dir};
 pub use types::*;
 pub use zeroize::Zeroizing;

@@ -265,12 +265,22 @@ fn actor_text(actor: &Actor) -> String {
     actor.name.clone()
 }
 
+/// Create `dir` (and missing parents) readable by its owner only (0700). An existing directory
+/// keeps its mode: whoever made it chose it.
+pub fn create_private_dir(dir: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StoreError::io("cannot create the data directory", dir, e))
+}
+
 impl Store {
     /// Open the store in `cfg.data_dir`, creating the directory, the database and (for a new
     /// store with a file source) the master key file. Migrations are applied here.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| StoreError::io("cannot create the data directory", &cfg.data_dir, e))?;
+        create_private_dir(&cfg.data_dir)?;
         let backend: Arc<dyn Backend> = Arc::new(Sqlite::open(&cfg.data_dir)?);
         Store::open_with_backend(cfg, backend)
     }

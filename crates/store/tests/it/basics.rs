@@ -544,3 +544,26 @@ fn totp_rfc6238_vectors_through_the_store() {
     check("V5", Algorithm::Sha256, 1_234_567_890, "91819424");
     check("V6", Algorithm::Sha512, 2_000_000_000, "38618901");
 }
+
+#[test]
+fn a_new_data_directory_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("dir");
+    let dir = parent.path().join("a").join("okey-data");
+    drop(open(&dir));
+    for d in [&dir, &parent.path().join("a")] {
+        let mode = std::fs::metadata(d).expect("created").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+    }
+    // An existing directory keeps the mode its owner gave it.
+    let shared = parent.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    drop(open(&shared));
+    let mode = std::fs::metadata(&shared)
+        .expect("exists")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o750);
+}
