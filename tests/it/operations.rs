@@ -5,13 +5,30 @@ use std::io::{Read, Write};
 use okey_e2e::{RFC_SECRET_HEX, Server, check, hotp_token, verify_serial};
 use okey_server::proto;
 
-#[tokio::test]
-async fn health_and_metrics() {
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A server with its metrics listener on a free loopback port.
+fn with_metrics() -> (Server, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\n"));
+    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    (server, port)
+}
+
+/// The raw HTTP answer of `GET /metrics`.
+fn scrape(port: u16) -> String {
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    socket.read_to_string(&mut body).expect("response");
+    body
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let (server, metrics_port) = with_metrics();
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .expect("uri")
@@ -42,13 +59,7 @@ async fn health_and_metrics() {
     assert!(check(&mut c, verify_serial("M1", "755224")).await.0);
     assert!(!check(&mut c, verify_serial("M1", "755224")).await.0);
 
-    let mut socket =
-        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("metrics listener");
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .expect("request");
-    let mut body = String::new();
-    socket.read_to_string(&mut body).expect("response");
+    let body = scrape(metrics_port);
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(
         body.contains("okey_verify_total{result=\"accept\"} 1"),
@@ -70,11 +81,7 @@ async fn health_and_metrics() {
 /// checks hold against the real service.
 #[tokio::test]
 async fn bench_drives_a_running_server_with_either_client() {
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\n"));
+    let (server, metrics_port) = with_metrics();
     let mut sent = 0u64;
     for client in ["lean", "tonic"] {
         let out = std::process::Command::new(okey_e2e::okey_binary())
@@ -107,13 +114,7 @@ async fn bench_drives_a_running_server_with_either_client() {
         );
         sent += n("verifies");
     }
-    let mut socket =
-        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("metrics listener");
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .expect("request");
-    let mut body = String::new();
-    socket.read_to_string(&mut body).expect("response");
+    let body = scrape(metrics_port);
     assert!(
         body.contains(&format!("okey_verify_latency_seconds_count {sent}\n")),
         "{body}"

@@ -275,7 +275,6 @@ async fn load(
     let run_tag: u32 = rand::rng().random();
     let mut tokens = Vec::with_capacity(args.tokens);
     let mut batch = Vec::new();
-    let first = &mut admin;
     if !args.quiet {
         eprintln!("[{durability}] importing {} tokens", args.tokens);
     }
@@ -303,7 +302,7 @@ async fn load(
             ..Default::default()
         });
         if batch.len() == 5000 || i + 1 == args.tokens {
-            first
+            admin
                 .tokens
                 .import_tokens(proto::ImportTokensRequest {
                     tokens: std::mem::take(&mut batch),
