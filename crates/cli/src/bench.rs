@@ -5,7 +5,9 @@
 //!
 //! Without `--server` it starts its own `okey serve` in this process on a loopback port with a
 //! throw-away data directory, so it runs on a fresh machine; `--baseline` runs the same load a
-//! second time with one fsync'd transaction per verify and prints the ratio.
+//! second time with one fsync'd transaction per verify and prints the ratio; `--floor` runs it
+//! against the transport floor (the same gRPC stack answering Verify with no work at all) and
+//! prints how much of the transport's ceiling on this machine okey keeps.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,6 +53,10 @@ pub struct BenchArgs {
     /// Also run the same load with per-commit durability and print the ratio.
     #[arg(long)]
     baseline: bool,
+    /// Also run the same load against the transport floor (okey's gRPC stack answering Verify
+    /// with no work: no caller check, no store, no commit) and print okey's share of it.
+    #[arg(long)]
+    floor: bool,
     /// gRPC connections to spread the load over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -107,6 +113,8 @@ impl Verifier {
 /// What one run measured.
 #[derive(Debug, Serialize, Clone)]
 pub struct BenchReport {
+    /// `okey`, or `transport-floor` for the no-work server of `--floor`.
+    pub server: &'static str,
     pub durability: String,
     pub client: LoadClient,
     pub tokens: usize,
@@ -154,6 +162,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=0.5).contains(&args.wrong) || !(0.0..=0.5).contains(&args.replay) {
         bail!("--wrong and --replay are fractions from 0 to 0.5");
     }
+    if args.floor && args.server.is_some() {
+        bail!("--floor runs the transport floor in this process beside an okey server of its own; it cannot be combined with --server");
+    }
     let mut reports = Vec::new();
     if let Some(server) = &args.server {
         let client = ClientArgs {
@@ -161,8 +172,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             api_key: args.api_key.clone(),
             api_key_file: args.api_key_file.clone(),
         };
-        let (admin, verifiers) = connect_many(&client, args.connections, args.client).await?;
-        reports.push(load(&args, admin, verifiers, "external".into()).await?);
+        let admin = client.connect().await?;
+        let key = zeroize::Zeroizing::new(first_key(&client)?);
+        let verifiers = connect_verifiers(&client.server, &key, args.connections, args.client).await?;
+        reports.push(load(&args, Target::Okey(admin), verifiers, "external".into()).await?);
     } else {
         let mut modes = vec![args.durability];
         if args.baseline && args.durability != Durability::PerCommit {
@@ -171,6 +184,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         for mode in modes {
             reports.push(in_process(&args, mode).await?);
         }
+        if args.floor {
+            reports.push(floor(&args).await?);
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -178,12 +194,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         for r in &reports {
             print_report(r);
         }
-        if let [group, per_commit] = reports.as_slice() {
+        let find = |server: &str, durability: &str| {
+            reports
+                .iter()
+                .find(|r| r.server == server && r.durability == durability)
+        };
+        if let (Some(group), Some(per_commit)) = (
+            find("okey", "group-commit"),
+            find("okey", "per-commit"),
+        ) {
             println!(
                 "group commit vs one transaction per verify: {:.1}x the throughput ({:.0} vs {:.0} verifies/s)",
                 group.verifies_per_second / per_commit.verifies_per_second.max(1e-9),
                 group.verifies_per_second,
                 per_commit.verifies_per_second
+            );
+        }
+        if let (Some(okey), Some(floor)) = (reports.first(), find("transport-floor", "none")) {
+            println!(
+                "okey ({}) vs the transport floor: {:.0}% of its throughput ({:.0} vs {:.0} verifies/s), p99 {:.3} vs {:.3} ms",
+                okey.durability,
+                100.0 * okey.verifies_per_second / floor.verifies_per_second.max(1e-9),
+                okey.verifies_per_second,
+                floor.verifies_per_second,
+                okey.p99_ms,
+                floor.p99_ms
             );
         }
     }
@@ -216,38 +251,60 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         api_key: None,
         api_key_file: Some(key_file),
     };
-    let (admin, verifiers) = connect_many(&client, args.connections, args.client).await?;
+    let admin = client.connect().await?;
+    let key = zeroize::Zeroizing::new(first_key(&client)?);
+    let verifiers = connect_verifiers(&client.server, &key, args.connections, args.client).await?;
     let name = match durability {
         Durability::Group => "group-commit",
         Durability::PerCommit => "per-commit",
     };
-    let report = load(args, admin, verifiers, name.into()).await;
+    let report = load(args, Target::Okey(admin), verifiers, name.into()).await;
     server.stop().await?;
     report
 }
 
-/// The administration client (imports the tokens) and `n` connections for the load.
-async fn connect_many(
-    client: &ClientArgs,
+/// The same load against the transport floor, in this process.
+async fn floor(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let server = okey_server::floor::FloorServer::start().await?;
+    // The floor checks no credential; the load still carries one, as it does to okey.
+    let key = zeroize::Zeroizing::new("okey-bench-transport-floor".to_owned());
+    let address = format!("http://{}", server.addr);
+    let verifiers = connect_verifiers(&address, &key, args.connections, args.client).await?;
+    let report = load(args, Target::Floor, verifiers, "none".into()).await;
+    server.stop().await?;
+    report
+}
+
+/// `n` connections for the load.
+async fn connect_verifiers(
+    server: &str,
+    key: &str,
     n: usize,
     kind: LoadClient,
-) -> anyhow::Result<(Clients, Vec<Verifier>)> {
-    let admin = client.connect().await?;
-    let key = zeroize::Zeroizing::new(first_key(client)?);
+) -> anyhow::Result<Vec<Verifier>> {
     let mut all = Vec::with_capacity(n);
     for _ in 0..n {
         all.push(match kind {
-            LoadClient::Lean => Verifier::Lean(VerifyClient::connect(&client.server, &key).await?),
+            LoadClient::Lean => Verifier::Lean(VerifyClient::connect(server, key).await?),
             LoadClient::Tonic => {
-                let channel = Endpoint::from_shared(client.server.clone())?
+                let channel = Endpoint::from_shared(server.to_owned())?
                     .tcp_nodelay(true)
                     .connect()
                     .await?;
-                Verifier::Tonic(Clients::new(channel, Bearer::new(&key)?).auth)
+                Verifier::Tonic(Clients::new(channel, Bearer::new(key)?).auth)
             }
         });
     }
-    Ok((admin, all))
+    Ok(all)
+}
+
+/// Where the load goes.
+enum Target {
+    /// okey: the tokens are imported through this administration client first.
+    Okey(Clients),
+    /// The transport floor: nothing to import, and it accepts any code, so every request
+    /// carries a good one (the correctness tallies then hold trivially; only the timing counts).
+    Floor,
 }
 
 fn first_key(client: &ClientArgs) -> anyhow::Result<String> {
@@ -266,17 +323,24 @@ fn first_key(client: &ClientArgs) -> anyhow::Result<String> {
 
 async fn load(
     args: &BenchArgs,
-    mut admin: Clients,
+    mut target: Target,
     verifiers: Vec<Verifier>,
     durability: String,
 ) -> anyhow::Result<BenchReport> {
+    let (server, wrong, replay) = match target {
+        Target::Okey(_) => ("okey", args.wrong, args.replay),
+        Target::Floor => ("transport-floor", 0.0, 0.0),
+    };
     // Known seeds, made here from a seeded generator so a run is repeatable.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x006b_6579);
     let run_tag: u32 = rand::rng().random();
     let mut tokens = Vec::with_capacity(args.tokens);
     let mut batch = Vec::new();
     if !args.quiet {
-        eprintln!("[{durability}] importing {} tokens", args.tokens);
+        match target {
+            Target::Okey(_) => eprintln!("[{durability}] importing {} tokens", args.tokens),
+            Target::Floor => eprintln!("[transport floor] {} tokens, none imported", args.tokens),
+        }
     }
     for i in 0..args.tokens {
         let mut seed = [0u8; 20];
@@ -289,6 +353,9 @@ async fn load(
             last_accepted: None,
             previous_was_bad: false,
         });
+        let Target::Okey(admin) = &mut target else {
+            continue;
+        };
         batch.push(proto::ImportedToken {
             serial,
             kind: proto::TokenKind::Hardware as i32,
@@ -335,7 +402,6 @@ async fn load(
         let tally = tally.clone();
         let stop = stop.clone();
         let budget = budget.clone();
-        let (wrong, replay) = (args.wrong, args.replay);
         handles.push(tokio::spawn(async move {
             worker(client, share, tally, stop, budget, wrong, replay, w as u64).await
         }));
@@ -390,6 +456,7 @@ async fn load(
     let verifies = latencies.len() as u64;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     Ok(BenchReport {
+        server,
         durability,
         client: args.client,
         tokens: args.tokens,
@@ -525,7 +592,8 @@ fn wrong_code(key: &OtpKey, counter: u64, rng: &mut impl Rng) -> String {
 
 fn print_report(r: &BenchReport) {
     println!(
-        "== {} ({} tokens, concurrency {}, {} client)",
+        "== {} {} ({} tokens, concurrency {}, {} client)",
+        r.server,
         r.durability,
         r.tokens,
         r.concurrency,

@@ -16,6 +16,7 @@ pub mod challenges;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod floor;
 pub mod metrics;
 pub mod seed_files;
 pub mod serve;

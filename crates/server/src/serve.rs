@@ -154,6 +154,11 @@ fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeEr
     Ok(config)
 }
 
+/// The transport settings every okey gRPC listener uses (the bench's transport floor too).
+pub(crate) fn server_builder() -> Server {
+    Server::builder().tcp_nodelay(true)
+}
+
 /// Open the store and start serving; returns once the listeners are bound.
 pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     config.validate()?;
@@ -211,7 +216,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => (None, None),
     };
 
-    let mut builder = Server::builder().tcp_nodelay(true);
+    let mut builder = server_builder();
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(tls_config(tls)?)?;
     }

@@ -241,7 +241,7 @@ fn reply_message(accepted: bool) -> &'static str {
     }
 }
 
-fn verify_response(outcome: &VerifyOutcome) -> proto::VerifyResponse {
+pub(crate) fn verify_response(outcome: &VerifyOutcome) -> proto::VerifyResponse {
     proto::VerifyResponse {
         result: if outcome.accepted {
             proto::VerifyResult::Accept
