@@ -121,6 +121,57 @@ async fn bench_drives_a_running_server_with_either_client() {
     );
 }
 
+/// `okey bench --floor`: the same load goes to okey and to the transport floor (okey's gRPC stack
+/// answering Verify with no work), both in this process; every request arrives, and okey's
+/// correctness checks still hold. `--floor` with `--server` is refused before anything runs.
+#[test]
+fn bench_floor_measures_the_transport_beside_okey() {
+    let out = std::process::Command::new(okey_e2e::okey_binary())
+        .args(["bench", "--floor", "--tokens", "40", "--concurrency", "8"])
+        .args(["--connections", "2", "--count", "600", "--json", "--quiet"])
+        .output()
+        .expect("run okey bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let reports = reports.as_array().expect("a list of reports");
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let (okey, floor) = (&reports[0], &reports[1]);
+    let n = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert_eq!(okey["server"], "okey", "{okey}");
+    assert_eq!(okey["durability"], "group-commit", "{okey}");
+    assert_eq!(n(okey, "verifies"), 600, "{okey}");
+    assert_eq!(n(okey, "errors"), 0, "{okey}");
+    assert_eq!(n(okey, "valid_rejected"), 0, "{okey}");
+    assert_eq!(
+        n(okey, "wrong_accepted") + n(okey, "replays_accepted"),
+        0,
+        "{okey}"
+    );
+    assert_eq!(floor["server"], "transport-floor", "{floor}");
+    assert_eq!(floor["durability"], "none", "{floor}");
+    assert_eq!(n(floor, "verifies"), 600, "{floor}");
+    assert_eq!(n(floor, "accepted"), 600, "{floor}");
+    assert_eq!(n(floor, "errors"), 0, "{floor}");
+    assert!(
+        floor["verifies_per_second"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0),
+        "{floor}"
+    );
+
+    let refused = std::process::Command::new(okey_e2e::okey_binary())
+        .args(["bench", "--floor", "--server", "http://127.0.0.1:9"])
+        .output()
+        .expect("run okey bench");
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("cannot be combined with --server"), "{err}");
+}
+
 /// The server logs the audit chain's head; `VerifyAuditChain` reports it and checks an anchor
 /// against the chain (the store's tests cover a deleted tail; here the service's contract).
 #[tokio::test]

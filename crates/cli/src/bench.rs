@@ -163,7 +163,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--wrong and --replay are fractions from 0 to 0.5");
     }
     if args.floor && args.server.is_some() {
-        bail!("--floor runs the transport floor in this process beside an okey server of its own; it cannot be combined with --server");
+        bail!(
+            "--floor runs the transport floor in this process beside an okey server of its own; it cannot be combined with --server"
+        );
     }
     let mut reports = Vec::new();
     if let Some(server) = &args.server {
@@ -174,8 +176,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         let admin = client.connect().await?;
         let key = zeroize::Zeroizing::new(first_key(&client)?);
-        let verifiers = connect_verifiers(&client.server, &key, args.connections, args.client).await?;
-        reports.push(load(&args, Target::Okey(admin), verifiers, "external".into()).await?);
+        let verifiers =
+            connect_verifiers(&client.server, &key, args.connections, args.client).await?;
+        reports.push(
+            load(
+                &args,
+                Target::Okey(Box::new(admin)),
+                verifiers,
+                "external".into(),
+            )
+            .await?,
+        );
     } else {
         let mut modes = vec![args.durability];
         if args.baseline && args.durability != Durability::PerCommit {
@@ -199,10 +210,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .find(|r| r.server == server && r.durability == durability)
         };
-        if let (Some(group), Some(per_commit)) = (
-            find("okey", "group-commit"),
-            find("okey", "per-commit"),
-        ) {
+        if let (Some(group), Some(per_commit)) =
+            (find("okey", "group-commit"), find("okey", "per-commit"))
+        {
             println!(
                 "group commit vs one transaction per verify: {:.1}x the throughput ({:.0} vs {:.0} verifies/s)",
                 group.verifies_per_second / per_commit.verifies_per_second.max(1e-9),
@@ -258,7 +268,7 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         Durability::Group => "group-commit",
         Durability::PerCommit => "per-commit",
     };
-    let report = load(args, Target::Okey(admin), verifiers, name.into()).await;
+    let report = load(args, Target::Okey(Box::new(admin)), verifiers, name.into()).await;
     server.stop().await?;
     report
 }
@@ -301,7 +311,7 @@ async fn connect_verifiers(
 /// Where the load goes.
 enum Target {
     /// okey: the tokens are imported through this administration client first.
-    Okey(Clients),
+    Okey(Box<Clients>),
     /// The transport floor: nothing to import, and it accepts any code, so every request
     /// carries a good one (the correctness tallies then hold trivially; only the timing counts).
     Floor,

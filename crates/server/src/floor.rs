@@ -90,7 +90,9 @@ impl proto::auth_service_server::AuthService for NoWork {
         &self,
         _request: Request<proto::TriggerChallengeRequest>,
     ) -> Result<Response<proto::TriggerChallengeResponse>, Status> {
-        Err(Status::unimplemented("the transport floor only answers Verify"))
+        Err(Status::unimplemented(
+            "the transport floor only answers Verify",
+        ))
     }
 }
 
