@@ -8,3 +8,4 @@ mod hid;
 mod lifecycle;
 mod operations;
 mod seed_files;
+mod tls;

@@ -21,9 +21,8 @@ use okey_server::config::{Durability, ServeConfig};
 use okey_server::proto;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use tonic::transport::Endpoint;
 
-use crate::client::{Bearer, ClientArgs, Clients};
+use crate::client::{Bearer, ClientArgs, Clients, TlsArgs, endpoint};
 use crate::verify_client::VerifyClient;
 
 /// Load-test Verify.
@@ -79,6 +78,9 @@ pub struct BenchArgs {
     /// File holding the API key for --server.
     #[arg(long, env = "OKEY_API_KEY_FILE")]
     api_key_file: Option<std::path::PathBuf>,
+    /// TLS towards an https:// --server (tonic client only).
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// Which gRPC client sends the Verify load.
@@ -173,11 +175,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             server: server.clone(),
             api_key: args.api_key.clone(),
             api_key_file: args.api_key_file.clone(),
+            tls: args.tls.clone(),
         };
         let admin = client.connect().await?;
         let key = zeroize::Zeroizing::new(first_key(&client)?);
-        let verifiers =
-            connect_verifiers(&client.server, &key, args.connections, args.client).await?;
+        let verifiers = connect_verifiers(&client, &key, args.connections, args.client).await?;
         reports.push(
             load(
                 &args,
@@ -260,10 +262,11 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         server: format!("http://{}", server.addr),
         api_key: None,
         api_key_file: Some(key_file),
+        tls: TlsArgs::default(),
     };
     let admin = client.connect().await?;
     let key = zeroize::Zeroizing::new(first_key(&client)?);
-    let verifiers = connect_verifiers(&client.server, &key, args.connections, args.client).await?;
+    let verifiers = connect_verifiers(&client, &key, args.connections, args.client).await?;
     let name = match durability {
         Durability::Group => "group-commit",
         Durability::PerCommit => "per-commit",
@@ -278,8 +281,13 @@ async fn floor(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let server = okey_server::floor::FloorServer::start().await?;
     // The floor checks no credential; the load still carries one, as it does to okey.
     let key = zeroize::Zeroizing::new("okey-bench-transport-floor".to_owned());
-    let address = format!("http://{}", server.addr);
-    let verifiers = connect_verifiers(&address, &key, args.connections, args.client).await?;
+    let client = ClientArgs {
+        server: format!("http://{}", server.addr),
+        api_key: None,
+        api_key_file: None,
+        tls: TlsArgs::default(),
+    };
+    let verifiers = connect_verifiers(&client, &key, args.connections, args.client).await?;
     let report = load(args, Target::Floor, verifiers, "none".into()).await;
     server.stop().await?;
     report
@@ -287,7 +295,7 @@ async fn floor(args: &BenchArgs) -> anyhow::Result<BenchReport> {
 
 /// `n` connections for the load.
 async fn connect_verifiers(
-    server: &str,
+    client: &ClientArgs,
     key: &str,
     n: usize,
     kind: LoadClient,
@@ -295,12 +303,9 @@ async fn connect_verifiers(
     let mut all = Vec::with_capacity(n);
     for _ in 0..n {
         all.push(match kind {
-            LoadClient::Lean => Verifier::Lean(VerifyClient::connect(server, key).await?),
+            LoadClient::Lean => Verifier::Lean(VerifyClient::connect(&client.server, key).await?),
             LoadClient::Tonic => {
-                let channel = Endpoint::from_shared(server.to_owned())?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await?;
+                let channel = endpoint(&client.server, &client.tls)?.connect().await?;
                 Verifier::Tonic(Clients::new(channel, Bearer::new(key)?).auth)
             }
         });

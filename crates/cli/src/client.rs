@@ -10,7 +10,7 @@ use okey_server::proto::{
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use zeroize::Zeroizing;
 
 /// Where the server is and who we are.
@@ -30,6 +30,64 @@ pub struct ClientArgs {
     /// File holding the API key (default: ./okey-data/admin.key when it exists).
     #[arg(long, env = "OKEY_API_KEY_FILE", global = true)]
     pub api_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS towards an `https://` server address.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM CA certificate(s) that signed the server's certificate (default: the public web
+    /// roots built into okey).
+    #[arg(long, env = "OKEY_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires mutual TLS (with --client-key).
+    #[arg(long, env = "OKEY_CLIENT_CERT", global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "OKEY_CLIENT_KEY", global = true, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn any(&self) -> bool {
+        self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some()
+    }
+}
+
+fn read_pem(path: &std::path::Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    Ok(Zeroizing::new(std::fs::read(path).with_context(|| {
+        format!("cannot read {}", path.display())
+    })?))
+}
+
+/// The endpoint for `server`: plain HTTP/2 for `http://`, TLS (and mutual TLS when a client
+/// certificate is given) for `https://`.
+pub fn endpoint(server: &str, tls: &TlsArgs) -> anyhow::Result<Endpoint> {
+    let endpoint = Endpoint::from_shared(server.to_owned())
+        .with_context(|| format!("{server} is not a server address"))?
+        .tcp_nodelay(true);
+    let https = endpoint.uri().scheme_str() == Some("https");
+    if !https {
+        if tls.any() {
+            bail!("--ca-cert, --client-cert and --client-key need an https:// server address");
+        }
+        return Ok(endpoint);
+    }
+    let mut config = ClientTlsConfig::new();
+    config = match &tls.ca_cert {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(read_pem(ca)?.as_slice())),
+        None => config.with_webpki_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        config = config.identity(Identity::from_pem(
+            read_pem(cert)?.as_slice(),
+            read_pem(key)?.as_slice(),
+        ));
+    }
+    endpoint
+        .tls_config(config)
+        .context("the TLS settings cannot be used")
 }
 
 /// Adds the bearer credential to every call.
@@ -84,14 +142,30 @@ impl ClientArgs {
         let value: MetadataValue<_> = format!("Bearer {}", key.as_str())
             .parse()
             .context("the API key has characters that cannot be sent")?;
-        let channel = Endpoint::from_shared(self.server.clone())
-            .context("bad server address")?
-            .tcp_nodelay(true)
+        let channel = endpoint(&self.server, &self.tls)?
             .connect()
             .await
-            .with_context(|| format!("cannot reach okey at {}", self.server))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot reach okey at {}: {}", self.server, error_chain(&e))
+            })?;
         Ok(Clients::new(channel, Bearer(value)))
     }
+}
+
+/// An error and its causes on one line (a TLS refusal is only in the causes); a cause whose
+/// text its parent already shows is not repeated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Clients {

@@ -57,9 +57,13 @@ enum Command {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    // gRPC errors carry a code and a sentence; show both on one line.
+    // gRPC errors carry a code and a sentence; show both on one line, with what the transport
+    // said when the call never reached the server (a refused TLS handshake, a reset).
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
-        eprintln!("okey: {:?}: {}", status.code(), status.message());
+        let cause = std::error::Error::source(status)
+            .map(|c| format!(" ({})", client::error_chain(c)))
+            .unwrap_or_default();
+        eprintln!("okey: {:?}: {}{cause}", status.code(), status.message());
     } else {
         eprintln!("okey: {e:#}");
     }
