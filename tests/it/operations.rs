@@ -151,7 +151,15 @@ fn bench_floor_measures_the_transport_beside_okey() {
         0,
         "{okey}"
     );
+    // Every verify is committed, in fewer fsync'd transactions than verifies (group commit).
+    let transactions = n(okey, "transactions");
+    assert!((1..=600).contains(&transactions), "{okey}");
+    let shared = okey["verifies_per_transaction"]
+        .as_f64()
+        .expect("a mean batch");
+    assert!(shared >= 1.0, "{okey}");
     assert_eq!(floor["server"], "transport-floor", "{floor}");
+    assert!(floor["transactions"].is_null(), "{floor}");
     assert_eq!(floor["durability"], "none", "{floor}");
     assert_eq!(n(floor, "verifies"), 600, "{floor}");
     assert_eq!(n(floor, "accepted"), 600, "{floor}");

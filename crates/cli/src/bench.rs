@@ -135,6 +135,10 @@ pub struct BenchReport {
     pub replays_sent: u64,
     pub replays_accepted: u64,
     pub errors: u64,
+    /// Durable transactions the store committed during the load (okey in this process only).
+    pub transactions: Option<u64>,
+    /// Verifies sharing one fsync'd transaction, on average (group commit's batch size).
+    pub verifies_per_transaction: Option<f64>,
 }
 
 struct TokenLoad {
@@ -186,6 +190,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 Target::Okey(Box::new(admin)),
                 verifiers,
                 "external".into(),
+                None,
             )
             .await?,
         );
@@ -271,7 +276,14 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         Durability::Group => "group-commit",
         Durability::PerCommit => "per-commit",
     };
-    let report = load(args, Target::Okey(Box::new(admin)), verifiers, name.into()).await;
+    let report = load(
+        args,
+        Target::Okey(Box::new(admin)),
+        verifiers,
+        name.into(),
+        Some(&server.store),
+    )
+    .await;
     server.stop().await?;
     report
 }
@@ -288,7 +300,7 @@ async fn floor(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         tls: TlsArgs::default(),
     };
     let verifiers = connect_verifiers(&client, &key, args.connections, args.client).await?;
-    let report = load(args, Target::Floor, verifiers, "none".into()).await;
+    let report = load(args, Target::Floor, verifiers, "none".into(), None).await;
     server.stop().await?;
     report
 }
@@ -341,6 +353,7 @@ async fn load(
     mut target: Target,
     verifiers: Vec<Verifier>,
     durability: String,
+    store: Option<&okey_store::Store>,
 ) -> anyhow::Result<BenchReport> {
     let (server, wrong, replay) = match target {
         Target::Okey(_) => ("okey", args.wrong, args.replay),
@@ -404,6 +417,7 @@ async fn load(
             s.push(t);
         }
     }
+    let before = store.map(okey_store::Store::stats);
     let started = Instant::now();
     let mut handles = Vec::new();
     for (w, share) in shares.into_iter().enumerate() {
@@ -469,6 +483,18 @@ async fn load(
         latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
     };
     let verifies = latencies.len() as u64;
+    let (transactions, verifies_per_transaction) = match (store, before) {
+        (Some(store), Some(before)) => {
+            let after = store.stats();
+            let transactions = after.batches.saturating_sub(before.batches);
+            let jobs = after.commits.saturating_sub(before.commits);
+            (
+                Some(transactions),
+                Some(jobs as f64 / transactions.max(1) as f64),
+            )
+        }
+        _ => (None, None),
+    };
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     Ok(BenchReport {
         server,
@@ -490,6 +516,8 @@ async fn load(
         replays_sent: get(&tally.replays_sent),
         replays_accepted: get(&tally.replays_accepted),
         errors: get(&tally.errors),
+        transactions,
+        verifies_per_transaction,
     })
 }
 
@@ -632,4 +660,7 @@ fn print_report(r: &BenchReport) {
         r.replays_accepted, r.replays_sent
     );
     println!("errors:            {}", r.errors);
+    if let (Some(t), Some(v)) = (r.transactions, r.verifies_per_transaction) {
+        println!("transactions:      {t} fsync'd, {v:.1} verifies each on average");
+    }
 }
