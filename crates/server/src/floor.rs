@@ -8,14 +8,13 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::proto;
-use crate::serve::{ServeError, server_builder};
+use crate::serve::{ServeError, bind, server_builder};
 use crate::service::verify_response;
 use okey_store::{Reason, VerifyOutcome};
 
@@ -30,13 +29,7 @@ pub struct FloorServer {
 impl FloorServer {
     /// Listen on a free loopback port.
     pub async fn start() -> Result<FloorServer, ServeError> {
-        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listener = TcpListener::bind(any)
-            .await
-            .map_err(|source| ServeError::Bind { addr: any, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr: any, source })?;
+        let (listener, addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let (tx, rx) = oneshot::channel::<()>();
         let router = server_builder()
             .add_service(proto::auth_service_server::AuthServiceServer::new(NoWork));

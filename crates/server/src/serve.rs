@@ -154,6 +154,17 @@ fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeEr
     Ok(config)
 }
 
+/// Listen on `addr`; also returns the address actually bound (the port, when `addr` asks for 0).
+pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
 /// The transport settings every okey gRPC listener uses (the bench's transport floor too).
 pub(crate) fn server_builder() -> Server {
     Server::builder().tcp_nodelay(true)
@@ -185,25 +196,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(config.listen).await?;
 
     let (metrics_addr, metrics_task) = match config.metrics_listen {
         Some(m) => {
-            let l = TcpListener::bind(m)
-                .await
-                .map_err(|source| ServeError::Bind { addr: m, source })?;
-            let bound = l
-                .local_addr()
-                .map_err(|source| ServeError::Bind { addr: m, source })?;
+            let (l, bound) = bind(m).await?;
             (
                 Some(bound),
                 Some(tokio::spawn(serve_metrics(
