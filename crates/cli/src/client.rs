@@ -186,3 +186,60 @@ impl Bearer {
         )?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let e = Layer(
+            "transport error",
+            Some(Box::new(Layer(
+                "connection error: received fatal alert: UnknownCA",
+                Some(Box::new(Layer("received fatal alert: UnknownCA", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "transport error: connection error: received fatal alert: UnknownCA"
+        );
+        assert_eq!(error_chain(&Layer("alone", None)), "alone");
+    }
+
+    #[test]
+    fn tls_files_need_an_https_address() {
+        let tls = TlsArgs {
+            ca_cert: Some("ca.pem".into()),
+            ..TlsArgs::default()
+        };
+        let err = endpoint("http://127.0.0.1:50051", &tls).expect_err("refused");
+        assert!(
+            err.to_string().contains("need an https:// server address"),
+            "{err}"
+        );
+        assert!(endpoint("http://127.0.0.1:50051", &TlsArgs::default()).is_ok());
+        let missing = endpoint("https://127.0.0.1:50051", &tls).expect_err("no such file");
+        assert!(
+            format!("{missing:#}").contains("cannot read ca.pem"),
+            "{missing:#}"
+        );
+    }
+}
