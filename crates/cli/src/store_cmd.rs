@@ -91,6 +91,18 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 r.audit_records,
                 args.data_dir.display()
             );
+            if r.time_tokens_advanced > 0 {
+                println!(
+                    "{} time-based tokens accept no code of the restore moment or before",
+                    r.time_tokens_advanced
+                );
+            }
+            if r.counter_tokens > 0 {
+                eprintln!(
+                    "okey: {} counter-based tokens (HOTP, OCRA) are back at their counters of backup time: codes used since the backup are valid again until each token moves past them; resync or replace the keys of anyone whose codes may have been seen",
+                    r.counter_tokens
+                );
+            }
         }
         StoreCommand::RotateMasterKey { new_key_file } => {
             let store = Store::open(config)?;

@@ -15,9 +15,13 @@
 //! the header in the AAD stops parameter swaps. Everything is read and authenticated before a
 //! restore writes anything, and the restore itself is one transaction into an empty store.
 //!
-//! Counters in a backup are those of the moment it was taken: codes used after that moment
-//! become valid again on a restored store until the tokens move past them. Restore is a disaster
-//! recovery tool; take backups often.
+//! Counters in a backup are those of the moment it was taken. A restore moves every time-based
+//! token's last used step up to the step of the restore itself, so no TOTP code of that moment or
+//! before is accepted again (its holder waits for the next step at most). Counter-based tokens
+//! (HOTP, OCRA) cannot be moved that way: nothing records how far they went after the backup, so
+//! codes used in between become valid again until the tokens move past them; the restore
+//! reports how many such tokens there are. Restore is a disaster recovery tool; take backups
+//! often.
 
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -27,7 +31,7 @@ use std::path::Path;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use argon2::{Argon2, Params};
-use okey_otp::{Algorithm, OtpKey};
+use okey_otp::{Algorithm, Digits, OtpKey, TotpParams};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
@@ -574,13 +578,35 @@ impl Store {
         input: &Path,
         passphrase: &Zeroizing<String>,
     ) -> Result<RestoreReport, StoreError> {
-        let content = read_backup(input, passphrase)?;
+        let mut content = read_backup(input, passphrase)?;
         let dir = cfg.data_dir.clone();
+        let at = unix_now();
+        let (mut time_tokens_advanced, mut counter_tokens) = (0, 0);
+        for (row, _, _) in &mut content.tokens {
+            match row.otp {
+                OtpKind::Totp { step, t0 } => {
+                    // (The digits play no part in the step.)
+                    let now_step = TotpParams::new(Digits::SIX, step, t0)
+                        .and_then(|p| p.step_at(at))
+                        .ok();
+                    if let Some(now_step) = now_step
+                        && row.last_step.is_none_or(|last| last < now_step)
+                    {
+                        row.last_step = Some(now_step);
+                        time_tokens_advanced += 1;
+                    }
+                }
+                OtpKind::Hotp | OtpKind::Ocra { .. } => counter_tokens += 1,
+            }
+        }
         let store = Store::open(cfg)?;
         let report = RestoreReport {
             tokens: content.tokens.len() as u64,
             api_keys: content.api_keys.len() as u64,
             audit_records: content.audit.len() as u64,
+            at,
+            time_tokens_advanced,
+            counter_tokens,
         };
         let audit_plain = content
             .secrets
@@ -598,7 +624,7 @@ impl Store {
             serial: None,
             result: "ok".into(),
             reason: format!("{} tokens", report.tokens),
-            at: unix_now(),
+            at,
         };
         store.write_blocking(move |tx| {
             if !tx.is_empty()? {

@@ -566,6 +566,14 @@ pub struct RestoreReport {
     pub api_keys: u64,
     /// Audit records.
     pub audit_records: u64,
+    /// When the restore ran (Unix seconds).
+    pub at: u64,
+    /// Time-based tokens whose last used step moved up to the step of [`RestoreReport::at`]:
+    /// no code of that moment or before is accepted again.
+    pub time_tokens_advanced: u64,
+    /// Counter-based tokens (HOTP, OCRA) left at their counters of backup time: codes used
+    /// after the backup are valid again until the tokens move past them.
+    pub counter_tokens: u64,
 }
 
 /// An unassigned token and its unsealed seed, on its way into an encrypted export.

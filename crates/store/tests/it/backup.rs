@@ -74,6 +74,7 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
 
     let r = Store::restore(target("dst"), &file, &pass("correct horse battery")).expect("restore");
     assert_eq!((r.tokens, r.api_keys, r.audit_records), (2, 1, 5));
+    assert_eq!((r.time_tokens_advanced, r.counter_tokens), (1, 1));
     // Into a store that has data: refused.
     assert!(matches!(
         Store::restore(target("dst"), &file, &pass("correct horse battery")),
@@ -95,11 +96,16 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
         assert_eq!(o.reason, Reason::Replay);
         let o = verify(&s, "B1", &format!("8642{}", hotp(&seed, 1, 6)), 6).await;
         assert!(o.accepted, "{o:?}");
-        let now = 1_700_000_000;
-        assert!(
-            verify(&s, "B2", &totp(SEED, now, 30, 6), now)
-                .await
-                .accepted
-        );
+        // The time-based token refuses every code up to the restore's own step, even one still
+        // inside the skew window; the next step's code works.
+        let restored_step = r.at / 30;
+        assert_eq!(s.token("B2").expect("get").last_step, Some(restored_step));
+        let at = r.at;
+        let o = verify(&s, "B2", &totp(SEED, at, 30, 6), at).await;
+        assert!(!o.accepted, "{o:?}");
+        assert_eq!(o.reason, Reason::Replay);
+        let next = (restored_step + 1) * 30;
+        let o = verify(&s, "B2", &totp(SEED, next, 30, 6), next).await;
+        assert!(o.accepted, "{o:?}");
     });
 }
