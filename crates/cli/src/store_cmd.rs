@@ -99,7 +99,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
             }
             if r.counter_tokens > 0 {
                 eprintln!(
-                    "okey: {} counter-based tokens (HOTP, OCRA) are back at their counters of backup time: codes used since the backup are valid again until each token moves past them; resync or replace the keys of anyone whose codes may have been seen",
+                    "okey: {} HOTP tokens are back at their counters of backup time: codes used since the backup are valid again until each token moves past them; resync or replace the keys of anyone whose codes may have been seen",
                     r.counter_tokens
                 );
             }

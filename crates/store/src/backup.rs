@@ -17,11 +17,11 @@
 //!
 //! Counters in a backup are those of the moment it was taken. A restore moves every time-based
 //! token's last used step up to the step of the restore itself, so no TOTP code of that moment or
-//! before is accepted again (its holder waits for the next step at most). Counter-based tokens
-//! (HOTP, OCRA) cannot be moved that way: nothing records how far they went after the backup, so
-//! codes used in between become valid again until the tokens move past them; the restore
-//! reports how many such tokens there are. Restore is a disaster recovery tool; take backups
-//! often.
+//! before is accepted again (its holder waits for the next step at most). HOTP tokens cannot be
+//! moved that way: nothing records how far they went after the backup, so codes used in between
+//! become valid again until the tokens move past them; the restore reports how many there are.
+//! (OCRA answers a fresh, single-use challenge each time, so nothing of it can be replayed.)
+//! Restore is a disaster recovery tool; take backups often.
 
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -596,7 +596,8 @@ impl Store {
                         time_tokens_advanced += 1;
                     }
                 }
-                OtpKind::Hotp | OtpKind::Ocra { .. } => counter_tokens += 1,
+                OtpKind::Hotp => counter_tokens += 1,
+                OtpKind::Ocra { .. } => {}
             }
         }
         let store = Store::open(cfg)?;

@@ -571,8 +571,8 @@ pub struct RestoreReport {
     /// Time-based tokens whose last used step moved up to the step of [`RestoreReport::at`]:
     /// no code of that moment or before is accepted again.
     pub time_tokens_advanced: u64,
-    /// Counter-based tokens (HOTP, OCRA) left at their counters of backup time: codes used
-    /// after the backup are valid again until the tokens move past them.
+    /// HOTP tokens left at their counters of backup time: codes used after the backup are
+    /// valid again until the tokens move past them.
     pub counter_tokens: u64,
 }
 

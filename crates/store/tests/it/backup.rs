@@ -23,6 +23,16 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
         t.holder = Some("alice".into());
         s.create_token(t, &actor()).expect("create");
         s.create_token(totp_token("B2"), &actor()).expect("create");
+        s.create_token(
+            NewToken {
+                otp: OtpKind::Ocra {
+                    suite: "OCRA-1:HOTP-SHA1-6:QN08".into(),
+                },
+                ..hotp_token("B3")
+            },
+            &actor(),
+        )
+        .expect("create");
         s.set_pin("B1", Some(&Pin::new("8642").expect("pin")), &actor())
             .expect("pin");
         s.put_api_key("radius", [9; 32], &["verifier".into()], &actor())
@@ -38,8 +48,8 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
         let r = s
             .backup(&file, &pass("correct horse battery"))
             .expect("backup");
-        assert_eq!((r.tokens, r.api_keys), (2, 1));
-        assert_eq!(r.audit_records, 5);
+        assert_eq!((r.tokens, r.api_keys), (3, 1));
+        assert_eq!(r.audit_records, 6);
         assert_eq!(r.bytes, std::fs::metadata(&file).expect("file").len());
     }
     let bytes = std::fs::read(&file).expect("read");
@@ -73,7 +83,9 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
     }
 
     let r = Store::restore(target("dst"), &file, &pass("correct horse battery")).expect("restore");
-    assert_eq!((r.tokens, r.api_keys, r.audit_records), (2, 1, 5));
+    assert_eq!((r.tokens, r.api_keys, r.audit_records), (3, 1, 6));
+    // One TOTP token moved to the restore's step; one HOTP token left at its backup counter
+    // (the OCRA token answers fresh challenges and has nothing to replay).
     assert_eq!((r.time_tokens_advanced, r.counter_tokens), (1, 1));
     // Into a store that has data: refused.
     assert!(matches!(
@@ -89,7 +101,7 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
     assert!(s.api_key(&[9; 32]).expect("lookup").is_some());
     let report = s.audit_verify().expect("audit");
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.records, 6, "the restore itself is recorded");
+    assert_eq!(report.records, 7, "the restore itself is recorded");
     rt().block_on(async {
         // Same PIN (the pepper came along), the used code stays used, the next one works.
         let o = verify(&s, "B1", &format!("8642{}", hotp(&seed, 0, 6)), 6).await;
