@@ -76,6 +76,25 @@ async fn health_and_metrics() {
     assert!(body.contains("okey_commit_batch_size_bucket"), "{body}");
 }
 
+/// Run `okey bench ARGS --json --quiet`, which must succeed, and return its reports.
+fn bench(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(okey_e2e::okey_binary())
+        .arg("bench")
+        .args(args)
+        .args(["--json", "--quiet"])
+        .output()
+        .expect("run okey bench");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).expect("JSON report") {
+        serde_json::Value::Array(reports) => reports,
+        other => panic!("not a list of reports: {other}"),
+    }
+}
+
 /// `okey bench` against a running server, with its own HTTP/2 client and with tonic's: every
 /// verify it sends arrives (the server's own counters agree), and its replay and wrong-code
 /// checks hold against the real service.
@@ -84,21 +103,27 @@ async fn bench_drives_a_running_server_with_either_client() {
     let (server, metrics_port) = with_metrics();
     let mut sent = 0u64;
     for client in ["lean", "tonic"] {
-        let out = std::process::Command::new(okey_e2e::okey_binary())
-            .args(["bench", "--server", &format!("http://{}", server.addr)])
-            .args(["--api-key-file"])
-            .arg(server.data_dir.join("admin.key"))
-            .args(["--tokens", "50", "--concurrency", "8", "--connections", "2"])
-            .args(["--count", "1500", "--wrong", "0.1", "--replay", "0.1"])
-            .args(["--client", client, "--json", "--quiet"])
-            .output()
-            .expect("run okey bench");
-        assert!(
-            out.status.success(),
-            "{client}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        let key_file = server.data_dir.join("admin.key");
+        let reports = bench(&[
+            "--server",
+            &format!("http://{}", server.addr),
+            "--api-key-file",
+            &key_file.to_string_lossy(),
+            "--tokens",
+            "50",
+            "--concurrency",
+            "8",
+            "--connections",
+            "2",
+            "--count",
+            "1500",
+            "--wrong",
+            "0.1",
+            "--replay",
+            "0.1",
+            "--client",
+            client,
+        ]);
         let r = &reports[0];
         let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
         assert_eq!(r["client"], client, "{r}");
@@ -126,18 +151,17 @@ async fn bench_drives_a_running_server_with_either_client() {
 /// correctness checks still hold. `--floor` with `--server` is refused before anything runs.
 #[test]
 fn bench_floor_measures_the_transport_beside_okey() {
-    let out = std::process::Command::new(okey_e2e::okey_binary())
-        .args(["bench", "--floor", "--tokens", "40", "--concurrency", "8"])
-        .args(["--connections", "2", "--count", "600", "--json", "--quiet"])
-        .output()
-        .expect("run okey bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    let reports = reports.as_array().expect("a list of reports");
+    let reports = bench(&[
+        "--floor",
+        "--tokens",
+        "40",
+        "--concurrency",
+        "8",
+        "--connections",
+        "2",
+        "--count",
+        "600",
+    ]);
     assert_eq!(reports.len(), 2, "{reports:?}");
     let (okey, floor) = (&reports[0], &reports[1]);
     let n = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));

@@ -182,7 +182,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             tls: args.tls.clone(),
         };
         let admin = client.connect().await?;
-        let key = zeroize::Zeroizing::new(first_key(&client)?);
+        let key = client.key()?;
         let verifiers = connect_verifiers(&client, &key, args.connections, args.client).await?;
         reports.push(
             load(
@@ -270,7 +270,7 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         tls: TlsArgs::default(),
     };
     let admin = client.connect().await?;
-    let key = zeroize::Zeroizing::new(first_key(&client)?);
+    let key = client.key()?;
     let verifiers = connect_verifiers(&client, &key, args.connections, args.client).await?;
     let name = match durability {
         Durability::Group => "group-commit",
@@ -332,20 +332,6 @@ enum Target {
     /// The transport floor: nothing to import, and it accepts any code, so every request
     /// carries a good one (the correctness tallies then hold trivially; only the timing counts).
     Floor,
-}
-
-fn first_key(client: &ClientArgs) -> anyhow::Result<String> {
-    if let Some(k) = &client.api_key {
-        return Ok(k.clone());
-    }
-    let path = client
-        .api_key_file
-        .clone()
-        .unwrap_or_else(|| "okey-data/admin.key".into());
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .trim()
-        .to_owned())
 }
 
 async fn load(

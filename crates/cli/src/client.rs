@@ -117,7 +117,8 @@ pub struct Clients {
 }
 
 impl ClientArgs {
-    fn key(&self) -> anyhow::Result<Zeroizing<String>> {
+    /// The API key: given, from its file, or from ./okey-data/admin.key when that exists.
+    pub fn key(&self) -> anyhow::Result<Zeroizing<String>> {
         if let Some(k) = &self.api_key {
             return Ok(Zeroizing::new(k.trim().to_owned()));
         }
