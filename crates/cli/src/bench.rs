@@ -139,6 +139,14 @@ pub struct BenchReport {
     pub transactions: Option<u64>,
     /// Verifies sharing one fsync'd transaction, on average (group commit's batch size).
     pub verifies_per_transaction: Option<f64>,
+    /// Mean time the store took to commit one transaction during the load: writing it and
+    /// waiting for the disk to flush it (okey in this process only).
+    pub commit_ms: Option<f64>,
+    /// Mean time the store's writer spent running one transaction's requests before its commit.
+    pub requests_ms_per_transaction: Option<f64>,
+    /// The data directory's own flush latency, measured before the load with nothing else
+    /// writing: median time to write 4 KiB and `fdatasync` it.
+    pub disk_flush_ms: Option<f64>,
 }
 
 struct TokenLoad {
@@ -276,6 +284,10 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         Durability::Group => "group-commit",
         Durability::PerCommit => "per-commit",
     };
+    let probe_dir = dir.path().to_owned();
+    let flush = tokio::task::spawn_blocking(move || disk_flush_ms(&probe_dir))
+        .await
+        .context("the disk flush probe failed")??;
     let report = load(
         args,
         Target::Okey(Box::new(admin)),
@@ -283,9 +295,45 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
         name.into(),
         Some(&server.store),
     )
-    .await;
+    .await
+    .map(|r| BenchReport {
+        disk_flush_ms: Some(flush),
+        ..r
+    });
     server.stop().await?;
     report
+}
+
+/// Median time to write 4 KiB to a file in `dir` and flush it to the disk (`fdatasync`), over
+/// 200 rounds on a file written in full first, so the flushes move data and no file size.
+fn disk_flush_ms(dir: &std::path::Path) -> anyhow::Result<f64> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: usize = 4096;
+    const ROUNDS: usize = 200;
+    let path = dir.join("disk-flush-probe");
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let result = (|| -> std::io::Result<f64> {
+        file.write_all_at(&vec![0u8; BLOCK * ROUNDS], 0)?;
+        file.sync_all()?;
+        let block = [0x5a_u8; BLOCK];
+        let mut times = Vec::with_capacity(ROUNDS);
+        for offset in (0..ROUNDS).map(|i| (i * BLOCK) as u64) {
+            let t = Instant::now();
+            file.write_all_at(&block, offset)?;
+            file.sync_data()?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times.get(ROUNDS / 2).copied().unwrap_or(0.0))
+    })();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    result.with_context(|| format!("the disk flush probe in {} failed", dir.display()))
 }
 
 /// The same load against the transport floor, in this process.
@@ -469,17 +517,20 @@ async fn load(
         latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
     };
     let verifies = latencies.len() as u64;
-    let (transactions, verifies_per_transaction) = match (store, before) {
+    let writer = match (store, before) {
         (Some(store), Some(before)) => {
             let after = store.stats();
             let transactions = after.batches.saturating_sub(before.batches);
-            let jobs = after.commits.saturating_sub(before.commits);
-            (
-                Some(transactions),
-                Some(jobs as f64 / transactions.max(1) as f64),
-            )
+            let per_transaction =
+                |a: u64, b: u64| a.saturating_sub(b) as f64 / transactions.max(1) as f64;
+            Some(WriterFigures {
+                transactions,
+                verifies_per_transaction: per_transaction(after.commits, before.commits),
+                commit_ms: per_transaction(after.commit_micros, before.commit_micros) / 1e3,
+                requests_ms: per_transaction(after.run_micros, before.run_micros) / 1e3,
+            })
         }
-        _ => (None, None),
+        _ => None,
     };
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     Ok(BenchReport {
@@ -502,9 +553,20 @@ async fn load(
         replays_sent: get(&tally.replays_sent),
         replays_accepted: get(&tally.replays_accepted),
         errors: get(&tally.errors),
-        transactions,
-        verifies_per_transaction,
+        transactions: writer.as_ref().map(|w| w.transactions),
+        verifies_per_transaction: writer.as_ref().map(|w| w.verifies_per_transaction),
+        commit_ms: writer.as_ref().map(|w| w.commit_ms),
+        requests_ms_per_transaction: writer.as_ref().map(|w| w.requests_ms),
+        disk_flush_ms: None,
     })
+}
+
+/// What the store's writer did during one load.
+struct WriterFigures {
+    transactions: u64,
+    verifies_per_transaction: f64,
+    commit_ms: f64,
+    requests_ms: f64,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -648,5 +710,15 @@ fn print_report(r: &BenchReport) {
     println!("errors:            {}", r.errors);
     if let (Some(t), Some(v)) = (r.transactions, r.verifies_per_transaction) {
         println!("transactions:      {t} fsync'd, {v:.1} verifies each on average");
+    }
+    if let (Some(c), Some(q)) = (r.commit_ms, r.requests_ms_per_transaction) {
+        println!(
+            "per transaction:   {c:.3} ms to commit (write and flush), {q:.3} ms to run its requests"
+        );
+    }
+    if let Some(f) = r.disk_flush_ms {
+        println!(
+            "disk flush:        {f:.3} ms for 4 KiB when idle (median, measured before the load)"
+        );
     }
 }

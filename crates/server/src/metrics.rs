@@ -139,28 +139,61 @@ fn render_store(out: &mut String, s: &okey_store::StoreStats) {
     );
     let _ = writeln!(out, "# TYPE okey_commit_conflicts_total counter");
     let _ = writeln!(out, "okey_commit_conflicts_total {}", s.conflicts);
+    render_histogram(
+        out,
+        "okey_commit_batch_size",
+        "State changes per fsync'd transaction.",
+        &s.batch_sizes,
+        1.0,
+        &s.commits.to_string(),
+    );
+    render_histogram(
+        out,
+        "okey_commit_duration_seconds",
+        "Time to commit one transaction durably (write it, wait for the disk to flush it).",
+        &s.commit_times_us,
+        1e6,
+        &(s.commit_micros as f64 / 1e6).to_string(),
+    );
     let _ = writeln!(
         out,
-        "# HELP okey_commit_batch_size State changes per fsync'd transaction."
+        "# HELP okey_commit_requests_seconds_total Time the writer spent running requests before their commit."
     );
-    let _ = writeln!(out, "# TYPE okey_commit_batch_size histogram");
+    let _ = writeln!(out, "# TYPE okey_commit_requests_seconds_total counter");
+    let _ = writeln!(
+        out,
+        "okey_commit_requests_seconds_total {}",
+        s.run_micros as f64 / 1e6
+    );
+}
+
+/// One histogram from `(upper bound, count)` buckets (the last bound `u64::MAX`, shown as
+/// `+Inf`), bounds divided by `unit`.
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    buckets: &[(u64, u64)],
+    unit: f64,
+    sum: &str,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
     let mut cumulative = 0;
-    for (bound, count) in &s.batch_sizes {
+    for (bound, count) in buckets {
         cumulative += count;
         if *bound == u64::MAX {
-            let _ = writeln!(
-                out,
-                "okey_commit_batch_size_bucket{{le=\"+Inf\"}} {cumulative}"
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
         } else {
             let _ = writeln!(
                 out,
-                "okey_commit_batch_size_bucket{{le=\"{bound}\"}} {cumulative}"
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / unit
             );
         }
     }
-    let _ = writeln!(out, "okey_commit_batch_size_sum {}", s.commits);
-    let _ = writeln!(out, "okey_commit_batch_size_count {}", s.batches);
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 /// Serve `GET /metrics` on `listener` until the task is dropped.

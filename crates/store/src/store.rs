@@ -15,7 +15,7 @@ use crate::clock::unix_now;
 use crate::seal::{self, MasterKey, SealKey};
 use crate::sqlite::Sqlite;
 use crate::types::*;
-use crate::writer::{BUCKETS, Writer};
+use crate::writer::{BUCKETS, COMMIT_BUCKETS_US, Writer};
 
 pub(crate) const PEPPER: &str = "pepper";
 pub(crate) const AUDIT_KEY: &str = "audit-key";
@@ -985,21 +985,16 @@ impl Store {
     /// Counters for metrics.
     pub fn stats(&self) -> StoreStats {
         let w = &self.inner.writer.stats;
-        let mut batch_sizes: Vec<(u64, u64)> = BUCKETS
-            .iter()
-            .zip(w.sizes.iter())
-            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
-            .collect();
-        if let Some(last) = w.sizes.last() {
-            batch_sizes.push((u64::MAX, last.load(Ordering::Relaxed)));
-        }
         StoreStats {
             cache_entries: self.inner.cache.len() as u64,
             cache_hits: self.inner.cache.hits.load(Ordering::Relaxed),
             cache_misses: self.inner.cache.misses.load(Ordering::Relaxed),
             commits: w.jobs.load(Ordering::Relaxed),
             batches: w.batches.load(Ordering::Relaxed),
-            batch_sizes,
+            batch_sizes: histogram(&BUCKETS, &w.sizes),
+            commit_times_us: histogram(&COMMIT_BUCKETS_US, &w.commit_times),
+            commit_micros: w.commit_micros.load(Ordering::Relaxed),
+            run_micros: w.run_micros.load(Ordering::Relaxed),
             conflicts: self.inner.conflicts.load(Ordering::Relaxed),
         }
     }
@@ -1011,4 +1006,16 @@ impl Store {
     {
         self.inner.writer.run_blocking(f)
     }
+}
+
+/// `(upper bound, count)` pairs of a histogram whose last counter holds everything above the
+/// last bound (reported with the bound `u64::MAX`).
+fn histogram(bounds: &[u64], counts: &[AtomicU64]) -> Vec<(u64, u64)> {
+    bounds
+        .iter()
+        .copied()
+        .chain(std::iter::once(u64::MAX))
+        .zip(counts)
+        .map(|(b, c)| (b, c.load(Ordering::Relaxed)))
+        .collect()
 }

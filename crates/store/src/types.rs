@@ -527,8 +527,16 @@ pub struct StoreStats {
     pub commits: u64,
     /// Transactions (fsyncs).
     pub batches: u64,
-    /// Batch sizes: `(upper bound, count)` with bounds 1, 2, 4, ... 4096 and `u64::MAX`.
+    /// Batch sizes: `(upper bound, count)` with bounds 1, 2, 4, ... 8192 and `u64::MAX`.
     pub batch_sizes: Vec<(u64, u64)>,
+    /// How long each transaction's commit took (writing it and waiting for the disk to flush
+    /// it): `(upper bound in microseconds, count)`, the last bound `u64::MAX`.
+    pub commit_times_us: Vec<(u64, u64)>,
+    /// Total time spent committing, in microseconds.
+    pub commit_micros: u64,
+    /// Total time spent running the requests of the transactions (their statements, before
+    /// the commit), in microseconds.
+    pub run_micros: u64,
     /// Compare-and-set conflicts retried.
     pub conflicts: u64,
 }

@@ -10,6 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,11 +54,25 @@ pub(crate) const BUCKETS: [u64; 14] = [
     1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
 ];
 
+/// Histogram bucket bounds for the time a durable commit takes, in microseconds.
+pub(crate) const COMMIT_BUCKETS_US: [u64; 11] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
 #[derive(Default)]
 pub(crate) struct WriterStats {
     pub(crate) jobs: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) sizes: [AtomicU64; 15],
+    /// Time spent in `commit` (writing and syncing), per transaction, by bucket.
+    pub(crate) commit_times: [AtomicU64; 12],
+    pub(crate) commit_micros: AtomicU64,
+    /// Time spent running the requests of each transaction (their statements), in total.
+    pub(crate) run_micros: AtomicU64,
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 pub(crate) struct Writer {
@@ -199,6 +214,8 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
     let n = batch.len();
     let mut delivers: Vec<Deliver> = Vec::with_capacity(n);
     let mut jobs = std::mem::take(batch).into_iter();
+    let started = Instant::now();
+    let mut committing = started;
     let outcome = (|| -> Result<(), StoreError> {
         tx.begin()?;
         if n == 1 {
@@ -230,8 +247,10 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
                 }
             }
         }
+        committing = Instant::now();
         tx.commit()
     })();
+    let done = Instant::now();
     // Jobs the failed transaction never reached are answered with its error.
     let unreached: Vec<Job> = jobs.collect();
     // Counted before anyone is answered, so a caller that reads the stats sees its own batch.
@@ -242,6 +261,17 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
         .position(|&b| n as u64 <= b)
         .unwrap_or(BUCKETS.len());
     if let Some(c) = stats.sizes.get(bucket) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    let run = micros(committing.saturating_duration_since(started));
+    let commit = micros(done.saturating_duration_since(committing));
+    stats.run_micros.fetch_add(run, Ordering::Relaxed);
+    stats.commit_micros.fetch_add(commit, Ordering::Relaxed);
+    let bucket = COMMIT_BUCKETS_US
+        .iter()
+        .position(|&b| commit <= b)
+        .unwrap_or(COMMIT_BUCKETS_US.len());
+    if let Some(c) = stats.commit_times.get(bucket) {
         c.fetch_add(1, Ordering::Relaxed);
     }
     match outcome {
