@@ -74,6 +74,23 @@ async fn health_and_metrics() {
         "{body}"
     );
     assert!(body.contains("okey_commit_batch_size_bucket"), "{body}");
+    // Every fsync'd transaction is timed: as many commit durations as batches.
+    let count = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} in {body}"))
+    };
+    let batches = count("okey_commit_batch_size_count");
+    assert!(batches >= 2, "{body}");
+    assert_eq!(
+        count("okey_commit_duration_seconds_count"),
+        batches,
+        "{body}"
+    );
+    assert!(
+        body.contains("okey_commit_duration_seconds_bucket{le=\"0.00025\"}"),
+        "{body}"
+    );
 }
 
 /// Run `okey bench ARGS --json --quiet`, which must succeed, and return its reports.
@@ -182,8 +199,21 @@ fn bench_floor_measures_the_transport_beside_okey() {
         .as_f64()
         .expect("a mean batch");
     assert!(shared >= 1.0, "{okey}");
+    // The store's timings and the disk probe are reported for okey in this process, and make
+    // sense: a durable commit cannot be faster than nothing, and the probe flushed something.
+    let ms = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(ms(okey, "commit_ms") > 0.0, "{okey}");
+    assert!(ms(okey, "requests_ms_per_transaction") >= 0.0, "{okey}");
+    assert!(ms(okey, "disk_flush_ms") > 0.0, "{okey}");
     assert_eq!(floor["server"], "transport-floor", "{floor}");
-    assert!(floor["transactions"].is_null(), "{floor}");
+    for k in [
+        "transactions",
+        "commit_ms",
+        "requests_ms_per_transaction",
+        "disk_flush_ms",
+    ] {
+        assert!(floor[k].is_null(), "{k}: {floor}");
+    }
     assert_eq!(floor["durability"], "none", "{floor}");
     assert_eq!(n(floor, "verifies"), 600, "{floor}");
     assert_eq!(n(floor, "accepted"), 600, "{floor}");

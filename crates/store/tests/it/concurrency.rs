@@ -104,6 +104,11 @@ fn group_commit_batches_concurrent_requests() {
         "some commits shared a transaction: {st:?}"
     );
     assert_eq!(st.cache_entries, 200);
+    // Every transaction's commit was timed, once, into one bucket of its histogram.
+    let timed: u64 = st.commit_times_us.iter().map(|(_, n)| n).sum();
+    assert_eq!(timed, st.batches, "{st:?}");
+    assert_eq!(st.commit_times_us.last().map(|b| b.0), Some(u64::MAX));
+    assert!(st.commit_micros > 0, "fsync'd commits take time: {st:?}");
 }
 
 /// Another writer (another okey node on a shared database) changes rows behind this store's
