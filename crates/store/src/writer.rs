@@ -71,6 +71,18 @@ pub(crate) struct WriterStats {
     pub(crate) run_micros: AtomicU64,
 }
 
+/// Count `value` in the first bucket whose bound holds it (`counts` has one more bucket than
+/// `bounds`, for everything above the last bound).
+fn count_into(bounds: &[u64], counts: &[AtomicU64], value: u64) {
+    let bucket = bounds
+        .iter()
+        .position(|&b| value <= b)
+        .unwrap_or(bounds.len());
+    if let Some(c) = counts.get(bucket) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -256,24 +268,12 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
     // Counted before anyone is answered, so a caller that reads the stats sees its own batch.
     stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    let bucket = BUCKETS
-        .iter()
-        .position(|&b| n as u64 <= b)
-        .unwrap_or(BUCKETS.len());
-    if let Some(c) = stats.sizes.get(bucket) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
+    count_into(&BUCKETS, &stats.sizes, n as u64);
     let run = micros(committing.saturating_duration_since(started));
     let commit = micros(done.saturating_duration_since(committing));
     stats.run_micros.fetch_add(run, Ordering::Relaxed);
     stats.commit_micros.fetch_add(commit, Ordering::Relaxed);
-    let bucket = COMMIT_BUCKETS_US
-        .iter()
-        .position(|&b| commit <= b)
-        .unwrap_or(COMMIT_BUCKETS_US.len());
-    if let Some(c) = stats.commit_times.get(bucket) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
+    count_into(&COMMIT_BUCKETS_US, &stats.commit_times, commit);
     match outcome {
         Ok(()) => {
             for d in delivers {
