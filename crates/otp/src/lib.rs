@@ -31,8 +31,8 @@ pub use pin::{
 };
 pub use verify::{
     CodeVerified, DEFAULT_HOTP_RESYNC_WINDOW, DEFAULT_HOTP_WINDOW, DEFAULT_TOTP_RESYNC_SECONDS,
-    DEFAULT_TOTP_SKEW, Method, OtpState, TotpParams, codes_equal, hotp, resync_hotp, resync_totp,
-    totp, verify_hotp, verify_totp, verify_unknown,
+    DEFAULT_TOTP_SKEW, MAX_COUNTER, Method, OtpState, TotpParams, codes_equal, hotp, resync_hotp,
+    resync_totp, totp, verify_hotp, verify_totp, verify_unknown,
 };
 
 /// Errors of the core. Texts never contain key material, codes or PINs.

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::OcraError;
 use crate::code::Digits;
 use crate::key::{Algorithm, OtpKey};
-use crate::verify::{CodeVerified, Method, OtpState};
+use crate::verify::{CodeVerified, MAX_COUNTER, Method, OtpState};
 
 /// How a challenge question is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,7 +409,8 @@ pub fn ocra(
 /// Verify an OCRA response.
 ///
 /// Counter suites scan `counter_window` counters from `state.counter` (a response for a lower
-/// counter never matches) and advance the counter past the match. Time suites scan
+/// counter never matches, nor does [`MAX_COUNTER`], whose successor could not be stored) and
+/// advance the counter past the match. Time suites scan
 /// `time_skew` steps either side of `input.timestamp`. Every candidate is computed and compared in
 /// constant time. Non-counter suites leave the state unchanged: their replay protection is the
 /// single-use challenge the caller issued.
@@ -468,7 +469,9 @@ pub fn verify_ocra(
                     ..*input
                 },
             )?;
-            let hit = candidate.0.as_bytes().ct_eq(response.as_bytes()) & !found;
+            // A counter whose successor cannot be stored never matches (the counter is public).
+            let storable = Choice::from(u8::from(counter.is_none_or(|c| c < MAX_COUNTER)));
+            let hit = candidate.0.as_bytes().ct_eq(response.as_bytes()) & storable & !found;
             matched.conditional_assign(&counter.unwrap_or(0), hit);
             found |= hit;
         }

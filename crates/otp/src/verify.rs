@@ -22,6 +22,16 @@ pub const DEFAULT_TOTP_SKEW: u32 = 1;
 pub const DEFAULT_HOTP_RESYNC_WINDOW: u32 = 1000;
 /// TOTP resynchronisation searches this many seconds either side of now (24 hours).
 pub const DEFAULT_TOTP_RESYNC_SECONDS: u64 = 24 * 3600;
+/// The highest counter (and TOTP step) a token's state may hold: 2^63 - 1, so that every state
+/// fits a signed 64-bit integer. A counter matches only if its successor, the counter the proof
+/// asks to store, is at most this; a TOTP step matches only if it is at most this.
+pub const MAX_COUNTER: u64 = i64::MAX as u64;
+
+/// Whether `counter` may match: its successor must still be a storable counter. The counter is
+/// public (a position in the window), so the branch leaks nothing.
+fn below_max(counter: u64) -> Choice {
+    Choice::from(u8::from(counter < MAX_COUNTER))
+}
 
 /// The moving part of a token's state, the thing replay protection is about.
 ///
@@ -182,7 +192,8 @@ fn scan(
 
 /// Verify an HOTP code against the stored counter with a look-ahead of `window` candidates
 /// (counters `state.counter .. state.counter + window`). A code for a counter below the stored
-/// one never matches: that is replay protection. On a match the new counter is match + 1.
+/// one never matches: that is replay protection. On a match the new counter is match + 1, which
+/// is at most [`MAX_COUNTER`] (the counter `MAX_COUNTER` itself never matches).
 pub fn verify_hotp(
     key: &OtpKey,
     digits: Digits,
@@ -193,9 +204,7 @@ pub fn verify_hotp(
     if presented.digits() != digits {
         return None;
     }
-    let matched = scan(key, digits, state.counter, window, presented, |_| {
-        Choice::from(1)
-    })?;
+    let matched = scan(key, digits, state.counter, window, presented, below_max)?;
     Some(CodeVerified {
         before: *state,
         after: OtpState {
@@ -298,7 +307,8 @@ fn scan_pair(
 }
 
 /// HOTP resynchronisation: two consecutive codes found within `window` counters ahead of the
-/// stored one move the counter past the second. A single code never resyncs.
+/// stored one move the counter past the second (at most to [`MAX_COUNTER`]). A single code never
+/// resyncs.
 pub fn resync_hotp(
     key: &OtpKey,
     digits: Digits,
@@ -310,8 +320,9 @@ pub fn resync_hotp(
     if first.digits() != digits || second.digits() != digits {
         return None;
     }
-    let second_at = scan_pair(key, digits, state.counter, window, first, second, |_| {
-        Choice::from(1)
+    // The second code's counter must be below MAX_COUNTER, so the first's below MAX_COUNTER - 1.
+    let second_at = scan_pair(key, digits, state.counter, window, first, second, |c| {
+        below_max(c.saturating_add(1))
     })?;
     Some(CodeVerified {
         before: *state,

@@ -3,8 +3,8 @@
 //! `hmac` crate by the other test files.
 
 use okey_otp::{
-    Algorithm, Code, Digits, Method, OcraInput, OcraSuite, OtpKey, OtpState, TotpParams, hotp,
-    resync_hotp, resync_totp, totp, verify_hotp, verify_ocra, verify_totp,
+    Algorithm, Code, Digits, MAX_COUNTER, Method, OcraInput, OcraSuite, OtpKey, OtpState,
+    TotpParams, hotp, resync_hotp, resync_totp, totp, verify_hotp, verify_ocra, verify_totp,
 };
 
 const RFC_SECRET: &[u8] = b"12345678901234567890";
@@ -50,7 +50,79 @@ fn hotp_window_edges() {
     check_hotp(5, 5, 1, Some(5)); // a window of one is exact
     check_hotp(5, 6, 1, None);
     check_hotp(5, 5, 0, None); // no candidates, no match
-    check_hotp(u64::MAX - 1, u64::MAX - 1, 10, Some(u64::MAX - 1)); // no overflow near the top
+    check_hotp(u64::MAX - 1, u64::MAX - 1, 10, None); // no overflow near the top
+}
+
+#[test]
+fn hotp_never_matches_a_counter_whose_successor_cannot_be_stored() {
+    // The last counter that may match is MAX_COUNTER - 1 (the new counter is then MAX_COUNTER).
+    check_hotp(MAX_COUNTER - 1, MAX_COUNTER - 1, 10, Some(MAX_COUNTER - 1));
+    check_hotp(MAX_COUNTER - 1, MAX_COUNTER, 10, None);
+    check_hotp(MAX_COUNTER - 5, MAX_COUNTER, 10, None);
+    check_hotp(MAX_COUNTER, MAX_COUNTER, 10, None);
+    check_hotp(MAX_COUNTER - 5, MAX_COUNTER - 2, 10, Some(MAX_COUNTER - 2));
+    // Resync: the second code's counter must be below MAX_COUNTER too.
+    let k = key();
+    let c = |n| hotp(&k, n, Digits::SIX);
+    let state = at(MAX_COUNTER - 10);
+    let last = resync_hotp(
+        &k,
+        Digits::SIX,
+        &state,
+        1000,
+        &c(MAX_COUNTER - 2),
+        &c(MAX_COUNTER - 1),
+    )
+    .expect("the last storable pair");
+    assert_eq!(last.after().counter, MAX_COUNTER);
+    assert!(
+        resync_hotp(
+            &k,
+            Digits::SIX,
+            &state,
+            1000,
+            &c(MAX_COUNTER - 1),
+            &c(MAX_COUNTER)
+        )
+        .is_none()
+    );
+}
+
+#[test]
+fn ocra_never_matches_a_counter_whose_successor_cannot_be_stored() {
+    let suite: OcraSuite = "OCRA-1:HOTP-SHA1-6:C-QN08".parse().expect("suite");
+    let k = key();
+    let input = |counter| OcraInput {
+        counter: Some(counter),
+        question: "12345678",
+        ..OcraInput::default()
+    };
+    let response = |counter| {
+        okey_otp::ocra(&k, &suite, &input(counter))
+            .expect("response")
+            .as_str()
+            .to_owned()
+    };
+    let plain = OcraInput {
+        question: "12345678",
+        ..OcraInput::default()
+    };
+    let state = at(MAX_COUNTER - 3);
+    let ok = verify_ocra(
+        &k,
+        &suite,
+        &state,
+        &plain,
+        10,
+        0,
+        &response(MAX_COUNTER - 1),
+    )
+    .expect("well-formed")
+    .expect("the last storable counter");
+    assert_eq!(ok.after().counter, MAX_COUNTER);
+    let refused = verify_ocra(&k, &suite, &state, &plain, 10, 0, &response(MAX_COUNTER))
+        .expect("well-formed");
+    assert!(refused.is_none());
 }
 
 #[test]
