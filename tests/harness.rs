@@ -15,6 +15,18 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// Environment variables of the `okey` binary that must not leak in from the test's shell.
+pub const OKEY_VARS: &[&str] = &[
+    "OKEY_SERVER",
+    "OKEY_API_KEY",
+    "OKEY_API_KEY_FILE",
+    "OKEY_ADMIN_PIN",
+    "OKEY_USER_PIN",
+    "OKEY_NEW_PIN",
+    "OKEY_ACCESS_CODE",
+    "OKEY_NEW_ACCESS_CODE",
+];
+
 /// The RFC 4226 test secret.
 pub const RFC_SECRET_HEX: &str = "3132333435363738393031323334353637383930";
 
@@ -197,6 +209,28 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// `cmd` set up to act as this server's admin: the server's address and the admin
+    /// credential in the environment, none of the test's own `OKEY_*` variables, no stdin.
+    pub fn as_admin(&self, mut cmd: Command) -> Command {
+        for v in OKEY_VARS {
+            cmd.env_remove(v);
+        }
+        cmd.env("OKEY_SERVER", format!("http://{}", self.addr))
+            .env("OKEY_API_KEY", &self.admin_key)
+            .env("OKEY_LOG", "warn")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `okey ARGS` as this server's admin ([`Server::as_admin`]), with `env` added.
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        self.as_admin(Command::new(okey_binary()))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run okey")
     }
 
     /// A client with the admin credential.

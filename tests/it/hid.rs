@@ -4,20 +4,8 @@
 
 use std::process::{Command, Output, Stdio};
 
-use okey_e2e::{Client, Server, check, okey_binary, verify_serial};
+use okey_e2e::{Client, OKEY_VARS, Server, check, okey_binary, verify_serial};
 use okey_server::proto;
-
-/// Environment variables of the `okey` binary that must not leak in from the test's shell.
-const OKEY_VARS: &[&str] = &[
-    "OKEY_SERVER",
-    "OKEY_API_KEY",
-    "OKEY_API_KEY_FILE",
-    "OKEY_ADMIN_PIN",
-    "OKEY_USER_PIN",
-    "OKEY_NEW_PIN",
-    "OKEY_ACCESS_CODE",
-    "OKEY_NEW_ACCESS_CODE",
-];
 
 /// A technician credential created through the API.
 async fn technician(server: &Server) -> String {

@@ -181,6 +181,18 @@ fn the_cli_streams_a_pskc_file() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "imported 1");
 }
 
+async fn status_of(c: &mut okey_e2e::Client, serial: &str) -> proto::TokenStatus {
+    let t = c
+        .tokens
+        .get_token(proto::GetTokenRequest {
+            serial: serial.into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    proto::TokenStatus::try_from(t.status).expect("a known status")
+}
+
 #[tokio::test]
 async fn stock_moves_between_sites_in_an_encrypted_file() {
     let site_a = Server::start();
@@ -208,44 +220,72 @@ async fn stock_moves_between_sites_in_an_encrypted_file() {
         .expect_err("assigned tokens are not stock");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 
-    let mut stream = a
+    // The server alone changes nothing: a client that takes the stream and goes away leaves
+    // the stock as it was.
+    let stream = a
         .tokens
         .export_stock(proto::ExportStockRequest {
             password: "a long enough password".into(),
-            revoke_exported: true,
             ..Default::default()
         })
         .await
         .expect("export")
         .into_inner();
-    let mut file = Vec::new();
-    while let Some(chunk) = stream.message().await.expect("chunk") {
-        file.extend_from_slice(&chunk.data);
-    }
+    drop(stream);
+    assert_eq!(status_of(&mut a, "0901").await, proto::TokenStatus::Active);
+
+    // A move whose file cannot be written in full (the client dies at its file size limit)
+    // revokes nothing.
+    let dir = tempfile::tempdir().expect("dir");
+    let cut = dir.path().join("cut.pskc");
+    let okey = okey_e2e::okey_binary();
+    let died = site_a
+        .as_admin(std::process::Command::new("sh"))
+        .arg("-c")
+        .arg("ulimit -f 1; exec \"$0\" token export-stock \"$1\" --password-env P --revoke")
+        .arg(&okey)
+        .arg(&cut)
+        .env("P", "a long enough password")
+        .output()
+        .expect("run okey under sh");
+    assert!(!died.status.success(), "the export cannot fit in 1 block");
+    assert_eq!(status_of(&mut a, "0901").await, proto::TokenStatus::Active);
+
+    // The move: written, flushed, read back, and only then revoked here.
+    let path = dir.path().join("moved.pskc");
+    let moved = site_a.cli(
+        &[
+            "token",
+            "export-stock",
+            path.to_str().expect("utf-8 path"),
+            "--password-env",
+            "P",
+            "--revoke",
+        ],
+        &[("P", "a long enough password")],
+    );
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&moved.stdout);
+    assert!(
+        stdout.contains("(1 tokens) and revoked them here"),
+        "{stdout}"
+    );
+    let file = std::fs::read(&path).expect("the moved stock file");
     let text = String::from_utf8_lossy(&file);
     assert!(text.contains("EncryptedValue"), "the seed is encrypted");
     assert!(!text.contains(RFC_SECRET_HEX) && !text.contains("MTIzNDU2Nzg5MDEyMzQ1Njc4OTA"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the stock file is its owner's only");
 
     // Moved: revoked at site A, not the assigned one.
-    let t = a
-        .tokens
-        .get_token(proto::GetTokenRequest {
-            serial: "0901".into(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(t.status, proto::TokenStatus::Revoked as i32);
+    assert_eq!(status_of(&mut a, "0901").await, proto::TokenStatus::Revoked);
     assert!(!check(&mut a, verify_serial("0901", "287082")).await.0);
-    let t = a
-        .tokens
-        .get_token(proto::GetTokenRequest {
-            serial: "0900".into(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(t.status, proto::TokenStatus::Active as i32);
+    assert_eq!(status_of(&mut a, "0900").await, proto::TokenStatus::Active);
 
     let mut b = site_b.admin().await;
     let r = import(

@@ -109,7 +109,7 @@ enum TokenCommand {
         /// Also print the URI as a QR code in the terminal.
         #[arg(long)]
         qr: bool,
-        /// Also write the QR code as a PNG image.
+        /// Also write the QR code as a PNG image (it carries the seed: a new file, mode 0600).
         #[arg(long)]
         qr_png: Option<PathBuf>,
     },
@@ -167,7 +167,8 @@ enum TokenCommand {
         /// Only these serials (default: every unassigned active token).
         #[arg(long = "serial")]
         serials: Vec<String>,
-        /// Revoke the exported tokens here once the file is written (a move, not a copy).
+        /// Once the file is written, flushed to disk and read back (every package decrypts
+        /// with the same password or key), revoke the tokens it holds here: a move, not a copy.
         #[arg(long)]
         revoke: bool,
     },
@@ -315,6 +316,121 @@ fn file_protection(
     Ok((password, key))
 }
 
+/// Write a file that carries a secret (a QR code of a seed): readable by its owner only, never
+/// over an existing file or through a link left in its place.
+fn write_secret_file(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let written = file.write_all(data).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// `okey token export-stock`: the stock file is created (mode 0600, never over an existing
+/// file), filled from the server's stream and flushed to disk; on any failure it is removed. With
+/// `revoke`, the file is then read back with the same password or key, and only the tokens it
+/// holds are revoked, one by one, so a file that did not reach the disk never costs the stock.
+async fn export_stock(
+    t: &mut proto::token_service_client::TokenServiceClient<crate::client::Authed>,
+    out: &std::path::Path,
+    password: Zeroizing<String>,
+    key: Zeroizing<Vec<u8>>,
+    serials: Vec<String>,
+    revoke: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    let mut bytes = 0usize;
+    let written: anyhow::Result<()> = async {
+        let mut stream = t
+            .export_stock(proto::ExportStockRequest {
+                serials,
+                password: password.to_string(),
+                pre_shared_key: key.to_vec(),
+            })
+            .await?
+            .into_inner();
+        while let Some(chunk) = stream.message().await? {
+            file.write_all(&chunk.data)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            bytes += chunk.data.len();
+        }
+        file.sync_all()
+            .with_context(|| format!("cannot flush {} to disk", out.display()))?;
+        Ok(())
+    }
+    .await;
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(out);
+        return Err(e);
+    }
+    println!("wrote {} ({bytes} bytes)", out.display());
+    if !revoke {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = if key.is_empty() {
+        okey_intake::PskcOptions::with_password(password)
+    } else {
+        okey_intake::PskcOptions::with_key(key)
+    };
+    let reread =
+        std::fs::File::open(out).with_context(|| format!("cannot read {} back", out.display()))?;
+    let packages = okey_intake::collect_all(okey_intake::PskcReader::new(
+        std::io::BufReader::new(reread),
+        options,
+    ))
+    .map_err(|r| anyhow::anyhow!("{r}"))
+    .with_context(|| {
+        format!(
+            "{} does not read back; nothing was revoked and the file is kept for inspection",
+            out.display()
+        )
+    })?;
+    let exported: Vec<String> = packages.iter().filter_map(|p| p.serial.clone()).collect();
+    drop(packages);
+    let mut revoked = 0usize;
+    for serial in &exported {
+        if let Err(status) = t
+            .revoke_token(proto::TokenRef {
+                serial: serial.clone(),
+            })
+            .await
+        {
+            let left: Vec<&str> = exported[revoked..].iter().map(String::as_str).collect();
+            bail!(
+                "revoking {serial} failed ({}): {revoked} of {} exported tokens revoked; still to revoke: {}",
+                status.message(),
+                exported.len(),
+                left.join(" ")
+            );
+        }
+        revoked += 1;
+    }
+    println!(
+        "read {} back ({} tokens) and revoked them here",
+        out.display(),
+        exported.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn read_secret(var: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     if let Ok(v) = std::env::var(var) {
         return Ok(Zeroizing::new(v));
@@ -364,8 +480,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
                     println!("{}", parsed.qr_terminal(false)?.as_str());
                 }
                 if let Some(path) = qr_png {
-                    std::fs::write(&path, parsed.qr_png(8)?.as_slice())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    write_secret_file(&path, parsed.qr_png(8)?.as_slice())?;
                 }
             }
             eprintln!(
@@ -492,41 +607,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             revoke,
         } => {
             let (password, key) = file_protection(password_env.as_deref(), key_file.as_deref())?;
-            let mut file = {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&out)
-                    .with_context(|| format!("cannot create {}", out.display()))?
-            };
-            let mut stream = t
-                .export_stock(proto::ExportStockRequest {
-                    serials,
-                    password: password.to_string(),
-                    pre_shared_key: key.to_vec(),
-                    revoke_exported: revoke,
-                })
-                .await?
-                .into_inner();
-            let mut bytes = 0usize;
-            let result: anyhow::Result<()> = async {
-                use std::io::Write;
-                while let Some(chunk) = stream.message().await? {
-                    file.write_all(&chunk.data)?;
-                    bytes += chunk.data.len();
-                }
-                file.sync_all()?;
-                Ok(())
-            }
-            .await;
-            if let Err(e) = result {
-                let _ = std::fs::remove_file(&out);
-                return Err(e);
-            }
-            println!("wrote {} ({bytes} bytes)", out.display());
-            None
+            return export_stock(t, &out, password, key, serials, revoke).await;
         }
         TokenCommand::List {
             status,

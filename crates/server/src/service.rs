@@ -604,7 +604,6 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let store = self.store.clone();
         let actor = actor_of(&principal);
-        let revoke = req.revoke_exported;
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let serials: Vec<String> = stock.iter().map(|s| s.token.serial.clone()).collect();
@@ -628,20 +627,11 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                     subject: serial.clone(),
                     serial: Some(serial.clone()),
                     result: "ok".into(),
-                    reason: if revoke {
-                        "moved".into()
-                    } else {
-                        "copied".into()
-                    },
+                    reason: "copied".into(),
                     at: now,
                 };
                 if let Err(e) = runtime.block_on(store.audit(entry)) {
                     tracing::error!(error = %e, "audit append failed");
-                }
-                if revoke && let Err(e) = store.set_status(serial, TokenStatus::Revoked, &actor) {
-                    tracing::error!(error = %e, %serial, "revoking an exported token failed");
-                    let _ = tx.blocking_send(Err(store_status(e)));
-                    return;
                 }
             }
         });
