@@ -62,7 +62,8 @@ pub struct Limits {
     pub max_depth: usize,
     /// Maximum attributes on one element.
     pub max_attributes: usize,
-    /// Maximum length in bytes of one text value, tag or comment.
+    /// Maximum length in bytes of one text node, tag (attribute values included), comment,
+    /// CDATA section or processing instruction.
     pub max_text_len: usize,
     /// Maximum number of key packages in a file.
     pub max_packages: usize,

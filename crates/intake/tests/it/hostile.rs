@@ -191,6 +191,58 @@ fn huge_text_node() {
     );
 }
 
+/// A literal `>` is allowed in text, comments, CDATA sections, processing instructions and
+/// attribute values, and ends none of them: a huge node made of short runs between `>`s is
+/// refused at the length limit, like one without them, long before its end.
+#[test]
+fn huge_nodes_with_gt_inside() {
+    let limits = Limits {
+        max_text_len: 4096,
+        ..Limits::default()
+    };
+    let run = format!("{}>", "x".repeat(99));
+    let cases = [
+        ("text", "<Unknown>", run.as_str(), "</Unknown>"),
+        ("comment", "<!--", "xxxxxxx->", "-->"),
+        ("cdata", "<Unknown><![CDATA[", "xxxxxxx]>", "]]></Unknown>"),
+        ("pi", "<?pi ", run.as_str(), "?>"),
+        ("double-quoted attribute", "<Other a=\"", "xxx>'<", "\"/>"),
+        ("single-quoted attribute", "<Other a='", "xxx>\"<", "'/>"),
+        ("end tag", "<Unknown></Unknown a=\"", run.as_str(), "\">"),
+        (
+            "doctype",
+            "<!DOCTYPE KeyContainer [<!ENTITY e \">\">",
+            run.as_str(),
+            "]>",
+        ),
+    ];
+    for (what, open, fill, close) in cases {
+        // 3 MB, all of it read and held by the parser were the `>`s to reset the count.
+        let mut g = Gen::new(
+            &format!("{HEAD}{open}"),
+            fill,
+            3_000_000 / fill.len() as u64,
+            &format!("{close}</KeyContainer>"),
+        );
+        let items: Vec<_> = PskcReader::new(
+            &mut g,
+            PskcOptions {
+                limits,
+                ..PskcOptions::default()
+            },
+        )
+        .collect();
+        assert!(
+            matches!(
+                items.as_slice(),
+                [Err(ImportError::File(FileError::TooLong(4096)))]
+            ),
+            "{what}: {items:?}"
+        );
+        assert!(g.served < 64 * 1024, "{what}: read {} bytes", g.served);
+    }
+}
+
 /// Text spread over many entity references still counts against the limit.
 #[test]
 fn long_text_made_of_references() {
