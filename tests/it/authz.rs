@@ -237,3 +237,55 @@ async fn every_rpc_with_every_role() {
         .expect("support client");
     assert_eq!(call(support, "WhoAmI").await, Code::Unauthenticated);
 }
+
+/// Creating a token for a holder also assigns it: a technician (who may create tokens but not
+/// assign them) cannot mint a working credential for someone it names, and nothing is created.
+#[tokio::test]
+async fn a_token_created_for_a_holder_needs_the_right_to_assign() {
+    let server = Server::start();
+    let mut admin = server.admin().await;
+    let key = admin
+        .callers
+        .create_api_key(proto::CreateApiKeyRequest {
+            name: "bench-tech".into(),
+            roles: vec!["technician".into()],
+        })
+        .await
+        .expect("create key")
+        .into_inner()
+        .api_key;
+    let mut tech = server.client(Some(&key)).await;
+    let create = |serial: &str, holder: &str| proto::CreateTokenRequest {
+        serial: serial.into(),
+        kind: proto::TokenKind::Software as i32,
+        holder: holder.into(),
+        ..Default::default()
+    };
+    let err = tech
+        .tokens
+        .create_token(create("SW-1", "ceo"))
+        .await
+        .expect_err("a technician cannot assign");
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    let listed = admin
+        .tokens
+        .list_tokens(proto::ListTokensRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.tokens.is_empty(), "nothing created: {listed:?}");
+    // Unassigned, it may create; the admin may create for a holder.
+    tech.tokens
+        .create_token(create("SW-2", ""))
+        .await
+        .expect("an unassigned token");
+    let t = admin
+        .tokens
+        .create_token(create("SW-3", "ceo"))
+        .await
+        .expect("the admin assigns")
+        .into_inner()
+        .token
+        .expect("token");
+    assert_eq!(t.holder, "ceo");
+}

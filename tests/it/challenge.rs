@@ -157,3 +157,63 @@ async fn challenge_response_single_use_bound_and_expiring() {
         .expect_err("no OCRA token");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 }
+
+/// An empty passcode sent to Verify asks for a challenge: that is TriggerChallenge's work, so
+/// only its roles get one (support and technicians may call Verify, not TriggerChallenge).
+#[tokio::test]
+async fn a_challenge_through_verify_needs_the_challenge_roles() {
+    let server = Server::start();
+    let mut admin = server.admin().await;
+    admin
+        .tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![proto::ImportedToken {
+                serial: "CR-9".into(),
+                kind: proto::TokenKind::Hardware as i32,
+                otp: Some(proto::OtpParameters {
+                    r#type: proto::OtpType::Ocra as i32,
+                    ocra_suite: SUITE.into(),
+                    ..Default::default()
+                }),
+                seed_hex: RFC_SECRET_HEX.into(),
+                holder: "carol".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("import");
+    for (role, allowed) in [
+        ("support", false),
+        ("technician", false),
+        ("verifier", true),
+    ] {
+        let key = admin
+            .callers
+            .create_api_key(proto::CreateApiKeyRequest {
+                name: format!("as-{role}"),
+                roles: vec![role.to_owned()],
+            })
+            .await
+            .expect("create key")
+            .into_inner()
+            .api_key;
+        let mut c = server.client(Some(&key)).await;
+        let r = c
+            .auth
+            .verify(proto::VerifyRequest {
+                subject: user("carol"),
+                passcode: String::new(),
+                ..Default::default()
+            })
+            .await;
+        match (allowed, r) {
+            (true, Ok(r)) => {
+                let r = r.into_inner();
+                assert_eq!(r.result, proto::VerifyResult::Challenge as i32, "{role}");
+                assert!(!r.transaction_id.is_empty(), "{role}");
+            }
+            (false, Err(s)) => assert_eq!(s.code(), tonic::Code::PermissionDenied, "{role}"),
+            (_, other) => panic!("{role}: {other:?}"),
+        }
+    }
+}

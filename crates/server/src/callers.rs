@@ -35,6 +35,15 @@ impl Principal {
             .collect::<Vec<_>>()
             .join(",")
     }
+
+    /// Whether this caller's roles allow `operation` too (for a request that does the work of
+    /// a second operation, e.g. a creation that also assigns).
+    pub fn may(&self, operation: Operation) -> Result<(), Status> {
+        authorize(&self.roles, operation).map_err(|denied| {
+            tracing::info!(caller = %self.name, operation = ?operation, "permission denied");
+            Status::permission_denied(denied.to_string())
+        })
+    }
 }
 
 /// Make a new random API key. Returned once to whoever asked; only its hash is kept.
@@ -80,10 +89,7 @@ impl Callers {
         operation: Operation,
     ) -> Result<Principal, Status> {
         let principal = self.authenticate(request.metadata())?;
-        authorize(&principal.roles, operation).map_err(|denied| {
-            tracing::info!(caller = %principal.name, operation = ?operation, "permission denied");
-            Status::permission_denied(denied.to_string())
-        })?;
+        principal.may(operation)?;
         Ok(principal)
     }
 

@@ -299,7 +299,9 @@ impl Okey {
         }
         if passcode.is_empty() {
             // An empty passcode asks for a challenge when the subject has a challenge-response
-            // token; otherwise it is simply wrong.
+            // token; otherwise it is simply wrong. Issuing one is TriggerChallenge's work, and
+            // needs its roles.
+            principal.may(Operation::TriggerChallenge)?;
             if let Some((serial, suite)) = self.ocra_token_of(&subject, is_user)? {
                 let (tx, challenge) = self
                     .challenges
@@ -659,6 +661,9 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         }
         if !req.holder.is_empty() {
             validate_holder(&req.holder).map_err(invalid)?;
+            // A token created for a holder is also an assignment: without that right, a
+            // creator would hold a working credential of anyone it names.
+            principal.may(Operation::AssignToken)?;
         }
         check_description(&req.description)?;
         if req.issuer.len() > 64 || req.account.len() > 128 {
