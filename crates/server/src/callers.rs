@@ -63,7 +63,15 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 /// Authenticates callers against the store's API keys, with a cache.
 pub struct Callers {
     store: Store,
-    cache: RwLock<HashMap<[u8; 32], Option<Principal>>>,
+    cache: RwLock<KeyCache>,
+}
+
+/// Looked-up keys (`None`: no such enabled key), and a generation that every invalidation
+/// bumps, so a lookup that raced a revocation is not cached.
+#[derive(Default)]
+struct KeyCache {
+    generation: u64,
+    keys: HashMap<[u8; 32], Option<Principal>>,
 }
 
 impl Callers {
@@ -71,14 +79,15 @@ impl Callers {
     pub fn new(store: Store) -> Self {
         Callers {
             store,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(KeyCache::default()),
         }
     }
 
     /// Forget everything cached (after a key is created or revoked).
     pub fn invalidate(&self) {
         if let Ok(mut cache) = self.cache.write() {
-            cache.clear();
+            cache.keys.clear();
+            cache.generation = cache.generation.wrapping_add(1);
         }
     }
 
@@ -107,9 +116,15 @@ impl Callers {
             .filter(|k| k.starts_with(KEY_PREFIX) && k.len() <= 128)
             .ok_or_else(unauthenticated)?;
         let hash = hash_key(key);
-        if let Some(entry) = self.cache.read().ok().and_then(|c| c.get(&hash).cloned()) {
-            return entry.ok_or_else(unauthenticated);
-        }
+        let generation = match self.cache.read() {
+            Ok(c) => {
+                if let Some(entry) = c.keys.get(&hash) {
+                    return entry.clone().ok_or_else(unauthenticated);
+                }
+                c.generation
+            }
+            Err(_) => u64::MAX,
+        };
         let found = self
             .store
             .api_key(&hash)
@@ -122,14 +137,22 @@ impl Callers {
                 name: p.name,
                 roles: p.roles.iter().filter_map(|r| r.parse().ok()).collect(),
             });
-        if let Ok(mut cache) = self.cache.write() {
-            // Bound the negative cache so random keys cannot grow it without limit.
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(hash, found.clone());
-        }
+        self.remember(hash, generation, found.clone());
         found.ok_or_else(unauthenticated)
+    }
+
+    /// Cache a lookup made at `generation`, unless keys changed since (the lookup may have
+    /// read a key just before its revocation).
+    fn remember(&self, hash: [u8; 32], generation: u64, found: Option<Principal>) {
+        if let Ok(mut cache) = self.cache.write()
+            && cache.generation == generation
+        {
+            // Bound the negative cache so random keys cannot grow it without limit.
+            if cache.keys.len() > 10_000 {
+                cache.keys.clear();
+            }
+            cache.keys.insert(hash, found);
+        }
     }
 }
 
@@ -146,5 +169,50 @@ mod tests {
         assert_ne!(*a, *b);
         assert_eq!(hash_key(&a), hash_key(&a));
         assert_ne!(hash_key(&a), hash_key(&b));
+    }
+
+    /// A lookup that read a key just before it was revoked must not be cached as valid: the
+    /// revocation's invalidation comes between the read and the insert.
+    #[test]
+    fn a_lookup_that_raced_a_revocation_is_not_cached() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = crate::config::ServeConfig {
+            data_dir: dir.path().join("data"),
+            ..crate::config::ServeConfig::default()
+        };
+        okey_store::create_private_dir(&config.data_dir).expect("data dir");
+        let store = Store::open(config.store_config()).expect("store");
+        let admin = okey_store::Actor {
+            name: "test".into(),
+            role: "admin".into(),
+        };
+        let key = generate_key().expect("random");
+        let hash = hash_key(&key);
+        store
+            .put_api_key("fe-1", hash, &["verifier".into()], &admin)
+            .expect("put");
+        let callers = Callers::new(store.clone());
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(
+            "authorization",
+            format!("Bearer {}", key.as_str()).parse().expect("ascii"),
+        );
+
+        // The lookup of a request in flight: the key is still enabled.
+        let generation = callers.cache.read().expect("cache").generation;
+        let principal = store.api_key(&hash).expect("lookup").map(|p| Principal {
+            name: p.name,
+            roles: vec![Role::Verifier],
+        });
+        assert!(principal.is_some());
+        // Meanwhile the key is revoked, and the cache invalidated.
+        store.revoke_api_key("fe-1", &admin).expect("revoke");
+        callers.invalidate();
+        // The late insert is dropped, and the next request sees the revocation.
+        callers.remember(hash, generation, principal);
+        assert_eq!(
+            callers.authenticate(&metadata).map_err(|s| s.code()),
+            Err(tonic::Code::Unauthenticated)
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! nothing that could be replayed survives. Taking a challenge removes it whether or not the
 //! response turns out right, so one challenge allows exactly one guess.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use okey_otp::{OcraSuite, QuestionKind};
@@ -13,6 +13,11 @@ use rand::Rng;
 /// Most challenges outstanding at once; beyond this the oldest expired ones are swept and, if
 /// none expired, new requests are refused (a flood cannot exhaust memory).
 pub const MAX_OUTSTANDING: usize = 100_000;
+
+/// Most challenges outstanding for one token; a new one beyond this replaces that token's
+/// oldest, so asking again and again for one user can neither fill the book for everyone nor
+/// keep that user's newest challenge from working.
+pub const MAX_PER_TOKEN: usize = 4;
 
 /// An issued challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +47,36 @@ pub enum ChallengeError {
 /// The book of outstanding challenges.
 pub struct Challenges {
     ttl: u64,
-    book: Mutex<HashMap<String, Challenge>>,
+    book: Mutex<Book>,
+}
+
+/// Challenges by transaction, and each token's transactions, oldest first.
+#[derive(Default)]
+struct Book {
+    by_transaction: HashMap<String, Challenge>,
+    by_token: HashMap<String, VecDeque<String>>,
+}
+
+impl Book {
+    fn remove(&mut self, transaction: &str) -> Option<Challenge> {
+        let c = self.by_transaction.remove(transaction)?;
+        if let Some(q) = self.by_token.get_mut(&c.serial) {
+            q.retain(|t| t != transaction);
+            if q.is_empty() {
+                self.by_token.remove(&c.serial);
+            }
+        }
+        Some(c)
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.by_transaction.retain(|_, c| c.expires_at >= now);
+        let live = &self.by_transaction;
+        self.by_token.retain(|_, q| {
+            q.retain(|t| live.contains_key(t));
+            !q.is_empty()
+        });
+    }
 }
 
 impl Challenges {
@@ -50,7 +84,7 @@ impl Challenges {
     pub fn new(ttl_seconds: u64) -> Self {
         Challenges {
             ttl: ttl_seconds,
-            book: Mutex::new(HashMap::new()),
+            book: Mutex::new(Book::default()),
         }
     }
 
@@ -85,13 +119,26 @@ impl Challenges {
             expires_at: now.saturating_add(self.ttl),
         };
         let mut book = self.book.lock().map_err(|_| ChallengeError::Full)?;
-        if book.len() >= MAX_OUTSTANDING {
-            book.retain(|_, c| c.expires_at >= now);
-            if book.len() >= MAX_OUTSTANDING {
+        let oldest = book
+            .by_token
+            .get(serial)
+            .filter(|q| q.len() >= MAX_PER_TOKEN)
+            .and_then(|q| q.front().cloned());
+        if let Some(oldest) = oldest {
+            book.remove(&oldest);
+        }
+        if book.by_transaction.len() >= MAX_OUTSTANDING {
+            book.sweep(now);
+            if book.by_transaction.len() >= MAX_OUTSTANDING {
                 return Err(ChallengeError::Full);
             }
         }
-        book.insert(transaction.clone(), challenge.clone());
+        book.by_transaction
+            .insert(transaction.clone(), challenge.clone());
+        book.by_token
+            .entry(serial.to_owned())
+            .or_default()
+            .push_back(transaction.clone());
         Ok((transaction, challenge))
     }
 
@@ -132,5 +179,30 @@ mod tests {
             .expect("issued");
         assert_eq!(book.take(&tx, 1121), Err(ChallengeError::Expired));
         assert_eq!(book.take(&tx, 1000), Err(ChallengeError::Unknown));
+    }
+
+    /// Asking again and again for one token replaces its oldest challenges: the book does not
+    /// fill up for everyone else, and the newest challenges of that token still work.
+    #[test]
+    fn one_token_cannot_fill_the_book() {
+        let book = Challenges::new(120);
+        let s = suite("OCRA-1:HOTP-SHA1-6:QN08");
+        let mut issued = Vec::new();
+        for _ in 0..MAX_OUTSTANDING + 10 {
+            issued.push(book.issue("0042", &s, 1000).expect("issued").0);
+        }
+        let held = book.book.lock().expect("book").by_transaction.len();
+        assert_eq!(held, MAX_PER_TOKEN);
+        let (first, newest) = (&issued[0], &issued[issued.len() - 1]);
+        assert_eq!(book.take(first, 1001), Err(ChallengeError::Unknown));
+        assert_eq!(book.take(newest, 1001).map(|c| c.serial), Ok("0042".into()));
+        book.issue("0043", &s, 1000)
+            .expect("another token still gets one");
+        let b = book.book.lock().expect("book");
+        assert_eq!(b.by_transaction.len(), MAX_PER_TOKEN);
+        assert_eq!(
+            b.by_token.get("0042").map(VecDeque::len),
+            Some(MAX_PER_TOKEN - 1)
+        );
     }
 }
