@@ -314,6 +314,9 @@ pub enum UriError {
     /// A colon in the issuer or the account (it separates them in the label).
     #[error("{0} must not contain ':'")]
     Colon(&'static str),
+    /// A control character (C0, DEL or C1) in the issuer or the account.
+    #[error("{0} must not contain control characters")]
+    ControlCharacter(&'static str),
     /// Seed too short or too long.
     #[error("secret is {0} bytes; accepted are 10 to 64")]
     SecretLength(usize),

@@ -119,8 +119,8 @@ impl KeyUriBuilder {
     /// Checks and returns the URI.
     ///
     /// # Errors
-    /// Empty account, a colon in issuer or account, a secret outside 10..=64 bytes,
-    /// digits other than 6–8, a zero period.
+    /// Empty account, a colon or a control character in issuer or account, a secret
+    /// outside 10..=64 bytes, digits other than 6–8, a zero period.
     pub fn build(self) -> Result<KeyUri, UriError> {
         let u = self.inner;
         if u.account.trim().is_empty() {
@@ -131,6 +131,15 @@ impl KeyUriBuilder {
         }
         if u.issuer.as_deref().is_some_and(|i| i.contains(':')) {
             return Err(UriError::Colon("the issuer"));
+        }
+        if u.account.chars().any(char::is_control) {
+            return Err(UriError::ControlCharacter("the account"));
+        }
+        if u.issuer
+            .as_deref()
+            .is_some_and(|i| i.chars().any(char::is_control))
+        {
+            return Err(UriError::ControlCharacter("the issuer"));
         }
         if !(10..=64).contains(&u.secret.len()) {
             return Err(UriError::SecretLength(u.secret.len()));
@@ -229,7 +238,10 @@ impl KeyUri {
     /// [`KeyUriBuilder::build`].
     ///
     /// # Errors
-    /// A malformed URI or invalid parameters.
+    /// A malformed URI (among others: a percent escape that is not `%` and two hex digits,
+    /// a `digits`, `period` or `counter` that is not plain decimal digits) or invalid
+    /// parameters (among others: a control character in the label or issuer, escaped or
+    /// not).
     pub fn parse(uri: &str) -> Result<Self, UriError> {
         let bad = |m: &str| UriError::Malformed(m.to_owned());
         let rest = uri
@@ -268,9 +280,9 @@ impl KeyUri {
                     algorithm =
                         HashAlgorithm::from_suite(v).ok_or_else(|| bad("unknown algorithm"))?;
                 }
-                "digits" => digits = v.parse().map_err(|_| bad("digits"))?,
-                "period" => period = Some(v.parse().map_err(|_| bad("period"))?),
-                "counter" => counter = Some(v.parse().map_err(|_| bad("counter"))?),
+                "digits" => digits = decimal(v).ok_or_else(|| bad("digits"))?,
+                "period" => period = Some(decimal(v).ok_or_else(|| bad("period"))?),
+                "counter" => counter = Some(decimal(v).ok_or_else(|| bad("counter"))?),
                 _ => {}
             }
         }
@@ -396,14 +408,34 @@ fn percent_encode(text: &str, out: &mut String) {
 
 const HEX: [u8; 16] = *b"0123456789ABCDEF";
 
+/// A number in plain ASCII decimal digits (no sign, no space), in range for `T`.
+fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The value of one ASCII hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes, each exactly two ASCII hex digits, into UTF-8 text.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let h = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
+            let hi = hex_digit(*bytes.get(i + 1)?)?;
+            let lo = hex_digit(*bytes.get(i + 2)?)?;
+            out.push((hi << 4) | lo);
             i += 3;
         } else {
             out.push(b);

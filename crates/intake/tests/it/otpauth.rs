@@ -88,6 +88,117 @@ fn builder_refusals() {
     ));
 }
 
+const SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+fn malformed(uri: &str) -> bool {
+    matches!(KeyUri::parse(uri), Err(UriError::Malformed(_)))
+}
+
+/// A percent escape is `%` and exactly two ASCII hex digits; nothing else decodes.
+#[test]
+fn percent_escapes_are_two_hex_digits() {
+    for escape in [
+        "%+A",
+        "%-1",
+        "%+0",
+        "% A",
+        "%A",
+        "%",
+        "%G0",
+        "%0G",
+        "%\u{661}\u{662}",
+    ] {
+        let uri = format!("otpauth://totp/a{escape}z?secret={SECRET_B32}");
+        assert!(malformed(&uri), "label {escape:?}");
+        let uri = format!("otpauth://totp/a?secret={SECRET_B32}&issuer=X{escape}");
+        assert!(malformed(&uri), "issuer {escape:?}");
+    }
+    let uri = KeyUri::parse(&format!(
+        "otpauth://totp/I%2bc%3AA%2B%c3%a9?secret={SECRET_B32}"
+    ))
+    .unwrap();
+    assert_eq!(uri.issuer(), Some("I+c"));
+    assert_eq!(uri.account(), "A+\u{e9}");
+}
+
+/// Control characters (C0, DEL, C1), escaped or raw, are refused in the label and issuer,
+/// and the builder refuses them too, so every URI built parses back.
+#[test]
+fn control_characters_in_label_and_issuer_are_refused() {
+    for bad in [
+        "%0A", "%0D", "%09", "%00", "%1B", "%7F", "%C2%85", "%C2%9B", "\n", "\u{85}",
+    ] {
+        let refused = |uri: &str, what: &'static str| {
+            assert_eq!(
+                KeyUri::parse(uri).unwrap_err(),
+                UriError::ControlCharacter(what),
+                "{uri:?}"
+            );
+        };
+        refused(
+            &format!("otpauth://totp/Issuer:a{bad}b?secret={SECRET_B32}"),
+            "the account",
+        );
+        refused(
+            &format!("otpauth://totp/Is{bad}suer:ab?secret={SECRET_B32}"),
+            "the issuer",
+        );
+        refused(
+            &format!("otpauth://totp/ab?secret={SECRET_B32}&issuer=Is{bad}suer"),
+            "the issuer",
+        );
+    }
+    for c in ['\n', '\u{0}', '\u{7f}', '\u{9b}'] {
+        assert_eq!(
+            KeyUri::builder(format!("a{c}b"), secret())
+                .build()
+                .unwrap_err(),
+            UriError::ControlCharacter("the account")
+        );
+        assert_eq!(
+            KeyUri::builder("ab", secret())
+                .issuer(format!("I{c}"))
+                .build()
+                .unwrap_err(),
+            UriError::ControlCharacter("the issuer")
+        );
+    }
+    // Spaces and non-ASCII letters are fine.
+    let uri = KeyUri::parse(&format!(
+        "otpauth://totp/Big%20Co:J%C3%BCrgen%20M?secret={SECRET_B32}&issuer=Big%20Co"
+    ))
+    .unwrap();
+    assert_eq!(uri.issuer(), Some("Big Co"));
+    assert_eq!(uri.account(), "J\u{fc}rgen M");
+}
+
+/// `digits`, `period` and `counter` are plain ASCII decimal digits: no sign, no space.
+#[test]
+fn numbers_are_plain_ascii_digits() {
+    for (kind, param) in [("totp", "digits"), ("totp", "period"), ("hotp", "counter")] {
+        for value in [
+            "+6", "-6", "+0", " 6", "6 ", "%206", "0x6", "6.0", "", "\u{666}",
+        ] {
+            let uri = format!("otpauth://{kind}/a?secret={SECRET_B32}&{param}={value}");
+            assert!(malformed(&uri), "{param}={value:?}");
+        }
+    }
+    let uri = KeyUri::parse(&format!(
+        "otpauth://totp/a?secret={SECRET_B32}&digits=08&period=060"
+    ))
+    .unwrap();
+    assert_eq!(uri.digits(), 8);
+    assert_eq!(uri.kind(), OtpKind::Totp { period: 60 });
+    let uri = KeyUri::parse(&format!(
+        "otpauth://hotp/a?secret={SECRET_B32}&counter=18446744073709551615"
+    ))
+    .unwrap();
+    assert_eq!(uri.kind(), OtpKind::Hotp { counter: u64::MAX });
+    assert!(malformed(&format!(
+        "otpauth://hotp/a?secret={SECRET_B32}&counter=18446744073709551616"
+    )));
+}
+
 #[test]
 fn debug_never_shows_the_secret() {
     let u = KeyUri::builder("alice", secret()).build().unwrap();
