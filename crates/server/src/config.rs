@@ -72,7 +72,7 @@ pub struct LockoutConfig {
     pub hard_after: u32,
     /// Failures after which a short, self-expiring lock starts (0: none).
     pub soft_after: u32,
-    /// Length of the soft lock in seconds.
+    /// Length of the soft lock in seconds (at most a year).
     pub soft_lock_seconds: u64,
 }
 
@@ -183,6 +183,13 @@ impl ServeConfig {
         if self.lockout.soft_after >= self.lockout.hard_after && self.lockout.soft_after != 0 {
             return bad("lockout.soft_after must be below lockout.hard_after (or 0 for none)");
         }
+        if self.lockout.soft_lock_seconds > okey_store::MAX_SOFT_LOCK_SECONDS {
+            return Err(ConfigError::Invalid(format!(
+                "lockout.soft_lock_seconds must be at most {} (a year); use lockout.hard_after \
+                 for a lock that lasts until support lifts it",
+                okey_store::MAX_SOFT_LOCK_SECONDS
+            )));
+        }
         if self.audit_head_log_seconds > 86_400 {
             return bad("audit_head_log_seconds must be 0 (off) to 86400");
         }
@@ -248,5 +255,23 @@ mod tests {
                 .ok(),
             Some(Durability::PerCommit)
         );
+    }
+
+    #[test]
+    fn soft_lock_longer_than_a_year_is_refused() {
+        let max = okey_store::MAX_SOFT_LOCK_SECONDS;
+        let ok = ServeConfig::from_toml(&format!("[lockout]\nsoft_lock_seconds = {max}\n"))
+            .expect("a year is allowed");
+        assert_eq!(ok.lockout.soft_lock_seconds, max);
+        for seconds in [max + 1, i64::MAX as u64] {
+            let err =
+                ServeConfig::from_toml(&format!("[lockout]\nsoft_lock_seconds = {seconds}\n"))
+                    .expect_err("too long");
+            assert!(
+                matches!(err, ConfigError::Invalid(_))
+                    && err.to_string().contains("lockout.soft_lock_seconds"),
+                "{err}"
+            );
+        }
     }
 }

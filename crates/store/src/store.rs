@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use okey_otp::{Algorithm, OcraSuite, OtpKey, Pepper, Pin};
+use okey_otp::{Algorithm, MAX_COUNTER, OcraSuite, OtpKey, Pepper, Pin};
 use zeroize::Zeroizing;
 
 use crate::StoreError;
@@ -159,7 +159,6 @@ fn valid_text(field: &'static str, text: &str, max: usize) -> Result<(), StoreEr
     Ok(())
 }
 
-const MAX_COUNTER: u64 = i64::MAX as u64;
 const MAX_DRIFT: i64 = 1_000_000;
 
 pub(crate) fn info_of(row: &TokenRow) -> TokenInfo {
@@ -292,6 +291,7 @@ impl Store {
         cfg: StoreConfig,
         backend: Arc<dyn Backend>,
     ) -> Result<Store, StoreError> {
+        cfg.validate()?;
         let rows = backend.data_keys()?;
         let new_store = rows.is_empty();
         if new_store && backend.token_count()? > 0 {

@@ -426,6 +426,26 @@ pub struct LockoutPolicy {
     pub soft_lock_seconds: u64,
 }
 
+/// The longest soft lock a [`LockoutPolicy`] may ask for (one year). A soft lock slows guessing;
+/// locking for longer is what `hard_after` is for.
+pub const MAX_SOFT_LOCK_SECONDS: u64 = 366 * 86_400;
+
+impl LockoutPolicy {
+    /// Check the policy: a soft lock of at most [`MAX_SOFT_LOCK_SECONDS`].
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.soft_lock_seconds > MAX_SOFT_LOCK_SECONDS {
+            return Err(StoreError::invalid(
+                "lockout.soft_lock_seconds",
+                format!(
+                    "must be at most {MAX_SOFT_LOCK_SECONDS} seconds (a year), got {}",
+                    self.soft_lock_seconds
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for LockoutPolicy {
     fn default() -> Self {
         LockoutPolicy {
@@ -511,6 +531,11 @@ impl StoreConfig {
             data_dir,
             ..StoreConfig::default()
         }
+    }
+
+    /// Check the settings [`crate::Store::open`] relies on (see [`LockoutPolicy::validate`]).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        self.lockout.validate()
     }
 }
 

@@ -21,6 +21,42 @@ use crate::types::{
     Actor, AuditEntry, OtpKind, Reason, Subject, TokenStatus, VerifyOutcome, VerifyRequest,
 };
 
+/// The largest counter, step, time or version a backend stores (a signed 64-bit column).
+const MAX_STORED: u64 = okey_otp::MAX_COUNTER;
+
+/// Refuse, for this request alone, a change holding a value the database cannot store. Checked
+/// before the change reaches the writer: there a failing statement would fail the whole batch
+/// of other callers' commits it shares a transaction with.
+fn check_storable(updates: &[(String, u64, TokenState)], at: u64) -> Result<(), StoreError> {
+    let too_big = |field: &'static str| {
+        Err(StoreError::invalid(
+            field,
+            format!("must be at most {MAX_STORED}"),
+        ))
+    };
+    if at > MAX_STORED {
+        return too_big("time");
+    }
+    for (_, version, s) in updates {
+        if *version >= MAX_STORED {
+            return too_big("version");
+        }
+        if s.counter > MAX_STORED {
+            return too_big("counter");
+        }
+        if s.last_step.is_some_and(|v| v > MAX_STORED) {
+            return too_big("last step");
+        }
+        if s.locked_until.is_some_and(|v| v > MAX_STORED) {
+            return too_big("lock time");
+        }
+        if s.updated_at > MAX_STORED {
+            return too_big("time");
+        }
+    }
+    Ok(())
+}
+
 /// Compare-and-set losses tolerated before giving up (each loss means another request for the
 /// same token committed, so the system as a whole made progress).
 const MAX_TRIES: usize = 1000;
@@ -215,7 +251,8 @@ impl Store {
         if s.failures >= policy.hard_after {
             s.locked = true;
         } else if policy.soft_after.is_some_and(|soft| s.failures >= soft) {
-            s.locked_until = Some(now.saturating_add(policy.soft_lock_seconds));
+            // Clamped to what the database holds: a lock ending past it lasts for good.
+            s.locked_until = Some(now.saturating_add(policy.soft_lock_seconds).min(MAX_STORED));
         }
         s
     }
@@ -262,6 +299,7 @@ impl Store {
         updates: Vec<(String, u64, TokenState)>,
         entry: AuditEntry,
     ) -> Result<(), StoreError> {
+        check_storable(&updates, entry.at)?;
         let key = self.inner.audit_key.clone();
         // One compare-and-set first, then appends: a lost compare-and-set writes nothing, so
         // only multi-token changes need a savepoint.

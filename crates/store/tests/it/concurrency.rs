@@ -153,3 +153,91 @@ fn a_stale_cache_costs_a_retry_never_a_wrong_answer() {
     });
     assert!(s.stats().conflicts >= 2);
 }
+
+/// Verifies committed in one group-commit batch: one whose new state the database cannot hold
+/// (a time past 2^63) is refused on its own, and every other caller's verify still commits. A
+/// token at the end of its counter range refuses the code whose successor could not be stored.
+#[test]
+fn an_unstorable_state_fails_only_its_own_verify() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    let max = i64::MAX as u64;
+    let mut big = hotp_token("BIG");
+    big.counter = max - 1;
+    s.create_token(big, &actor()).expect("create");
+    let n = 400;
+    let good: Vec<_> = (0..n).map(|i| hotp_token(&format!("N{i:04}"))).collect();
+    s.import_tokens(good, &actor()).expect("import");
+    let bad: Vec<_> = (0..10).map(|i| hotp_token(&format!("X{i:02}"))).collect();
+    s.import_tokens(bad, &actor()).expect("import");
+    let code = Arc::new(hotp(SEED, 0, 6));
+    rt().block_on(async {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for i in 0..n {
+            let (s2, mine) = (s.clone(), Arc::clone(&code));
+            good.push(tokio::spawn(async move {
+                let serial = format!("N{i:04}");
+                s2.verify(VerifyRequest {
+                    subject: Subject::Serial(&serial),
+                    passcode: &mine,
+                    now: 1_700_000_000,
+                    actor: &actor(),
+                    client: "",
+                })
+                .await
+            }));
+            if i % 40 == 20 {
+                let (s2, code) = (s.clone(), Arc::clone(&code));
+                bad.push(tokio::spawn(async move {
+                    let serial = format!("X{:02}", i / 40);
+                    s2.verify(VerifyRequest {
+                        subject: Subject::Serial(&serial),
+                        passcode: &code,
+                        now: u64::MAX,
+                        actor: &actor(),
+                        client: "",
+                    })
+                    .await
+                }));
+            }
+            // Twice only: more wrong codes would soft-lock it.
+            if i % 200 == 100 {
+                let s2 = s.clone();
+                bad.push(tokio::spawn(async move {
+                    s2.verify(VerifyRequest {
+                        subject: Subject::Serial("BIG"),
+                        passcode: &hotp(SEED, max, 6),
+                        now: 1_700_000_000,
+                        actor: &actor(),
+                        client: "",
+                    })
+                    .await
+                }));
+            }
+        }
+        for (i, h) in good.into_iter().enumerate() {
+            let o = h
+                .await
+                .expect("task")
+                .expect("a good verify is not failed by others");
+            assert!(o.accepted, "N{i:04}: {o:?}");
+        }
+        for h in bad {
+            match h.await.expect("task") {
+                Err(StoreError::Invalid { field, .. }) => assert_eq!(field, "time"),
+                Ok(o) => {
+                    assert_eq!(o.serial.as_deref(), Some("BIG"));
+                    assert_eq!((o.accepted, o.reason), (false, Reason::WrongCode));
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+    });
+    assert_eq!(s.token("BIG").expect("get").counter, max - 1);
+    assert_eq!(s.token("X00").expect("get").counter, 0);
+    // The last storable counter still verifies, leaving the counter at its maximum.
+    let o = rt().block_on(verify(&s, "BIG", &hotp(SEED, max - 1, 6), 1_700_000_000));
+    assert!(o.accepted, "{o:?}");
+    assert_eq!(s.token("BIG").expect("get").counter, max);
+}

@@ -98,3 +98,70 @@ fn wrong_pins_count_and_no_soft_lock_when_disabled() {
         assert_eq!(o.reason, Reason::Locked);
     });
 }
+
+/// A soft lock ending past what the database holds is clamped, not lost: the failures are
+/// counted and the lock holds.
+#[test]
+fn soft_lock_ending_past_the_storable_range_still_locks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = store_with(
+        dir.path(),
+        LockoutPolicy {
+            hard_after: 10,
+            soft_after: Some(3),
+            soft_lock_seconds: MAX_SOFT_LOCK_SECONDS,
+        },
+    );
+    let max = i64::MAX as u64;
+    let start = max - 100;
+    rt().block_on(async {
+        for i in 0..3 {
+            let o = verify(&s, "L1", "000000", start + i).await;
+            assert_eq!(o.reason, Reason::WrongCode);
+        }
+        let t = s.token("L1").expect("get");
+        assert_eq!((t.failures, t.locked_until), (3, Some(max)));
+        let o = verify(&s, "L1", &hotp(SEED, 0, 6), start + 50).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::SoftLocked));
+        assert_eq!(s.token("L1").expect("get").counter, 0);
+    });
+}
+
+/// A soft lock longer than a year is a configuration error, named as such, not a store that
+/// silently stops locking.
+#[test]
+fn open_refuses_a_soft_lock_longer_than_a_year() {
+    let dir = tempfile::tempdir().expect("dir");
+    for seconds in [MAX_SOFT_LOCK_SECONDS + 1, i64::MAX as u64, u64::MAX] {
+        let Err(err) = Store::open(StoreConfig {
+            lockout: LockoutPolicy {
+                soft_lock_seconds: seconds,
+                ..LockoutPolicy::default()
+            },
+            ..config(dir.path())
+        }) else {
+            panic!("a soft lock of {seconds} s was accepted");
+        };
+        assert!(
+            matches!(
+                err,
+                StoreError::Invalid {
+                    field: "lockout.soft_lock_seconds",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("soft_lock_seconds"), "{err}");
+    }
+    assert!(
+        Store::open(StoreConfig {
+            lockout: LockoutPolicy {
+                soft_lock_seconds: MAX_SOFT_LOCK_SECONDS,
+                ..LockoutPolicy::default()
+            },
+            ..config(dir.path())
+        })
+        .is_ok()
+    );
+}
