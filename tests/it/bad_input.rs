@@ -49,6 +49,22 @@ async fn bad_requests_are_refused_and_change_nothing() {
     let serials: Vec<_> = listed.tokens.iter().map(|t| t.serial.as_str()).collect();
     assert_eq!(serials, ["0100"]);
 
+    // A seed shorter than RFC 4226's 128 bits is refused at the edge, saying so.
+    let short = hotp_token("0105", "313233343536373839303132");
+    let err = c
+        .tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![short],
+        })
+        .await
+        .expect_err("a 12-byte seed");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("16 to 1024 bytes"),
+        "{}",
+        err.message()
+    );
+
     // Malformed identifiers and parameters.
     for (serial, digits, code) in [
         ("a b", 6, Code::InvalidArgument),

@@ -233,6 +233,29 @@ async fn stock_moves_between_sites_in_an_encrypted_file() {
         .into_inner();
     drop(stream);
     assert_eq!(status_of(&mut a, "0901").await, proto::TokenStatus::Active);
+    // Even so, the seed that may have left is on record: the audit entry is written before
+    // the first byte of the file is sent.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let records = a
+            .audit
+            .list_audit(proto::ListAuditRequest { limit: 20 })
+            .await
+            .expect("audit")
+            .into_inner()
+            .records;
+        if records
+            .iter()
+            .any(|r| r.action == "stock.export" && r.serial == "0901")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stock.export entry: {records:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // A move whose file cannot be written in full (the client dies at its file size limit)
     // revokes nothing.

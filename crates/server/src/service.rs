@@ -26,6 +26,8 @@ use crate::status::{invalid, is_not_found, store_status};
 pub(crate) const MAX_PASSCODE_LEN: usize = 160;
 /// Largest page of a token listing.
 const MAX_PAGE: u32 = 1000;
+/// Shortest seed accepted (RFC 4226 section 4: at least 128 bits; the store refuses shorter).
+const MIN_SEED_LEN: usize = 16;
 /// Most tokens in one import request.
 const MAX_IMPORT: usize = 100_000;
 /// Largest seed file accepted.
@@ -608,21 +610,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         let actor = actor_of(&principal);
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let serials: Vec<String> = stock.iter().map(|s| s.token.serial.clone()).collect();
-            let packages: Vec<okey_intake::KeyPackage> =
-                stock.into_iter().map(seed_files::package_of).collect();
-            let writer = ChunkWriter::new(tx.clone(), |data| proto::ExportStockChunk { data });
-            let written = okey_intake::export(writer, protection, &packages)
-                .map_err(|e| e.to_string())
-                .and_then(|(mut w, _)| std::io::Write::flush(&mut w).map_err(|e| e.to_string()));
-            drop(packages);
-            if let Err(why) = written {
-                tracing::warn!(%why, "stock export stopped");
-                let _ = tx.blocking_send(Err(Status::aborted("the export stopped before the end")));
-                return;
-            }
+            // Every seed that leaves is on record before its first byte does.
             let now = clock::now();
-            for serial in &serials {
+            for s in &stock {
+                let serial = &s.token.serial;
                 let entry = okey_store::AuditEntry {
                     actor: actor.name.clone(),
                     action: "stock.export".into(),
@@ -633,8 +624,23 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                     at: now,
                 };
                 if let Err(e) = runtime.block_on(store.audit(entry)) {
-                    tracing::error!(error = %e, "audit append failed");
+                    tracing::error!(error = %e, "audit append failed; the export is refused");
+                    let _ = tx.blocking_send(Err(Status::unavailable(
+                        "the export could not be recorded in the audit log; nothing was sent",
+                    )));
+                    return;
                 }
+            }
+            let packages: Vec<okey_intake::KeyPackage> =
+                stock.into_iter().map(seed_files::package_of).collect();
+            let writer = ChunkWriter::new(tx.clone(), |data| proto::ExportStockChunk { data });
+            let written = okey_intake::export(writer, protection, &packages)
+                .map_err(|e| e.to_string())
+                .and_then(|(mut w, _)| std::io::Write::flush(&mut w).map_err(|e| e.to_string()));
+            drop(packages);
+            if let Err(why) = written {
+                tracing::warn!(%why, "stock export stopped");
+                let _ = tx.blocking_send(Err(Status::aborted("the export stopped before the end")));
             }
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
@@ -772,10 +778,11 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 }
             };
             let seed = Zeroizing::new(seed);
-            if seed.len() < 10 || seed.len() > okey_otp::MAX_KEY_LEN {
-                return Err(at(Status::invalid_argument(
-                    "the seed must be 10 to 1024 bytes",
-                )));
+            if seed.len() < MIN_SEED_LEN || seed.len() > okey_otp::MAX_KEY_LEN {
+                return Err(at(Status::invalid_argument(format!(
+                    "the seed must be {MIN_SEED_LEN} to {} bytes (RFC 4226: at least 128 bits)",
+                    okey_otp::MAX_KEY_LEN
+                ))));
             }
             if !t.holder.is_empty() {
                 validate_holder(&t.holder).map_err(invalid).map_err(at)?;
