@@ -414,6 +414,19 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
     Ok(content)
 }
 
+/// The highest TOTP step a verify at `now_step` may accept from a token with `drift`, under a
+/// skew window of `skew` steps: every code up to it may have been used since the backup, so a
+/// restore marks it used. Saturating; at least 0, at most what a state holds.
+fn highest_acceptable_step(now_step: u64, drift: i64, skew: u32) -> u64 {
+    let highest = i64::try_from(now_step)
+        .unwrap_or(i64::MAX)
+        .saturating_add(drift)
+        .saturating_add(i64::from(skew));
+    u64::try_from(highest)
+        .unwrap_or(0)
+        .min(okey_otp::MAX_COUNTER)
+}
+
 impl Store {
     /// Write an encrypted backup of the whole store to `out` (a new file, mode 0600), from one
     /// consistent snapshot. Seeds appear only inside the passphrase-keyed encryption.
@@ -581,6 +594,7 @@ impl Store {
         let mut content = read_backup(input, passphrase)?;
         let dir = cfg.data_dir.clone();
         let at = unix_now();
+        let skew = cfg.totp_skew;
         let (mut time_tokens_advanced, mut counter_tokens) = (0, 0);
         for (row, _, _) in &mut content.tokens {
             match row.otp {
@@ -589,11 +603,12 @@ impl Store {
                     let now_step = TotpParams::new(Digits::SIX, step, t0)
                         .and_then(|p| p.step_at(at))
                         .ok();
-                    if let Some(now_step) = now_step
-                        && row.last_step.is_none_or(|last| last < now_step)
-                    {
-                        row.last_step = Some(now_step);
-                        time_tokens_advanced += 1;
+                    if let Some(now_step) = now_step {
+                        let highest = highest_acceptable_step(now_step, row.drift, skew);
+                        if row.last_step.is_none_or(|last| last < highest) {
+                            row.last_step = Some(highest);
+                            time_tokens_advanced += 1;
+                        }
                     }
                 }
                 OtpKind::Hotp => counter_tokens += 1,
@@ -660,5 +675,28 @@ impl Store {
             Ok(())
         })?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::highest_acceptable_step;
+
+    #[test]
+    fn restore_marks_the_whole_skew_and_drift_window_used() {
+        assert_eq!(highest_acceptable_step(100, 0, 1), 101);
+        assert_eq!(highest_acceptable_step(100, 5, 1), 106);
+        assert_eq!(highest_acceptable_step(100, -5, 2), 97);
+        // Negative: nothing acceptable yet, step 0 at most.
+        assert_eq!(highest_acceptable_step(3, -10, 1), 0);
+        // Saturating at what a state holds.
+        assert_eq!(
+            highest_acceptable_step(u64::MAX, 1, 1),
+            okey_otp::MAX_COUNTER
+        );
+        assert_eq!(
+            highest_acceptable_step(okey_otp::MAX_COUNTER - 1, i64::MAX, 10),
+            okey_otp::MAX_COUNTER
+        );
     }
 }

@@ -601,8 +601,9 @@ pub struct RestoreReport {
     pub audit_records: u64,
     /// When the restore ran (Unix seconds).
     pub at: u64,
-    /// Time-based tokens whose last used step moved up to the step of [`RestoreReport::at`]:
-    /// no code of that moment or before is accepted again.
+    /// Time-based tokens whose last used step moved up to the highest step a verify at
+    /// [`RestoreReport::at`] could accept (the token's drift and the skew window included): no
+    /// code that could have been used before the restore is accepted again.
     pub time_tokens_advanced: u64,
     /// HOTP tokens left at their counters of backup time: codes used after the backup are
     /// valid again until the tokens move past them.

@@ -108,16 +108,84 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
         assert_eq!(o.reason, Reason::Replay);
         let o = verify(&s, "B1", &format!("8642{}", hotp(&seed, 1, 6)), 6).await;
         assert!(o.accepted, "{o:?}");
-        // The time-based token refuses every code up to the restore's own step, even one still
-        // inside the skew window; the next step's code works.
+        // The time-based token refuses every code a verify at the restore could accept (up to
+        // the restore's step plus the skew of one), even one still inside the skew window; the
+        // first step past that works.
         let restored_step = r.at / 30;
-        assert_eq!(s.token("B2").expect("get").last_step, Some(restored_step));
+        assert_eq!(
+            s.token("B2").expect("get").last_step,
+            Some(restored_step + 1)
+        );
         let at = r.at;
         let o = verify(&s, "B2", &totp(SEED, at, 30, 6), at).await;
         assert!(!o.accepted, "{o:?}");
         assert_eq!(o.reason, Reason::Replay);
-        let next = (restored_step + 1) * 30;
+        let next = (restored_step + 2) * 30;
         let o = verify(&s, "B2", &totp(SEED, next, 30, 6), next).await;
+        assert!(o.accepted, "{o:?}");
+    });
+}
+
+/// The real clock: a restore advances time-based tokens to the step of its own moment.
+#[allow(clippy::disallowed_methods)]
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// TOTP codes used after the backup are refused after a restore: one from a token whose clock
+/// runs a step ahead (inside the skew window), and one from a token with a learnt drift.
+#[test]
+fn restore_refuses_totp_codes_used_ahead_of_the_clock_or_with_drift() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("b.okb");
+    let pass = pass("correct horse battery");
+    let t = unix_now();
+    let ahead = hotp(SEED, t / 30 + 1, 6);
+    let drifted = hotp(SEED, t / 30 + 5, 6);
+    {
+        let s = open(&dir.path().join("src"));
+        s.create_token(totp_token("T1"), &actor()).expect("create");
+        let mut d = totp_token("T2");
+        d.drift = 5;
+        s.create_token(d, &actor()).expect("create");
+        s.backup(&file, &pass).expect("backup");
+        // Used after the backup was taken.
+        rt().block_on(async {
+            assert!(verify(&s, "T1", &ahead, t).await.accepted);
+            assert!(verify(&s, "T2", &drifted, t).await.accepted);
+        });
+    }
+    let cfg = StoreConfig {
+        master_key: MasterKeySource::Bytes(key_bytes(9)),
+        ..StoreConfig::in_dir(dir.path().join("dst"))
+    };
+    let r = Store::restore(cfg.clone(), &file, &pass).expect("restore");
+    assert_eq!(r.time_tokens_advanced, 2);
+    let s = Store::open(cfg).expect("open");
+    let restored_step = r.at / 30;
+    assert_eq!(
+        s.token("T1").expect("get").last_step,
+        Some(restored_step + 1)
+    );
+    assert_eq!(
+        s.token("T2").expect("get").last_step,
+        Some(restored_step + 5 + 1)
+    );
+    rt().block_on(async {
+        for (serial, code) in [("T1", &ahead), ("T2", &drifted)] {
+            let o = verify(&s, serial, code, t).await;
+            assert!(
+                !o.accepted,
+                "{serial}: a used code replayed after restore: {o:?}"
+            );
+        }
+        // The first step past the window works.
+        let later = (restored_step + 2) * 30;
+        let o = verify(&s, "T1", &hotp(SEED, restored_step + 2, 6), later).await;
+        assert!(o.accepted, "{o:?}");
+        let o = verify(&s, "T2", &hotp(SEED, restored_step + 7, 6), later).await;
         assert!(o.accepted, "{o:?}");
     });
 }
