@@ -247,15 +247,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let replays: u64 = reports
-        .iter()
-        .map(|r| r.replays_accepted + r.wrong_accepted)
-        .sum();
-    Ok(if replays == 0 {
-        ExitCode::SUCCESS
-    } else {
+    let mut failed = false;
+    for r in &reports {
+        let problems = problems(r);
+        if !problems.is_empty() {
+            failed = true;
+            eprintln!(
+                "okey bench: the {} ({}) run failed: {}",
+                r.server,
+                r.durability,
+                problems.join(", ")
+            );
+        }
+    }
+    Ok(if failed {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+/// What makes a run a failure, whatever its speed: a code accepted that must not be, a valid
+/// code refused, or a request that got no answer.
+fn problems(r: &BenchReport) -> Vec<String> {
+    [
+        (r.replays_accepted, "replays accepted"),
+        (r.wrong_accepted, "wrong codes accepted"),
+        (r.valid_rejected, "valid codes rejected"),
+        (r.errors, "requests failed"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect()
 }
 
 async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<BenchReport> {
@@ -629,10 +653,11 @@ async fn worker(
         let started = Instant::now();
         let result = client.verify(request).await;
         let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
-        latencies.push(micros);
         tally.sent.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(r) => {
+                // Only answered verifies are timed: a refused call is fast and proves nothing.
+                latencies.push(micros);
                 let accepted = r.result == proto::VerifyResult::Accept as i32;
                 if accepted {
                     tally.accepted.fetch_add(1, Ordering::Relaxed);
@@ -720,5 +745,78 @@ fn print_report(r: &BenchReport) {
         println!(
             "disk flush:        {f:.3} ms for 4 KiB when idle (median, measured before the load)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean() -> BenchReport {
+        BenchReport {
+            server: "okey",
+            durability: "group-commit".into(),
+            client: LoadClient::Lean,
+            tokens: 10,
+            concurrency: 2,
+            seconds: 1.0,
+            verifies: 100,
+            verifies_per_second: 100.0,
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+            p99_ms: 3.0,
+            max_ms: 4.0,
+            accepted: 99,
+            rejected: 1,
+            valid_rejected: 0,
+            wrong_accepted: 0,
+            replays_sent: 1,
+            replays_accepted: 0,
+            errors: 0,
+            transactions: None,
+            verifies_per_transaction: None,
+            commit_ms: None,
+            requests_ms_per_transaction: None,
+            disk_flush_ms: None,
+        }
+    }
+
+    /// A run fails on anything but speed: failed requests and refused valid codes count as
+    /// much as accepted replays (a bench whose every call was refused used to pass).
+    #[test]
+    fn a_run_fails_on_errors_refusals_and_acceptances() {
+        assert!(problems(&clean()).is_empty());
+        for (report, expected) in [
+            (
+                BenchReport {
+                    errors: 7,
+                    ..clean()
+                },
+                "7 requests failed",
+            ),
+            (
+                BenchReport {
+                    valid_rejected: 2,
+                    ..clean()
+                },
+                "2 valid codes rejected",
+            ),
+            (
+                BenchReport {
+                    replays_accepted: 1,
+                    ..clean()
+                },
+                "1 replays accepted",
+            ),
+            (
+                BenchReport {
+                    wrong_accepted: 3,
+                    ..clean()
+                },
+                "3 wrong codes accepted",
+            ),
+        ] {
+            assert_eq!(problems(&report), [expected]);
+        }
     }
 }
