@@ -24,6 +24,17 @@ const TAG_LEN: usize = 16;
 /// Bytes added by sealing.
 pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
+/// What tells one sealed blob from another: its random nonce. Every seal draws a fresh one, so
+/// a token given a new seed (or re-sealed by a rotation) has a new id.
+pub(crate) type SealId = [u8; NONCE_LEN];
+
+/// The id of a sealed blob (zeros for a blob too short to hold a nonce, which never opens).
+pub(crate) fn seal_id(blob: &[u8]) -> SealId {
+    blob.get(..NONCE_LEN)
+        .and_then(|n| <SealId>::try_from(n).ok())
+        .unwrap_or_default()
+}
+
 /// 32 fresh random bytes from the operating system.
 pub(crate) fn random_key() -> Result<Zeroizing<[u8; 32]>, StoreError> {
     let mut k = Zeroizing::new([0u8; 32]);

@@ -496,7 +496,7 @@ pub struct StoreConfig {
     pub master_key: MasterKeySource,
     /// Group commit (default) or one transaction per change.
     pub durability: Durability,
-    /// Most unsealed keys held in memory (about 380 bytes each). The cache is split in 16 shards
+    /// Most unsealed keys held in memory (about 400 bytes each). The cache is split in 16 shards
     /// of `cache_capacity / 16` each, so eviction can begin slightly before the total is reached.
     pub cache_capacity: usize,
     /// Lockout policy.

@@ -257,10 +257,12 @@ impl Store {
         s
     }
 
-    /// The key of `row`: from the cache, or unsealed. If the row was sealed under a data key
-    /// that a rotation retired meanwhile, the row is read again once.
+    /// The key of `row`: from the cache when the cached key was unsealed from this row's sealed
+    /// seed, or unsealed. If the row was sealed under a data key that a rotation retired
+    /// meanwhile, the row is read again once.
     fn key_for(&self, row: TokenRow) -> Result<(OtpKey, TokenRow), StoreError> {
-        if let Some(k) = self.inner.cache.key(&row.serial) {
+        let seal = crate::seal::seal_id(&row.sealed_seed);
+        if let Some(k) = self.inner.cache.key(&row.serial, &seal) {
             return Ok((k, row));
         }
         let row = if self.keys().data.contains_key(&row.key_version) {
@@ -923,5 +925,89 @@ impl Store {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use okey_otp::{Digits, OtpKey, hotp};
+    use zeroize::Zeroizing;
+
+    use crate::cache::Hot;
+    use crate::store::Store;
+    use crate::types::{
+        Actor, Algorithm, MasterKeySource, NewToken, OtpKind, Reason, StoreConfig, TokenKind,
+        TokenStatus,
+    };
+
+    const OLD: &[u8] = b"old seed old seed old seed";
+    const NEW: &[u8] = b"new seed new seed new seed";
+
+    fn token(seed: &[u8]) -> NewToken {
+        NewToken {
+            serial: "I1".into(),
+            kind: TokenKind::Hardware,
+            otp: OtpKind::Hotp,
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            seed: Zeroizing::new(seed.to_vec()),
+            counter: 0,
+            drift: 0,
+            status: TokenStatus::Initialising,
+            holder: None,
+            description: None,
+        }
+    }
+
+    fn code(seed: &[u8], counter: u64) -> String {
+        let key = OtpKey::new(okey_otp::Algorithm::Sha1, seed).expect("key");
+        hotp(&key, counter, Digits::SIX).to_text()
+    }
+
+    /// A confirmation racing a re-initialisation can cache the old seed's key after the
+    /// re-initialisation dropped it. The next check reads the row with the new sealed seed: it
+    /// must not use the old key (old-seed codes refused, new-seed codes accepted).
+    #[test]
+    fn a_cached_key_of_a_replaced_seed_is_not_used() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = Store::open(StoreConfig {
+            master_key: MasterKeySource::Bytes(Zeroizing::new([7; 32])),
+            ..StoreConfig::in_dir(dir.path())
+        })
+        .expect("open");
+        let actor = Actor::new("tester", "admin");
+        s.create_token(token(OLD), &actor).expect("create");
+        let old_row = s.inner.backend.token("I1").expect("read").expect("row");
+        s.reinitialise(token(NEW), &actor).expect("reinitialise");
+        // The racing confirmation's late insert of the key it unsealed from the old row.
+        let old_key = s.unseal(&old_row).expect("unseal");
+        s.inner.cache.insert("I1", old_key, Hot::of(&old_row));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let o = s
+                .confirm_initialisation("I1", &code(OLD, 0), 5, &actor)
+                .await
+                .expect("confirm");
+            assert_eq!((o.accepted, o.reason), (false, Reason::WrongCode));
+            let o = s
+                .confirm_initialisation("I1", &code(NEW, 0), 5, &actor)
+                .await
+                .expect("confirm");
+            assert_eq!((o.accepted, o.reason), (true, Reason::Confirmed));
+            // The cache now holds the new seed's key for the hot path too.
+            let o = s
+                .verify(crate::types::VerifyRequest {
+                    subject: crate::types::Subject::Serial("I1"),
+                    passcode: &code(NEW, 1),
+                    now: 6,
+                    actor: &actor,
+                    client: "",
+                })
+                .await
+                .expect("verify");
+            assert!(o.accepted, "{o:?}");
+        });
     }
 }
