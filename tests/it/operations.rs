@@ -330,3 +330,46 @@ async fn the_audit_head_is_logged_reported_and_checked_as_an_anchor() {
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     }
 }
+
+/// A secret the command line does not carry is asked for; from a pipe (a script), it is read as
+/// one line of standard input: the seed of `okey token import`, the passcode of `okey verify`.
+#[test]
+fn secrets_left_off_the_command_line_are_read_from_a_pipe() {
+    use std::io::Write;
+    let server = Server::start();
+    let run = |args: &[&str], input: &str| {
+        let mut child = server
+            .as_admin(std::process::Command::new(okey_e2e::okey_binary()))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run okey");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("okey output")
+    };
+    let out = run(
+        &["token", "import", "--serial", "P-1"],
+        &format!("{}\n", okey_e2e::RFC_SECRET_HEX),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["verify", "--serial", "P-1"], "755224\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("accept P-1"));
+    let out = run(&["verify", "--serial", "P-1"], "755224\n");
+    assert_eq!(out.status.code(), Some(1), "a replay is rejected");
+}

@@ -119,9 +119,11 @@ enum TokenCommand {
         serial: String,
         #[command(flatten)]
         otp: OtpParamArgs,
-        /// Seed in hex (or --seed-base32); read from OKEY_SEED when neither is given.
+        /// Seed in hex (or --seed-base32). Either flag puts the seed in the process list and the
+        /// shell history: prefer OKEY_SEED, or neither, to be asked (without echo) for it.
         #[arg(long, conflicts_with = "seed_base32")]
         seed_hex: Option<String>,
+        /// Seed in base32 (same caution as --seed-hex).
         #[arg(long)]
         seed_base32: Option<String>,
         #[arg(long, default_value_t = 0)]
@@ -435,14 +437,7 @@ fn read_secret(var: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     if let Ok(v) = std::env::var(var) {
         return Ok(Zeroizing::new(v));
     }
-    eprint!("{prompt}: ");
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read standard input")?;
-    Ok(Zeroizing::new(
-        line.trim_end_matches(['\r', '\n']).to_owned(),
-    ))
+    crate::prompt::secret(prompt)
 }
 
 pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
@@ -738,7 +733,8 @@ pub struct VerifyArgs {
     /// Or one token by serial.
     #[arg(long)]
     serial: Option<String>,
-    /// PIN followed by the code (read from OKEY_PASSCODE or stdin when omitted; empty asks for a challenge).
+    /// PIN followed by the code; empty asks for a challenge. The flag puts the PIN in the
+    /// process list: prefer OKEY_PASSCODE, or leave it out to be asked (without echo) for it.
     #[arg(long)]
     passcode: Option<String>,
     /// Answer to a challenge: its transaction id.

@@ -390,14 +390,7 @@ fn secret(
     if let Some(d) = default {
         return Ok(Zeroizing::new(d.to_owned()));
     }
-    eprint!("{prompt}: ");
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read standard input")?;
-    Ok(Zeroizing::new(
-        line.trim_end_matches(['\r', '\n']).to_owned(),
-    ))
+    crate::prompt::secret(prompt)
 }
 
 fn pin_of(text: &str, what: &str) -> anyhow::Result<Pin> {

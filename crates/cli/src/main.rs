@@ -14,6 +14,7 @@ mod bench;
 mod client;
 mod hid_cmd;
 mod otp;
+mod prompt;
 mod serve_cmd;
 mod store_cmd;
 mod verify_client;

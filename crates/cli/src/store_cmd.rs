@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use okey_store::{MasterKeySource, Store, StoreConfig};
 use zeroize::Zeroizing;
@@ -46,12 +46,7 @@ fn passphrase() -> anyhow::Result<Zeroizing<String>> {
     if let Ok(p) = std::env::var("OKEY_BACKUP_PASSPHRASE") {
         return Ok(Zeroizing::new(p));
     }
-    eprint!("backup passphrase: ");
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read standard input")?;
-    let p = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    let p = crate::prompt::secret("backup passphrase")?;
     if p.len() < 12 {
         bail!("a backup passphrase has at least 12 characters");
     }
