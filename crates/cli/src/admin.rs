@@ -407,15 +407,14 @@ async fn export_stock(
     })?;
     let exported: Vec<String> = packages.iter().filter_map(|p| p.serial.clone()).collect();
     drop(packages);
-    let mut revoked = 0usize;
-    for serial in &exported {
+    for (revoked, serial) in exported.iter().enumerate() {
         if let Err(status) = t
             .revoke_token(proto::TokenRef {
                 serial: serial.clone(),
             })
             .await
         {
-            let left: Vec<&str> = exported[revoked..].iter().map(String::as_str).collect();
+            let left: Vec<&str> = exported.iter().skip(revoked).map(String::as_str).collect();
             bail!(
                 "revoking {serial} failed ({}): {revoked} of {} exported tokens revoked; still to revoke: {}",
                 status.message(),
@@ -423,7 +422,6 @@ async fn export_stock(
                 left.join(" ")
             );
         }
-        revoked += 1;
     }
     println!(
         "read {} back ({} tokens) and revoked them here",
