@@ -43,7 +43,8 @@
 //! the token is soft-locked until `now + soft_lock_seconds`; at `hard_after` it is locked until
 //! [`Store::unlock`]. A success resets the count. A passcode of the wrong shape (`BadFormat`)
 //! tests no code and does not count; a replay of a just-used code does not count either (RADIUS
-//! retransmissions must not lock people out).
+//! retransmissions must not lock people out). The same locks hold for OCRA checks, resyncs and
+//! bench confirmations: a locked token has no code tested and no failure counted.
 //!
 //! # Audit actor
 //! Verify records name the actor as `name@client` when a client is given.

@@ -127,6 +127,27 @@ impl Store {
         }
     }
 
+    /// Why a row read from the database may not have a code checked at `now`, if it may not:
+    /// not active, hard-locked or soft-locked (the gate [`Store::evaluate`] applies to verifies).
+    fn gate(row: &TokenRow, now: u64) -> Option<Reason> {
+        if !matches!(row.status, TokenStatus::Active | TokenStatus::Pending) {
+            Some(Reason::NotActive)
+        } else {
+            Self::lock_gate(row, now)
+        }
+    }
+
+    /// Hard or soft lock of a row at `now`.
+    fn lock_gate(row: &TokenRow, now: u64) -> Option<Reason> {
+        if row.locked {
+            Some(Reason::Locked)
+        } else if row.locked_until.is_some_and(|until| now < until) {
+            Some(Reason::SoftLocked)
+        } else {
+            None
+        }
+    }
+
     fn evaluate(&self, serial: &str, key: &OtpKey, hot: &Hot, passcode: &str, now: u64) -> Eval {
         let gate = match hot.state.status {
             TokenStatus::Active | TokenStatus::Pending => None,
@@ -257,22 +278,36 @@ impl Store {
         s
     }
 
-    /// The key of `row`: from the cache when the cached key was unsealed from this row's sealed
-    /// seed, or unsealed. If the row was sealed under a data key that a rotation retired
-    /// meanwhile, the row is read again once.
-    fn key_for(&self, row: TokenRow) -> Result<(OtpKey, TokenRow), StoreError> {
+    /// The key of exactly `row`: from the cache when the cached key was unsealed from this
+    /// row's sealed seed, or unsealed (and cached). `None` if the row was sealed under a data key
+    /// that a rotation retired meanwhile: the caller must read the row again (and check again
+    /// whatever it checked on this one).
+    fn key_of(&self, row: &TokenRow) -> Result<Option<OtpKey>, StoreError> {
         let seal = crate::seal::seal_id(&row.sealed_seed);
         if let Some(k) = self.inner.cache.key(&row.serial, &seal) {
+            return Ok(Some(k));
+        }
+        if !self.keys().data.contains_key(&row.key_version) {
+            return Ok(None);
+        }
+        let key = self.unseal(row)?;
+        self.inner
+            .cache
+            .insert(&row.serial, key.clone(), Hot::of(row));
+        Ok(Some(key))
+    }
+
+    /// The key of `row`, and the row it belongs to: `row` itself, or (if its data key was
+    /// retired meanwhile) the row read again once. Callers check the returned row.
+    fn key_for(&self, row: TokenRow) -> Result<(OtpKey, TokenRow), StoreError> {
+        if let Some(k) = self.key_of(&row)? {
             return Ok((k, row));
         }
-        let row = if self.keys().data.contains_key(&row.key_version) {
-            row
-        } else {
-            self.inner
-                .backend
-                .token(&row.serial)?
-                .ok_or_else(|| StoreError::UnknownSerial(row.serial.clone()))?
-        };
+        let row = self
+            .inner
+            .backend
+            .token(&row.serial)?
+            .ok_or_else(|| StoreError::UnknownSerial(row.serial.clone()))?;
         let key = self.unseal(&row)?;
         self.inner
             .cache
@@ -579,14 +614,10 @@ impl Store {
                 .backend
                 .token(serial)?
                 .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
-            let gate = if !matches!(row.status, TokenStatus::Active | TokenStatus::Pending) {
-                Some(Reason::NotActive)
-            } else if row.locked {
-                Some(Reason::Locked)
-            } else {
-                None
-            };
-            if let Some(r) = gate {
+            if let Some(r) = Self::gate(&row, now) {
+                // The same work as a verify refused at its gate, for each code.
+                self.dummy_work(first);
+                self.dummy_work(second);
                 return self
                     .reject(actor, "resync", serial, Some(serial), r, now)
                     .await;
@@ -615,7 +646,11 @@ impl Store {
                     )
                     .await;
             };
-            let (key, row) = self.key_for(row)?;
+            // The gate above was checked on this row: a key that needs the row read again
+            // means checking again.
+            let Some(key) = self.key_of(&row)? else {
+                continue;
+            };
             let hot = Hot::of(&row);
             let state = OtpState {
                 counter: row.counter,
@@ -694,21 +729,17 @@ impl Store {
                     "token {serial}'s suite needs session information, which this store does not supply"
                 )));
             }
-            let gate = if !matches!(row.status, TokenStatus::Active | TokenStatus::Pending) {
-                Some(Reason::NotActive)
-            } else if row.locked {
-                Some(Reason::Locked)
-            } else if row.locked_until.is_some_and(|u| now < u) {
-                Some(Reason::SoftLocked)
-            } else {
-                None
-            };
-            if let Some(r) = gate {
+            if let Some(r) = Self::gate(&row, now) {
                 self.dummy_work(response);
                 return self
                     .reject(&actor, "ocra", serial, Some(serial), r, now)
                     .await;
             }
+            // The gate above was checked on this row: a key that needs the row read again
+            // means checking again.
+            let Some(key) = self.key_of(&row)? else {
+                continue;
+            };
             let pin_hash = match (suite.pin_hash(), &row.sealed_pin_hash) {
                 (None, _) => None,
                 (Some(_), Some(blob)) => {
@@ -721,7 +752,6 @@ impl Store {
                 }
             };
             let timestamp = suite.time_step().and_then(|_| suite.timestamp_at(now).ok());
-            let (key, row) = self.key_for(row)?;
             let hot = Hot::of(&row);
             let state = OtpState {
                 counter: row.counter,
@@ -819,6 +849,13 @@ impl Store {
                     "OCRA tokens cannot be confirmed from a single read-back code".into(),
                 ));
             }
+            // Locks hold here as on a verify: no code is tested, nothing is counted.
+            if let Some(r) = Self::lock_gate(&row, now) {
+                self.dummy_work(code);
+                return self
+                    .reject(actor, "initialise", serial, Some(serial), r, now)
+                    .await;
+            }
             let Some((digits, presented)) = Digits::new(row.digits)
                 .ok()
                 .and_then(|d| Some((d, okey_otp::Code::parse(code, d).ok()?)))
@@ -834,7 +871,11 @@ impl Store {
                     )
                     .await;
             };
-            let (key, row) = self.key_for(row)?;
+            // The checks above were made on this row: a key that needs the row read again
+            // means checking again.
+            let Some(key) = self.key_of(&row)? else {
+                continue;
+            };
             let hot = Hot::of(&row);
             let state = OtpState {
                 counter: row.counter,

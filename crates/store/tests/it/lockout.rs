@@ -165,3 +165,86 @@ fn open_refuses_a_soft_lock_longer_than_a_year() {
         .is_ok()
     );
 }
+
+/// A bench confirmation is refused without testing the code while the token is soft- or
+/// hard-locked: wrong codes stop counting, and the right code neither confirms nor unlocks.
+#[test]
+fn confirmation_is_refused_while_locked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = store_with(dir.path(), LockoutPolicy::default());
+    let t = NewToken {
+        status: TokenStatus::Initialising,
+        ..hotp_token("I1")
+    };
+    s.create_token(t, &actor()).expect("create");
+    let right = hotp(SEED, 0, 6);
+    rt().block_on(async {
+        for _ in 0..3 {
+            let o = s
+                .confirm_initialisation("I1", "000000", 100, &actor())
+                .await
+                .expect("confirm");
+            assert_eq!(o.reason, Reason::WrongCode);
+        }
+        // Soft-locked until 130: the right code is refused and nothing is counted.
+        let o = s
+            .confirm_initialisation("I1", &right, 110, &actor())
+            .await
+            .expect("confirm");
+        assert_eq!((o.accepted, o.reason), (false, Reason::SoftLocked));
+        let info = s.token("I1").expect("get");
+        assert_eq!((info.failures, info.status), (3, TokenStatus::Initialising));
+        // Waiting out each soft lock, the guesser reaches the hard lock.
+        let mut now = 130;
+        for _ in 3..10 {
+            let o = s
+                .confirm_initialisation("I1", "000000", now, &actor())
+                .await
+                .expect("confirm");
+            assert_eq!(o.reason, Reason::WrongCode);
+            now += 31;
+        }
+        assert!(s.token("I1").expect("get").locked);
+        for _ in 0..2 {
+            let o = s
+                .confirm_initialisation("I1", "000000", now + 1000, &actor())
+                .await
+                .expect("confirm");
+            assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
+        }
+        let o = s
+            .confirm_initialisation("I1", &right, now + 1000, &actor())
+            .await
+            .expect("confirm");
+        assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
+        let info = s.token("I1").expect("get");
+        assert_eq!(
+            (info.locked, info.failures, info.status),
+            (true, 10, TokenStatus::Initialising)
+        );
+    });
+}
+
+/// A resync is refused without testing the codes while the token is soft-locked, like a verify.
+#[test]
+fn resync_is_refused_while_soft_locked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = store_with(dir.path(), LockoutPolicy::default());
+    let (a, b) = (hotp(SEED, 50, 6), hotp(SEED, 51, 6));
+    rt().block_on(async {
+        for _ in 0..3 {
+            assert_eq!(
+                verify(&s, "L1", "000000", 100).await.reason,
+                Reason::WrongCode
+            );
+        }
+        let o = s.resync("L1", &a, &b, 110, &actor()).await.expect("resync");
+        assert_eq!((o.accepted, o.reason), (false, Reason::SoftLocked));
+        let info = s.token("L1").expect("get");
+        assert_eq!((info.counter, info.failures), (0, 3));
+        // Once the soft lock is over the same codes resynchronise.
+        let o = s.resync("L1", &a, &b, 130, &actor()).await.expect("resync");
+        assert_eq!((o.accepted, o.reason), (true, Reason::Resynced));
+        assert_eq!(s.token("L1").expect("get").counter, 52);
+    });
+}

@@ -1,5 +1,6 @@
 //! Master-key and data-key rotation, online, with verifies running.
 
+use okey_store::backend::Backend as _;
 use okey_store::*;
 
 use crate::common::*;
@@ -122,4 +123,189 @@ fn data_key_rotation_under_concurrent_verifies_loses_nothing() {
         assert!(verify(&s, "R00001", &hotp(SEED, 3, 6), 7).await.accepted);
     });
     assert!(s.audit_verify().expect("audit").ok());
+}
+
+/// A backend that answers the next read of an armed serial with a row captured earlier: the
+/// row a check read just before a rotation and a lock changed it.
+struct StaleOnce {
+    db: std::sync::Arc<sqlite::Sqlite>,
+    stale: std::sync::Mutex<Vec<backend::TokenRow>>,
+}
+
+impl StaleOnce {
+    fn arm(&self, row: backend::TokenRow) {
+        self.stale.lock().expect("lock").push(row);
+    }
+}
+
+impl backend::Backend for StaleOnce {
+    fn write_session(&self) -> Result<Box<dyn backend::WriteTx>, StoreError> {
+        self.db.write_session()
+    }
+    fn token(&self, serial: &str) -> Result<Option<backend::TokenRow>, StoreError> {
+        let mut stale = self.stale.lock().expect("lock");
+        if let Some(i) = stale.iter().position(|r| r.serial == serial) {
+            return Ok(Some(stale.remove(i)));
+        }
+        drop(stale);
+        self.db.token(serial)
+    }
+    fn tokens_of(&self, holder: &str) -> Result<Vec<backend::TokenRow>, StoreError> {
+        self.db.tokens_of(holder)
+    }
+    fn list(
+        &self,
+        filter: &TokenFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<backend::TokenRow>, StoreError> {
+        self.db.list(filter, after, limit)
+    }
+    fn token_count(&self) -> Result<u64, StoreError> {
+        self.db.token_count()
+    }
+    fn data_keys(&self) -> Result<Vec<backend::DataKeyRow>, StoreError> {
+        self.db.data_keys()
+    }
+    fn secret(&self, name: &str) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        self.db.secret(name)
+    }
+    fn audit_scan(
+        &self,
+        from_seq: u64,
+        f: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        self.db.audit_scan(from_seq, f)
+    }
+    fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        self.db.audit_tail(limit)
+    }
+    fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiPrincipal>, StoreError> {
+        self.db.api_key(key_hash)
+    }
+    fn api_keys(&self) -> Result<Vec<(ApiPrincipal, [u8; 32])>, StoreError> {
+        self.db.api_keys()
+    }
+    fn export(
+        &self,
+        sink: &mut dyn FnMut(backend::ExportItem) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.db.export(sink)
+    }
+    fn integrity_check(&self) -> Result<String, StoreError> {
+        self.db.integrity_check()
+    }
+}
+
+/// Resync, OCRA and bench confirmation check the status and lock gate on a row, and when that
+/// row's data key was retired meanwhile they read the row again: the gate then applies to the
+/// row read again (here hard-locked), never only to the one read first.
+#[test]
+fn a_check_that_reads_the_row_again_applies_its_gate_to_that_row() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = std::sync::Arc::new(sqlite::Sqlite::open(dir.path()).expect("db"));
+    let backend = std::sync::Arc::new(StaleOnce {
+        db: db.clone(),
+        stale: std::sync::Mutex::new(Vec::new()),
+    });
+    let s = Store::open_with_backend(
+        StoreConfig {
+            lockout: LockoutPolicy {
+                hard_after: 1,
+                soft_after: None,
+                soft_lock_seconds: 0,
+            },
+            ..config(dir.path())
+        },
+        backend.clone(),
+    )
+    .expect("open");
+    let suite = "OCRA-1:HOTP-SHA1-6:QN08";
+    s.create_token(hotp_token("R1"), &actor()).expect("create");
+    s.create_token(
+        NewToken {
+            otp: OtpKind::Ocra {
+                suite: suite.into(),
+            },
+            ..hotp_token("O1")
+        },
+        &actor(),
+    )
+    .expect("create");
+    s.create_token(
+        NewToken {
+            status: TokenStatus::Initialising,
+            ..hotp_token("I1")
+        },
+        &actor(),
+    )
+    .expect("create");
+    let before: Vec<_> = ["R1", "O1", "I1"]
+        .iter()
+        .map(|t| db.token(t).expect("read").expect("row"))
+        .collect();
+    s.rotate_data_key().expect("rotate");
+    let ocra_suite: OcraSuite = suite.parse().expect("suite");
+    let key = okey_otp::OtpKey::new(okey_otp::Algorithm::Sha1, SEED).expect("key");
+    let answer = |q: &str| {
+        let input = okey_otp::OcraInput {
+            question: q,
+            ..okey_otp::OcraInput::default()
+        };
+        okey_otp::ocra(&key, &ocra_suite, &input)
+            .expect("ocra")
+            .as_str()
+            .to_owned()
+    };
+    rt().block_on(async {
+        // One failure each hard-locks the three tokens.
+        assert!(!verify(&s, "R1", "000000", 10).await.accepted);
+        let wrong = if answer("12345678") == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let o = s
+            .verify_ocra("O1", "12345678", wrong, 10, &actor(), "")
+            .await
+            .expect("ocra");
+        assert!(!o.accepted);
+        let o = s
+            .confirm_initialisation("I1", "000000", 10, &actor())
+            .await
+            .expect("confirm");
+        assert!(!o.accepted);
+        for t in ["R1", "O1", "I1"] {
+            assert!(s.token(t).expect("get").locked, "{t} locked");
+        }
+        // Each check first reads the row as it was before the rotation and the lock.
+        s.clear_cache();
+        backend.arm(before[0].clone());
+        let o = s
+            .resync("R1", &hotp(SEED, 5, 6), &hotp(SEED, 6, 6), 11, &actor())
+            .await
+            .expect("resync");
+        assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
+        backend.arm(before[1].clone());
+        let o = s
+            .verify_ocra("O1", "12345679", &answer("12345679"), 11, &actor(), "")
+            .await
+            .expect("ocra");
+        assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
+        backend.arm(before[2].clone());
+        let o = s
+            .confirm_initialisation("I1", &hotp(SEED, 0, 6), 11, &actor())
+            .await
+            .expect("confirm");
+        assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
+    });
+    for t in ["R1", "O1", "I1"] {
+        let info = s.token(t).expect("get");
+        assert!(info.locked, "{t} still locked");
+    }
+    assert_eq!(s.token("R1").expect("get").counter, 0);
+    assert_eq!(
+        s.token("I1").expect("get").status,
+        TokenStatus::Initialising
+    );
 }
