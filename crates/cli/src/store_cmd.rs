@@ -88,7 +88,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
             );
             if r.time_tokens_advanced > 0 {
                 println!(
-                    "{} time-based tokens accept no code of the restore moment or before",
+                    "{} time-based tokens accept no code of any step a verify could have accepted at the restore moment (their drift and the skew window included) or before",
                     r.time_tokens_advanced
                 );
             }
