@@ -328,6 +328,26 @@ async fn bench_initialisation_activates_only_on_a_matching_read_back() {
     .await;
     assert!(!ok);
     assert_eq!(reason, "not_active");
+    // Nor can anyone enable it by hand: only the read-back makes it active.
+    let err = c
+        .tokens
+        .enable_token(proto::TokenRef {
+            serial: "NK-0000BEEF".into(),
+        })
+        .await
+        .expect_err("an initialising token is not enabled by hand");
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
+    let (ok, _) = check(
+        &mut c,
+        verify_serial("NK-0000BEEF", &reference_hotp(&seed, 0, 6)),
+    )
+    .await;
+    assert!(!ok, "still not active");
     // A wrong read-back leaves it initialising.
     let wrong = if reference_hotp(&seed, 0, 6) == "000000" {
         "111111"

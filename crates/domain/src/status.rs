@@ -5,8 +5,12 @@
 //!      │                             │  └──disable──▶    │
 //!      └─abort─▶ REVOKED ◀──revoke── ┴───────────────────┘
 //! PENDING ──first valid code──▶ ACTIVE          (software tokens)
+//!    └──revoke──▶ REVOKED
 //! ```
-//! Only an active token verifies. Revoked is final.
+//! Only an active token verifies. Revoked is final. A token becomes active only by proving it
+//! holds its seed (the bench reading its code back, or a first valid code): no administrative
+//! change makes an initialising or pending token active, and a pending token cannot be disabled
+//! (so every disabled token was active once, and enabling it proves nothing new is needed).
 
 /// Lifecycle status of a token as far as authentication is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,16 +37,15 @@ pub struct TransitionError {
     pub to: Status,
 }
 
-/// Whether an administrative status change is allowed.
+/// Whether an administrative status change (enable, disable, revoke) is allowed. The changes
+/// a token makes by proving its seed (confirmation on the bench, a first valid code) are not
+/// administrative and are not in this table.
 pub fn check_transition(from: Status, to: Status) -> Result<(), TransitionError> {
     use Status::*;
     let ok = matches!(
         (from, to),
-        (Initialising, Active)
-            | (Initialising, Revoked)
-            | (Pending, Active)
+        (Initialising, Revoked)
             | (Pending, Revoked)
-            | (Pending, Disabled)
             | (Active, Disabled)
             | (Active, Revoked)
             | (Disabled, Active)
@@ -70,6 +73,12 @@ mod tests {
             assert!(check_transition(Status::Revoked, to).is_err());
         }
         assert!(check_transition(Status::Initialising, Status::Disabled).is_err());
+        // Only a proof of the seed makes a token active, never an administrator.
+        assert!(check_transition(Status::Initialising, Status::Active).is_err());
+        assert!(check_transition(Status::Pending, Status::Active).is_err());
+        // A pending token disabled and then enabled would be active without a first code.
+        assert!(check_transition(Status::Pending, Status::Disabled).is_err());
+        assert!(check_transition(Status::Pending, Status::Revoked).is_ok());
         assert!(check_transition(Status::Disabled, Status::Active).is_ok());
         assert!(check_transition(Status::Active, Status::Active).is_err());
     }

@@ -755,6 +755,25 @@ impl Store {
                         row.serial
                     )));
                 }
+                okey_domain::check_transition(row.status.domain(), status.domain()).map_err(
+                    |_| {
+                        StoreError::Precondition(format!(
+                            "token {} is {} and cannot be made {} by hand{}",
+                            row.serial,
+                            row.status.as_str(),
+                            status.as_str(),
+                            match row.status {
+                                TokenStatus::Initialising => {
+                                    ": it becomes active when the bench reads its code back"
+                                }
+                                TokenStatus::Pending => {
+                                    ": it becomes active with its first valid code, or is revoked"
+                                }
+                                _ => "",
+                            }
+                        ))
+                    },
+                )?;
                 row.status = status;
                 Ok(())
             },

@@ -87,6 +87,17 @@ pub enum TokenStatus {
 }
 
 impl TokenStatus {
+    /// The same status in the domain's terms (where the allowed changes are defined).
+    pub const fn domain(self) -> okey_domain::Status {
+        match self {
+            TokenStatus::Initialising => okey_domain::Status::Initialising,
+            TokenStatus::Pending => okey_domain::Status::Pending,
+            TokenStatus::Active => okey_domain::Status::Active,
+            TokenStatus::Disabled => okey_domain::Status::Disabled,
+            TokenStatus::Revoked => okey_domain::Status::Revoked,
+        }
+    }
+
     /// Stable lower-case name.
     pub const fn as_str(self) -> &'static str {
         match self {
