@@ -189,7 +189,7 @@ mod tests {
         let key = generate_key().expect("random");
         let hash = hash_key(&key);
         store
-            .put_api_key("fe-1", hash, &["verifier".into()], &admin)
+            .add_api_key("fe-1", hash, &["verifier".into()], &admin)
             .expect("put");
         let callers = Callers::new(store.clone());
         let mut metadata = tonic::metadata::MetadataMap::new();

@@ -127,7 +127,7 @@ fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<Option<PathBuf>, Se
         name: "okey-serve".to_owned(),
         role: "system".to_owned(),
     };
-    store.put_api_key("admin", hash_key(&key), &["admin".to_owned()], &actor)?;
+    store.add_api_key("admin", hash_key(&key), &["admin".to_owned()], &actor)?;
     Ok(Some(path))
 }
 

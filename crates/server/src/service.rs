@@ -1329,7 +1329,7 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
         let key = generate_key()
             .map_err(|_| Status::unavailable("the system random generator failed"))?;
         self.store
-            .put_api_key(&req.name, hash_key(&key), &roles, &actor_of(&principal))
+            .add_api_key(&req.name, hash_key(&key), &roles, &actor_of(&principal))
             .map_err(store_status)?;
         self.callers.invalidate();
         Ok(Response::new(proto::CreateApiKeyResponse {

@@ -19,9 +19,9 @@ pub fn store_status(e: StoreError) -> Status {
         StoreError::UnknownSerial(_) | StoreError::UnknownApiKey(_) => {
             Status::not_found(e.to_string())
         }
-        StoreError::DuplicateSerial(_) | StoreError::DuplicateApiKey => {
-            Status::already_exists(e.to_string())
-        }
+        StoreError::DuplicateSerial(_)
+        | StoreError::DuplicateApiKey
+        | StoreError::ApiKeyNameTaken(_) => Status::already_exists(e.to_string()),
         StoreError::Precondition(_) | StoreError::Unsupported(_) => {
             Status::failed_precondition(e.to_string())
         }

@@ -244,8 +244,9 @@ pub trait WriteTx: Send {
     /// Append an audit record (its sequence number must be the head's plus one).
     fn insert_audit(&mut self, rec: &AuditRecord) -> Result<(), StoreError>;
 
-    /// Insert or update an API key by name.
-    fn put_api_key(
+    /// Insert an API key; [`StoreError::ApiKeyNameTaken`] if any key (even a revoked one) has
+    /// this name, [`StoreError::DuplicateApiKey`] if one has this hash.
+    fn add_api_key(
         &mut self,
         name: &str,
         key_hash: &[u8; 32],

@@ -663,7 +663,7 @@ impl Store {
                 tx.insert_token(&row)?;
             }
             for (p, hash) in &content.api_keys {
-                tx.put_api_key(&p.name, hash, &p.roles, 0)?;
+                tx.add_api_key(&p.name, hash, &p.roles, 0)?;
                 if p.disabled {
                     tx.disable_api_key(&p.name)?;
                 }

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// No API key has this name.
     #[error("no API key is named {0:?}")]
     UnknownApiKey(String),
+    /// An API key (enabled or revoked) already has this name.
+    #[error("an API key named {0} exists already (names are never reused, revoked or not)")]
+    ApiKeyNameTaken(String),
     /// Another API key already has this hash.
     #[error("another API key already has this key hash")]
     DuplicateApiKey,

@@ -825,17 +825,23 @@ impl WriteTx for SqliteWriter {
         Ok(())
     }
 
-    fn put_api_key(
+    fn add_api_key(
         &mut self,
         name: &str,
         key_hash: &[u8; 32],
         roles: &[String],
         at: u64,
     ) -> Result<(), StoreError> {
+        let taken = self
+            .conn
+            .prepare_cached("SELECT 1 FROM api_keys WHERE name = ?1")?
+            .exists(params![name])?;
+        if taken {
+            return Err(StoreError::ApiKeyNameTaken(name.to_owned()));
+        }
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO api_keys (name, key_hash, roles, disabled, created_at) \
-             VALUES (?1, ?2, ?3, 0, ?4) \
-             ON CONFLICT (name) DO UPDATE SET key_hash = ?2, roles = ?3, disabled = 0",
+             VALUES (?1, ?2, ?3, 0, ?4)",
         )?;
         match stmt.execute(params![
             name,

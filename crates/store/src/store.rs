@@ -906,8 +906,10 @@ impl Store {
         self.inner.backend.audit_tail(limit)
     }
 
-    /// Register (or replace, by name) an API key by the SHA-256 hash of its secret.
-    pub fn put_api_key(
+    /// Register a new API key by the SHA-256 hash of its secret. A name is never reused: one
+    /// that any key (even a revoked one) has is refused, so a creation can neither replace
+    /// another caller's key nor bring a revoked one back.
+    pub fn add_api_key(
         &self,
         name: &str,
         key_hash: [u8; 32],
@@ -931,10 +933,18 @@ impl Store {
         let now = unix_now();
         let name_owned = name.to_owned();
         let roles = roles.to_vec();
-        let entry = Self::audit_entry(actor, "apikey.put", name, None, "ok", &roles.join(","), now);
+        let entry = Self::audit_entry(
+            actor,
+            "apikey.create",
+            name,
+            None,
+            "ok",
+            &roles.join(","),
+            now,
+        );
         let key = self.inner.audit_key.clone();
         self.inner.writer.run_blocking(move |tx| {
-            tx.put_api_key(&name_owned, &key_hash, &roles, now)?;
+            tx.add_api_key(&name_owned, &key_hash, &roles, now)?;
             audit::append(tx, &key, entry)?;
             Ok(())
         })

@@ -35,7 +35,7 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
         .expect("create");
         s.set_pin("B1", Some(&Pin::new("8642").expect("pin")), &actor())
             .expect("pin");
-        s.put_api_key("radius", [9; 32], &["verifier".into()], &actor())
+        s.add_api_key("radius", [9; 32], &["verifier".into()], &actor())
             .expect("key");
         rt().block_on(async {
             let o = verify(&s, "B1", &format!("8642{}", hotp(&seed, 0, 6)), 5).await;

@@ -480,7 +480,7 @@ fn api_keys_register_lookup_and_revoke() {
     let s = open(dir.path());
     let h1 = [1u8; 32];
     let roles = vec!["support".to_string(), "auditor".to_string()];
-    s.put_api_key("radius-1", h1, &roles, &actor())
+    s.add_api_key("radius-1", h1, &roles, &actor())
         .expect("put");
     let p = s.api_key(&h1).expect("lookup").expect("found");
     assert_eq!(p.name, "radius-1");
@@ -488,11 +488,11 @@ fn api_keys_register_lookup_and_revoke() {
     assert!(!p.disabled);
     assert_eq!(s.api_key(&[2u8; 32]).expect("lookup"), None);
     assert!(matches!(
-        s.put_api_key("other", h1, &roles, &actor()),
+        s.add_api_key("other", h1, &roles, &actor()),
         Err(StoreError::DuplicateApiKey)
     ));
     assert!(matches!(
-        s.put_api_key("bad", [3; 32], &["a b".to_string()], &actor()),
+        s.add_api_key("bad", [3; 32], &["a b".to_string()], &actor()),
         Err(StoreError::Invalid { .. })
     ));
     s.revoke_api_key("radius-1", &actor()).expect("revoke");
@@ -501,7 +501,25 @@ fn api_keys_register_lookup_and_revoke() {
         s.revoke_api_key("nope", &actor()),
         Err(StoreError::UnknownApiKey(_))
     ));
-    assert_eq!(s.list_api_keys().expect("list").len(), 1);
+    // A name is never reused: creating "radius-1" again neither brings the revoked key back
+    // nor gives the name a new secret.
+    assert!(matches!(
+        s.add_api_key("radius-1", [4u8; 32], &roles, &actor()),
+        Err(StoreError::ApiKeyNameTaken(_))
+    ));
+    assert!(s.api_key(&h1).expect("lookup").expect("kept").disabled);
+    assert_eq!(s.api_key(&[4u8; 32]).expect("lookup"), None);
+    s.add_api_key("radius-2", [5u8; 32], &roles, &actor())
+        .expect("a new name");
+    assert!(matches!(
+        s.add_api_key("radius-2", [6u8; 32], &["admin".to_string()], &actor()),
+        Err(StoreError::ApiKeyNameTaken(_))
+    ));
+    assert_eq!(
+        s.api_key(&[5u8; 32]).expect("lookup").expect("kept").roles,
+        roles
+    );
+    assert_eq!(s.list_api_keys().expect("list").len(), 2);
 }
 
 #[test]
