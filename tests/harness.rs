@@ -238,6 +238,27 @@ impl Server {
         self.client(Some(&self.admin_key)).await
     }
 
+    /// A new API key named `name` with one role, made by the admin through the API.
+    pub async fn key_with_role(&self, name: &str, role: &str) -> String {
+        self.admin()
+            .await
+            .callers
+            .create_api_key(proto::CreateApiKeyRequest {
+                name: name.to_owned(),
+                roles: vec![role.to_owned()],
+            })
+            .await
+            .expect("create an API key")
+            .into_inner()
+            .api_key
+    }
+
+    /// A client of a new caller named `as-ROLE` that has `role` only.
+    pub async fn client_as(&self, role: &str) -> Client {
+        let key = self.key_with_role(&format!("as-{role}"), role).await;
+        self.client(Some(&key)).await
+    }
+
     /// A client with `key` (or none).
     pub async fn client(&self, key: Option<&str>) -> Client {
         let channel = Channel::from_shared(format!("http://{}", self.addr))

@@ -172,17 +172,7 @@ async fn every_rpc_with_every_role() {
     let mut admin = server.admin().await;
     let mut clients = Vec::new();
     for role in ROLES {
-        let key = admin
-            .callers
-            .create_api_key(proto::CreateApiKeyRequest {
-                name: format!("as-{role}"),
-                roles: vec![role.to_owned()],
-            })
-            .await
-            .expect("create key")
-            .into_inner()
-            .api_key;
-        clients.push((role, server.client(Some(&key)).await));
+        clients.push((role, server.client_as(role).await));
     }
     let mut nobody = server.client(None).await;
     let mut forged = server
@@ -244,17 +234,7 @@ async fn every_rpc_with_every_role() {
 async fn a_token_created_for_a_holder_needs_the_right_to_assign() {
     let server = Server::start();
     let mut admin = server.admin().await;
-    let key = admin
-        .callers
-        .create_api_key(proto::CreateApiKeyRequest {
-            name: "bench-tech".into(),
-            roles: vec!["technician".into()],
-        })
-        .await
-        .expect("create key")
-        .into_inner()
-        .api_key;
-    let mut tech = server.client(Some(&key)).await;
+    let mut tech = server.client_as("technician").await;
     let create = |serial: &str, holder: &str| proto::CreateTokenRequest {
         serial: serial.into(),
         kind: proto::TokenKind::Software as i32,

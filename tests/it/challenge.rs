@@ -26,6 +26,22 @@ fn response(question: &str) -> String {
     .to_owned()
 }
 
+/// A hardware challenge-response token of the RFC secret, held by `holder`.
+fn ocra_token(serial: &str, holder: &str) -> proto::ImportedToken {
+    proto::ImportedToken {
+        serial: serial.into(),
+        kind: proto::TokenKind::Hardware as i32,
+        otp: Some(proto::OtpParameters {
+            r#type: proto::OtpType::Ocra as i32,
+            ocra_suite: SUITE.into(),
+            ..Default::default()
+        }),
+        seed_hex: RFC_SECRET_HEX.into(),
+        holder: holder.into(),
+        ..Default::default()
+    }
+}
+
 fn user(u: &str) -> Option<proto::Subject> {
     Some(proto::Subject {
         kind: Some(proto::subject::Kind::User(u.to_owned())),
@@ -54,18 +70,7 @@ async fn challenge_response_single_use_bound_and_expiring() {
     c.tokens
         .import_tokens(proto::ImportTokensRequest {
             tokens: vec![
-                proto::ImportedToken {
-                    serial: "CR-1".into(),
-                    kind: proto::TokenKind::Hardware as i32,
-                    otp: Some(proto::OtpParameters {
-                        r#type: proto::OtpType::Ocra as i32,
-                        ocra_suite: SUITE.into(),
-                        ..Default::default()
-                    }),
-                    seed_hex: RFC_SECRET_HEX.into(),
-                    holder: "alice".into(),
-                    ..Default::default()
-                },
+                ocra_token("CR-1", "alice"),
                 okey_e2e::hotp_token("HB-1", RFC_SECRET_HEX),
             ],
         })
@@ -167,18 +172,7 @@ async fn a_challenge_through_verify_needs_the_challenge_roles() {
     admin
         .tokens
         .import_tokens(proto::ImportTokensRequest {
-            tokens: vec![proto::ImportedToken {
-                serial: "CR-9".into(),
-                kind: proto::TokenKind::Hardware as i32,
-                otp: Some(proto::OtpParameters {
-                    r#type: proto::OtpType::Ocra as i32,
-                    ocra_suite: SUITE.into(),
-                    ..Default::default()
-                }),
-                seed_hex: RFC_SECRET_HEX.into(),
-                holder: "carol".into(),
-                ..Default::default()
-            }],
+            tokens: vec![ocra_token("CR-9", "carol")],
         })
         .await
         .expect("import");
@@ -187,17 +181,7 @@ async fn a_challenge_through_verify_needs_the_challenge_roles() {
         ("technician", false),
         ("verifier", true),
     ] {
-        let key = admin
-            .callers
-            .create_api_key(proto::CreateApiKeyRequest {
-                name: format!("as-{role}"),
-                roles: vec![role.to_owned()],
-            })
-            .await
-            .expect("create key")
-            .into_inner()
-            .api_key;
-        let mut c = server.client(Some(&key)).await;
+        let mut c = server.client_as(role).await;
         let r = c
             .auth
             .verify(proto::VerifyRequest {

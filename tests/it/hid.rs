@@ -9,17 +9,7 @@ use okey_server::proto;
 
 /// A technician credential created through the API.
 async fn technician(server: &Server) -> String {
-    let mut admin = server.admin().await;
-    admin
-        .callers
-        .create_api_key(proto::CreateApiKeyRequest {
-            name: "bench-1".into(),
-            roles: vec!["technician".into()],
-        })
-        .await
-        .expect("create technician key")
-        .into_inner()
-        .api_key
+    server.key_with_role("bench-1", "technician").await
 }
 
 struct Run {

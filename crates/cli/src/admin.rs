@@ -318,17 +318,23 @@ fn file_protection(
     Ok((password, key))
 }
 
-/// Write a file that carries a secret (a QR code of a seed): readable by its owner only, never
-/// over an existing file or through a link left in its place.
-fn write_secret_file(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
+/// Create a file that will carry a secret (a QR code of a seed, a stock file): readable by its
+/// owner only, never over an existing file or through a link left in its place.
+fn create_secret_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Write `data` to a new secret file ([`create_secret_file`]), flushed to disk; removed again
+/// if the write fails.
+fn write_secret_file(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = create_secret_file(path)?;
     let written = file.write_all(data).and_then(|()| file.sync_all());
     if let Err(e) = written {
         drop(file);
@@ -351,13 +357,7 @@ async fn export_stock(
     revoke: bool,
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
+    let mut file = create_secret_file(out)?;
     let mut bytes = 0usize;
     let written: anyhow::Result<()> = async {
         let mut stream = t
