@@ -37,13 +37,17 @@ async fn import(
             partial,
             ..Default::default()
         }),
-        data: Vec::new(),
+        ..Default::default()
     }];
     // Small chunks, so the file really arrives in pieces.
     chunks.extend(file.chunks(700).map(|c| proto::SeedFileChunk {
-        options: None,
         data: c.to_vec(),
+        ..Default::default()
     }));
+    chunks.push(proto::SeedFileChunk {
+        end: true,
+        ..Default::default()
+    });
     c.tokens
         .import_seed_file(tokio_stream::iter(chunks))
         .await
@@ -156,6 +160,47 @@ async fn oath_csv_partial_import_reports_the_bad_lines() {
     assert_eq!(r.refused.len(), 1);
     assert!(r.refused[0].package.contains('3'), "{:?}", r.refused[0]);
     assert!(check(&mut c, verify_serial("0502", "755224")).await.0);
+}
+
+/// A client that could not read its file to the end stops its upload without the `end` mark:
+/// even in partial mode, the lines that did arrive are not imported.
+#[tokio::test]
+async fn an_upload_without_its_end_imports_nothing() {
+    let server = Server::start();
+    let mut c = server.admin().await;
+    let csv = format!("0600, {RFC_SECRET_HEX}, hotp, 6, 0\n0601, {RFC_SECRET_HEX}, hotp, 6, 0\n");
+    let chunks = vec![
+        proto::SeedFileChunk {
+            options: Some(proto::SeedFileOptions {
+                format: proto::SeedFileFormat::OathCsv as i32,
+                partial: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        proto::SeedFileChunk {
+            data: csv.into_bytes(),
+            ..Default::default()
+        },
+    ];
+    let err = c
+        .tokens
+        .import_seed_file(tokio_stream::iter(chunks))
+        .await
+        .expect_err("no end mark");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("nothing imported"),
+        "{}",
+        err.message()
+    );
+    let listed = c
+        .tokens
+        .list_tokens(proto::ListTokensRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.tokens.is_empty(), "{listed:?}");
 }
 
 #[test]

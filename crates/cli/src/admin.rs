@@ -553,35 +553,35 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
                         proto::TokenKind::Hardware
                     } as i32,
                 }),
-                data: Vec::new(),
+                ..Default::default()
             };
             tx.send(first).await.context("internal channel")?;
+            // The last message says `end` only once the whole file was read: a read that fails
+            // half-way ends the stream without it, and the server imports nothing.
             let reader = tokio::spawn(async move {
                 use tokio::io::AsyncReadExt;
                 loop {
                     let mut buf = vec![0u8; 64 * 1024];
                     let n = input.read(&mut buf).await?;
-                    if n == 0 {
-                        return Ok::<(), std::io::Error>(());
-                    }
                     buf.truncate(n);
-                    if tx
-                        .send(proto::SeedFileChunk {
-                            options: None,
-                            data: buf,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
+                    let chunk = proto::SeedFileChunk {
+                        data: buf,
+                        end: n == 0,
+                        ..Default::default()
+                    };
+                    if tx.send(chunk).await.is_err() || n == 0 {
+                        return Ok::<(), std::io::Error>(());
                     }
                 }
             });
-            let r = t
+            let call = t
                 .import_seed_file(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            reader.await.context("file reader")??;
+                .await;
+            reader
+                .await
+                .context("file reader")?
+                .with_context(|| format!("cannot read {}; nothing was imported", file.display()))?;
+            let r = call?.into_inner();
             println!("imported {}", r.imported);
             for p in &r.refused {
                 println!("refused {}: {}", p.package, p.reason);

@@ -853,10 +853,18 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         let (tx, reader) = ChunkReader::new(16);
         let parser = tokio::task::spawn_blocking(move || seed_files::parse(reader, format, kind));
         let mut total = first.data.len();
+        let mut ended = first.end;
         if !first.data.is_empty() && tx.send(first.data).await.is_err() {
             return Err(Status::internal("the seed file parser stopped"));
         }
+        let mut parser_stopped = false;
         while let Some(chunk) = stream.message().await? {
+            if ended {
+                return Err(Status::invalid_argument(
+                    "data after the message that ended the file; nothing imported",
+                ));
+            }
+            ended = chunk.end;
             total += chunk.data.len();
             if total > MAX_SEED_FILE {
                 return Err(Status::invalid_argument(
@@ -865,10 +873,16 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             }
             // The parser stops early on a file-level error; the rest is not needed then.
             if tx.send(chunk.data).await.is_err() {
+                parser_stopped = true;
                 break;
             }
         }
         drop(tx);
+        if !ended && !parser_stopped {
+            return Err(Status::invalid_argument(
+                "the upload stopped before the client marked the end of the file; nothing imported",
+            ));
+        }
         let parsed = parser
             .await
             .map_err(|_| Status::internal("the seed file parser failed"))?;
