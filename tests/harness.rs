@@ -320,6 +320,31 @@ pub struct Client {
     pub callers: proto::caller_service_client::CallerServiceClient<Authed>,
 }
 
+impl Client {
+    /// The serials of the first page of tokens (every token, in the tests' small stores).
+    pub async fn serials(&mut self) -> Vec<String> {
+        self.tokens
+            .list_tokens(proto::ListTokensRequest::default())
+            .await
+            .expect("list tokens")
+            .into_inner()
+            .tokens
+            .into_iter()
+            .map(|t| t.serial)
+            .collect()
+    }
+
+    /// The newest `limit` audit records, newest first.
+    pub async fn audit_records(&mut self, limit: u32) -> Vec<proto::AuditRecord> {
+        self.audit
+            .list_audit(proto::ListAuditRequest { limit })
+            .await
+            .expect("list audit")
+            .into_inner()
+            .records
+    }
+}
+
 /// An HOTP SHA-1 6-digit token to import.
 pub fn hotp_token(serial: &str, seed_hex: &str) -> proto::ImportedToken {
     proto::ImportedToken {

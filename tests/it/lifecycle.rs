@@ -241,13 +241,7 @@ async fn resync_moves_the_counter_and_software_tokens_confirm() {
         .into_inner();
     assert_eq!(t.status, proto::TokenStatus::Active as i32);
     // The seed never comes back.
-    let listed = c
-        .tokens
-        .list_tokens(proto::ListTokensRequest::default())
-        .await
-        .expect("list")
-        .into_inner();
-    assert_eq!(listed.tokens.len(), 2);
+    assert_eq!(c.serials().await.len(), 2);
 }
 
 /// RFC 4648 base32 decoding, written out so the test does not share okey's decoder.
@@ -282,13 +276,7 @@ async fn audit_chain_records_verifies_without_passcodes() {
         .expect("verify chain")
         .into_inner();
     assert!(report.intact, "{}", report.detail);
-    let records = c
-        .audit
-        .list_audit(proto::ListAuditRequest { limit: 100 })
-        .await
-        .expect("list")
-        .into_inner()
-        .records;
+    let records = c.audit_records(100).await;
     let verifies: Vec<_> = records.iter().filter(|r| r.action == "verify").collect();
     assert_eq!(verifies.len(), 2);
     for r in &records {

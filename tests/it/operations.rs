@@ -257,13 +257,7 @@ async fn the_audit_head_is_logged_reported_and_checked_as_an_anchor() {
     assert_eq!(report.head_sequence, report.entries);
     assert_eq!(report.head_hash.len(), 64);
     // The newest entry is the one ListAudit shows first.
-    let newest = c
-        .audit
-        .list_audit(proto::ListAuditRequest { limit: 1 })
-        .await
-        .expect("list")
-        .into_inner()
-        .records;
+    let newest = c.audit_records(1).await;
     assert_eq!(newest[0].sequence, report.head_sequence);
     assert_eq!(newest[0].hash, report.head_hash);
 

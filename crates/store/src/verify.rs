@@ -67,9 +67,8 @@ enum Eval {
     WrongCode,
     Replay,
     BadFormat,
-    Locked,
-    SoftLocked,
-    NotActive,
+    /// Refused before any code is tested: not active, hard- or soft-locked ([`Store::gate`]).
+    Gated(Reason),
     ChallengeRequired,
 }
 
@@ -81,9 +80,7 @@ impl Eval {
             Eval::WrongCode => Reason::WrongCode,
             Eval::Replay => Reason::Replay,
             Eval::BadFormat => Reason::BadFormat,
-            Eval::Locked => Reason::Locked,
-            Eval::SoftLocked => Reason::SoftLocked,
-            Eval::NotActive => Reason::NotActive,
+            Eval::Gated(r) => *r,
             Eval::ChallengeRequired => Reason::ChallengeRequired,
         }
     }
@@ -127,21 +124,21 @@ impl Store {
         }
     }
 
-    /// Why a row read from the database may not have a code checked at `now`, if it may not:
-    /// not active, hard-locked or soft-locked (the gate [`Store::evaluate`] applies to verifies).
-    fn gate(row: &TokenRow, now: u64) -> Option<Reason> {
-        if !matches!(row.status, TokenStatus::Active | TokenStatus::Pending) {
+    /// Why a token in `state` may not have a code checked at `now`, if it may not: not
+    /// active, hard-locked or soft-locked. Verify, resync and OCRA answers all apply it.
+    fn gate(state: &TokenState, now: u64) -> Option<Reason> {
+        if !matches!(state.status, TokenStatus::Active | TokenStatus::Pending) {
             Some(Reason::NotActive)
         } else {
-            Self::lock_gate(row, now)
+            Self::lock_gate(state, now)
         }
     }
 
-    /// Hard or soft lock of a row at `now`.
-    fn lock_gate(row: &TokenRow, now: u64) -> Option<Reason> {
-        if row.locked {
+    /// Hard or soft lock of a token in `state` at `now`.
+    fn lock_gate(state: &TokenState, now: u64) -> Option<Reason> {
+        if state.locked {
             Some(Reason::Locked)
-        } else if row.locked_until.is_some_and(|until| now < until) {
+        } else if state.locked_until.is_some_and(|until| now < until) {
             Some(Reason::SoftLocked)
         } else {
             None
@@ -149,17 +146,9 @@ impl Store {
     }
 
     fn evaluate(&self, serial: &str, key: &OtpKey, hot: &Hot, passcode: &str, now: u64) -> Eval {
-        let gate = match hot.state.status {
-            TokenStatus::Active | TokenStatus::Pending => None,
-            _ => Some(Eval::NotActive),
-        }
-        .or(hot.state.locked.then_some(Eval::Locked))
-        .or(hot
-            .state
-            .locked_until
-            .filter(|&until| now < until)
-            .map(|_| Eval::SoftLocked))
-        .or((hot.otp == HotOtp::Ocra).then_some(Eval::ChallengeRequired));
+        let gate = Self::gate(&hot.state, now)
+            .map(Eval::Gated)
+            .or((hot.otp == HotOtp::Ocra).then_some(Eval::ChallengeRequired));
         if let Some(g) = gate {
             self.dummy_work(passcode);
             return g;
@@ -614,7 +603,7 @@ impl Store {
                 .backend
                 .token(serial)?
                 .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
-            if let Some(r) = Self::gate(&row, now) {
+            if let Some(r) = Self::gate(&row.state(), now) {
                 // The same work as a verify refused at its gate, for each code.
                 self.dummy_work(first);
                 self.dummy_work(second);
@@ -729,7 +718,7 @@ impl Store {
                     "token {serial}'s suite needs session information, which this store does not supply"
                 )));
             }
-            if let Some(r) = Self::gate(&row, now) {
+            if let Some(r) = Self::gate(&row.state(), now) {
                 self.dummy_work(response);
                 return self
                     .reject(&actor, "ocra", serial, Some(serial), r, now)
@@ -850,7 +839,7 @@ impl Store {
                 ));
             }
             // Locks hold here as on a verify: no code is tested, nothing is counted.
-            if let Some(r) = Self::lock_gate(&row, now) {
+            if let Some(r) = Self::lock_gate(&row.state(), now) {
                 self.dummy_work(code);
                 return self
                     .reject(actor, "initialise", serial, Some(serial), r, now)
