@@ -5,9 +5,14 @@
 //! caller's roles allow the [`Operation`]. The table in [`Operation::allowed_roles`] is the single
 //! place that says so: deny by default, every operation names its roles, and a test calls every
 //! RPC with every role to prove the table is what the server enforces.
+//!
+//! [`org`] holds the organisation: units (schools by UAI code, districts, the Rectorat and its
+//! departments, the exams office), people and their functions, N+1/N+2, lot kinds, and the scope
+//! rule saying which person manages which lot ([`org::manages_lot`], [`org::Scope`]).
 #![forbid(unsafe_code)]
 
 mod ids;
+pub mod org;
 mod roles;
 mod status;
 
