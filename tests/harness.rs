@@ -233,6 +233,41 @@ impl Server {
             .expect("run okey")
     }
 
+    /// Run the stock Python gRPC client (`tests/py/stock_client.py`: grpcio, grpcio-reflection,
+    /// grpcio-health-checking; nothing generated from okey's sources) against this server with
+    /// `args`, `stdin` as its standard input, and parse the one JSON object it prints.
+    pub fn stock_client(&self, args: &[&str], stdin: &str) -> serde_json::Value {
+        use std::io::Write;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/stock_client.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(self.addr.to_string())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 (scripts/deps/grpc.sh lists what the stock client needs)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write the request");
+        let out = child.wait_with_output().expect("stock client");
+        assert!(
+            out.status.success(),
+            "the stock client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the stock client prints JSON")
+    }
+
+    /// The `authorization` header of the admin credential, as a stock-client argument.
+    pub fn admin_header(&self) -> String {
+        format!("authorization=Bearer {}", self.admin_key)
+    }
+
     /// A client with the admin credential.
     pub async fn admin(&self) -> Client {
         self.client(Some(&self.admin_key)).await
