@@ -59,3 +59,72 @@ async fn reflection_v1alpha_lists_every_service_and_health_reports_each_serving(
     assert_eq!(who["code"], "OK", "{who}");
     assert_eq!(who["response"]["name"], "admin", "{who}");
 }
+
+/// `SERVICE METHOD` called by the stock client as the admin, with `request` as JSON.
+fn call(server: &Server, service: &str, method: &str, request: &Value) -> Value {
+    server.stock_client(
+        &["call", service, method, &server.admin_header()],
+        &request.to_string(),
+    )
+}
+
+const MEGABYTE: usize = 1 << 20;
+
+#[tokio::test]
+async fn a_megabyte_field_gets_a_short_invalid_argument_not_its_echo() {
+    let server = Server::start();
+    let big = serde_json::json!({ "$repeat": ["x", MEGABYTE] });
+    let cases = [
+        (
+            "okey.v1.TokenService",
+            "ImportTokens",
+            serde_json::json!({ "tokens": [{
+                "serial": big,
+                "kind": "HARDWARE",
+                "otp": { "type": "HOTP", "digits": 6 },
+                "seed_hex": okey_e2e::RFC_SECRET_HEX,
+            }]}),
+            "token 1",
+        ),
+        (
+            "okey.v1.CallerService",
+            "CreateApiKey",
+            serde_json::json!({ "name": "fe-big", "roles": [big] }),
+            "unknown role",
+        ),
+        (
+            "okey.v1.TokenService",
+            "GetToken",
+            serde_json::json!({ "serial": big }),
+            "serial",
+        ),
+    ];
+    for (service, method, request, says) in cases {
+        let answer = call(&server, service, method, &request);
+        assert_eq!(
+            answer["code"], "INVALID_ARGUMENT",
+            "{method}: {answer:.300}"
+        );
+        let len = answer["details_len"].as_u64().expect("a length");
+        assert!(
+            len <= okey_server::status::MAX_MESSAGE as u64,
+            "{method}: {len} bytes"
+        );
+        let details = answer["details"].as_str().expect("details");
+        assert!(details.contains(says), "{method}: {details}");
+    }
+    // The refused requests wrote nothing.
+    let mut admin = server.admin().await;
+    assert!(admin.serials().await.is_empty());
+    let keys = call(
+        &server,
+        "okey.v1.CallerService",
+        "ListApiKeys",
+        &serde_json::json!({}),
+    );
+    assert_eq!(
+        keys["response"]["principals"].as_array().map(Vec::len),
+        Some(1),
+        "{keys}"
+    );
+}

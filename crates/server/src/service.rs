@@ -20,7 +20,7 @@ use crate::config::ServeConfig;
 use crate::metrics::{Metrics, VerifyResultKind};
 use crate::proto;
 use crate::seed_files::{self, ChunkReader, ChunkWriter, Format, Parsed, Refused};
-use crate::status::{invalid, is_not_found, store_status};
+use crate::status::{invalid, is_not_found, shown, store_status, within};
 
 /// Longest passcode accepted (a 32-character PIN and a 10-digit code, or an OCRA `-0` response).
 pub(crate) const MAX_PASSCODE_LEN: usize = 160;
@@ -749,12 +749,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         }
         let mut batch = Vec::with_capacity(req.tokens.len());
         for (i, t) in req.tokens.into_iter().enumerate() {
-            let at = |s: Status| {
-                Status::new(
-                    s.code(),
-                    format!("token {} ({}): {}", i + 1, t.serial, s.message()),
-                )
-            };
+            let at = |s: Status| within(&format!("token {} ({})", i + 1, shown(&t.serial)), &s);
             serial_arg(&t.serial).map_err(at)?;
             let (otp, algorithm, digits) = otp_of(t.otp.as_ref()).map_err(at)?;
             let seed = match (t.seed_hex.is_empty(), t.seed_base32.is_empty()) {
@@ -888,7 +883,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             .map_err(|_| Status::internal("the seed file parser failed"))?;
         let (mut tokens, mut refused) = match parsed {
             Parsed::FileRefused(why) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(invalid(format!(
                     "the file was refused, nothing imported: {why}"
                 )));
             }
@@ -901,7 +896,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 .take(20)
                 .map(|r| format!("{}: {}", r.package, r.reason))
                 .collect();
-            return Err(Status::invalid_argument(format!(
+            return Err(invalid(format!(
                 "{} package(s) refused, nothing imported (use partial import to keep the others): {}",
                 refused.len(),
                 listed.join("; ")
@@ -1331,15 +1326,25 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
         let principal = self.callers.authorize(&request, Operation::CreateApiKey)?;
         let req = request.into_inner();
         validate_principal_name(&req.name).map_err(invalid)?;
-        if req.roles.is_empty() {
-            return Err(Status::invalid_argument("give at least one role"));
+        if req.roles.is_empty() || req.roles.len() > Role::ALL.len() {
+            return Err(Status::invalid_argument(format!(
+                "give 1 to {} roles",
+                Role::ALL.len()
+            )));
         }
         let roles = req
             .roles
             .iter()
-            .map(|r| r.parse::<Role>().map(|r| r.name().to_owned()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Status::invalid_argument)?;
+            .map(|r| {
+                r.parse::<Role>().map(|r| r.name().to_owned()).map_err(|_| {
+                    invalid(format!(
+                        "unknown role {}: expected one of {}",
+                        shown(r),
+                        Role::ALL.map(Role::name).join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let key = generate_key()
             .map_err(|_| Status::unavailable("the system random generator failed"))?;
         self.store
