@@ -380,6 +380,37 @@ impl Client {
     }
 }
 
+/// A server with its metrics listener on a free loopback port, and `config` added.
+pub fn with_metrics_and(config: &str) -> (Server, u16) {
+    let port = free_port();
+    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{port}\"\n{config}"));
+    (server, port)
+}
+
+/// A server with its metrics listener on a free loopback port.
+pub fn with_metrics() -> (Server, u16) {
+    with_metrics_and("")
+}
+
+/// The raw HTTP answer of `GET /metrics`.
+pub fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    socket.read_to_string(&mut body).expect("response");
+    body
+}
+
+/// The value of the sample `name` (with its labels, e.g. `x_total{code="a"}`) in a scrape.
+pub fn sample(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{name} in {body}"))
+}
+
 /// An HOTP SHA-1 6-digit token to import.
 pub fn hotp_token(serial: &str, seed_hex: &str) -> proto::ImportedToken {
     proto::ImportedToken {

@@ -1,30 +1,7 @@
 //! What operators and generic tools see: health, reflection, metrics.
 
-use std::io::{Read, Write};
-
-use okey_e2e::{RFC_SECRET_HEX, Server, check, hotp_token, verify_serial};
+use okey_e2e::{RFC_SECRET_HEX, Server, check, hotp_token, scrape, verify_serial, with_metrics};
 use okey_server::proto;
-
-/// A server with its metrics listener on a free loopback port.
-fn with_metrics() -> (Server, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
-    (server, port)
-}
-
-/// The raw HTTP answer of `GET /metrics`.
-fn scrape(port: u16) -> String {
-    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .expect("request");
-    let mut body = String::new();
-    socket.read_to_string(&mut body).expect("response");
-    body
-}
 
 #[tokio::test]
 async fn health_and_metrics() {

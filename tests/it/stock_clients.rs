@@ -128,3 +128,28 @@ async fn a_megabyte_field_gets_a_short_invalid_argument_not_its_echo() {
         "{keys}"
     );
 }
+
+#[tokio::test]
+async fn a_message_that_is_not_protobuf_is_the_callers_fault_and_is_counted() {
+    let (server, metrics) = okey_e2e::with_metrics();
+    let cases = [
+        // Not protobuf at all: a varint that never ends.
+        ("okey.v1.AuthService", "Verify", "ffffffff"),
+        // Field 2 (passcode) is a string whose bytes are not UTF-8.
+        ("okey.v1.AuthService", "Verify", "1202fffe"),
+        // A seed-file upload (a client stream) whose first chunk does not decode.
+        ("okey.v1.TokenService", "ImportSeedFile", "0aff"),
+    ];
+    for (service, method, hex) in cases {
+        let answer =
+            server.stock_client(&["raw", service, method, hex, &server.admin_header()], "");
+        assert_eq!(
+            answer["code"], "INVALID_ARGUMENT",
+            "{method} {hex}: {answer}"
+        );
+        let details = answer["details"].as_str().expect("details");
+        assert!(details.contains("not valid protobuf"), "{details}");
+    }
+    let body = okey_e2e::scrape(metrics);
+    assert_eq!(okey_e2e::sample(&body, "okey_malformed_messages_total"), 3);
+}

@@ -100,6 +100,16 @@ impl Metrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "okey_verify_latency_seconds_count {cumulative}");
+        let _ = writeln!(
+            out,
+            "# HELP okey_malformed_messages_total Received messages that did not decode as protobuf (answered INVALID_ARGUMENT)."
+        );
+        let _ = writeln!(out, "# TYPE okey_malformed_messages_total counter");
+        let _ = writeln!(
+            out,
+            "okey_malformed_messages_total {}",
+            crate::codec::malformed_messages()
+        );
         render_store(&mut out, &store.stats());
         out
     }
