@@ -387,6 +387,14 @@ pub fn with_metrics_and(config: &str) -> (Server, u16) {
     (server, port)
 }
 
+/// A server with its metrics listener on a free loopback port, keeping its info-level log
+/// ([`Server::log`]).
+pub fn logging_with_metrics() -> (Server, u16) {
+    let port = free_port();
+    let server = Server::start_logging(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    (server, port)
+}
+
 /// A server with its metrics listener on a free loopback port.
 pub fn with_metrics() -> (Server, u16) {
     with_metrics_and("")
