@@ -153,3 +153,30 @@ async fn a_message_that_is_not_protobuf_is_the_callers_fault_and_is_counted() {
     let body = okey_e2e::scrape(metrics);
     assert_eq!(okey_e2e::sample(&body, "okey_malformed_messages_total"), 3);
 }
+
+#[tokio::test]
+async fn a_request_with_two_authorization_headers_is_refused() {
+    let server = Server::start();
+    let admin = server.admin_header();
+    let other = "authorization=Bearer okey_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let who = |headers: &[&str]| {
+        let mut args = vec!["call", "okey.v1.CallerService", "WhoAmI"];
+        args.extend_from_slice(headers);
+        server.stock_client(&args, "{}")
+    };
+    assert_eq!(who(&[&admin])["code"], "OK");
+    for headers in [
+        [admin.as_str(), other],
+        [other, admin.as_str()],
+        [admin.as_str(), admin.as_str()],
+    ] {
+        let answer = who(&headers);
+        assert_eq!(answer["code"], "UNAUTHENTICATED", "{headers:?}: {answer}");
+        assert!(
+            answer["details"]
+                .as_str()
+                .is_some_and(|d| d.contains("exactly one authorization header")),
+            "{answer}"
+        );
+    }
+}
