@@ -344,3 +344,53 @@ fn secrets_left_off_the_command_line_are_read_from_a_pipe() {
     let out = run(&["verify", "--serial", "P-1"], "755224\n");
     assert_eq!(out.status.code(), Some(1), "a replay is rejected");
 }
+
+/// `okey serve` on `data_dir` and `listen`, expected to refuse to start: its stderr.
+fn serve_refused(data_dir: &std::path::Path, listen: &str) -> String {
+    let out = std::process::Command::new(okey_e2e::okey_binary())
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .env("OKEY_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run okey serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn store_files_are_created_owner_only_and_a_loose_database_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start();
+    let mut c = server.admin().await;
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![hotp_token("F1", RFC_SECRET_HEX)],
+        })
+        .await
+        .expect("import");
+    for name in [
+        "okey.db",
+        "okey.db-wal",
+        "okey.db-shm",
+        "okey.lock",
+        "master.key",
+    ] {
+        let mode = std::fs::metadata(server.data_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+    }
+    server.kill9();
+    let db = server.data_dir.join("okey.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let said = serve_refused(&server.data_dir, "127.0.0.1:0");
+    assert!(said.contains("okey.db has mode 0644"), "{said}");
+    assert!(said.contains("chmod 600"), "{said}");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key = server.data_dir.join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let said = serve_refused(&server.data_dir, "127.0.0.1:0");
+    assert!(said.contains("master.key has mode 0640"), "{said}");
+}
