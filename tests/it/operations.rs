@@ -394,3 +394,20 @@ async fn store_files_are_created_owner_only_and_a_loose_database_stops_the_start
     let said = serve_refused(&server.data_dir, "127.0.0.1:0");
     assert!(said.contains("master.key has mode 0640"), "{said}");
 }
+
+#[tokio::test]
+async fn a_start_that_cannot_happen_says_its_cause_once() {
+    let server = Server::start();
+    let in_use = "is in use by another okey process";
+    let said = serve_refused(&server.data_dir, "127.0.0.1:0");
+    assert_eq!(said.matches(in_use).count(), 1, "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+
+    let other = tempfile::tempdir().expect("dir");
+    let said = serve_refused(&other.path().join("data"), &server.addr.to_string());
+    assert_eq!(said.matches("Address already in use").count(), 1, "{said}");
+    assert!(
+        said.contains(&format!("cannot listen on {}", server.addr)),
+        "{said}"
+    );
+}
