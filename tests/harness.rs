@@ -233,6 +233,41 @@ impl Server {
             .expect("run okey")
     }
 
+    /// Run the stock Python gRPC client (`tests/py/stock_client.py`: grpcio, grpcio-reflection,
+    /// grpcio-health-checking; nothing generated from okey's sources) against this server with
+    /// `args`, `stdin` as its standard input, and parse the one JSON object it prints.
+    pub fn stock_client(&self, args: &[&str], stdin: &str) -> serde_json::Value {
+        use std::io::Write;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/stock_client.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(self.addr.to_string())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 (scripts/deps/grpc.sh lists what the stock client needs)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write the request");
+        let out = child.wait_with_output().expect("stock client");
+        assert!(
+            out.status.success(),
+            "the stock client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the stock client prints JSON")
+    }
+
+    /// The `authorization` header of the admin credential, as a stock-client argument.
+    pub fn admin_header(&self) -> String {
+        format!("authorization=Bearer {}", self.admin_key)
+    }
+
     /// A client with the admin credential.
     pub async fn admin(&self) -> Client {
         self.client(Some(&self.admin_key)).await
@@ -343,6 +378,45 @@ impl Client {
             .into_inner()
             .records
     }
+}
+
+/// A server with its metrics listener on a free loopback port, and `config` added.
+pub fn with_metrics_and(config: &str) -> (Server, u16) {
+    let port = free_port();
+    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{port}\"\n{config}"));
+    (server, port)
+}
+
+/// A server with its metrics listener on a free loopback port, keeping its info-level log
+/// ([`Server::log`]).
+pub fn logging_with_metrics() -> (Server, u16) {
+    let port = free_port();
+    let server = Server::start_logging(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    (server, port)
+}
+
+/// A server with its metrics listener on a free loopback port.
+pub fn with_metrics() -> (Server, u16) {
+    with_metrics_and("")
+}
+
+/// The raw HTTP answer of `GET /metrics`.
+pub fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    socket.read_to_string(&mut body).expect("response");
+    body
+}
+
+/// The value of the sample `name` (with its labels, e.g. `x_total{code="a"}`) in a scrape.
+pub fn sample(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{name} in {body}"))
 }
 
 /// An HOTP SHA-1 6-digit token to import.

@@ -264,3 +264,87 @@ async fn a_token_created_for_a_holder_needs_the_right_to_assign() {
         .expect("token");
     assert_eq!(t.holder, "ceo");
 }
+
+/// Log lines of `log` at WARN that contain `text`.
+fn warnings<'a>(log: &'a str, text: &str) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") && l.contains(text))
+        .collect()
+}
+
+#[tokio::test]
+async fn refused_credentials_are_logged_counted_and_denials_audited() {
+    let (server, metrics) = okey_e2e::logging_with_metrics();
+    let mut nobody = server.client(None).await;
+    let mut stranger = server
+        .client(Some("okey_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        .await;
+    for c in [&mut nobody, &mut stranger] {
+        assert_eq!(call(c, "ListTokens").await, Code::Unauthenticated);
+    }
+    let mut verifier = server.client_as("verifier").await;
+    assert_eq!(
+        call(&mut verifier, "ListTokens").await,
+        Code::PermissionDenied
+    );
+
+    let log = server.log();
+    let refused = warnings(&log, "credential refused");
+    assert_eq!(refused.len(), 2, "{log}");
+    for line in &refused {
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(line.contains("ListTokens"), "{line}");
+    }
+    assert!(refused[0].contains("no authorization header"), "{log}");
+    assert!(refused[1].contains("unknown or revoked API key"), "{log}");
+    let denied = warnings(&log, "permission denied");
+    assert_eq!(denied.len(), 1, "{log}");
+    assert!(denied[0].contains("caller=as-verifier"), "{log}");
+    assert!(denied[0].contains("peer=127.0.0.1:"), "{log}");
+
+    let body = okey_e2e::scrape(metrics);
+    let count = |code: &str| {
+        okey_e2e::sample(
+            &body,
+            &format!("okey_refused_calls_total{{code=\"{code}\"}}"),
+        )
+    };
+    assert_eq!(count("unauthenticated"), 2);
+    assert_eq!(count("permission_denied"), 1);
+
+    // The denial is on the audit chain, naming the principal and the operation.
+    let mut admin = server.admin().await;
+    let records = admin.audit_records(10).await;
+    let record = records
+        .iter()
+        .find(|r| r.action == "authorize")
+        .expect("an audit record of the denial");
+    assert_eq!(
+        (
+            record.actor.as_str(),
+            record.subject.as_str(),
+            record.result.as_str()
+        ),
+        ("as-verifier", "ListTokens", "rejected")
+    );
+    assert_eq!(record.reason, "permission_denied");
+    assert_eq!(
+        records.iter().filter(|r| r.action == "authorize").count(),
+        1
+    );
+
+    // A flood is counted in full but logged at a bounded rate.
+    for _ in 0..200 {
+        assert_eq!(call(&mut nobody, "ListTokens").await, Code::Unauthenticated);
+    }
+    let body = okey_e2e::scrape(metrics);
+    assert_eq!(
+        okey_e2e::sample(&body, "okey_refused_calls_total{code=\"unauthenticated\"}"),
+        202
+    );
+    let logged = warnings(&server.log(), "credential refused").len();
+    assert!(
+        (3..202).contains(&logged),
+        "{logged} lines for 202 refusals"
+    );
+}

@@ -8,4 +8,5 @@ mod hid;
 mod lifecycle;
 mod operations;
 mod seed_files;
+mod stock_clients;
 mod tls;

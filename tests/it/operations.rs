@@ -1,30 +1,7 @@
 //! What operators and generic tools see: health, reflection, metrics.
 
-use std::io::{Read, Write};
-
-use okey_e2e::{RFC_SECRET_HEX, Server, check, hotp_token, verify_serial};
+use okey_e2e::{RFC_SECRET_HEX, Server, check, hotp_token, scrape, verify_serial, with_metrics};
 use okey_server::proto;
-
-/// A server with its metrics listener on a free loopback port.
-fn with_metrics() -> (Server, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let server = Server::start_with(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
-    (server, port)
-}
-
-/// The raw HTTP answer of `GET /metrics`.
-fn scrape(port: u16) -> String {
-    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .expect("request");
-    let mut body = String::new();
-    socket.read_to_string(&mut body).expect("response");
-    body
-}
 
 #[tokio::test]
 async fn health_and_metrics() {
@@ -366,4 +343,71 @@ fn secrets_left_off_the_command_line_are_read_from_a_pipe() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("accept P-1"));
     let out = run(&["verify", "--serial", "P-1"], "755224\n");
     assert_eq!(out.status.code(), Some(1), "a replay is rejected");
+}
+
+/// `okey serve` on `data_dir` and `listen`, expected to refuse to start: its stderr.
+fn serve_refused(data_dir: &std::path::Path, listen: &str) -> String {
+    let out = std::process::Command::new(okey_e2e::okey_binary())
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .env("OKEY_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run okey serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn store_files_are_created_owner_only_and_a_loose_database_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start();
+    let mut c = server.admin().await;
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![hotp_token("F1", RFC_SECRET_HEX)],
+        })
+        .await
+        .expect("import");
+    for name in [
+        "okey.db",
+        "okey.db-wal",
+        "okey.db-shm",
+        "okey.lock",
+        "master.key",
+    ] {
+        let mode = std::fs::metadata(server.data_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+    }
+    server.kill9();
+    let db = server.data_dir.join("okey.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let said = serve_refused(&server.data_dir, "127.0.0.1:0");
+    assert!(said.contains("okey.db has mode 0644"), "{said}");
+    assert!(said.contains("chmod 600"), "{said}");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key = server.data_dir.join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let said = serve_refused(&server.data_dir, "127.0.0.1:0");
+    assert!(said.contains("master.key has mode 0640"), "{said}");
+}
+
+#[tokio::test]
+async fn a_start_that_cannot_happen_says_its_cause_once() {
+    let server = Server::start();
+    let in_use = "is in use by another okey process";
+    let said = serve_refused(&server.data_dir, "127.0.0.1:0");
+    assert_eq!(said.matches(in_use).count(), 1, "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+
+    let other = tempfile::tempdir().expect("dir");
+    let said = serve_refused(&other.path().join("data"), &server.addr.to_string());
+    assert_eq!(said.matches("Address already in use").count(), 1, "{said}");
+    assert!(
+        said.contains(&format!("cannot listen on {}", server.addr)),
+        "{said}"
+    );
 }

@@ -66,7 +66,8 @@ fn fail(e: &anyhow::Error) -> ExitCode {
             .unwrap_or_default();
         eprintln!("okey: {:?}: {}{cause}", status.code(), status.message());
     } else {
-        eprintln!("okey: {e:#}");
+        // Each cause once: an error whose text already shows its source is not followed by it.
+        eprintln!("okey: {}", client::error_chain(e.as_ref()));
     }
     ExitCode::from(2)
 }

@@ -4,15 +4,24 @@
 //! stored: keys are high-entropy, so a fast hash is enough and keeps authentication off the hot
 //! path's budget. Known principals are cached in memory; the cache is refreshed from the store
 //! on a miss and dropped on revocation.
+//!
+//! A refused credential leaves a trace: every `UNAUTHENTICATED` and `PERMISSION_DENIED` is
+//! counted in the metrics and logged at WARN with the peer's address (at most
+//! [`WARNINGS_PER_SECOND`] lines a second; the next line says how many were not logged), and a
+//! `PERMISSION_DENIED` is also an audit record naming the principal and the operation.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
 
 use okey_domain::{Operation, Role, authorize};
-use okey_store::Store;
+use okey_store::{AuditEntry, Store};
 use sha2::{Digest, Sha256};
 use tonic::Status;
 use zeroize::Zeroizing;
+
+use crate::clock;
+use crate::metrics::{Metrics, RefusedKind};
 
 /// The prefix of every okey API key, so leaked keys are easy to recognise and scan for.
 pub const KEY_PREFIX: &str = "okey_";
@@ -24,6 +33,8 @@ pub struct Principal {
     pub name: String,
     /// Its roles.
     pub roles: Vec<Role>,
+    /// The address the request came from, when the transport knows it.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Principal {
@@ -35,15 +46,83 @@ impl Principal {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
 
-    /// Whether this caller's roles allow `operation` too (for a request that does the work of
-    /// a second operation, e.g. a creation that also assigns).
-    pub fn may(&self, operation: Operation) -> Result<(), Status> {
-        authorize(&self.roles, operation).map_err(|denied| {
-            tracing::info!(caller = %self.name, operation = ?operation, "permission denied");
-            Status::permission_denied(denied.to_string())
-        })
+/// Most refused-credential lines logged in one second.
+pub const WARNINGS_PER_SECOND: u32 = 10;
+
+/// Why a request's credential was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// No `authorization` header.
+    Missing,
+    /// More than one `authorization` header: which one would count is ambiguous.
+    Several,
+    /// Not `Bearer okey_...`.
+    Malformed,
+    /// No enabled key has this hash.
+    Unknown,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Missing => "no authorization header",
+            Refusal::Several => "several authorization headers",
+            Refusal::Malformed => "not a bearer okey API key",
+            Refusal::Unknown => "unknown or revoked API key",
+        }
     }
+
+    fn status(self) -> Status {
+        match self {
+            Refusal::Several => Status::unauthenticated(
+                "send exactly one authorization header (authorization: Bearer <key>)",
+            ),
+            _ => {
+                Status::unauthenticated("a valid API key is required (authorization: Bearer <key>)")
+            }
+        }
+    }
+}
+
+/// Why authentication did not produce a principal.
+enum AuthError {
+    Refused(Refusal),
+    /// The key store could not be read: not the caller's fault.
+    Unavailable(Status),
+}
+
+/// At most [`WARNINGS_PER_SECOND`] lines a second; counts the lines it held back.
+#[derive(Default)]
+struct LogLimit(Mutex<LogWindow>);
+
+#[derive(Default)]
+struct LogWindow {
+    second: u64,
+    logged: u32,
+    held_back: u64,
+}
+
+impl LogLimit {
+    /// Whether a line may be logged at `now`; if so, how many were held back before it.
+    fn admit(&self, now: u64) -> Option<u64> {
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if w.second != now {
+            w.second = now;
+            w.logged = 0;
+        }
+        if w.logged >= WARNINGS_PER_SECOND {
+            w.held_back += 1;
+            return None;
+        }
+        w.logged += 1;
+        Some(std::mem::take(&mut w.held_back))
+    }
+}
+
+fn peer_text(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
 }
 
 /// Make a new random API key. Returned once to whoever asked; only its hash is kept.
@@ -63,7 +142,9 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 /// Authenticates callers against the store's API keys, with a cache.
 pub struct Callers {
     store: Store,
+    metrics: Arc<Metrics>,
     cache: RwLock<KeyCache>,
+    warnings: LogLimit,
 }
 
 /// Looked-up keys (`None`: no such enabled key), and a generation that every invalidation
@@ -75,11 +156,13 @@ struct KeyCache {
 }
 
 impl Callers {
-    /// A caller registry over `store`.
-    pub fn new(store: Store) -> Self {
+    /// A caller registry over `store`, counting refusals in `metrics`.
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
         Callers {
             store,
+            metrics,
             cache: RwLock::new(KeyCache::default()),
+            warnings: LogLimit::default(),
         }
     }
 
@@ -92,34 +175,90 @@ impl Callers {
     }
 
     /// Authenticate the request's bearer key and check that its roles allow `operation`.
-    pub fn authorize<T>(
+    pub async fn authorize<T>(
         &self,
         request: &tonic::Request<T>,
         operation: Operation,
     ) -> Result<Principal, Status> {
-        let principal = self.authenticate(request.metadata())?;
-        principal.may(operation)?;
+        let peer = request.remote_addr();
+        let mut principal = match self.authenticate(request.metadata()) {
+            Ok(p) => p,
+            Err(AuthError::Unavailable(status)) => return Err(status),
+            Err(AuthError::Refused(why)) => {
+                self.metrics.record_refused(RefusedKind::Unauthenticated);
+                if let Some(held_back) = self.warnings.admit(clock::now()) {
+                    tracing::warn!(
+                        peer = %peer_text(peer),
+                        operation = ?operation,
+                        why = why.as_str(),
+                        not_logged_before = held_back,
+                        "credential refused"
+                    );
+                }
+                return Err(why.status());
+            }
+        };
+        principal.peer = peer;
+        self.require(&principal, operation).await?;
         Ok(principal)
     }
 
-    fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
-        let unauthenticated =
-            || Status::unauthenticated("a valid API key is required (authorization: Bearer <key>)");
-        let header = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(unauthenticated)?;
+    /// Check that `principal`'s roles allow `operation` too (for a request that does the work
+    /// of a second operation, e.g. a creation that also assigns). A refusal is counted, logged
+    /// and audited.
+    pub async fn require(&self, principal: &Principal, operation: Operation) -> Result<(), Status> {
+        let Err(denied) = authorize(&principal.roles, operation) else {
+            return Ok(());
+        };
+        self.metrics.record_refused(RefusedKind::PermissionDenied);
+        let now = clock::now();
+        if let Some(held_back) = self.warnings.admit(now) {
+            tracing::warn!(
+                peer = %peer_text(principal.peer),
+                caller = %principal.name,
+                roles = %principal.role_names(),
+                operation = ?operation,
+                not_logged_before = held_back,
+                "permission denied"
+            );
+        }
+        let entry = AuditEntry {
+            actor: principal.name.clone(),
+            action: "authorize".to_owned(),
+            subject: format!("{operation:?}"),
+            serial: None,
+            result: "rejected".to_owned(),
+            reason: "permission_denied".to_owned(),
+            at: now,
+        };
+        if let Err(e) = self.store.audit(entry).await {
+            tracing::error!(error = %e, "audit append failed");
+        }
+        Err(Status::permission_denied(denied.to_string()))
+    }
+
+    fn authenticate(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Principal, AuthError> {
+        let refused = |why| AuthError::Refused(why);
+        let mut headers = metadata.get_all("authorization").iter();
+        let first = headers.next().ok_or(refused(Refusal::Missing))?;
+        if headers.next().is_some() {
+            return Err(refused(Refusal::Several));
+        }
+        let header = first.to_str().map_err(|_| refused(Refusal::Malformed))?;
         let key = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|k| k.starts_with(KEY_PREFIX) && k.len() <= 128)
-            .ok_or_else(unauthenticated)?;
+            .ok_or(refused(Refusal::Malformed))?;
         let hash = hash_key(key);
         let generation = match self.cache.read() {
             Ok(c) => {
                 if let Some(entry) = c.keys.get(&hash) {
-                    return entry.clone().ok_or_else(unauthenticated);
+                    return entry.clone().ok_or(refused(Refusal::Unknown));
                 }
                 c.generation
             }
@@ -130,15 +269,16 @@ impl Callers {
             .api_key(&hash)
             .map_err(|e| {
                 tracing::error!(error = %e, "API key lookup failed");
-                Status::unavailable("the credential store is unavailable")
+                AuthError::Unavailable(Status::unavailable("the credential store is unavailable"))
             })?
             .filter(|p| !p.disabled)
             .map(|p| Principal {
                 name: p.name,
                 roles: p.roles.iter().filter_map(|r| r.parse().ok()).collect(),
+                peer: None,
             });
         self.remember(hash, generation, found.clone());
-        found.ok_or_else(unauthenticated)
+        found.ok_or(refused(Refusal::Unknown))
     }
 
     /// Cache a lookup made at `generation`, unless keys changed since (the lookup may have
@@ -159,6 +299,18 @@ impl Callers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_lines_are_limited_per_second_and_say_how_many_were_held_back() {
+        let limit = LogLimit::default();
+        for _ in 0..WARNINGS_PER_SECOND {
+            assert_eq!(limit.admit(100), Some(0));
+        }
+        assert_eq!(limit.admit(100), None);
+        assert_eq!(limit.admit(100), None);
+        assert_eq!(limit.admit(101), Some(2));
+        assert_eq!(limit.admit(101), Some(0));
+    }
 
     #[test]
     fn keys_are_prefixed_random_and_hash_stably() {
@@ -191,7 +343,7 @@ mod tests {
         store
             .add_api_key("fe-1", hash, &["verifier".into()], &admin)
             .expect("put");
-        let callers = Callers::new(store.clone());
+        let callers = Callers::new(store.clone(), Arc::new(Metrics::default()));
         let mut metadata = tonic::metadata::MetadataMap::new();
         metadata.insert(
             "authorization",
@@ -203,6 +355,7 @@ mod tests {
         let principal = store.api_key(&hash).expect("lookup").map(|p| Principal {
             name: p.name,
             roles: vec![Role::Verifier],
+            peer: None,
         });
         assert!(principal.is_some());
         // Meanwhile the key is revoked, and the cache invalidated.
@@ -210,9 +363,9 @@ mod tests {
         callers.invalidate();
         // The late insert is dropped, and the next request sees the revocation.
         callers.remember(hash, generation, principal);
-        assert_eq!(
-            callers.authenticate(&metadata).map_err(|s| s.code()),
-            Err(tonic::Code::Unauthenticated)
-        );
+        assert!(matches!(
+            callers.authenticate(&metadata),
+            Err(AuthError::Refused(Refusal::Unknown))
+        ));
     }
 }

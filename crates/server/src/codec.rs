@@ -9,9 +9,11 @@
 //! [`YIELD_THRESHOLD`] bytes.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tonic::codec::{BufferSettings, Codec};
-use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic_prost::{ProstCodec, ProstEncoder};
 
 /// Initial size (and growth step) of a call's encode and decode buffers.
 pub const BUFFER_SIZE: usize = 512;
@@ -40,14 +42,43 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = CheckedDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ProstCodec::<T, U>::raw_encoder(settings())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(settings())
+        CheckedDecoder(PhantomData)
+    }
+}
+
+/// Messages that did not decode (not protobuf, a string field that is not UTF-8), since start.
+static MALFORMED: AtomicU64 = AtomicU64::new(0);
+
+/// How many received messages did not decode as their protobuf type, in this process.
+pub fn malformed_messages() -> u64 {
+    MALFORMED.load(Ordering::Relaxed)
+}
+
+/// Decodes `U` with prost. A message that does not decode is the sender's fault:
+/// `INVALID_ARGUMENT` (prost's own decoder says `INTERNAL`), and it is counted.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedDecoder<U>(PhantomData<U>);
+
+impl<U: prost::Message + Default> Decoder for CheckedDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        U::decode(buf).map(Some).map_err(|e| {
+            MALFORMED.fetch_add(1, Ordering::Relaxed);
+            Status::invalid_argument(format!("the message is not valid protobuf: {e}"))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        settings()
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Metrics {
     rejected: AtomicU64,
     challenged: AtomicU64,
     errors: AtomicU64,
+    unauthenticated: AtomicU64,
+    permission_denied: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
 }
@@ -38,7 +40,25 @@ pub enum VerifyResultKind {
     Error,
 }
 
+/// A call refused before it did anything, for counting.
+#[derive(Clone, Copy, Debug)]
+pub enum RefusedKind {
+    /// No valid credential.
+    Unauthenticated,
+    /// A valid credential whose roles do not allow the operation.
+    PermissionDenied,
+}
+
 impl Metrics {
+    /// Count one refused call.
+    pub fn record_refused(&self, kind: RefusedKind) {
+        match kind {
+            RefusedKind::Unauthenticated => &self.unauthenticated,
+            RefusedKind::PermissionDenied => &self.permission_denied,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Count one verify that took `micros`.
     pub fn record_verify(&self, result: VerifyResultKind, micros: u64) {
         let counter = match result {
@@ -100,6 +120,31 @@ impl Metrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "okey_verify_latency_seconds_count {cumulative}");
+        let _ = writeln!(
+            out,
+            "# HELP okey_refused_calls_total Calls refused for their credential, by status code."
+        );
+        let _ = writeln!(out, "# TYPE okey_refused_calls_total counter");
+        for (code, c) in [
+            ("unauthenticated", &self.unauthenticated),
+            ("permission_denied", &self.permission_denied),
+        ] {
+            let _ = writeln!(
+                out,
+                "okey_refused_calls_total{{code=\"{code}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP okey_malformed_messages_total Received messages that did not decode as protobuf (answered INVALID_ARGUMENT)."
+        );
+        let _ = writeln!(out, "# TYPE okey_malformed_messages_total counter");
+        let _ = writeln!(
+            out,
+            "okey_malformed_messages_total {}",
+            crate::codec::malformed_messages()
+        );
         render_store(&mut out, &store.stats());
         out
     }

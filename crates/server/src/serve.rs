@@ -170,6 +170,18 @@ pub(crate) fn server_builder() -> Server {
     Server::builder().tcp_nodelay(true)
 }
 
+/// Every gRPC service the listener serves, by its full name: each is reported `SERVING` by
+/// `grpc.health.v1.Health` and listed by reflection. A service added to the router is added here.
+pub const SERVED: [&str; 7] = [
+    proto::auth_service_server::SERVICE_NAME,
+    proto::token_service_server::SERVICE_NAME,
+    proto::audit_service_server::SERVICE_NAME,
+    proto::caller_service_server::SERVICE_NAME,
+    tonic_health::pb::health_server::SERVICE_NAME,
+    tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+    tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+];
+
 /// Open the store and start serving; returns once the listeners are bound.
 pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     config.validate()?;
@@ -184,16 +196,27 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone()));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<proto::auth_service_server::AuthServiceServer<Arc<Okey>>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::token_service_server::TokenServiceServer<Arc<Okey>>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    for name in SERVED {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    // Reflection in both versions: v1, and v1alpha that many generic clients still ask for
+    // (grpcio-reflection, older grpcurl and Postman builds).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
     let (listener, addr) = bind(config.listen).await?;
@@ -219,7 +242,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     }
     let router = builder
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(proto::auth_service_server::AuthServiceServer::new(
             okey.clone(),
         ))

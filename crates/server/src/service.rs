@@ -20,7 +20,7 @@ use crate::config::ServeConfig;
 use crate::metrics::{Metrics, VerifyResultKind};
 use crate::proto;
 use crate::seed_files::{self, ChunkReader, ChunkWriter, Format, Parsed, Refused};
-use crate::status::{invalid, is_not_found, store_status};
+use crate::status::{invalid, is_not_found, shown, store_status, within};
 
 /// Longest passcode accepted (a 32-character PIN and a 10-digit code, or an OCRA `-0` response).
 pub(crate) const MAX_PASSCODE_LEN: usize = 160;
@@ -44,7 +44,7 @@ pub(crate) struct Okey {
 impl Okey {
     pub(crate) fn new(store: Store, config: &ServeConfig, metrics: Arc<Metrics>) -> Self {
         Okey {
-            callers: Arc::new(Callers::new(store.clone())),
+            callers: Arc::new(Callers::new(store.clone(), metrics.clone())),
             challenges: Challenges::new(config.challenge_ttl),
             store,
             metrics,
@@ -303,7 +303,9 @@ impl Okey {
             // An empty passcode asks for a challenge when the subject has a challenge-response
             // token; otherwise it is simply wrong. Issuing one is TriggerChallenge's work, and
             // needs its roles.
-            principal.may(Operation::TriggerChallenge)?;
+            self.callers
+                .require(principal, Operation::TriggerChallenge)
+                .await?;
             if let Some((serial, suite)) = self.ocra_token_of(&subject, is_user)? {
                 let (tx, challenge) = self
                     .challenges
@@ -492,7 +494,7 @@ impl proto::auth_service_server::AuthService for Arc<Okey> {
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let started = Instant::now();
-        let principal = self.callers.authorize(&request, Operation::Verify)?;
+        let principal = self.callers.authorize(&request, Operation::Verify).await?;
         let result = self.verify_inner(&principal, request.into_inner()).await;
         let kind = match &result {
             Ok(r) if r.result == proto::VerifyResult::Accept as i32 => VerifyResultKind::Accept,
@@ -514,7 +516,8 @@ impl proto::auth_service_server::AuthService for Arc<Okey> {
     ) -> Result<Response<proto::TriggerChallengeResponse>, Status> {
         let principal = self
             .callers
-            .authorize(&request, Operation::TriggerChallenge)?;
+            .authorize(&request, Operation::TriggerChallenge)
+            .await?;
         let req = request.into_inner();
         let (subject, is_user) = subject_of(req.subject)?;
         let now = clock::now();
@@ -560,7 +563,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::ExportStockRequest>,
     ) -> Result<Response<Self::ExportStockStream>, Status> {
-        let principal = self.callers.authorize(&request, Operation::ExportStock)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::ExportStock)
+            .await?;
         let req = request.into_inner();
         if req.serials.len() > MAX_IMPORT {
             return Err(Status::invalid_argument(
@@ -653,7 +659,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::CreateTokenRequest>,
     ) -> Result<Response<proto::CreateTokenResponse>, Status> {
-        let principal = self.callers.authorize(&request, Operation::CreateToken)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::CreateToken)
+            .await?;
         let req = request.into_inner();
         let kind = kind_of(req.kind, TokenKind::Software)?;
         if kind == TokenKind::Hardware {
@@ -669,7 +678,9 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             validate_holder(&req.holder).map_err(invalid)?;
             // A token created for a holder is also an assignment: without that right, a
             // creator would hold a working credential of anyone it names.
-            principal.may(Operation::AssignToken)?;
+            self.callers
+                .require(&principal, Operation::AssignToken)
+                .await?;
         }
         check_description(&req.description)?;
         if req.issuer.len() > 64 || req.account.len() > 128 {
@@ -740,7 +751,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::ImportTokensRequest>,
     ) -> Result<Response<proto::ImportTokensResponse>, Status> {
-        let principal = self.callers.authorize(&request, Operation::ImportTokens)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::ImportTokens)
+            .await?;
         let req = request.into_inner();
         if req.tokens.is_empty() || req.tokens.len() > MAX_IMPORT {
             return Err(Status::invalid_argument(
@@ -749,12 +763,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         }
         let mut batch = Vec::with_capacity(req.tokens.len());
         for (i, t) in req.tokens.into_iter().enumerate() {
-            let at = |s: Status| {
-                Status::new(
-                    s.code(),
-                    format!("token {} ({}): {}", i + 1, t.serial, s.message()),
-                )
-            };
+            let at = |s: Status| within(&format!("token {} ({})", i + 1, shown(&t.serial)), &s);
             serial_arg(&t.serial).map_err(at)?;
             let (otp, algorithm, digits) = otp_of(t.otp.as_ref()).map_err(at)?;
             let seed = match (t.seed_hex.is_empty(), t.seed_base32.is_empty()) {
@@ -818,7 +827,8 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
     ) -> Result<Response<proto::ImportSeedFileResponse>, Status> {
         let principal = self
             .callers
-            .authorize(&request, Operation::ImportSeedFile)?;
+            .authorize(&request, Operation::ImportSeedFile)
+            .await?;
         let mut stream = request.into_inner();
         let first = stream
             .message()
@@ -888,7 +898,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             .map_err(|_| Status::internal("the seed file parser failed"))?;
         let (mut tokens, mut refused) = match parsed {
             Parsed::FileRefused(why) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(invalid(format!(
                     "the file was refused, nothing imported: {why}"
                 )));
             }
@@ -901,7 +911,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 .take(20)
                 .map(|r| format!("{}: {}", r.package, r.reason))
                 .collect();
-            return Err(Status::invalid_argument(format!(
+            return Err(invalid(format!(
                 "{} package(s) refused, nothing imported (use partial import to keep the others): {}",
                 refused.len(),
                 listed.join("; ")
@@ -948,7 +958,9 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::GetTokenRequest>,
     ) -> Result<Response<proto::Token>, Status> {
-        self.callers.authorize(&request, Operation::GetToken)?;
+        self.callers
+            .authorize(&request, Operation::GetToken)
+            .await?;
         let serial = request.into_inner().serial;
         serial_arg(&serial)?;
         let info = self.store.token(&serial).map_err(store_status)?;
@@ -960,7 +972,9 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::ListTokensRequest>,
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
-        self.callers.authorize(&request, Operation::ListTokens)?;
+        self.callers
+            .authorize(&request, Operation::ListTokens)
+            .await?;
         let req = request.into_inner();
         let limit = match req.page_size {
             0 => 100,
@@ -1006,7 +1020,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::AssignTokenRequest>,
     ) -> Result<Response<proto::Token>, Status> {
-        let principal = self.callers.authorize(&request, Operation::AssignToken)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::AssignToken)
+            .await?;
         let req = request.into_inner();
         serial_arg(&req.serial)?;
         if !req.holder.is_empty() {
@@ -1025,7 +1042,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::SetPinRequest>,
     ) -> Result<Response<proto::Token>, Status> {
-        let principal = self.callers.authorize(&request, Operation::SetPin)?;
+        let principal = self.callers.authorize(&request, Operation::SetPin).await?;
         let req = request.into_inner();
         serial_arg(&req.serial)?;
         let pin_text = Zeroizing::new(req.pin);
@@ -1046,7 +1063,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::ResyncTokenRequest>,
     ) -> Result<Response<proto::Token>, Status> {
-        let principal = self.callers.authorize(&request, Operation::ResyncToken)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::ResyncToken)
+            .await?;
         let req = request.into_inner();
         serial_arg(&req.serial)?;
         let (first, second) = (
@@ -1084,7 +1104,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         &self,
         request: Request<proto::TokenRef>,
     ) -> Result<Response<proto::Token>, Status> {
-        let principal = self.callers.authorize(&request, Operation::UnlockToken)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::UnlockToken)
+            .await?;
         let serial = request.into_inner().serial;
         serial_arg(&serial)?;
         let info = self
@@ -1100,6 +1123,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         request: Request<proto::TokenRef>,
     ) -> Result<Response<proto::Token>, Status> {
         self.change_status(request, Operation::EnableToken, TokenStatus::Active)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(op = "DisableToken"))]
@@ -1108,6 +1132,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         request: Request<proto::TokenRef>,
     ) -> Result<Response<proto::Token>, Status> {
         self.change_status(request, Operation::DisableToken, TokenStatus::Disabled)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(op = "RevokeToken"))]
@@ -1116,6 +1141,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         request: Request<proto::TokenRef>,
     ) -> Result<Response<proto::Token>, Status> {
         self.change_status(request, Operation::RevokeToken, TokenStatus::Revoked)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(op = "BeginInitialisation"))]
@@ -1125,7 +1151,8 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
     ) -> Result<Response<proto::BeginInitialisationResponse>, Status> {
         let principal = self
             .callers
-            .authorize(&request, Operation::BeginInitialisation)?;
+            .authorize(&request, Operation::BeginInitialisation)
+            .await?;
         let req = request.into_inner();
         serial_arg(&req.serial)?;
         check_description(&req.description)?;
@@ -1177,7 +1204,8 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
     ) -> Result<Response<proto::Token>, Status> {
         let principal = self
             .callers
-            .authorize(&request, Operation::CompleteInitialisation)?;
+            .authorize(&request, Operation::CompleteInitialisation)
+            .await?;
         let req = request.into_inner();
         serial_arg(&req.serial)?;
         let code = Zeroizing::new(req.code);
@@ -1209,7 +1237,8 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
     ) -> Result<Response<proto::Token>, Status> {
         let principal = self
             .callers
-            .authorize(&request, Operation::AbortInitialisation)?;
+            .authorize(&request, Operation::AbortInitialisation)
+            .await?;
         let serial = request.into_inner().serial;
         serial_arg(&serial)?;
         let current = self.store.token(&serial).map_err(store_status)?;
@@ -1234,13 +1263,13 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
 }
 
 impl Okey {
-    fn change_status(
+    async fn change_status(
         &self,
         request: Request<proto::TokenRef>,
         operation: Operation,
         to: TokenStatus,
     ) -> Result<Response<proto::Token>, Status> {
-        let principal = self.callers.authorize(&request, operation)?;
+        let principal = self.callers.authorize(&request, operation).await?;
         let serial = request.into_inner().serial;
         serial_arg(&serial)?;
         let info = self
@@ -1259,7 +1288,8 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
         request: Request<proto::VerifyAuditChainRequest>,
     ) -> Result<Response<proto::VerifyAuditChainResponse>, Status> {
         self.callers
-            .authorize(&request, Operation::VerifyAuditChain)?;
+            .authorize(&request, Operation::VerifyAuditChain)
+            .await?;
         let req = request.into_inner();
         let anchor = match (req.anchor_sequence, req.anchor_hash.as_str()) {
             (0, "") => None,
@@ -1295,7 +1325,9 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
         &self,
         request: Request<proto::ListAuditRequest>,
     ) -> Result<Response<proto::ListAuditResponse>, Status> {
-        self.callers.authorize(&request, Operation::ListAudit)?;
+        self.callers
+            .authorize(&request, Operation::ListAudit)
+            .await?;
         let limit = match request.into_inner().limit {
             0 => 100,
             n if n > MAX_PAGE => return Err(Status::invalid_argument("limit is at most 1000")),
@@ -1328,18 +1360,31 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
         &self,
         request: Request<proto::CreateApiKeyRequest>,
     ) -> Result<Response<proto::CreateApiKeyResponse>, Status> {
-        let principal = self.callers.authorize(&request, Operation::CreateApiKey)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::CreateApiKey)
+            .await?;
         let req = request.into_inner();
         validate_principal_name(&req.name).map_err(invalid)?;
-        if req.roles.is_empty() {
-            return Err(Status::invalid_argument("give at least one role"));
+        if req.roles.is_empty() || req.roles.len() > Role::ALL.len() {
+            return Err(Status::invalid_argument(format!(
+                "give 1 to {} roles",
+                Role::ALL.len()
+            )));
         }
         let roles = req
             .roles
             .iter()
-            .map(|r| r.parse::<Role>().map(|r| r.name().to_owned()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Status::invalid_argument)?;
+            .map(|r| {
+                r.parse::<Role>().map(|r| r.name().to_owned()).map_err(|_| {
+                    invalid(format!(
+                        "unknown role {}: expected one of {}",
+                        shown(r),
+                        Role::ALL.map(Role::name).join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let key = generate_key()
             .map_err(|_| Status::unavailable("the system random generator failed"))?;
         self.store
@@ -1357,7 +1402,9 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
         &self,
         request: Request<proto::ListApiKeysRequest>,
     ) -> Result<Response<proto::ListApiKeysResponse>, Status> {
-        self.callers.authorize(&request, Operation::ListApiKeys)?;
+        self.callers
+            .authorize(&request, Operation::ListApiKeys)
+            .await?;
         let principals = self.store.list_api_keys().map_err(store_status)?;
         Ok(Response::new(proto::ListApiKeysResponse {
             principals: principals
@@ -1376,7 +1423,10 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
         &self,
         request: Request<proto::RevokeApiKeyRequest>,
     ) -> Result<Response<proto::RevokeApiKeyResponse>, Status> {
-        let principal = self.callers.authorize(&request, Operation::RevokeApiKey)?;
+        let principal = self
+            .callers
+            .authorize(&request, Operation::RevokeApiKey)
+            .await?;
         let name = request.into_inner().name;
         validate_principal_name(&name).map_err(invalid)?;
         if name == principal.name {
@@ -1396,7 +1446,7 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
         &self,
         request: Request<proto::WhoAmIRequest>,
     ) -> Result<Response<proto::ApiPrincipal>, Status> {
-        let principal = self.callers.authorize(&request, Operation::WhoAmI)?;
+        let principal = self.callers.authorize(&request, Operation::WhoAmI).await?;
         Ok(Response::new(proto::ApiPrincipal {
             name: principal.name.clone(),
             roles: principal

@@ -42,6 +42,16 @@ pub enum StoreError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A store file (database, its -wal or -shm, the lock file) has permissions looser than 0600.
+    #[error(
+        "the store file {path} has mode {mode:04o}; it must be readable and writable by its owner only (chmod 600 the okey.db* and okey.lock files)"
+    )]
+    LooseFilePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The master key file is not exactly 32 bytes.
     #[error(
         "the master key file {path} is {len} bytes long; a master key is exactly 32 bytes (truncated or not a key file)"

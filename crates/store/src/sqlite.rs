@@ -118,11 +118,13 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 impl Sqlite {
     /// Open (creating if needed) the database in `dir` and bring its schema up to date.
     pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let lock_path = dir.join(LOCK_FILE);
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| StoreError::io("cannot open the lock file", &lock_path, e))?;
         // A process that just exited (or a child briefly holding a copy of the descriptor
@@ -147,6 +149,18 @@ impl Sqlite {
             }
         }
         let path = dir.join(DB_FILE);
+        // Created here, owner-only, before SQLite would create it 0644: its -wal and -shm files
+        // take the database file's mode.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StoreError::io("cannot create the database", &path, e))?;
+        for name in STORE_FILES {
+            check_private(&dir.join(name))?;
+        }
         let conn = Connection::open(&path)?;
         configure(&conn)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -189,6 +203,31 @@ impl Sqlite {
         // A poisoned reader only means another thread panicked mid-read; the connection is
         // still sound (reads change nothing).
         m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The files of an embedded store: the database, its write-ahead log and shared memory, and the
+/// lock file. Each is created readable and writable by its owner only (mode 0600).
+pub const STORE_FILES: [&str; 4] = [DB_FILE, "okey.db-wal", "okey.db-shm", LOCK_FILE];
+
+/// Refuse a store file that its group or others may read or write (one left 0644 by a copy or
+/// an older okey): the database holds the audit chain and every token's state.
+fn check_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("cannot read", path, e)),
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                Ok(())
+            } else {
+                Err(StoreError::LooseFilePermissions {
+                    path: path.to_path_buf(),
+                    mode,
+                })
+            }
+        }
     }
 }
 

@@ -178,3 +178,35 @@ fn no_plaintext_seed_or_pin_reaches_the_disk() {
         assert!(!found, "secret in clear in {}", path.display());
     }
 }
+
+#[test]
+fn store_files_are_owner_only_and_a_loose_one_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("dir");
+    two_tokens(dir.path());
+    let s = open(dir.path());
+    for name in okey_store::sqlite::STORE_FILES {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+    }
+    drop(s);
+    for name in okey_store::sqlite::STORE_FILES {
+        let path = dir.path().join(name);
+        if !path.exists() {
+            continue;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        match Store::open(config(dir.path())) {
+            Err(e @ StoreError::LooseFilePermissions { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(name) && text.contains("0644"), "{text}");
+            }
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => panic!("{name} 0644 was accepted"),
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    assert!(Store::open(config(dir.path())).is_ok());
+}
