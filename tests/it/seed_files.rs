@@ -154,6 +154,21 @@ async fn oath_csv_partial_import_reports_the_bad_lines() {
     assert_eq!(r.refused.len(), 1);
     assert!(r.refused[0].package.contains('3'), "{:?}", r.refused[0]);
     assert!(check(&mut c, verify_serial("0502", "755224")).await.0);
+
+    // A CSV file is plaintext: a password given with it is refused, not ignored.
+    let csv = format!("0503, {RFC_SECRET_HEX}, hotp, 6, 0\n");
+    let err = import(
+        &mut c,
+        csv.into_bytes(),
+        proto::SeedFileFormat::OathCsv,
+        "a password for nothing",
+        false,
+    )
+    .await
+    .expect_err("a password with a CSV file");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("not encrypted"), "{}", err.message());
+    assert!(!c.serials().await.contains(&"0503".to_owned()));
 }
 
 /// A client that could not read its file to the end stops its upload without the `end` mark:

@@ -180,3 +180,120 @@ async fn a_request_with_two_authorization_headers_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn fields_that_do_not_apply_are_refused_with_a_sentence() {
+    let server = Server::start();
+    let token = |otp: Value, counter: u64| {
+        serde_json::json!({ "tokens": [{
+            "serial": "F15",
+            "kind": "HARDWARE",
+            "otp": otp,
+            "seed_hex": okey_e2e::RFC_SECRET_HEX,
+            "counter": counter.to_string(),
+        }]})
+    };
+    let suite = "OCRA-1:HOTP-SHA1-6:QN08";
+    let cases = [
+        (
+            token(
+                serde_json::json!({ "type": "HOTP", "ocra_suite": { "$repeat": ["O", MEGABYTE] } }),
+                0,
+            ),
+            "has no OCRA suite",
+        ),
+        (
+            token(serde_json::json!({ "type": "HOTP", "step": u32::MAX }), 0),
+            "has no TOTP step or T0",
+        ),
+        (
+            token(
+                serde_json::json!({ "type": "HOTP", "t0": u64::MAX.to_string() }),
+                0,
+            ),
+            "has no TOTP step or T0",
+        ),
+        (
+            token(
+                serde_json::json!({ "type": "TOTP", "ocra_suite": suite }),
+                0,
+            ),
+            "has no OCRA suite",
+        ),
+        (
+            token(
+                serde_json::json!({ "type": "OCRA", "ocra_suite": suite, "digits": 8 }),
+                0,
+            ),
+            "digits are its suite's",
+        ),
+        (
+            token(
+                serde_json::json!({ "type": "OCRA", "ocra_suite": suite, "algorithm": "SHA256" }),
+                0,
+            ),
+            "hash is its suite's",
+        ),
+        (
+            token(
+                serde_json::json!({ "type": "OCRA", "ocra_suite": suite, "step": 30 }),
+                0,
+            ),
+            "has no TOTP step or T0",
+        ),
+        (
+            token(serde_json::json!({ "type": "TOTP" }), 5),
+            "has no counter",
+        ),
+    ];
+    for (request, says) in cases {
+        let answer = call(&server, "okey.v1.TokenService", "ImportTokens", &request);
+        assert_eq!(answer["code"], "INVALID_ARGUMENT", "{says}: {answer:.300}");
+        let details = answer["details"].as_str().expect("details");
+        assert!(details.contains(says), "{says}: {details}");
+        assert!(details.contains("token 1 (\"F15\")"), "{details}");
+    }
+    let created = call(
+        &server,
+        "okey.v1.TokenService",
+        "CreateToken",
+        &serde_json::json!({ "otp": { "type": "HOTP", "step": 60 } }),
+    );
+    assert_eq!(created["code"], "INVALID_ARGUMENT", "{created}");
+    let long_nas = call(
+        &server,
+        "okey.v1.AuthService",
+        "Verify",
+        &serde_json::json!({
+            "subject": { "serial": "F15" },
+            "passcode": "755224",
+            "client": { "nas_identifier": { "$repeat": ["n", 254] } },
+        }),
+    );
+    assert_eq!(long_nas["code"], "INVALID_ARGUMENT", "{long_nas}");
+    let mut admin = server.admin().await;
+    assert!(admin.serials().await.is_empty(), "nothing was written");
+
+    // The same fields where they apply are taken.
+    let hotp = call(
+        &server,
+        "okey.v1.TokenService",
+        "ImportTokens",
+        &token(serde_json::json!({ "type": "HOTP" }), 3),
+    );
+    assert_eq!(hotp["code"], "OK", "{hotp}");
+    let got = call(
+        &server,
+        "okey.v1.TokenService",
+        "GetToken",
+        &serde_json::json!({ "serial": "F15" }),
+    );
+    assert_eq!(got["response"]["counter"], "3", "{got}");
+    let mut ocra = token(
+        serde_json::json!({ "type": "OCRA", "ocra_suite": suite, "digits": 6, "algorithm": "SHA1" }),
+        0,
+    );
+    ocra["tokens"][0]["serial"] = "F16".into();
+    let ocra = call(&server, "okey.v1.TokenService", "ImportTokens", &ocra);
+    assert_eq!(ocra["code"], "OK", "{ocra}");
+}

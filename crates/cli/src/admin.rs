@@ -47,15 +47,15 @@ struct OtpParamArgs {
     /// Code type.
     #[arg(long = "type", value_enum, default_value = "hotp")]
     otp_type: OtpTypeArg,
-    /// HMAC hash.
-    #[arg(long, value_enum, default_value = "sha1")]
-    algorithm: HashArg,
-    /// Digits shown (6 to 10).
-    #[arg(long, default_value_t = 6)]
-    digits: u32,
-    /// TOTP step in seconds.
-    #[arg(long, default_value_t = 30)]
-    step: u32,
+    /// HMAC hash (default sha1; an OCRA token's is its suite's).
+    #[arg(long, value_enum)]
+    algorithm: Option<HashArg>,
+    /// Digits shown, 6 to 10 (default 6; an OCRA token's are its suite's).
+    #[arg(long)]
+    digits: Option<u32>,
+    /// TOTP step in seconds (default 30; only with --type totp).
+    #[arg(long)]
+    step: Option<u32>,
     /// OCRA suite (with --type ocra).
     #[arg(long)]
     suite: Option<String>,
@@ -69,9 +69,14 @@ impl OtpParamArgs {
                 OtpTypeArg::Totp => proto::OtpType::Totp,
                 OtpTypeArg::Ocra => proto::OtpType::Ocra,
             } as i32,
-            algorithm: hash_proto(self.algorithm) as i32,
-            digits: self.digits,
-            step: self.step,
+            // Unset values are left to the server's defaults, so a value given for a field
+            // that does not apply to the type (a step on HOTP) is refused there, not dropped.
+            algorithm: self
+                .algorithm
+                .map_or(proto::HashAlgorithm::Unspecified, hash_proto)
+                as i32,
+            digits: self.digits.unwrap_or(0),
+            step: self.step.unwrap_or(0),
             t0: 0,
             ocra_suite: self.suite.clone().unwrap_or_default(),
         }

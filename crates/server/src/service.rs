@@ -111,15 +111,40 @@ fn algorithm_to_proto(a: Algorithm) -> proto::HashAlgorithm {
     }
 }
 
-/// Checked OTP parameters: kind, algorithm, digits.
+/// Checked OTP parameters: kind, algorithm, digits. A field that does not apply to the type
+/// (a TOTP step or T0 on an HOTP token, an OCRA suite on an HOTP or TOTP one, a step, T0,
+/// digits or algorithm beside an OCRA suite that says otherwise) is refused, not dropped.
 fn otp_of(p: Option<&proto::OtpParameters>) -> Result<(OtpKind, Algorithm, u8), Status> {
     let default = proto::OtpParameters::default();
     let p = p.unwrap_or(&default);
     let mut algorithm = algorithm_of(p.algorithm)?;
     let mut digits = if p.digits == 0 { 6 } else { p.digits };
+    let no_suite = |kind: &str| {
+        if p.ocra_suite.is_empty() {
+            Ok(())
+        } else {
+            Err(Status::invalid_argument(format!(
+                "an {kind} token has no OCRA suite: leave ocra_suite empty"
+            )))
+        }
+    };
+    let no_time = |kind: &str| {
+        if p.step == 0 && p.t0 == 0 {
+            Ok(())
+        } else {
+            Err(Status::invalid_argument(format!(
+                "an {kind} token has no TOTP step or T0: leave step and t0 at 0"
+            )))
+        }
+    };
     let kind = match proto::OtpType::try_from(p.r#type) {
-        Ok(proto::OtpType::Unspecified | proto::OtpType::Hotp) => OtpKind::Hotp,
+        Ok(proto::OtpType::Unspecified | proto::OtpType::Hotp) => {
+            no_suite("HOTP")?;
+            no_time("HOTP")?;
+            OtpKind::Hotp
+        }
         Ok(proto::OtpType::Totp) => {
+            no_suite("TOTP")?;
             let step = if p.step == 0 { 30 } else { p.step };
             if step > 3600 {
                 return Err(Status::invalid_argument(
@@ -129,9 +154,28 @@ fn otp_of(p: Option<&proto::OtpParameters>) -> Result<(OtpKind, Algorithm, u8), 
             OtpKind::Totp { step, t0: p.t0 }
         }
         Ok(proto::OtpType::Ocra) => {
+            if p.ocra_suite.len() > 64 {
+                return Err(Status::invalid_argument(
+                    "an OCRA suite has at most 64 characters",
+                ));
+            }
+            no_time("OCRA")?;
             let suite: OcraSuite = p.ocra_suite.parse().map_err(invalid)?;
+            let suite_digits = suite.digits().map_or(0, |d| u32::from(d.get()));
+            if p.digits != 0 && p.digits != suite_digits {
+                return Err(Status::invalid_argument(
+                    "an OCRA token's digits are its suite's: leave digits at 0 or give the suite's",
+                ));
+            }
+            if p.algorithm != proto::HashAlgorithm::Unspecified as i32
+                && algorithm != suite.algorithm()
+            {
+                return Err(Status::invalid_argument(
+                    "an OCRA token's hash is its suite's: leave algorithm unset or give the suite's",
+                ));
+            }
             algorithm = suite.algorithm();
-            digits = suite.digits().map_or(0, |d| u32::from(d.get()));
+            digits = suite_digits;
             OtpKind::Ocra {
                 suite: suite.as_str().to_owned(),
             }
@@ -144,6 +188,37 @@ fn otp_of(p: Option<&proto::OtpParameters>) -> Result<(OtpKind, Algorithm, u8), 
     let digits =
         u8::try_from(digits).map_err(|_| Status::invalid_argument("digits must be 6 to 10"))?;
     Ok((kind, algorithm, digits))
+}
+
+/// The counter of an imported token: only HOTP tokens and OCRA suites with a counter have one.
+fn counter_of(otp: &OtpKind, counter: u64) -> Result<u64, Status> {
+    let has_counter = match otp {
+        OtpKind::Hotp => true,
+        OtpKind::Totp { .. } => false,
+        OtpKind::Ocra { suite } => suite.parse::<OcraSuite>().is_ok_and(|s| s.has_counter()),
+    };
+    if counter != 0 && !has_counter {
+        return Err(Status::invalid_argument(
+            "this token has no counter (TOTP, or an OCRA suite without C): leave counter at 0",
+        ));
+    }
+    Ok(counter)
+}
+
+/// Longest client information field: a RADIUS attribute's value is at most 253 bytes.
+const MAX_CLIENT_FIELD: usize = 253;
+
+fn check_client(client: Option<&proto::ClientInfo>) -> Result<(), Status> {
+    if let Some(c) = client
+        && [&c.nas_identifier, &c.client_address, &c.calling_station]
+            .iter()
+            .any(|f| f.len() > MAX_CLIENT_FIELD)
+    {
+        return Err(Status::invalid_argument(
+            "a client information field has at most 253 bytes (a RADIUS attribute)",
+        ));
+    }
+    Ok(())
 }
 
 fn kind_of(k: i32, default: TokenKind) -> Result<TokenKind, Status> {
@@ -278,6 +353,7 @@ impl Okey {
         req: proto::VerifyRequest,
     ) -> Result<proto::VerifyResponse, Status> {
         let (subject, is_user) = subject_of(req.subject)?;
+        check_client(req.client.as_ref())?;
         let client = client_of(req.client.as_ref());
         let passcode = Zeroizing::new(req.passcode);
         if passcode.len() > MAX_PASSCODE_LEN {
@@ -520,6 +596,7 @@ impl proto::auth_service_server::AuthService for Arc<Okey> {
             .await?;
         let req = request.into_inner();
         let (subject, is_user) = subject_of(req.subject)?;
+        check_client(req.client.as_ref())?;
         let now = clock::now();
         let Some((serial, suite)) = self.ocra_token_of(&subject, is_user)? else {
             return Err(Status::failed_precondition(
@@ -766,6 +843,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             let at = |s: Status| within(&format!("token {} ({})", i + 1, shown(&t.serial)), &s);
             serial_arg(&t.serial).map_err(at)?;
             let (otp, algorithm, digits) = otp_of(t.otp.as_ref()).map_err(at)?;
+            let counter = counter_of(&otp, t.counter).map_err(at)?;
             let seed = match (t.seed_hex.is_empty(), t.seed_base32.is_empty()) {
                 (false, true) => hex::decode(t.seed_hex.trim())
                     .map_err(|_| at(Status::invalid_argument("the seed is not hexadecimal")))?,
@@ -804,7 +882,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 algorithm,
                 digits,
                 seed,
-                counter: t.counter,
+                counter,
                 drift: 0,
                 status: TokenStatus::Active,
                 holder: optional(t.holder.clone()),
@@ -853,7 +931,14 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                     }
                 })
             }
-            Ok(proto::SeedFileFormat::OathCsv) => Format::OathCsv,
+            Ok(proto::SeedFileFormat::OathCsv) if password.is_empty() && psk.is_empty() => {
+                Format::OathCsv
+            }
+            Ok(proto::SeedFileFormat::OathCsv) => {
+                return Err(Status::invalid_argument(
+                    "an OATH CSV file is not encrypted: give no password or pre-shared key",
+                ));
+            }
             _ => {
                 return Err(Status::invalid_argument(
                     "the format must be PSKC or OATH_CSV",
