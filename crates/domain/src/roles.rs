@@ -83,11 +83,29 @@ pub enum Operation {
     ListApiKeys,
     RevokeApiKey,
     WhoAmI,
+    /// Lots and keys (LifecycleService): reads.
+    ListLots,
+    ShowLot,
+    ShowKey,
+    /// Lots and keys: custody changes. Beside the role, the acting person's party for the key
+    /// (lot manager in scope, support centre, IT department) must be allowed by
+    /// [`crate::RULES`].
+    CreateLot,
+    RegisterKeys,
+    MoveKeys,
+    OrderKeys,
+    KeyAction,
+    HandOverKey,
+    ReturnKey,
+    FoundKey,
+    ConfirmHandOver,
+    KeyReceipt,
+    RunScheduledJobs,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 24] = [
+    pub const ALL: [Operation; 38] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -112,6 +130,20 @@ impl Operation {
         Operation::ListApiKeys,
         Operation::RevokeApiKey,
         Operation::WhoAmI,
+        Operation::ListLots,
+        Operation::ShowLot,
+        Operation::ShowKey,
+        Operation::CreateLot,
+        Operation::RegisterKeys,
+        Operation::MoveKeys,
+        Operation::OrderKeys,
+        Operation::KeyAction,
+        Operation::HandOverKey,
+        Operation::ReturnKey,
+        Operation::FoundKey,
+        Operation::ConfirmHandOver,
+        Operation::KeyReceipt,
+        Operation::RunScheduledJobs,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -139,6 +171,19 @@ impl Operation {
             Operation::VerifyAuditChain | Operation::ListAudit => &[Auditor, Admin],
             Operation::CreateApiKey | Operation::ListApiKeys | Operation::RevokeApiKey => &[Admin],
             Operation::WhoAmI => &[Verifier, Technician, Support, Admin, Auditor],
+            Operation::ListLots | Operation::ShowLot | Operation::ShowKey => {
+                &[Admin, Support, Auditor]
+            }
+            Operation::CreateLot | Operation::RunScheduledJobs => &[Admin],
+            Operation::RegisterKeys
+            | Operation::MoveKeys
+            | Operation::OrderKeys
+            | Operation::KeyAction
+            | Operation::HandOverKey
+            | Operation::ReturnKey
+            | Operation::FoundKey
+            | Operation::ConfirmHandOver
+            | Operation::KeyReceipt => &[Admin, Support],
         }
     }
 
@@ -217,6 +262,16 @@ mod tests {
             Operation::AbortInitialisation,
             Operation::CreateApiKey,
             Operation::RevokeApiKey,
+            Operation::CreateLot,
+            Operation::RegisterKeys,
+            Operation::MoveKeys,
+            Operation::OrderKeys,
+            Operation::KeyAction,
+            Operation::HandOverKey,
+            Operation::ReturnKey,
+            Operation::FoundKey,
+            Operation::ConfirmHandOver,
+            Operation::RunScheduledJobs,
             Operation::Verify,
             Operation::TriggerChallenge,
         ];
