@@ -583,7 +583,9 @@ pub fn found_decision(
         _ if expired => FoundDecision::Scrap,
         KeyState::Lost | KeyState::Found => FoundDecision::BackToOriginLot,
         KeyState::Assigned | KeyState::HandedOver => match holder {
-            Some(h) => FoundDecision::RouteToHolder { holder: h.to_owned() },
+            Some(h) => FoundDecision::RouteToHolder {
+                holder: h.to_owned(),
+            },
             None if rectorat_lot => FoundDecision::ToItDepartment,
             None => FoundDecision::ToLotManager,
         },
@@ -606,12 +608,7 @@ mod tests {
     const EXPECTED: &[(Option<KeyState>, KeyAction, KeyState, &[Party])] = {
         use KeyAction as A;
         const STAFF: &[Party] = &[P::LotManager, P::SupportCentre, P::ItDepartment];
-        const STAFF_H: &[Party] = &[
-            P::LotManager,
-            P::SupportCentre,
-            P::ItDepartment,
-            P::Holder,
-        ];
+        const STAFF_H: &[Party] = &[P::LotManager, P::SupportCentre, P::ItDepartment, P::Holder];
         const CENTRAL: &[Party] = &[P::SupportCentre, P::ItDepartment];
         const EXP: &[Party] = &[P::SupportCentre, P::ItDepartment, P::Scheduler];
         const DEACT: &[Party] = &[P::LotManager, P::SupportCentre, P::Scheduler];
@@ -718,21 +715,26 @@ mod tests {
 
     #[test]
     fn refusals_name_the_state_and_the_action() {
-        let e = transition(Some(S::Lost), KeyAction::HandOver, P::LotManager).unwrap_err();
+        let e = transition(Some(S::Lost), KeyAction::HandOver, P::LotManager).expect_err("refused");
         assert_eq!(e.to_string(), "a key that is lost cannot be handed over");
-        let e = transition(Some(S::HandedOver), KeyAction::Scrap, P::SupportCentre).unwrap_err();
-        assert_eq!(e.to_string(), "a key that is handed over cannot be scrapped");
-        let e = transition(None, KeyAction::HandOver, P::SupportCentre).unwrap_err();
+        let e = transition(Some(S::HandedOver), KeyAction::Scrap, P::SupportCentre)
+            .expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "a key that is handed over cannot be scrapped"
+        );
+        let e = transition(None, KeyAction::HandOver, P::SupportCentre).expect_err("refused");
         assert_eq!(
             e.to_string(),
             "a key that is in no lot cannot be handed over: register it into a lot first"
         );
-        let e = transition(Some(S::Delivered), KeyAction::Recycle, P::LotManager).unwrap_err();
+        let e =
+            transition(Some(S::Delivered), KeyAction::Recycle, P::LotManager).expect_err("refused");
         assert_eq!(
             e.to_string(),
             "a key that is delivered can be recycled only by the IT department, not by the lot manager"
         );
-        let e = transition(Some(S::Lost), KeyAction::Find, P::Holder).unwrap_err();
+        let e = transition(Some(S::Lost), KeyAction::Find, P::Holder).expect_err("refused");
         assert_eq!(
             e.to_string(),
             "a key that is lost can be declared found only by the support centre or the IT \
@@ -782,14 +784,18 @@ mod tests {
             Some("p1"),
             false,
             false,
-            D::RouteToHolder { holder: "p1".into() },
+            D::RouteToHolder {
+                holder: "p1".into(),
+            },
         );
         check(
             S::Assigned,
             Some("p2"),
             false,
             true,
-            D::RouteToHolder { holder: "p2".into() },
+            D::RouteToHolder {
+                holder: "p2".into(),
+            },
         );
         // Declared lost, then found: back to its origin lot.
         check(S::Lost, None, false, false, D::BackToOriginLot);

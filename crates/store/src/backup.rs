@@ -283,6 +283,9 @@ fn decode_token(d: &mut Dec<'_>) -> Result<TokenRow, StoreError> {
         created_at: 0,
         updated_at: 0,
         version: 1,
+        custody: None,
+        valid_until: None,
+        active_until: None,
     })
 }
 
