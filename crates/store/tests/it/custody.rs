@@ -440,3 +440,51 @@ fn a_hand_over_is_signed_once_by_its_receipt_number() {
         "signed once"
     );
 }
+
+#[test]
+fn a_restored_key_keeps_its_custody_so_a_lost_key_does_not_log_in_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("b.okb");
+    {
+        let s = setup(&dir.path().join("src"));
+        s.create_token(hotp_token("K2"), &actor()).expect("token");
+        s.change_key(
+            "K2",
+            KeyChange::Register {
+                lot: "A".into(),
+                valid_until: Some(NOW + 1000),
+            },
+            &support(),
+            NOW,
+        )
+        .expect("register");
+        s.change_key("K2", handover("p.b"), &support(), NOW)
+            .expect("handover");
+        s.change_key("K1", handover("p.a"), &support(), NOW)
+            .expect("handover");
+        s.change_key("K1", KeyChange::Lost { comment: None }, &support(), NOW)
+            .expect("lost");
+        s.backup(&file, &Zeroizing::new("correct horse battery".into()))
+            .expect("backup");
+    }
+    let target = StoreConfig {
+        master_key: MasterKeySource::Bytes(key_bytes(42)),
+        ..StoreConfig::in_dir(dir.path().join("dst"))
+    };
+    Store::restore(
+        target.clone(),
+        &file,
+        &Zeroizing::new("correct horse battery".into()),
+    )
+    .expect("restore");
+    let s = Store::open(target).expect("open");
+    let rt = rt();
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW));
+    assert_eq!((o.accepted, o.reason), (false, Reason::NotActive));
+    assert!(
+        rt.block_on(verify(&s, "K2", &hotp(SEED, 0, 6), NOW))
+            .accepted
+    );
+    let o = rt.block_on(verify(&s, "K2", &hotp(SEED, 1, 6), NOW + 1000));
+    assert!(!o.accepted, "the validity end survives the restore");
+}
