@@ -11,6 +11,10 @@ use crate::lots::{CustodyRow, KeyEvent, LotKey, LotRow, Order, OrderState, Recei
 
 /// The read side.
 pub trait CustodyRead: Send + Sync {
+    /// The persons named as delegate managers of a lot.
+    fn delegates(&self, lot: &str) -> Result<Vec<String>, StoreError>;
+    /// The lots a person is a named delegate manager of.
+    fn delegated_to(&self, person: &str) -> Result<Vec<String>, StoreError>;
     /// One lot.
     fn lot(&self, id: &str) -> Result<Option<LotRow>, StoreError>;
     /// Every lot, by id.
@@ -31,6 +35,10 @@ pub trait CustodyRead: Send + Sync {
 
 /// The write side, inside the writer's transaction.
 pub trait CustodyTx {
+    /// Name (or with `remove`, unname) a delegate manager of a lot.
+    fn set_delegate(&mut self, lot: &str, person: &str, remove: bool) -> Result<(), StoreError>;
+    /// Up to `limit` keys of a lot available for someone (delivered or returned), by serial.
+    fn available_keys(&mut self, lot: &str, limit: u32) -> Result<Vec<String>, StoreError>;
     /// Insert a lot; [`StoreError::Precondition`] if the id exists.
     fn insert_lot(&mut self, lot: &LotRow) -> Result<(), StoreError>;
     /// One lot, as this transaction sees it.

@@ -342,7 +342,7 @@ pub enum KeyChange {
     },
     /// The holder gives it back (a receipt is made).
     Return {
-        /// The key's condition.
+        /// The key's condition: `good`, `damaged` or `broken`.
         condition: Option<String>,
     },
     /// Lost, stolen, broken.
@@ -357,8 +357,9 @@ pub enum KeyChange {
         /// Target lot.
         to: String,
     },
-    /// Stop logging in at `at` (now if none or past): end of function, end of a deputy's
-    /// period. The return becomes due then.
+    /// Stop logging in at `at` (now if none): end of function, end of a deputy's period. The
+    /// return becomes due then (at once if `at` is not in the future, otherwise when the
+    /// scheduled job reaches it). An earlier deactivation time already set is kept.
     Deactivate {
         /// When.
         at: Option<u64>,
@@ -477,7 +478,13 @@ fn check_change(c: &KeyChange) -> Result<(), StoreError> {
             check_id("holder", to)?;
             check_text("place", place)
         }
-        KeyChange::Return { condition } => check_text("condition", condition),
+        KeyChange::Return { condition } => match condition.as_deref() {
+            None | Some("good" | "damaged" | "broken") => Ok(()),
+            Some(_) => Err(StoreError::invalid(
+                "condition",
+                "must be good, damaged or broken",
+            )),
+        },
         KeyChange::Lost { comment } | KeyChange::Deactivate { comment, .. } => {
             check_text("comment", comment)
         }
@@ -628,6 +635,96 @@ impl Store {
             Ok(())
         })?;
         Ok(lot)
+    }
+
+    /// Name (or remove) a delegate manager of a lot.
+    pub fn set_lot_delegate(
+        &self,
+        lot: &str,
+        person: &str,
+        remove: bool,
+        actor: &Actor,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        check_id("lot", lot)?;
+        check_id("person", person)?;
+        let entry = Self::audit_entry(
+            actor,
+            "lot.delegate",
+            lot,
+            None,
+            "ok",
+            &format!("{} {person}", if remove { "removed" } else { "added" }),
+            now,
+        );
+        let (lot, person) = (lot.to_owned(), person.to_owned());
+        self.custody_write(move |tx, store| {
+            read_lot(tx.custody(), &lot)?;
+            tx.custody().set_delegate(&lot, &person, remove)?;
+            audit::append(tx, &store.inner.audit_key, entry)?;
+            Ok(())
+        })
+    }
+
+    /// The named delegate managers of a lot.
+    pub fn lot_delegates(&self, lot: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.backend.custody().delegates(lot)
+    }
+
+    /// The lots a person is a named delegate manager of.
+    pub fn lots_delegated_to(&self, person: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.backend.custody().delegated_to(person)
+    }
+
+    /// Reserve one available key of `lot` for each of `persons` (a first appointment batch):
+    /// one commit, all or none.
+    pub fn reserve_keys(
+        &self,
+        lot: &str,
+        persons: Vec<String>,
+        by: &Acting,
+        now: u64,
+    ) -> Result<Vec<LotKey>, StoreError> {
+        check_id("lot", lot)?;
+        if persons.is_empty() || persons.len() > 10_000 {
+            return Err(StoreError::invalid("persons", "give 1 to 10000 persons"));
+        }
+        for p in &persons {
+            check_id("person", p)?;
+        }
+        let lot = lot.to_owned();
+        let by = by.clone();
+        let done = self.custody_write(move |tx, store| {
+            read_lot(tx.custody(), &lot)?;
+            let n = u32::try_from(persons.len()).unwrap_or(u32::MAX);
+            let keys = tx.custody().available_keys(&lot, n)?;
+            if keys.len() < persons.len() {
+                return Err(StoreError::Precondition(format!(
+                    "lot {lot} has {} available keys, {} are needed: order more",
+                    keys.len(),
+                    persons.len()
+                )));
+            }
+            let mut out = Vec::with_capacity(persons.len());
+            for (serial, person) in keys.into_iter().zip(persons) {
+                out.push(apply(
+                    tx,
+                    store,
+                    &serial,
+                    KeyChange::Reserve { person },
+                    &by,
+                    now,
+                )?);
+            }
+            Ok(out)
+        })?;
+        Ok(done
+            .into_iter()
+            .map(|(row, o)| {
+                self.inner.cache.update(&row.serial, Hot::of(&row));
+                o.key
+            })
+            .collect())
     }
 
     /// Every lot with its counts.
@@ -1164,6 +1261,14 @@ fn apply(
                     before.holder.as_deref().unwrap_or("nobody")
                 )));
             }
+            if let Some(r) = c.reserved_for.as_deref().filter(|r| *r != to)
+                && before.custody == Some(KeyState::Reserved)
+            {
+                return Err(StoreError::Precondition(format!(
+                    "key {serial} is reserved for {r}, not for {to}: put it back from its \
+                     reservation first"
+                )));
+            }
             if until.is_some_and(|u| u <= now) {
                 return Err(StoreError::invalid(
                     "until",
@@ -1240,9 +1345,13 @@ fn apply(
             c.lot = to;
         }
         KeyChange::Deactivate { at, comment: why } => {
-            let at = at.map_or(now, |a| a.min(now));
+            // A time in the future schedules it (an end of function date): the key logs in
+            // until then, and the scheduled job puts its return on the list at that time.
+            let at = at.unwrap_or(now);
             row.active_until = Some(row.active_until.map_or(at, |a| a.min(at)));
-            c.return_due = Some(now);
+            if at <= now {
+                c.return_due.get_or_insert(now);
+            }
             comment = why;
         }
         KeyChange::Expire => {

@@ -85,6 +85,12 @@ pub(super) const MIGRATION: &str = "
         serials TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX lot_orders_lot ON lot_orders (lot, id);
+    CREATE TABLE lot_delegates (
+        lot TEXT NOT NULL REFERENCES lots (id),
+        person TEXT NOT NULL,
+        PRIMARY KEY (lot, person)
+    ) WITHOUT ROWID;
+    CREATE INDEX lot_delegates_person ON lot_delegates (person, lot);
 ";
 
 const LOT_COLS: &str = "id, kind, unit, name, validity_days, created_at";
@@ -251,6 +257,19 @@ fn lot_counts(conn: &Connection) -> Result<Vec<(String, String, u64)>, StoreErro
 }
 
 impl CustodyRead for Sqlite {
+    fn delegates(&self, lot: &str) -> Result<Vec<String>, StoreError> {
+        delegates(&self.reader(), lot)
+    }
+
+    fn delegated_to(&self, person: &str) -> Result<Vec<String>, StoreError> {
+        all(
+            &self.reader(),
+            "SELECT lot FROM lot_delegates WHERE person = ?1 ORDER BY lot",
+            &[&person],
+            |r| Ok(r.get(0)?),
+        )
+    }
+
     fn lot(&self, id: &str) -> Result<Option<LotRow>, StoreError> {
         one(
             &self.reader(),
@@ -332,7 +351,39 @@ impl CustodyRead for Sqlite {
     }
 }
 
+fn delegates(conn: &Connection, lot: &str) -> Result<Vec<String>, StoreError> {
+    all(
+        conn,
+        "SELECT person FROM lot_delegates WHERE lot = ?1 ORDER BY person",
+        &[&lot],
+        |r| Ok(r.get(0)?),
+    )
+}
+
 impl CustodyTx for SqliteWriter {
+    fn set_delegate(&mut self, lot: &str, person: &str, remove: bool) -> Result<(), StoreError> {
+        let sql = if remove {
+            "DELETE FROM lot_delegates WHERE lot = ?1 AND person = ?2"
+        } else {
+            "INSERT OR IGNORE INTO lot_delegates (lot, person) VALUES (?1, ?2)"
+        };
+        self.conn
+            .prepare_cached(sql)?
+            .execute(params![lot, person])?;
+        Ok(())
+    }
+
+    fn available_keys(&mut self, lot: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+        all(
+            &self.conn,
+            "SELECT c.serial FROM key_custody c JOIN token_state s ON s.serial = c.serial \
+             WHERE c.lot = ?1 AND s.custody IN ('delivered', 'returned') \
+             AND s.status <> 'revoked' ORDER BY c.serial LIMIT ?2",
+            &[&lot, &i64::from(limit)],
+            |r| Ok(r.get(0)?),
+        )
+    }
+
     fn insert_lot(&mut self, l: &LotRow) -> Result<(), StoreError> {
         let r = self
             .conn

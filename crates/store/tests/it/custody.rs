@@ -300,7 +300,7 @@ fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot()
         .change_key(
             "K1",
             KeyChange::Return {
-                condition: Some("bon état".into()),
+                condition: Some("good".into()),
             },
             &manager("p.ien", "A"),
             NOW + 400,
