@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use okey_domain::org::LotKind;
 use okey_domain::{FoundDecision, KeyState, Operation, Party, Role};
 use okey_store::{
     Acting, Actor, ChangeOutcome, KeyChange, KeyEvent, LotKey, LotRow, LotSummary, Order,
@@ -42,13 +43,14 @@ impl Okey {
         } else if p.roles.contains(&Role::Support) {
             central.push(Party::SupportCentre);
         }
+        let person = p.name.to_ascii_lowercase();
         let manages = self
             .store
-            .lots_delegated_to(&p.name)
+            .lots_delegated_to(&person)
             .map_err(store_status)?;
         Ok(Acting {
             actor: actor_of(p),
-            person: Some(p.name.clone()),
+            person: Some(person),
             central,
             manages,
         })
@@ -62,22 +64,21 @@ impl Okey {
     }
 }
 
-fn kind_to_proto(kind: &str) -> proto::LotKind {
+fn kind_to_proto(kind: LotKind) -> proto::LotKind {
     match kind {
-        "2d" => proto::LotKind::LotKind2d,
-        "1d" => proto::LotKind::LotKind1d,
-        "rectorat" => proto::LotKind::Rectorat,
-        "examen" => proto::LotKind::Examen,
-        _ => proto::LotKind::Unspecified,
+        LotKind::School2D => proto::LotKind::LotKind2d,
+        LotKind::District1D => proto::LotKind::LotKind1d,
+        LotKind::Rectorat => proto::LotKind::Rectorat,
+        LotKind::Examen => proto::LotKind::Examen,
     }
 }
 
-fn kind_of(k: i32) -> Result<&'static str, Status> {
+fn kind_of(k: i32) -> Result<LotKind, Status> {
     match proto::LotKind::try_from(k) {
-        Ok(proto::LotKind::LotKind2d) => Ok("2d"),
-        Ok(proto::LotKind::LotKind1d) => Ok("1d"),
-        Ok(proto::LotKind::Rectorat) => Ok("rectorat"),
-        Ok(proto::LotKind::Examen) => Ok("examen"),
+        Ok(proto::LotKind::LotKind2d) => Ok(LotKind::School2D),
+        Ok(proto::LotKind::LotKind1d) => Ok(LotKind::District1D),
+        Ok(proto::LotKind::Rectorat) => Ok(LotKind::Rectorat),
+        Ok(proto::LotKind::Examen) => Ok(LotKind::Examen),
         _ => Err(Status::invalid_argument(
             "the lot kind must be 2D, 1D, RECTORAT or EXAMEN",
         )),
@@ -108,7 +109,7 @@ fn state_name_to_proto(s: &Option<String>) -> i32 {
 fn lot_to_proto(l: &LotRow, delegates: Vec<String>) -> proto::Lot {
     proto::Lot {
         id: l.id.clone(),
-        kind: kind_to_proto(&l.kind) as i32,
+        kind: kind_to_proto(l.kind) as i32,
         unit: l.unit.clone(),
         name: l.name.clone(),
         validity_days: l.validity_days.unwrap_or(0),
@@ -300,10 +301,13 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::CreateLotRequest>,
     ) -> Result<Response<proto::Lot>, Status> {
-        let p = self.callers.authorize(&request, Operation::CreateLot)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::CreateLot)
+            .await?;
         let r = request.into_inner();
         let lot = LotRow {
-            kind: kind_of(r.kind)?.to_owned(),
+            kind: kind_of(r.kind)?,
             id: r.id,
             unit: r.unit,
             name: r.name,
@@ -324,7 +328,8 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
     ) -> Result<Response<proto::Lot>, Status> {
         let p = self
             .callers
-            .authorize(&request, Operation::SetLotDelegate)?;
+            .authorize(&request, Operation::SetLotDelegate)
+            .await?;
         let r = request.into_inner();
         self.store
             .set_lot_delegate(&r.lot, &r.person, r.remove, &actor_of(&p), clock::now())
@@ -339,7 +344,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::ListLotsRequest>,
     ) -> Result<Response<proto::ListLotsResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::ListLots)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::ListLots)
+            .await?;
         let acting = self.acting(&p)?;
         let mut lots = Vec::new();
         for s in self.store.lots().map_err(store_status)? {
@@ -356,7 +364,7 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::LotRef>,
     ) -> Result<Response<proto::LotDetail>, Status> {
-        let p = self.callers.authorize(&request, Operation::ShowLot)?;
+        let p = self.callers.authorize(&request, Operation::ShowLot).await?;
         let id = request.into_inner().id;
         let acting = self.acting(&p)?;
         let summary = self.store.lot(&id).map_err(store_status)?;
@@ -376,7 +384,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::RegisterKeysRequest>,
     ) -> Result<Response<proto::KeysResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::RegisterKeys)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::RegisterKeys)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         batch(&r.serials, "serials")?;
@@ -407,7 +418,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::MoveKeysRequest>,
     ) -> Result<Response<proto::KeysResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::MoveKeys)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::MoveKeys)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         batch(&r.serials, "serials")?;
@@ -437,7 +451,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::OrderKeysRequest>,
     ) -> Result<Response<proto::Order>, Status> {
-        let p = self.callers.authorize(&request, Operation::OrderKeys)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::OrderKeys)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         let o = self
@@ -452,7 +469,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::CloseOrderRequest>,
     ) -> Result<Response<proto::Order>, Status> {
-        let p = self.callers.authorize(&request, Operation::CloseOrder)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::CloseOrder)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         if r.serials.len() > MAX_BATCH {
@@ -472,7 +492,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::ReserveKeysRequest>,
     ) -> Result<Response<proto::KeysResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::ReserveKeys)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::ReserveKeys)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         batch(&r.persons, "persons")?;
@@ -490,7 +513,7 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::KeyRef>,
     ) -> Result<Response<proto::KeyDetail>, Status> {
-        let p = self.callers.authorize(&request, Operation::ShowKey)?;
+        let p = self.callers.authorize(&request, Operation::ShowKey).await?;
         let serial = request.into_inner().serial;
         okey_domain::validate_serial(&serial).map_err(crate::status::invalid)?;
         let acting = self.acting(&p)?;
@@ -525,7 +548,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::ChangeKeyRequest>,
     ) -> Result<Response<proto::KeyChangeResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::KeyAction)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::KeyAction)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         use proto::KeyChangeAction as A;
@@ -568,7 +594,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::HandOverRequest>,
     ) -> Result<Response<proto::HandOverResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::HandOverKey)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::HandOverKey)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         batch(&r.items, "hand-overs")?;
@@ -600,7 +629,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::ReturnKeyRequest>,
     ) -> Result<Response<proto::KeyChangeResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::ReturnKey)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::ReturnKey)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         let condition = opt(r.condition).unwrap_or_else(|| "good".into());
@@ -623,7 +655,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::KeyRef>,
     ) -> Result<Response<proto::FoundKeyResponse>, Status> {
-        let p = self.callers.authorize(&request, Operation::FoundKey)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::FoundKey)
+            .await?;
         let acting = self.acting(&p)?;
         let serial = request.into_inner().serial;
         let f = self
@@ -644,7 +679,8 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
     ) -> Result<Response<proto::Receipt>, Status> {
         let p = self
             .callers
-            .authorize(&request, Operation::ConfirmHandOver)?;
+            .authorize(&request, Operation::ConfirmHandOver)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         if r.receipt_number.is_empty() || r.receipt_number.len() > 64 {
@@ -669,7 +705,10 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         &self,
         request: Request<proto::GetReceiptRequest>,
     ) -> Result<Response<proto::Receipt>, Status> {
-        let p = self.callers.authorize(&request, Operation::KeyReceipt)?;
+        let p = self
+            .callers
+            .authorize(&request, Operation::KeyReceipt)
+            .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         okey_domain::validate_serial(&r.serial).map_err(crate::status::invalid)?;
@@ -698,7 +737,8 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
     ) -> Result<Response<proto::RunScheduledJobsResponse>, Status> {
         let p = self
             .callers
-            .authorize(&request, Operation::RunScheduledJobs)?;
+            .authorize(&request, Operation::RunScheduledJobs)
+            .await?;
         let events = self
             .store
             .run_due(clock::now(), &actor_of(&p))

@@ -8,6 +8,7 @@
 //! refusal writes nothing. Because the custody state is a column of the row a verify reads (and
 //! caches), a key declared lost stops logging in with the commit that declares it.
 
+use okey_domain::org::LotKind;
 use okey_domain::{FoundDecision, KeyAction, KeyState, Party};
 
 use crate::StoreError;
@@ -17,9 +18,6 @@ use crate::cache::Hot;
 use crate::custody_db::CustodyTx;
 use crate::store::Store;
 use crate::types::{Actor, TokenKind, TokenStatus};
-
-/// The kinds of lot: one per school (2D), per district (1D), the Rectorat's, the exams office's.
-pub const LOT_KINDS: [&str; 4] = ["2d", "1d", "rectorat", "examen"];
 
 /// Longest lot id, unit id, person id.
 pub const MAX_ID_LEN: usize = 64;
@@ -31,8 +29,8 @@ pub const MAX_TEXT_LEN: usize = 500;
 pub struct LotRow {
     /// Stable id (e.g. `2D-9740001A`).
     pub id: String,
-    /// One of [`LOT_KINDS`].
-    pub kind: String,
+    /// One per school (2D), per district (1D), the Rectorat's, the exams office's.
+    pub kind: LotKind,
     /// The unit the lot belongs to (a school's code, a district, the Rectorat, the DEC).
     pub unit: String,
     /// Display name.
@@ -416,7 +414,7 @@ pub struct FoundOutcome {
     /// The key after the look-up (a lost key is now found).
     pub key: LotKey,
     /// The lot's kind.
-    pub lot_kind: Option<String>,
+    pub lot_kind: Option<LotKind>,
 }
 
 /// Something the scheduled job did.
@@ -469,34 +467,63 @@ fn check_text(field: &'static str, v: &Option<String>) -> Result<(), StoreError>
     Ok(())
 }
 
-fn check_change(c: &KeyChange) -> Result<(), StoreError> {
-    match c {
-        KeyChange::Register { lot, .. } => check_id("lot", lot),
-        KeyChange::Reserve { person } => check_id("person", person),
-        KeyChange::Assign { holder } => check_id("holder", holder),
-        KeyChange::HandOver { to, place, .. } => {
-            check_id("holder", to)?;
-            check_text("place", place)
+/// A person id as the directory folds it (lower case).
+fn person(field: &'static str, v: &str) -> Result<String, StoreError> {
+    okey_domain::org::PersonId::parse(v)
+        .map(|p| p.as_str().to_owned())
+        .map_err(|e| StoreError::invalid(field, e.to_string()))
+}
+
+/// Check a change and fold the person ids it names.
+fn check_change(c: KeyChange) -> Result<KeyChange, StoreError> {
+    Ok(match c {
+        KeyChange::Register { lot, valid_until } => {
+            check_id("lot", &lot)?;
+            KeyChange::Register { lot, valid_until }
+        }
+        KeyChange::Reserve { person: p } => KeyChange::Reserve {
+            person: person("person", &p)?,
+        },
+        KeyChange::Assign { holder } => KeyChange::Assign {
+            holder: person("holder", &holder)?,
+        },
+        KeyChange::HandOver { to, place, until } => {
+            check_text("place", &place)?;
+            KeyChange::HandOver {
+                to: person("holder", &to)?,
+                place,
+                until,
+            }
         }
         KeyChange::Return { condition } => match condition.as_deref() {
-            None | Some("good" | "damaged" | "broken") => Ok(()),
-            Some(_) => Err(StoreError::invalid(
-                "condition",
-                "must be good, damaged or broken",
-            )),
+            None | Some("good" | "damaged" | "broken") => KeyChange::Return { condition },
+            Some(_) => {
+                return Err(StoreError::invalid(
+                    "condition",
+                    "must be good, damaged or broken",
+                ));
+            }
         },
-        KeyChange::Lost { comment } | KeyChange::Deactivate { comment, .. } => {
-            check_text("comment", comment)
+        KeyChange::Lost { comment } => {
+            check_text("comment", &comment)?;
+            KeyChange::Lost { comment }
         }
-        KeyChange::Move { to } => check_id("lot", to),
-        KeyChange::Unreserve
+        KeyChange::Deactivate { at, comment } => {
+            check_text("comment", &comment)?;
+            KeyChange::Deactivate { at, comment }
+        }
+        KeyChange::Move { to } => {
+            check_id("lot", &to)?;
+            KeyChange::Move { to }
+        }
+        c @ (KeyChange::Unreserve
         | KeyChange::Unassign
         | KeyChange::Restock
         | KeyChange::Expire
         | KeyChange::Scrap
         | KeyChange::Recycle
-        | KeyChange::Reissue => Ok(()),
-    }
+        | KeyChange::Reissue) => c,
+    })
 }
 
 /// A receipt number: a prefix for the kind and 40 random bits in Crockford base32, in two
@@ -608,14 +635,11 @@ impl Store {
     /// Create a lot. Only administrators (through the RPC table) create lots.
     pub fn create_lot(&self, lot: LotRow, actor: &Actor) -> Result<LotRow, StoreError> {
         check_id("lot", &lot.id)?;
-        check_id("unit", &lot.unit)?;
+        let unit = okey_domain::org::UnitId::parse(&lot.unit)
+            .map_err(|e| StoreError::invalid("unit", e.to_string()))?;
+        let mut lot = lot;
+        lot.unit = unit.as_str().to_owned();
         check_text("name", &Some(lot.name.clone()))?;
-        if !LOT_KINDS.contains(&lot.kind.as_str()) {
-            return Err(StoreError::invalid(
-                "lot kind",
-                format!("must be one of {}", LOT_KINDS.join(", ")),
-            ));
-        }
         if lot.validity_days == Some(0) || lot.validity_days.is_some_and(|d| d > 36_500) {
             return Err(StoreError::invalid("validity", "must be 1 to 36500 days"));
         }
@@ -647,7 +671,7 @@ impl Store {
         now: u64,
     ) -> Result<(), StoreError> {
         check_id("lot", lot)?;
-        check_id("person", person)?;
+        let person = &self::person("person", person)?;
         let entry = Self::audit_entry(
             actor,
             "lot.delegate",
@@ -689,9 +713,10 @@ impl Store {
         if persons.is_empty() || persons.len() > 10_000 {
             return Err(StoreError::invalid("persons", "give 1 to 10000 persons"));
         }
-        for p in &persons {
-            check_id("person", p)?;
-        }
+        let persons = persons
+            .iter()
+            .map(|p| person("person", p))
+            .collect::<Result<Vec<_>, _>>()?;
         let lot = lot.to_owned();
         let by = by.clone();
         let done = self.custody_write(move |tx, store| {
@@ -791,7 +816,7 @@ impl Store {
         now: u64,
     ) -> Result<ChangeOutcome, StoreError> {
         crate::store::valid_serial(serial)?;
-        check_change(&change)?;
+        let change = check_change(change)?;
         let serial = serial.to_owned();
         let by = by.clone();
         let (row, outcome) =
@@ -808,10 +833,13 @@ impl Store {
         by: &Acting,
         now: u64,
     ) -> Result<Vec<ChangeOutcome>, StoreError> {
-        for (s, c) in &changes {
-            crate::store::valid_serial(s)?;
-            check_change(c)?;
-        }
+        let changes = changes
+            .into_iter()
+            .map(|(s, c)| {
+                crate::store::valid_serial(&s)?;
+                Ok((s, check_change(c)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let by = by.clone();
         let done = self.custody_write(move |tx, store| {
             let mut out = Vec::with_capacity(changes.len());
@@ -857,7 +885,7 @@ impl Store {
                 None => None,
             };
             let expired = row.valid_until.is_some_and(|end| now >= end);
-            let rectorat = lot.as_ref().is_some_and(|l| l.kind == "rectorat");
+            let rectorat = lot.as_ref().is_some_and(|l| l.kind == LotKind::Rectorat);
             let decision =
                 okey_domain::found_decision(state, row.holder.as_deref(), expired, rectorat);
             if !by

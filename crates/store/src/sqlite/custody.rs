@@ -111,7 +111,10 @@ fn opt_u64(r: &Row<'_>, i: usize, what: &str) -> Result<Option<u64>, StoreError>
 fn lot_from(r: &Row<'_>) -> Result<LotRow, StoreError> {
     Ok(LotRow {
         id: r.get(0)?,
-        kind: r.get(1)?,
+        kind: r
+            .get::<_, String>(1)?
+            .parse()
+            .map_err(|_| StoreError::Corrupt("bad lot kind".into()))?,
         unit: r.get(2)?,
         name: r.get(3)?,
         validity_days: r
@@ -392,7 +395,7 @@ impl CustodyTx for SqliteWriter {
             ))?
             .execute(params![
                 l.id,
-                l.kind,
+                l.kind.name(),
                 l.unit,
                 l.name,
                 l.validity_days.map(i64::from),

@@ -11,7 +11,7 @@ const NOW: u64 = 1_800_000_000;
 fn lot(id: &str, kind: &str) -> LotRow {
     LotRow {
         id: id.into(),
-        kind: kind.into(),
+        kind: kind.parse().expect("kind"),
         unit: format!("U-{id}"),
         name: format!("lot {id}"),
         validity_days: None,
