@@ -13,6 +13,7 @@ mod admin;
 mod bench;
 mod client;
 mod hid_cmd;
+mod lifecycle_cmd;
 mod otp;
 mod prompt;
 mod serve_cmd;
@@ -49,6 +50,10 @@ enum Command {
     Audit(admin::AuditArgs),
     /// Manage the API keys of callers.
     Caller(admin::CallerArgs),
+    /// Lots and stock: list, show, move, order, register, reserve.
+    Lot(lifecycle_cmd::LotArgs),
+    /// A key's custody: show, lost, return, found, handover, scrap, recycle, receipt.
+    Key(lifecycle_cmd::KeyArgs),
     /// Load benchmark of Verify (starts its own server unless --server is given).
     Bench(bench::BenchArgs),
     /// Offline store maintenance: encrypted backup and restore, key rotation.
@@ -102,6 +107,8 @@ fn main() -> ExitCode {
         Command::Challenge(args) => runtime().and_then(|rt| rt.block_on(admin::challenge(args))),
         Command::Audit(args) => runtime().and_then(|rt| rt.block_on(admin::audit(args))),
         Command::Caller(args) => runtime().and_then(|rt| rt.block_on(admin::caller(args))),
+        Command::Lot(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::lot(args))),
+        Command::Key(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::key(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     result.unwrap_or_else(|e| fail(&e))

@@ -1,5 +1,6 @@
 //! okey's rules, free of I/O and of any wire format: who may do what, what identifiers look
-//! like, and which token status changes are allowed.
+//! like, which token status changes are allowed, and the custody table of a key (lots, hand-overs,
+//! returns, lost and found: [`KeyState`], [`RULES`]).
 //!
 //! The server decodes a request, authenticates the caller, then asks this crate whether the
 //! caller's roles allow the [`Operation`]. The table in [`Operation::allowed_roles`] is the single
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod ids;
+mod keystate;
 pub mod org;
 mod roles;
 mod status;
@@ -19,6 +21,10 @@ mod status;
 pub use ids::{
     IdError, MAX_HOLDER_LEN, MAX_SERIAL_LEN, validate_holder, validate_principal_name,
     validate_serial,
+};
+pub use keystate::{
+    FoundDecision, KeyAction, KeyState, KeyTransitionError, Party, RULES, Rule, Target,
+    can_authenticate, found_decision, rule, transition,
 };
 pub use roles::{Denied, Operation, Role, authorize};
 pub use status::{Status, TransitionError, check_transition};

@@ -16,16 +16,21 @@ pub enum Role {
     Admin,
     /// Read-only: tokens and the audit chain.
     Auditor,
+    /// A person acting on lots and keys in their own scope (a head of school, an inspector,
+    /// a delegate): the lifecycle operations only, each further limited to the lots the person
+    /// manages and the keys they hold.
+    Manager,
 }
 
 impl Role {
     /// Every role, in a fixed order.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Verifier,
         Role::Technician,
         Role::Support,
         Role::Admin,
         Role::Auditor,
+        Role::Manager,
     ];
 
     /// The role's name in configuration and API keys.
@@ -36,6 +41,7 @@ impl Role {
             Role::Support => "support",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
+            Role::Manager => "manager",
         }
     }
 }
@@ -52,7 +58,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name() == s)
-            .ok_or_else(|| format!("unknown role {s:?}: expected one of verifier, technician, support, admin, auditor"))
+            .ok_or_else(|| format!("unknown role {s:?}: expected one of verifier, technician, support, admin, auditor, manager"))
     }
 }
 
@@ -83,11 +89,32 @@ pub enum Operation {
     ListApiKeys,
     RevokeApiKey,
     WhoAmI,
+    /// Lots and keys (LifecycleService): reads.
+    ListLots,
+    ShowLot,
+    ShowKey,
+    /// Lots and keys: custody changes. Beside the role, the acting person's party for the key
+    /// (lot manager in scope, support centre, IT department) must be allowed by
+    /// [`crate::RULES`].
+    CreateLot,
+    SetLotDelegate,
+    RegisterKeys,
+    MoveKeys,
+    OrderKeys,
+    CloseOrder,
+    ReserveKeys,
+    KeyAction,
+    HandOverKey,
+    ReturnKey,
+    FoundKey,
+    ConfirmHandOver,
+    KeyReceipt,
+    RunScheduledJobs,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 24] = [
+    pub const ALL: [Operation; 41] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -112,6 +139,23 @@ impl Operation {
         Operation::ListApiKeys,
         Operation::RevokeApiKey,
         Operation::WhoAmI,
+        Operation::ListLots,
+        Operation::ShowLot,
+        Operation::ShowKey,
+        Operation::CreateLot,
+        Operation::SetLotDelegate,
+        Operation::RegisterKeys,
+        Operation::MoveKeys,
+        Operation::OrderKeys,
+        Operation::CloseOrder,
+        Operation::ReserveKeys,
+        Operation::KeyAction,
+        Operation::HandOverKey,
+        Operation::ReturnKey,
+        Operation::FoundKey,
+        Operation::ConfirmHandOver,
+        Operation::KeyReceipt,
+        Operation::RunScheduledJobs,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -138,7 +182,23 @@ impl Operation {
             | Operation::AbortInitialisation => &[Technician, Admin],
             Operation::VerifyAuditChain | Operation::ListAudit => &[Auditor, Admin],
             Operation::CreateApiKey | Operation::ListApiKeys | Operation::RevokeApiKey => &[Admin],
-            Operation::WhoAmI => &[Verifier, Technician, Support, Admin, Auditor],
+            Operation::WhoAmI => &[Verifier, Technician, Support, Admin, Auditor, Manager],
+            Operation::ListLots | Operation::ShowLot | Operation::ShowKey => {
+                &[Admin, Support, Auditor, Manager]
+            }
+            Operation::CreateLot | Operation::SetLotDelegate | Operation::RunScheduledJobs => {
+                &[Admin]
+            }
+            Operation::RegisterKeys | Operation::FoundKey => &[Admin, Support],
+            Operation::MoveKeys
+            | Operation::OrderKeys
+            | Operation::CloseOrder
+            | Operation::ReserveKeys
+            | Operation::KeyAction
+            | Operation::HandOverKey
+            | Operation::ReturnKey
+            | Operation::ConfirmHandOver
+            | Operation::KeyReceipt => &[Admin, Support, Manager],
         }
     }
 
@@ -217,11 +277,48 @@ mod tests {
             Operation::AbortInitialisation,
             Operation::CreateApiKey,
             Operation::RevokeApiKey,
+            Operation::CreateLot,
+            Operation::SetLotDelegate,
+            Operation::RegisterKeys,
+            Operation::MoveKeys,
+            Operation::OrderKeys,
+            Operation::CloseOrder,
+            Operation::ReserveKeys,
+            Operation::KeyAction,
+            Operation::HandOverKey,
+            Operation::ReturnKey,
+            Operation::FoundKey,
+            Operation::ConfirmHandOver,
+            Operation::RunScheduledJobs,
             Operation::Verify,
             Operation::TriggerChallenge,
         ];
         for op in writes {
             assert!(authorize(&[Role::Auditor], op).is_err(), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn a_manager_only_acts_on_lots_and_keys() {
+        for op in Operation::ALL {
+            let ok = authorize(&[Role::Manager], op).is_ok();
+            let expected = matches!(
+                op,
+                Operation::WhoAmI
+                    | Operation::ListLots
+                    | Operation::ShowLot
+                    | Operation::ShowKey
+                    | Operation::MoveKeys
+                    | Operation::OrderKeys
+                    | Operation::CloseOrder
+                    | Operation::ReserveKeys
+                    | Operation::KeyAction
+                    | Operation::HandOverKey
+                    | Operation::ReturnKey
+                    | Operation::ConfirmHandOver
+                    | Operation::KeyReceipt
+            );
+            assert_eq!(ok, expected, "{op:?}");
         }
     }
 

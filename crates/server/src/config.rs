@@ -38,6 +38,10 @@ pub struct ServeConfig {
     /// entry, when it changed); 0 turns them off. Shipped off the machine by the log pipeline,
     /// they anchor `okey audit verify --anchor` so a removed tail of the chain is detected.
     pub audit_head_log_seconds: u64,
+    /// Seconds between runs of the scheduled key job (keys past their validity end marked
+    /// expired, keys past their deactivation time put on their lot manager's return list);
+    /// 0 turns it off (then only `RunScheduledJobs` runs it).
+    pub key_job_seconds: u64,
 }
 
 /// Commit durability.
@@ -114,6 +118,7 @@ impl Default for ServeConfig {
             lockout: LockoutConfig::default(),
             tls: None,
             audit_head_log_seconds: 60,
+            key_job_seconds: 300,
         }
     }
 }
@@ -192,6 +197,9 @@ impl ServeConfig {
         }
         if self.audit_head_log_seconds > 86_400 {
             return bad("audit_head_log_seconds must be 0 (off) to 86400");
+        }
+        if self.key_job_seconds > 86_400 {
+            return bad("key_job_seconds must be 0 (off) to 86400");
         }
         if self.challenge_ttl == 0 || self.challenge_ttl > 3600 {
             return bad("challenge_ttl must be 1 to 3600 seconds");

@@ -72,6 +72,7 @@ pub struct RunningServer {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
     audit_head_task: Option<JoinHandle<()>>,
+    key_job_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -82,6 +83,9 @@ impl RunningServer {
         }
         if let Some(m) = self.metrics_task.take() {
             m.abort();
+        }
+        if let Some(k) = self.key_job_task.take() {
+            k.abort();
         }
         let logging_heads = self.audit_head_task.take().map(|t| t.abort()).is_some();
         let stopped = match (&mut self.task).await {
@@ -253,6 +257,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         .add_service(proto::audit_service_server::AuditServiceServer::new(
             okey.clone(),
         ))
+        .add_service(proto::lifecycle_service_server::LifecycleServiceServer::new(okey.clone()))
         .add_service(proto::caller_service_server::CallerServiceServer::new(okey));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -266,6 +271,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         let every = Duration::from_secs(config.audit_head_log_seconds);
         tokio::spawn(log_audit_heads(store.clone(), every))
     });
+    let key_job_task = (config.key_job_seconds > 0).then(|| {
+        crate::lifecycle::spawn_scheduler(
+            store.clone(),
+            Duration::from_secs(config.key_job_seconds),
+        )
+    });
     Ok(RunningServer {
         addr,
         metrics_addr,
@@ -275,6 +286,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         task,
         metrics_task,
         audit_head_task,
+        key_job_task,
     })
 }
 

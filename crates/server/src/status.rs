@@ -61,7 +61,10 @@ pub fn invalid(e: impl std::fmt::Display) -> Status {
 pub fn store_status(e: StoreError) -> Status {
     let code = match &e {
         StoreError::Invalid { .. } => Code::InvalidArgument,
-        StoreError::UnknownSerial(_) | StoreError::UnknownApiKey(_) => Code::NotFound,
+        StoreError::Forbidden(_) => Code::PermissionDenied,
+        StoreError::UnknownSerial(_) | StoreError::UnknownApiKey(_) | StoreError::UnknownLot(_) => {
+            Code::NotFound
+        }
         StoreError::DuplicateSerial(_)
         | StoreError::DuplicateApiKey
         | StoreError::ApiKeyNameTaken(_) => Code::AlreadyExists,

@@ -24,7 +24,10 @@
 //!   did not go through a compare-and-set, and every state change is a compare-and-set; stale
 //!   caches therefore cost a retry, never a wrong accept.
 
+use okey_domain::KeyState;
+
 use crate::StoreError;
+use crate::custody_db::{CustodyRead, CustodyTx};
 use crate::types::{
     Algorithm, ApiPrincipal, AuditRecord, OtpKind, TokenFilter, TokenKind, TokenStatus,
 };
@@ -74,6 +77,13 @@ pub struct TokenRow {
     pub updated_at: u64,
     /// Row version, bumped by every change: the compare-and-set token.
     pub version: u64,
+    /// Custody state; `None` for a key in no lot (issued directly to its holder).
+    pub custody: Option<KeyState>,
+    /// Validity end (Unix time): no code is accepted from then on.
+    pub valid_until: Option<u64>,
+    /// Deactivation time (end of function, end of a deputy's period): no code is accepted
+    /// from then on.
+    pub active_until: Option<u64>,
 }
 
 /// The moving part of a token row: what a verify changes.
@@ -95,6 +105,12 @@ pub struct TokenState {
     pub status: TokenStatus,
     /// Time of the change.
     pub updated_at: u64,
+    /// Custody state (see [`TokenRow::custody`]).
+    pub custody: Option<KeyState>,
+    /// Validity end.
+    pub valid_until: Option<u64>,
+    /// Deactivation time.
+    pub active_until: Option<u64>,
 }
 
 impl TokenRow {
@@ -109,6 +125,9 @@ impl TokenRow {
             locked_until: self.locked_until,
             status: self.status,
             updated_at: self.updated_at,
+            custody: self.custody,
+            valid_until: self.valid_until,
+            active_until: self.active_until,
         }
     }
 
@@ -122,6 +141,9 @@ impl TokenRow {
         self.locked_until = s.locked_until;
         self.status = s.status;
         self.updated_at = s.updated_at;
+        self.custody = s.custody;
+        self.valid_until = s.valid_until;
+        self.active_until = s.active_until;
     }
 }
 
@@ -190,6 +212,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The database's own consistency check (`ok` when sound).
     fn integrity_check(&self) -> Result<String, StoreError>;
+    /// Lots and custody (reads).
+    fn custody(&self) -> &dyn CustodyRead;
 }
 
 /// The write session, owned by the writer thread.
@@ -266,4 +290,6 @@ pub trait WriteTx: Send {
     fn put_secret(&mut self, name: &str, version: u32, sealed: &[u8]) -> Result<(), StoreError>;
     /// All sealed named secrets.
     fn secrets(&mut self) -> Result<Vec<(String, u32, Vec<u8>)>, StoreError>;
+    /// Lots and custody, in this transaction.
+    fn custody(&mut self) -> &mut dyn CustodyTx;
 }

@@ -59,6 +59,10 @@ const TAG_TOKEN: u8 = 2;
 const TAG_API_KEY: u8 = 3;
 const TAG_AUDIT: u8 = 4;
 const TAG_END: u8 = 5;
+/// A key's custody state, validity end and deactivation time, right after its token record
+/// (absent for keys in no lot). Without it a restored key that was lost, expired or deactivated
+/// would log in again.
+const TAG_CUSTODY: u8 = 6;
 
 fn derive(pass: &Zeroizing<String>, header: &[u8]) -> Result<Aes256Gcm, StoreError> {
     let word = |i: usize| -> Result<u32, StoreError> {
@@ -283,6 +287,9 @@ fn decode_token(d: &mut Dec<'_>) -> Result<TokenRow, StoreError> {
         created_at: 0,
         updated_at: 0,
         version: 1,
+        custody: None,
+        valid_until: None,
+        active_until: None,
     })
 }
 
@@ -354,6 +361,24 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
                     row.created_at = d.u64()?;
                     row.updated_at = d.u64()?;
                     content.tokens.push((row, seed, pin_hash));
+                }
+                TAG_CUSTODY => {
+                    let bad = || StoreError::BackupFormat("bad custody record".into());
+                    let serial = d.string()?;
+                    let custody = d
+                        .opt(Dec::string)?
+                        .map(|c| c.parse().map_err(|_| bad()))
+                        .transpose()?;
+                    let valid_until = d.opt(Dec::u64)?;
+                    let active_until = d.opt(Dec::u64)?;
+                    let (row, _, _) = content
+                        .tokens
+                        .last_mut()
+                        .filter(|(r, _, _)| r.serial == serial)
+                        .ok_or_else(bad)?;
+                    row.custody = custody;
+                    row.valid_until = valid_until;
+                    row.active_until = active_until;
                 }
                 TAG_API_KEY => {
                     let name = d.string()?;
@@ -520,7 +545,20 @@ impl Store {
                         e.opt_bytes(row.pin_verifier.as_ref().map(|v| &v[..]));
                         e.u64(row.created_at);
                         e.u64(row.updated_at);
-                    })
+                    })?;
+                    if row.custody.is_some()
+                        || row.valid_until.is_some()
+                        || row.active_until.is_some()
+                    {
+                        cw.record(|e| {
+                            e.u8(TAG_CUSTODY);
+                            e.str(&row.serial);
+                            e.opt_str(row.custody.map(|c| c.as_str()));
+                            e.opt_u64(row.valid_until);
+                            e.opt_u64(row.active_until);
+                        })?;
+                    }
+                    Ok(())
                 }
                 ExportItem::ApiKey(p, hash) => {
                     api_keys += 1;

@@ -18,7 +18,7 @@ use okey_otp::{Algorithm, OtpKey};
 
 use crate::backend::{TokenRow, TokenState};
 use crate::seal::{SealId, seal_id};
-use crate::types::OtpKind;
+use crate::types::{OtpKind, TokenKind};
 
 const SHARDS: usize = 16;
 
@@ -37,7 +37,10 @@ pub(crate) struct Hot {
     pub(crate) algorithm: Algorithm,
     pub(crate) digits: u8,
     pub(crate) pin_verifier: Option<[u8; 32]>,
+    /// The state, custody and validity included (so the gate needs no query).
     pub(crate) state: TokenState,
+    /// A software token (an assigned software key may enrol with its first code).
+    pub(crate) software: bool,
     pub(crate) version: u64,
     /// The row's sealed seed.
     pub(crate) seal: SealId,
@@ -55,6 +58,7 @@ impl Hot {
             digits: row.digits,
             pin_verifier: row.pin_verifier,
             state: row.state(),
+            software: row.kind == TokenKind::Software,
             version: row.version,
             seal: seal_id(&row.sealed_seed),
         }
@@ -198,7 +202,11 @@ mod tests {
                 locked_until: None,
                 status: TokenStatus::Active,
                 updated_at: 0,
+                custody: None,
+                valid_until: None,
+                active_until: None,
             },
+            software: false,
             version,
             seal: [seal; 12],
         }

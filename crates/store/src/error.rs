@@ -32,6 +32,12 @@ pub enum StoreError {
     /// The requested change is not allowed from the token's current state.
     #[error("{0}")]
     Precondition(String),
+    /// The acting person may not do this to this key or lot (not their lot, not their function).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No lot has this id.
+    #[error("no lot has id {0:?}")]
+    UnknownLot(String),
     /// The master key file has permissions looser than 0600.
     #[error(
         "the master key file {path} has mode {mode:04o}; it must be readable by its owner only (chmod 600)"

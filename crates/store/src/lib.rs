@@ -55,7 +55,9 @@ pub mod backend;
 mod backup;
 mod cache;
 mod clock;
+pub mod custody_db;
 mod error;
+mod lots;
 mod rotate;
 mod seal;
 pub mod sqlite;
@@ -65,6 +67,7 @@ mod verify;
 mod writer;
 
 pub use error::StoreError;
+pub use lots::*;
 pub use okey_otp::{OcraSuite, Pin};
 pub use store::{Store, create_private_dir};
 pub use types::*;

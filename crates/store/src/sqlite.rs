@@ -11,6 +11,8 @@ use crate::StoreError;
 use crate::backend::{Backend, DataKeyRow, ExportItem, TokenRow, TokenState, WriteTx};
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
+mod custody;
+
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "okey.db";
 
@@ -18,9 +20,10 @@ pub const DB_FILE: &str = "okey.db";
 pub const LOCK_FILE: &str = "okey.lock";
 
 /// Versioned migrations, applied in order at open; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE data_keys (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE data_keys (
         version INTEGER PRIMARY KEY,
         wrapped BLOB NOT NULL,
         active INTEGER NOT NULL CHECK (active IN (0, 1))
@@ -86,16 +89,19 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         disabled INTEGER NOT NULL CHECK (disabled IN (0, 1)),
         created_at INTEGER NOT NULL
     );",
-)];
+    ),
+    (2, custody::MIGRATION),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
 const TOKEN_COLS: &str = "serial, kind, otp, step, t0, suite, algorithm, digits, key_version, \
      sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked, locked_until, \
-     status, holder, description, pin_verifier, created_at, updated_at, version";
+     status, holder, description, pin_verifier, created_at, updated_at, version, custody, \
+     valid_until, active_until";
 
 const READERS: usize = 4;
 
@@ -318,6 +324,21 @@ fn token_from_row(r: &Row<'_>) -> Result<TokenRow, StoreError> {
         created_at: to_u64(r.get(21)?, "creation time")?,
         updated_at: to_u64(r.get(22)?, "update time")?,
         version: to_u64(r.get(23)?, "version")?,
+        custody: r
+            .get::<_, Option<String>>(24)?
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| StoreError::Corrupt("bad custody state".into()))
+            })
+            .transpose()?,
+        valid_until: r
+            .get::<_, Option<i64>>(25)?
+            .map(|v| to_u64(v, "validity end"))
+            .transpose()?,
+        active_until: r
+            .get::<_, Option<i64>>(26)?
+            .map(|v| to_u64(v, "deactivation time"))
+            .transpose()?,
     })
 }
 
@@ -577,6 +598,10 @@ impl Backend for Sqlite {
         }
         Ok(lines.join("\n"))
     }
+
+    fn custody(&self) -> &dyn crate::custody_db::CustodyRead {
+        self
+    }
 }
 
 fn read_data_keys(conn: &Connection) -> Result<Vec<DataKeyRow>, StoreError> {
@@ -709,8 +734,8 @@ impl WriteTx for SqliteWriter {
         self.conn
             .prepare_cached(
                 "INSERT INTO token_state (serial, counter, last_step, drift, failures, locked, \
-                 locked_until, status, updated_at, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 locked_until, status, updated_at, version, custody, valid_until, active_until) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 t.serial,
@@ -723,6 +748,9 @@ impl WriteTx for SqliteWriter {
                 t.status.as_str(),
                 updated_at,
                 version,
+                t.custody.map(|c| c.as_str()),
+                opt_i64(t.valid_until, "validity end")?,
+                opt_i64(t.active_until, "deactivation time")?,
             ])
             .map_err(duplicate)?;
         Ok(())
@@ -761,7 +789,8 @@ impl WriteTx for SqliteWriter {
     ) -> Result<bool, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "UPDATE token_state SET counter = ?3, last_step = ?4, drift = ?5, failures = ?6, \
-             locked = ?7, locked_until = ?8, status = ?9, updated_at = ?10, version = ?2 + 1 \
+             locked = ?7, locked_until = ?8, status = ?9, updated_at = ?10, version = ?2 + 1, \
+             custody = ?11, valid_until = ?12, active_until = ?13 \
              WHERE serial = ?1 AND version = ?2 AND counter <= ?3 \
              AND (last_step IS NULL OR last_step <= ?4)",
         )?;
@@ -776,6 +805,9 @@ impl WriteTx for SqliteWriter {
             opt_i64(s.locked_until, "lock time")?,
             s.status.as_str(),
             to_i64(s.updated_at, "update time")?,
+            s.custody.map(|c| c.as_str()),
+            opt_i64(s.valid_until, "validity end")?,
+            opt_i64(s.active_until, "deactivation time")?,
         ])?;
         Ok(n == 1)
     }
@@ -956,5 +988,9 @@ impl WriteTx for SqliteWriter {
             out.push((r.get(0)?, v, r.get(2)?));
         }
         Ok(out)
+    }
+
+    fn custody(&mut self) -> &mut dyn crate::custody_db::CustodyTx {
+        self
     }
 }

@@ -127,7 +127,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn valid_serial(serial: &str) -> Result<(), StoreError> {
+pub(crate) fn valid_serial(serial: &str) -> Result<(), StoreError> {
     if serial.is_empty() || serial.len() > 64 {
         return Err(StoreError::invalid("serial", "must be 1 to 64 characters"));
     }
@@ -410,6 +410,9 @@ impl Store {
             created_at: now,
             updated_at: now,
             version: 1,
+            custody: None,
+            valid_until: None,
+            active_until: None,
         })
     }
 

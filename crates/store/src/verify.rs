@@ -18,7 +18,8 @@ use crate::backend::{TokenRow, TokenState};
 use crate::cache::{Hot, HotOtp};
 use crate::store::Store;
 use crate::types::{
-    Actor, AuditEntry, OtpKind, Reason, Subject, TokenStatus, VerifyOutcome, VerifyRequest,
+    Actor, AuditEntry, OtpKind, Reason, Subject, TokenKind, TokenStatus, VerifyOutcome,
+    VerifyRequest,
 };
 
 /// The largest counter, step, time or version a backend stores (a signed 64-bit column).
@@ -126,8 +127,16 @@ impl Store {
 
     /// Why a token in `state` may not have a code checked at `now`, if it may not: not
     /// active, hard-locked or soft-locked. Verify, resync and OCRA answers all apply it.
-    fn gate(state: &TokenState, now: u64) -> Option<Reason> {
-        if !matches!(state.status, TokenStatus::Active | TokenStatus::Pending) {
+    ///
+    /// The key's custody is part of the same rule: only a key in its holder's hands (or a
+    /// software key assigned to its holder, enrolling) that has not passed its validity end or
+    /// its deactivation time may have a code checked ([`okey_domain::can_authenticate`]). All
+    /// of it is read from the row (or the cached copy of it): the check costs no query.
+    fn gate(state: &TokenState, software: bool, now: u64) -> Option<Reason> {
+        let custody_ok = okey_domain::can_authenticate(state.custody, software)
+            && state.valid_until.is_none_or(|end| now < end)
+            && state.active_until.is_none_or(|end| now < end);
+        if !matches!(state.status, TokenStatus::Active | TokenStatus::Pending) || !custody_ok {
             Some(Reason::NotActive)
         } else {
             Self::lock_gate(state, now)
@@ -146,7 +155,7 @@ impl Store {
     }
 
     fn evaluate(&self, serial: &str, key: &OtpKey, hot: &Hot, passcode: &str, now: u64) -> Eval {
-        let gate = Self::gate(&hot.state, now)
+        let gate = Self::gate(&hot.state, hot.software, now)
             .map(Eval::Gated)
             .or((hot.otp == HotOtp::Ocra).then_some(Eval::ChallengeRequired));
         if let Some(g) = gate {
@@ -250,6 +259,9 @@ impl Store {
                 s => s,
             },
             updated_at: now,
+            custody: state.custody,
+            valid_until: state.valid_until,
+            active_until: state.active_until,
         }
     }
 
@@ -603,7 +615,7 @@ impl Store {
                 .backend
                 .token(serial)?
                 .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
-            if let Some(r) = Self::gate(&row.state(), now) {
+            if let Some(r) = Self::gate(&row.state(), row.kind == TokenKind::Software, now) {
                 // The same work as a verify refused at its gate, for each code.
                 self.dummy_work(first);
                 self.dummy_work(second);
@@ -718,7 +730,7 @@ impl Store {
                     "token {serial}'s suite needs session information, which this store does not supply"
                 )));
             }
-            if let Some(r) = Self::gate(&row.state(), now) {
+            if let Some(r) = Self::gate(&row.state(), row.kind == TokenKind::Software, now) {
                 self.dummy_work(response);
                 return self
                     .reject(&actor, "ocra", serial, Some(serial), r, now)

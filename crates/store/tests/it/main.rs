@@ -6,6 +6,7 @@ mod basics;
 mod common;
 mod concurrency;
 mod crash;
+mod custody;
 mod lockout;
 mod rotation;
 mod sealing;

@@ -195,6 +195,9 @@ impl backend::Backend for StaleOnce {
     fn integrity_check(&self) -> Result<String, StoreError> {
         self.db.integrity_check()
     }
+    fn custody(&self) -> &dyn okey_store::custody_db::CustodyRead {
+        self.db.custody()
+    }
 }
 
 /// Resync, OCRA and bench confirmation check the status and lock gate on a row, and when that

@@ -1,0 +1,490 @@
+//! Lots and custody: the table enforced in the store's compare-and-set, the verify gate
+//! following the custody state, scope by lot, the scheduled job, concurrency.
+
+use okey_domain::{KeyState, Party};
+use okey_store::*;
+
+use crate::common::*;
+
+const NOW: u64 = 1_800_000_000;
+
+fn lot(id: &str, kind: &str) -> LotRow {
+    LotRow {
+        id: id.into(),
+        kind: kind.parse().expect("kind"),
+        unit: format!("U-{id}"),
+        name: format!("lot {id}"),
+        validity_days: None,
+        created_at: NOW,
+    }
+}
+
+fn support() -> Acting {
+    Acting {
+        actor: Actor::new("support-desk", "support"),
+        person: Some("p.support".into()),
+        central: vec![Party::SupportCentre],
+        manages: vec![],
+    }
+}
+
+fn it_dept() -> Acting {
+    Acting {
+        actor: Actor::new("dsi", "support"),
+        person: Some("p.dsi".into()),
+        central: vec![Party::ItDepartment],
+        manages: vec![],
+    }
+}
+
+fn manager(person: &str, lot: &str) -> Acting {
+    Acting {
+        actor: Actor::new(person, "support"),
+        person: Some(person.into()),
+        central: vec![],
+        manages: vec![lot.into()],
+    }
+}
+
+/// A store with lots A (2D), B (2D) and R (Rectorat) and key `K1` registered into A.
+fn setup(dir: &std::path::Path) -> Store {
+    let s = open(dir);
+    for (id, kind) in [("A", "2d"), ("B", "2d"), ("R", "rectorat")] {
+        s.create_lot(lot(id, kind), &actor()).expect("lot");
+    }
+    s.create_token(hotp_token("K1"), &actor()).expect("token");
+    s.change_key(
+        "K1",
+        KeyChange::Register {
+            lot: "A".into(),
+            valid_until: None,
+        },
+        &support(),
+        NOW,
+    )
+    .expect("register");
+    s
+}
+
+fn handover(to: &str) -> KeyChange {
+    KeyChange::HandOver {
+        to: to.into(),
+        place: Some("école".into()),
+        until: None,
+    }
+}
+
+#[test]
+fn only_a_handed_over_key_logs_in_and_a_lost_one_stops_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    let rt = rt();
+    // Delivered, in stock: no login.
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW));
+    assert_eq!((o.accepted, o.reason), (false, Reason::NotActive));
+    let out = s
+        .change_key("K1", handover("p.dir"), &manager("p.head", "A"), NOW)
+        .expect("handover");
+    assert_eq!(out.key.custody, Some(KeyState::HandedOver));
+    assert_eq!(out.key.holder.as_deref(), Some("p.dir"));
+    let r = out.receipt.expect("receipt");
+    assert_eq!((r.holder.as_str(), r.staff.as_str()), ("p.dir", "p.head"));
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW));
+    assert!(o.accepted, "{o:?}");
+    // The key (and its row) is in the cache now; declaring it lost must still stop it.
+    s.change_key(
+        "K1",
+        KeyChange::Lost {
+            comment: Some("perdue en sortie scolaire".into()),
+        },
+        &manager("p.head", "A"),
+        NOW,
+    )
+    .expect("lost");
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 1, 6), NOW));
+    assert_eq!((o.accepted, o.reason), (false, Reason::NotActive));
+    let rec = s.key_record("K1").expect("record");
+    assert_eq!(rec.key.holder, None, "a lost key is unassigned");
+    let actions: Vec<&str> = rec.history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["register", "handover", "lost"]);
+    assert_eq!(
+        rec.history[2].comment.as_deref(),
+        Some("perdue en sortie scolaire")
+    );
+}
+
+#[test]
+fn lost_then_found_goes_back_to_its_origin_lot_delivered_and_needs_a_new_hand_over() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    let rt = rt();
+    s.change_key("K1", KeyChange::Move { to: "B".into() }, &support(), NOW)
+        .expect("move");
+    s.change_key("K1", handover("p.x"), &manager("p.headB", "B"), NOW)
+        .expect("handover");
+    s.change_key("K1", KeyChange::Lost { comment: None }, &support(), NOW)
+        .expect("lost");
+    let f = s.found_key("K1", &support(), NOW).expect("found");
+    assert_eq!(f.decision, okey_domain::FoundDecision::BackToOriginLot);
+    assert_eq!(f.key.custody, Some(KeyState::Delivered));
+    assert_eq!(f.key.lot.as_deref(), Some("A"), "back in its origin lot");
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW));
+    assert!(
+        !o.accepted,
+        "a found key does not log in before a new hand-over"
+    );
+    s.change_key("K1", handover("p.y"), &manager("p.head", "A"), NOW)
+        .expect("new handover");
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW));
+    assert!(o.accepted, "{o:?}");
+}
+
+#[test]
+fn refused_transitions_name_the_state_and_the_action_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    s.change_key("K1", KeyChange::Lost { comment: None }, &support(), NOW)
+        .expect("lost");
+    let before = (
+        s.token("K1").expect("token"),
+        s.key_record("K1").expect("record"),
+        s.audit_tail(1000).expect("audit").len(),
+    );
+    let e = s
+        .change_key("K1", handover("p.x"), &manager("p.head", "A"), NOW)
+        .expect_err("refused");
+    assert!(matches!(e, StoreError::Precondition(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "key K1: a key that is lost cannot be handed over"
+    );
+    let e = s
+        .change_key("K1", KeyChange::Recycle, &support(), NOW)
+        .expect_err("refused");
+    assert_eq!(
+        e.to_string(),
+        "key K1: a key that is lost cannot be recycled"
+    );
+    let after = (
+        s.token("K1").expect("token"),
+        s.key_record("K1").expect("record"),
+        s.audit_tail(1000).expect("audit").len(),
+    );
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_lot_manager_acts_only_on_their_own_lot_and_moves_only_out_of_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    let head_b = manager("p.headB", "B");
+    let e = s
+        .change_key("K1", handover("p.x"), &head_b, NOW)
+        .expect_err("not their lot");
+    assert!(matches!(e, StoreError::Forbidden(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "p.headB does not manage lot A, where key K1 is, and may not act on it"
+    );
+    // Pulling a key into their own lot from another is moving it out of someone else's.
+    let e = s
+        .change_key("K1", KeyChange::Move { to: "B".into() }, &head_b, NOW)
+        .expect_err("not their lot");
+    assert!(matches!(e, StoreError::Forbidden(_)), "{e:?}");
+    // The manager of A may move it out of A.
+    let out = s
+        .change_key(
+            "K1",
+            KeyChange::Move { to: "B".into() },
+            &manager("p.head", "A"),
+            NOW,
+        )
+        .expect("move");
+    assert_eq!(
+        (out.key.lot.as_deref(), out.key.origin_lot.as_deref()),
+        (Some("B"), Some("A"))
+    );
+    // Recycling is the IT department's, not the lot manager's nor the support centre's.
+    let e = s
+        .change_key("K1", KeyChange::Recycle, &head_b, NOW)
+        .expect_err("IT only");
+    assert_eq!(
+        e.to_string(),
+        "key K1: a key that is delivered can be recycled only by the IT department, not by the lot manager"
+    );
+    s.change_key("K1", KeyChange::Recycle, &it_dept(), NOW)
+        .expect("recycle");
+}
+
+#[test]
+fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    let rt = rt();
+    s.create_token(hotp_token("K2"), &actor()).expect("token");
+    s.change_key(
+        "K2",
+        KeyChange::Register {
+            lot: "B".into(),
+            valid_until: Some(NOW + 100),
+        },
+        &support(),
+        NOW,
+    )
+    .expect("register");
+    s.change_key("K2", handover("p.b"), &support(), NOW)
+        .expect("handover");
+    // A deputy for a period: K1 until NOW + 50.
+    s.change_key(
+        "K1",
+        KeyChange::HandOver {
+            to: "p.deputy".into(),
+            place: None,
+            until: Some(NOW + 50),
+        },
+        &manager("p.ien", "A"),
+        NOW,
+    )
+    .expect("deputy");
+    assert!(
+        rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW + 49))
+            .accepted
+    );
+    assert!(
+        rt.block_on(verify(&s, "K2", &hotp(SEED, 0, 6), NOW + 49))
+            .accepted
+    );
+    assert!(
+        !rt.block_on(verify(&s, "K1", &hotp(SEED, 1, 6), NOW + 50))
+            .accepted
+    );
+    assert!(
+        rt.block_on(verify(&s, "K2", &hotp(SEED, 1, 6), NOW + 99))
+            .accepted
+    );
+    assert!(
+        !rt.block_on(verify(&s, "K2", &hotp(SEED, 2, 6), NOW + 100))
+            .accepted
+    );
+    // Nothing due before the job's time; then both, each once.
+    assert!(s.run_due(NOW + 10, &actor()).expect("job").is_empty());
+    let mut due = s.run_due(NOW + 100, &actor()).expect("job");
+    due.sort_by(|a, b| a.serial.cmp(&b.serial));
+    assert_eq!(
+        due,
+        vec![
+            DueEvent {
+                serial: "K1".into(),
+                lot: Some("A".into()),
+                action: okey_domain::KeyAction::Deactivate,
+                holder: Some("p.deputy".into()),
+            },
+            DueEvent {
+                serial: "K2".into(),
+                lot: Some("B".into()),
+                action: okey_domain::KeyAction::Expire,
+                holder: Some("p.b".into()),
+            },
+        ]
+    );
+    assert!(s.run_due(NOW + 200, &actor()).expect("job").is_empty());
+    let k1 = s.key_record("K1").expect("k1").key;
+    assert_eq!(k1.return_due, Some(NOW + 100), "on the lot manager's list");
+    let k2 = s.key_record("K2").expect("k2").key;
+    assert_eq!(k2.custody, Some(KeyState::Expired));
+    // An expired key found: scrap it.
+    let f = s.found_key("K2", &support(), NOW + 300).expect("found");
+    assert_eq!(f.decision, okey_domain::FoundDecision::Scrap);
+    // The deputy gives the key back with a return receipt.
+    let out = s
+        .change_key(
+            "K1",
+            KeyChange::Return {
+                condition: Some("good".into()),
+            },
+            &manager("p.ien", "A"),
+            NOW + 400,
+        )
+        .expect("return");
+    let r = out.receipt.expect("receipt");
+    assert_eq!(r.kind, ReceiptKind::Return);
+    assert_eq!(r.holder, "p.deputy");
+    assert_eq!(out.key.custody, Some(KeyState::Returned));
+    assert_eq!(out.key.return_due, None);
+}
+
+#[test]
+fn two_managers_on_one_key_at_once_exactly_one_succeeds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    for round in 0..20 {
+        let serial = format!("C{round}");
+        s.create_token(hotp_token(&serial), &actor())
+            .expect("token");
+        s.change_key(
+            &serial,
+            KeyChange::Register {
+                lot: "A".into(),
+                valid_until: None,
+            },
+            &support(),
+            NOW,
+        )
+        .expect("register");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = ["p.head", "p.deputyhead"]
+            .into_iter()
+            .map(|m| {
+                let (s, serial, barrier) = (s.clone(), serial.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    s.change_key(
+                        &serial,
+                        handover(&format!("holder-of-{m}")),
+                        &manager(m, "A"),
+                        NOW,
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(ok, 1, "round {round}: {results:?}");
+        let refused = results.iter().find_map(|r| r.as_ref().err()).expect("one");
+        assert_eq!(
+            refused.to_string(),
+            format!("key {serial}: a key that is handed over cannot be handed over")
+        );
+        let rec = s.key_record(&serial).expect("record");
+        assert_eq!(rec.receipts.len(), 1);
+    }
+}
+
+#[test]
+fn orders_are_tracked_and_fulfilling_moves_keys_in() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    let head_b = manager("p.headB", "B");
+    let e = s
+        .order_keys("A", 2, None, &head_b, NOW)
+        .expect_err("not their lot");
+    assert!(matches!(e, StoreError::Forbidden(_)));
+    let o = s
+        .order_keys("B", 2, Some("rentrée".into()), &head_b, NOW)
+        .expect("order");
+    assert_eq!((o.state, o.quantity), (OrderState::Open, 2));
+    assert_eq!(s.lot("B").expect("lot").open_orders, 1);
+    let e = s
+        .close_order(o.id, vec!["K1".into()], false, &head_b, NOW)
+        .expect_err("support fulfils");
+    assert!(matches!(e, StoreError::Forbidden(_)));
+    s.create_token(hotp_token("N1"), &actor()).expect("token");
+    let done = s
+        .close_order(o.id, vec!["K1".into(), "N1".into()], false, &support(), NOW)
+        .expect("fulfil");
+    assert_eq!(done.state, OrderState::Fulfilled);
+    assert_eq!(done.serials, ["K1", "N1"]);
+    let keys = s.lot_keys("B").expect("keys");
+    let serials: Vec<&str> = keys.iter().map(|k| k.serial.as_str()).collect();
+    assert_eq!(serials, ["K1", "N1"]);
+    assert_eq!(
+        keys[1].origin_lot.as_deref(),
+        Some("B"),
+        "registered by the order"
+    );
+    assert_eq!(
+        s.lot("B").expect("lot").counts,
+        vec![(KeyState::Delivered, 2)]
+    );
+    let e = s
+        .close_order(o.id, vec![], true, &head_b, NOW)
+        .expect_err("closed");
+    assert_eq!(
+        e.to_string(),
+        format!("order {} is fulfilled and cannot be changed", o.id)
+    );
+}
+
+#[test]
+fn a_hand_over_is_signed_once_by_its_receipt_number() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = setup(dir.path());
+    let out = s
+        .change_key("K1", handover("p.dir"), &support(), NOW)
+        .expect("handover");
+    let number = out.receipt.expect("receipt").number;
+    let holder = Acting {
+        actor: Actor::new("p.dir", "support"),
+        person: Some("p.dir".into()),
+        central: vec![],
+        manages: vec![],
+    };
+    assert!(
+        s.confirm_handover("K1", "RM-0000-0000", "receipt", &holder, NOW)
+            .is_err()
+    );
+    let typed = number.to_lowercase().replace('-', " ");
+    let r = s
+        .confirm_handover("K1", &typed, "receipt", &holder, NOW + 5)
+        .expect("signed");
+    assert_eq!(
+        (r.confirmed_at, r.confirmed_how.as_deref()),
+        (Some(NOW + 5), Some("receipt"))
+    );
+    assert!(
+        s.confirm_handover("K1", &number, "receipt", &holder, NOW + 6)
+            .is_err(),
+        "signed once"
+    );
+}
+
+#[test]
+fn a_restored_key_keeps_its_custody_so_a_lost_key_does_not_log_in_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("b.okb");
+    {
+        let s = setup(&dir.path().join("src"));
+        s.create_token(hotp_token("K2"), &actor()).expect("token");
+        s.change_key(
+            "K2",
+            KeyChange::Register {
+                lot: "A".into(),
+                valid_until: Some(NOW + 1000),
+            },
+            &support(),
+            NOW,
+        )
+        .expect("register");
+        s.change_key("K2", handover("p.b"), &support(), NOW)
+            .expect("handover");
+        s.change_key("K1", handover("p.a"), &support(), NOW)
+            .expect("handover");
+        s.change_key("K1", KeyChange::Lost { comment: None }, &support(), NOW)
+            .expect("lost");
+        s.backup(&file, &Zeroizing::new("correct horse battery".into()))
+            .expect("backup");
+    }
+    let target = StoreConfig {
+        master_key: MasterKeySource::Bytes(key_bytes(42)),
+        ..StoreConfig::in_dir(dir.path().join("dst"))
+    };
+    Store::restore(
+        target.clone(),
+        &file,
+        &Zeroizing::new("correct horse battery".into()),
+    )
+    .expect("restore");
+    let s = Store::open(target).expect("open");
+    let rt = rt();
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW));
+    assert_eq!((o.accepted, o.reason), (false, Reason::NotActive));
+    assert!(
+        rt.block_on(verify(&s, "K2", &hotp(SEED, 0, 6), NOW))
+            .accepted
+    );
+    let o = rt.block_on(verify(&s, "K2", &hotp(SEED, 1, 6), NOW + 1000));
+    assert!(!o.accepted, "the validity end survives the restore");
+}
