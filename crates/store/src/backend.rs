@@ -25,6 +25,7 @@
 //!   caches therefore cost a retry, never a wrong accept.
 
 use crate::StoreError;
+use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{
     Algorithm, ApiPrincipal, AuditRecord, OtpKind, TokenFilter, TokenKind, TokenStatus,
 };
@@ -190,6 +191,15 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The database's own consistency check (`ok` when sound).
     fn integrity_check(&self) -> Result<String, StoreError>;
+
+    /// Up to `limit` pending mails whose next attempt is due at `now`, oldest first.
+    fn mail_due(&self, now: u64, limit: u32) -> Result<Vec<MailRow>, StoreError>;
+    /// The earliest next attempt among pending mails.
+    fn mail_next_due(&self) -> Result<Option<u64>, StoreError>;
+    /// Mails in one of `states`, oldest first.
+    fn mail_list(&self, states: &[MailState], limit: u32) -> Result<Vec<MailRow>, StoreError>;
+    /// Outbox counts.
+    fn mail_stats(&self) -> Result<OutboxStats, StoreError>;
 }
 
 /// The write session, owned by the writer thread.
@@ -266,4 +276,19 @@ pub trait WriteTx: Send {
     fn put_secret(&mut self, name: &str, version: u32, sealed: &[u8]) -> Result<(), StoreError>;
     /// All sealed named secrets.
     fn secrets(&mut self) -> Result<Vec<(String, u32, Vec<u8>)>, StoreError>;
+
+    /// Append a mail to the outbox, pending and due at `now`, in this transaction. Its
+    /// Message-ID must be new. Returns the row id.
+    fn enqueue_mail(&mut self, mail: &NewMail, now: u64) -> Result<u64, StoreError>;
+    /// Record the outcome of a delivery attempt of a pending mail: its new state, attempt
+    /// count, and either the next attempt's time (still pending) or the time of the outcome.
+    /// False if the mail is not pending (already sent or given up).
+    fn mail_outcome(
+        &mut self,
+        id: u64,
+        state: MailState,
+        attempts: u32,
+        at: u64,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
 }

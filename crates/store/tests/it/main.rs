@@ -7,5 +7,6 @@ mod common;
 mod concurrency;
 mod crash;
 mod lockout;
+mod outbox;
 mod rotation;
 mod sealing;

@@ -195,6 +195,22 @@ impl backend::Backend for StaleOnce {
     fn integrity_check(&self) -> Result<String, StoreError> {
         self.db.integrity_check()
     }
+    fn mail_due(&self, now: u64, limit: u32) -> Result<Vec<outbox::MailRow>, StoreError> {
+        self.db.mail_due(now, limit)
+    }
+    fn mail_next_due(&self) -> Result<Option<u64>, StoreError> {
+        self.db.mail_next_due()
+    }
+    fn mail_list(
+        &self,
+        states: &[outbox::MailState],
+        limit: u32,
+    ) -> Result<Vec<outbox::MailRow>, StoreError> {
+        self.db.mail_list(states, limit)
+    }
+    fn mail_stats(&self) -> Result<outbox::OutboxStats, StoreError> {
+        self.db.mail_stats()
+    }
 }
 
 /// Resync, OCRA and bench confirmation check the status and lock gate on a row, and when that
