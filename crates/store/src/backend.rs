@@ -28,6 +28,7 @@ use okey_domain::KeyState;
 
 use crate::StoreError;
 use crate::custody_db::{CustodyRead, CustodyTx};
+use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{
     Algorithm, ApiPrincipal, AuditRecord, OtpKind, TokenFilter, TokenKind, TokenStatus,
 };
@@ -214,6 +215,15 @@ pub trait Backend: Send + Sync + 'static {
     fn integrity_check(&self) -> Result<String, StoreError>;
     /// Lots and custody (reads).
     fn custody(&self) -> &dyn CustodyRead;
+
+    /// Up to `limit` pending mails whose next attempt is due at `now`, oldest first.
+    fn mail_due(&self, now: u64, limit: u32) -> Result<Vec<MailRow>, StoreError>;
+    /// The earliest next attempt among pending mails.
+    fn mail_next_due(&self) -> Result<Option<u64>, StoreError>;
+    /// Mails in one of `states`, oldest first.
+    fn mail_list(&self, states: &[MailState], limit: u32) -> Result<Vec<MailRow>, StoreError>;
+    /// Outbox counts.
+    fn mail_stats(&self) -> Result<OutboxStats, StoreError>;
 }
 
 /// The write session, owned by the writer thread.
@@ -292,4 +302,19 @@ pub trait WriteTx: Send {
     fn secrets(&mut self) -> Result<Vec<(String, u32, Vec<u8>)>, StoreError>;
     /// Lots and custody, in this transaction.
     fn custody(&mut self) -> &mut dyn CustodyTx;
+
+    /// Append a mail to the outbox, pending and due at `now`, in this transaction. Its
+    /// Message-ID must be new. Returns the row id.
+    fn enqueue_mail(&mut self, mail: &NewMail, now: u64) -> Result<u64, StoreError>;
+    /// Record the outcome of a delivery attempt of a pending mail: its new state, attempt
+    /// count, and either the next attempt's time (still pending) or the time of the outcome.
+    /// False if the mail is not pending (already sent or given up).
+    fn mail_outcome(
+        &mut self,
+        id: u64,
+        state: MailState,
+        attempts: u32,
+        at: u64,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
 }

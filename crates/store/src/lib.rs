@@ -58,6 +58,7 @@ mod clock;
 pub mod custody_db;
 mod error;
 mod lots;
+pub mod outbox;
 mod rotate;
 mod seal;
 pub mod sqlite;

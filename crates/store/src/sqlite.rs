@@ -9,6 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::StoreError;
 use crate::backend::{Backend, DataKeyRow, ExportItem, TokenRow, TokenState, WriteTx};
+use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
 mod custody;
@@ -91,6 +92,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );",
     ),
     (2, custody::MIGRATION),
+    (
+        3,
+        "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL UNIQUE,
+        template TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL CHECK (attempts >= 0),
+        created_at INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        sent_at INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'pending';
+    CREATE INDEX outbox_state ON outbox (state, id);",
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -588,6 +608,68 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    fn mail_due(&self, now: u64, limit: u32) -> Result<Vec<MailRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {MAIL_COLS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 \
+             ORDER BY next_attempt_at, id LIMIT ?2"
+        ))?;
+        let mut rows = stmt.query(params![to_i64(now, "time")?, i64::from(limit)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(mail_from_row(r)?);
+        }
+        Ok(out)
+    }
+
+    fn mail_next_due(&self) -> Result<Option<u64>, StoreError> {
+        let conn = self.reader();
+        let v: Option<i64> = conn
+            .prepare_cached("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?;
+        v.map(|v| to_u64(v, "next attempt")).transpose()
+    }
+
+    fn mail_list(&self, states: &[MailState], limit: u32) -> Result<Vec<MailRow>, StoreError> {
+        let conn = self.reader();
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {MAIL_COLS} FROM outbox WHERE instr(?1, ',' || state || ',') > 0 \
+             ORDER BY id LIMIT ?2"
+        ))?;
+        let mut rows = stmt.query(params![format!(",{},", names.join(",")), i64::from(limit)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(mail_from_row(r)?);
+        }
+        Ok(out)
+    }
+
+    fn mail_stats(&self) -> Result<OutboxStats, StoreError> {
+        let conn = self.reader();
+        let mut stats = OutboxStats::default();
+        let mut stmt = conn
+            .prepare_cached("SELECT state, count(*), min(created_at) FROM outbox GROUP BY state")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let state: String = r.get(0)?;
+            let n = to_u64(r.get(1)?, "count")?;
+            match MailState::parse(&state) {
+                Some(MailState::Pending) => {
+                    stats.pending = n;
+                    stats.oldest_pending_at = r
+                        .get::<_, Option<i64>>(2)?
+                        .map(|v| to_u64(v, "time"))
+                        .transpose()?;
+                }
+                Some(MailState::Sent) => stats.sent = n,
+                Some(MailState::Failed) => stats.failed = n,
+                None => return Err(StoreError::Corrupt(format!("unknown mail state {state:?}"))),
+            }
+        }
+        Ok(stats)
+    }
+
     fn integrity_check(&self) -> Result<String, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
@@ -993,4 +1075,89 @@ impl WriteTx for SqliteWriter {
     fn custody(&mut self) -> &mut dyn crate::custody_db::CustodyTx {
         self
     }
+    fn enqueue_mail(&mut self, mail: &NewMail, now: u64) -> Result<u64, StoreError> {
+        let now = to_i64(now, "time")?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO outbox (message_id, template, recipients, subject, body, state, \
+             attempts, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+        )?;
+        match stmt.execute(params![
+            mail.message_id,
+            mail.template,
+            mail.to.join("\n"),
+            mail.subject,
+            mail.body,
+            now
+        ]) {
+            Ok(_) => to_u64(self.conn.last_insert_rowid(), "mail id"),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::invalid(
+                    "message id",
+                    "another mail in the outbox has this Message-ID",
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn mail_outcome(
+        &mut self,
+        id: u64,
+        state: MailState,
+        attempts: u32,
+        at: u64,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let at = to_i64(at, "time")?;
+        let id = to_i64(id, "mail id")?;
+        let n = match state {
+            MailState::Pending => self
+                .conn
+                .prepare_cached(
+                    "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 \
+                 WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute(params![id, attempts, at, error])?,
+            MailState::Sent | MailState::Failed => self
+                .conn
+                .prepare_cached(
+                    "UPDATE outbox SET state = ?2, attempts = ?3, sent_at = CASE WHEN ?2 = 'sent' \
+                 THEN ?4 END, last_error = coalesce(?5, last_error) \
+                 WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute(params![id, state.as_str(), attempts, at, error])?,
+        };
+        Ok(n == 1)
+    }
+}
+
+const MAIL_COLS: &str = "id, message_id, template, recipients, subject, body, state, attempts, \
+     created_at, next_attempt_at, last_error, sent_at";
+
+fn mail_from_row(r: &Row<'_>) -> Result<MailRow, StoreError> {
+    let recipients: String = r.get(3)?;
+    let state: String = r.get(6)?;
+    Ok(MailRow {
+        id: to_u64(r.get(0)?, "mail id")?,
+        mail: NewMail {
+            message_id: r.get(1)?,
+            template: r.get(2)?,
+            to: recipients.split('\n').map(str::to_owned).collect(),
+            subject: r.get(4)?,
+            body: r.get(5)?,
+        },
+        state: MailState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown mail state {state:?}")))?,
+        attempts: u32::try_from(r.get::<_, i64>(7)?)
+            .map_err(|_| StoreError::Corrupt("bad attempt count".into()))?,
+        created_at: to_u64(r.get(8)?, "time")?,
+        next_attempt_at: to_u64(r.get(9)?, "time")?,
+        last_error: r.get(10)?,
+        sent_at: r
+            .get::<_, Option<i64>>(11)?
+            .map(|v| to_u64(v, "time"))
+            .transpose()?,
+    })
 }

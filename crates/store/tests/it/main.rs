@@ -8,5 +8,6 @@ mod concurrency;
 mod crash;
 mod custody;
 mod lockout;
+mod outbox;
 mod rotation;
 mod sealing;

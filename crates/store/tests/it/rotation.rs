@@ -198,6 +198,22 @@ impl backend::Backend for StaleOnce {
     fn custody(&self) -> &dyn okey_store::custody_db::CustodyRead {
         self.db.custody()
     }
+    fn mail_due(&self, now: u64, limit: u32) -> Result<Vec<outbox::MailRow>, StoreError> {
+        self.db.mail_due(now, limit)
+    }
+    fn mail_next_due(&self) -> Result<Option<u64>, StoreError> {
+        self.db.mail_next_due()
+    }
+    fn mail_list(
+        &self,
+        states: &[outbox::MailState],
+        limit: u32,
+    ) -> Result<Vec<outbox::MailRow>, StoreError> {
+        self.db.mail_list(states, limit)
+    }
+    fn mail_stats(&self) -> Result<outbox::OutboxStats, StoreError> {
+        self.db.mail_stats()
+    }
 }
 
 /// Resync, OCRA and bench confirmation check the status and lock gate on a row, and when that

@@ -1,0 +1,2 @@
+# pdftotext (poppler): the independent reader the PDF receipts are checked with.
+need_deb pdftotext poppler-utils
