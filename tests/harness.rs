@@ -316,6 +316,10 @@ impl Server {
                 bearer.clone(),
             ),
             callers: proto::caller_service_client::CallerServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            lifecycle: proto::lifecycle_service_client::LifecycleServiceClient::with_interceptor(
                 channel, bearer,
             ),
         }
@@ -353,6 +357,7 @@ pub struct Client {
     pub tokens: proto::token_service_client::TokenServiceClient<Authed>,
     pub audit: proto::audit_service_client::AuditServiceClient<Authed>,
     pub callers: proto::caller_service_client::CallerServiceClient<Authed>,
+    pub lifecycle: proto::lifecycle_service_client::LifecycleServiceClient<Authed>,
 }
 
 impl Client {

@@ -5,7 +5,14 @@ use okey_e2e::{Client, Server};
 use okey_server::proto;
 use tonic::Code;
 
-const ROLES: [&str; 5] = ["verifier", "technician", "support", "admin", "auditor"];
+const ROLES: [&str; 6] = [
+    "verifier",
+    "technician",
+    "support",
+    "admin",
+    "auditor",
+    "manager",
+];
 
 /// (RPC, roles allowed). Requests are empty, so an allowed call fails validation instead of
 /// changing anything; a denied one must fail before validation.
@@ -35,8 +42,32 @@ const TABLE: &[(&str, &[&str])] = &[
     ("RevokeApiKey", &["admin"]),
     (
         "WhoAmI",
-        &["verifier", "technician", "support", "admin", "auditor"],
+        &[
+            "verifier",
+            "technician",
+            "support",
+            "admin",
+            "auditor",
+            "manager",
+        ],
     ),
+    ("CreateLot", &["admin"]),
+    ("SetLotDelegate", &["admin"]),
+    ("ListLots", &["admin", "support", "auditor", "manager"]),
+    ("ShowLot", &["admin", "support", "auditor", "manager"]),
+    ("ShowKey", &["admin", "support", "auditor", "manager"]),
+    ("RegisterKeys", &["admin", "support"]),
+    ("FoundKey", &["admin", "support"]),
+    ("MoveKeys", &["admin", "support", "manager"]),
+    ("OrderKeys", &["admin", "support", "manager"]),
+    ("CloseOrder", &["admin", "support", "manager"]),
+    ("ReserveKeys", &["admin", "support", "manager"]),
+    ("ChangeKey", &["admin", "support", "manager"]),
+    ("HandOver", &["admin", "support", "manager"]),
+    ("ReturnKey", &["admin", "support", "manager"]),
+    ("ConfirmHandOver", &["admin", "support", "manager"]),
+    ("GetReceipt", &["admin", "support", "manager"]),
+    ("RunScheduledJobs", &["admin"]),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -162,6 +193,108 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
                 .map(drop),
         ),
         "WhoAmI" => code(c.callers.who_am_i(proto::WhoAmIRequest {}).await.map(drop)),
+        "CreateLot" => code(
+            c.lifecycle
+                .create_lot(proto::CreateLotRequest::default())
+                .await
+                .map(drop),
+        ),
+        "SetLotDelegate" => code(
+            c.lifecycle
+                .set_lot_delegate(proto::SetLotDelegateRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListLots" => code(
+            c.lifecycle
+                .list_lots(proto::ListLotsRequest {})
+                .await
+                .map(drop),
+        ),
+        "ShowLot" => code(
+            c.lifecycle
+                .show_lot(proto::LotRef::default())
+                .await
+                .map(drop),
+        ),
+        "ShowKey" => code(
+            c.lifecycle
+                .show_key(proto::KeyRef::default())
+                .await
+                .map(drop),
+        ),
+        "RegisterKeys" => code(
+            c.lifecycle
+                .register_keys(proto::RegisterKeysRequest::default())
+                .await
+                .map(drop),
+        ),
+        "FoundKey" => code(
+            c.lifecycle
+                .found_key(proto::KeyRef::default())
+                .await
+                .map(drop),
+        ),
+        "MoveKeys" => code(
+            c.lifecycle
+                .move_keys(proto::MoveKeysRequest::default())
+                .await
+                .map(drop),
+        ),
+        "OrderKeys" => code(
+            c.lifecycle
+                .order_keys(proto::OrderKeysRequest::default())
+                .await
+                .map(drop),
+        ),
+        "CloseOrder" => code(
+            c.lifecycle
+                .close_order(proto::CloseOrderRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ReserveKeys" => code(
+            c.lifecycle
+                .reserve_keys(proto::ReserveKeysRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ChangeKey" => code(
+            c.lifecycle
+                .change_key(proto::ChangeKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "HandOver" => code(
+            c.lifecycle
+                .hand_over(proto::HandOverRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ReturnKey" => code(
+            c.lifecycle
+                .return_key(proto::ReturnKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ConfirmHandOver" => code(
+            c.lifecycle
+                .confirm_hand_over(proto::ConfirmHandOverRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetReceipt" => code(
+            c.lifecycle
+                .get_receipt(proto::GetReceiptRequest::default())
+                .await
+                .map(drop),
+        ),
+        "RunScheduledJobs" => code(
+            c.lifecycle
+                .run_scheduled_jobs(proto::RunScheduledJobsRequest {})
+                .await
+                .map(drop),
+        ),
         other => panic!("no call for {other}"),
     }
 }

@@ -30,6 +30,7 @@ async fn reflection_v1alpha_lists_every_service_and_health_reports_each_serving(
         "okey.v1.TokenService",
         "okey.v1.AuditService",
         "okey.v1.CallerService",
+        "okey.v1.LifecycleService",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
         assert!(listed.iter().any(|l| l == name), "{name} in {listed:?}");

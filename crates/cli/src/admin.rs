@@ -929,7 +929,7 @@ enum CallerCommand {
     /// Create an API key; it is printed once.
     Create {
         name: String,
-        /// verifier, technician, support, admin, auditor (repeat or comma-separate).
+        /// verifier, technician, support, admin, auditor, manager (repeat or comma-separate).
         #[arg(long, value_delimiter = ',', required = true)]
         role: Vec<String>,
     },

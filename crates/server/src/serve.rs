@@ -182,6 +182,7 @@ pub const SERVED: [&str; 8] = [
     proto::audit_service_server::SERVICE_NAME,
     proto::lifecycle_service_server::SERVICE_NAME,
     proto::caller_service_server::SERVICE_NAME,
+    proto::lifecycle_service_server::SERVICE_NAME,
     tonic_health::pb::health_server::SERVICE_NAME,
     tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
     tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,

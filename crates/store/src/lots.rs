@@ -291,6 +291,40 @@ impl Acting {
         out
     }
 
+    /// The parties of a person as the organisation describes them: the support centre's
+    /// found-key desk and the IT department's recycling desk from their scope, and lot manager
+    /// of each of `lots` whose kind and unit their scope includes.
+    pub fn from_scope(
+        actor: Actor,
+        person: &str,
+        scope: &okey_domain::org::Scope,
+        lots: &[LotRow],
+    ) -> Acting {
+        let mut central = Vec::new();
+        if scope.found_key_desk {
+            central.push(Party::SupportCentre);
+        }
+        if scope.recycling {
+            central.push(Party::ItDepartment);
+        }
+        let manages = lots
+            .iter()
+            .filter(|l| {
+                scope
+                    .lots
+                    .iter()
+                    .any(|r| r.kind == l.kind && r.unit.as_str() == l.unit)
+            })
+            .map(|l| l.id.clone())
+            .collect();
+        Acting {
+            actor,
+            person: Some(person.to_ascii_lowercase()),
+            central,
+            manages,
+        }
+    }
+
     /// Whether this person may see or act on lot `lot` at all (manages it, or is central).
     pub fn sees_lot(&self, lot: &str) -> bool {
         !self.central.is_empty() || self.manages.iter().any(|m| m == lot)

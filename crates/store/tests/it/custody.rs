@@ -488,3 +488,170 @@ fn a_restored_key_keeps_its_custody_so_a_lost_key_does_not_log_in_again() {
     let o = rt.block_on(verify(&s, "K2", &hotp(SEED, 1, 6), NOW + 1000));
     assert!(!o.accepted, "the validity end survives the restore");
 }
+
+/// Every custody operation × every function of the directory × a key in / out of the person's
+/// scope: allowed exactly as written here (independently of the domain's table).
+#[test]
+fn every_operation_by_every_function_in_and_out_of_scope() {
+    use okey_domain::org::{Function, OrgTree, Person, Uai, Unit, UnitKind};
+    let school = |uai: &str| UnitKind::School {
+        uai: Uai::parse(uai).expect("uai"),
+        under_contract: true,
+    };
+    let tree = OrgTree::new([
+        Unit::new("RECTORAT", "Rectorat", UnitKind::Rectorat, None).expect("u"),
+        Unit::new(
+            "SUPPORT",
+            "Support",
+            UnitKind::SupportCentre,
+            Some("RECTORAT"),
+        )
+        .expect("u"),
+        Unit::new("DSI", "DSI", UnitKind::ItDepartment, Some("RECTORAT")).expect("u"),
+        Unit::new("DEC", "DEC", UnitKind::ExamsOffice, Some("RECTORAT")).expect("u"),
+        Unit::new("0750654D", "Lycée A", school("0750654D"), Some("RECTORAT")).expect("u"),
+        Unit::new("9740001H", "Lycée B", school("9740001H"), Some("RECTORAT")).expect("u"),
+        Unit::new(
+            "CIRC-1",
+            "Circonscription",
+            UnitKind::District,
+            Some("RECTORAT"),
+        )
+        .expect("u"),
+    ])
+    .expect("tree");
+    let dir = tempfile::tempdir().expect("dir");
+    let s = open(dir.path());
+    let lots = [
+        ("2D-A", "2d", "0750654D"),
+        ("2D-B", "2d", "9740001H"),
+        ("1D-1", "1d", "CIRC-1"),
+        ("R", "rectorat", "RECTORAT"),
+        ("E", "examen", "DEC"),
+    ]
+    .map(|(id, kind, unit)| LotRow {
+        unit: unit.into(),
+        ..lot(id, kind)
+    });
+    for l in &lots {
+        s.create_lot(l.clone(), &actor()).expect("lot");
+    }
+    // Where each function works, and the lot it manages there (none: it manages no lot).
+    let home = |f: Function| -> (&str, Option<&str>) {
+        use Function::*;
+        match f {
+            HeadOfSchool | DeputyHead | Delegate => ("0750654D", Some("2D-A")),
+            DistrictInspector | DistrictIctAdviser => ("CIRC-1", Some("1D-1")),
+            SupportAgent => ("SUPPORT", Some("R")),
+            ItAgent => ("DSI", Some("R")),
+            ExamsOfficeAgent => ("DEC", Some("E")),
+            SchoolDirector | ActingDirector | EntCorrespondent | Staff => ("0750654D", None),
+        }
+    };
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Register,
+        HandOver,
+        Lost,
+        Return,
+        Move,
+        Scrap,
+        Recycle,
+    }
+    // Who may, by what they are for the key: (lot manager, support centre, IT department).
+    let may = |op: Op| -> (bool, bool, bool) {
+        match op {
+            Op::Register | Op::Scrap => (false, true, true),
+            Op::Recycle => (false, false, true),
+            Op::HandOver | Op::Lost | Op::Return | Op::Move => (true, true, true),
+        }
+    };
+    let admin = Acting {
+        actor: actor(),
+        person: Some("p.admin".into()),
+        central: vec![Party::SupportCentre, Party::ItDepartment],
+        manages: vec![],
+    };
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for f in Function::ALL {
+        let (unit, managed) = home(f);
+        let person = Person::new(
+            &format!("p.{}", f.name()),
+            "Agent",
+            "agent@ac-example.fr",
+            unit,
+            &[f],
+            None,
+        )
+        .expect("person");
+        let by = Acting::from_scope(
+            Actor::new(person.id.as_str(), "manager"),
+            person.id.as_str(),
+            &tree.scope(&person),
+            &lots,
+        );
+        for op in [
+            Op::Register,
+            Op::HandOver,
+            Op::Lost,
+            Op::Return,
+            Op::Move,
+            Op::Scrap,
+            Op::Recycle,
+        ] {
+            // In scope: a key of the lot this function manages (or of 2D-A when it manages
+            // none); out of scope: a key of 2D-B, which none of them manages.
+            for (scope, lot_id) in [("in", managed.unwrap_or("2D-A")), ("out", "2D-B")] {
+                n += 1;
+                let serial = format!("T{n}");
+                s.create_token(hotp_token(&serial), &actor())
+                    .expect("token");
+                let register = KeyChange::Register {
+                    lot: lot_id.into(),
+                    valid_until: None,
+                };
+                if !matches!(op, Op::Register) {
+                    s.change_key(&serial, register.clone(), &admin, NOW)
+                        .expect("setup");
+                }
+                if matches!(op, Op::Lost | Op::Return) {
+                    s.change_key(&serial, handover("p.holder"), &admin, NOW)
+                        .expect("setup");
+                }
+                let change = match op {
+                    Op::Register => register,
+                    Op::HandOver => handover("p.someone"),
+                    Op::Lost => KeyChange::Lost { comment: None },
+                    Op::Return => KeyChange::Return { condition: None },
+                    Op::Move => KeyChange::Move {
+                        to: if lot_id == "E" { "R" } else { "E" }.into(),
+                    },
+                    Op::Scrap => KeyChange::Scrap,
+                    Op::Recycle => KeyChange::Recycle,
+                };
+                let (lm, sc, it) = may(op);
+                // Registering: the key is in no lot yet, so nobody is its lot manager.
+                let manager_here = managed == Some(lot_id) && !matches!(op, Op::Register);
+                let expected = (lm && manager_here)
+                    || (sc && f == Function::SupportAgent)
+                    || (it && f == Function::ItAgent);
+                let got = s.change_key(&serial, change, &by, NOW);
+                if got.is_ok() != expected {
+                    failures.push(format!(
+                        "{f:?} {op:?} {scope} of scope ({lot_id}): expected {}, got {got:?}",
+                        if expected { "allowed" } else { "refused" }
+                    ));
+                }
+                if let Err(e) = got
+                    && !expected
+                    && !matches!(e, StoreError::Forbidden(_) | StoreError::Precondition(_))
+                {
+                    failures.push(format!("{f:?} {op:?} {scope}: unexpected error {e:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(n, Function::ALL.len() * 7 * 2);
+}
