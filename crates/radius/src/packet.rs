@@ -251,7 +251,7 @@ pub fn unhide_password(
     secret: &[u8],
     authenticator: &[u8; 16],
 ) -> Result<Zeroizing<Vec<u8>>, PasswordError> {
-    if hidden.is_empty() || hidden.len() > MAX_PASSWORD || hidden.len() % 16 != 0 {
+    if hidden.is_empty() || hidden.len() > MAX_PASSWORD || !hidden.len().is_multiple_of(16) {
         return Err(PasswordError::Length);
     }
     let mut out = Zeroizing::new(Vec::with_capacity(hidden.len()));
@@ -466,7 +466,8 @@ mod tests {
         assert!(a.is_response_to(&req.authenticator, SECRET));
         assert!(!a.is_response_to(&req.authenticator, b"xyzzy5462"));
         let mut b = Builder::new(code::ACCESS_ACCEPT, 0);
-        b.push(attr::SERVICE_TYPE, &1u32.to_be_bytes()).expect("push");
+        b.push(attr::SERVICE_TYPE, &1u32.to_be_bytes())
+            .expect("push");
         b.push(attr::LOGIN_SERVICE, &0u32.to_be_bytes())
             .expect("push");
         b.push(attr::LOGIN_IP_HOST, &[192, 168, 1, 3])
