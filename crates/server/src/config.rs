@@ -38,6 +38,8 @@ pub struct ServeConfig {
     /// entry, when it changed); 0 turns them off. Shipped off the machine by the log pipeline,
     /// they anchor `okey audit verify --anchor` so a removed tail of the chain is detected.
     pub audit_head_log_seconds: u64,
+    /// The RADIUS front end (`[radius]`, with its `[[radius.client]]`s); off when absent.
+    pub radius: Option<okey_radius::RadiusConfig>,
 }
 
 /// Commit durability.
@@ -114,6 +116,7 @@ impl Default for ServeConfig {
             lockout: LockoutConfig::default(),
             tls: None,
             audit_head_log_seconds: 60,
+            radius: None,
         }
     }
 }
@@ -198,6 +201,10 @@ impl ServeConfig {
         }
         if self.cache_capacity == 0 {
             return bad("cache_capacity must be at least 1");
+        }
+        if let Some(r) = &self.radius {
+            r.validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ pub struct Metrics {
     errors: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
+    /// The RADIUS front end's own counters.
+    pub radius: Arc<okey_radius::Metrics>,
 }
 
 /// The outcome of one verify, for counting.
@@ -100,6 +102,7 @@ impl Metrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "okey_verify_latency_seconds_count {cumulative}");
+        self.radius.render(&mut out);
         render_store(&mut out, &store.stats());
         out
     }
