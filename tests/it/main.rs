@@ -7,5 +7,6 @@ mod crash;
 mod hid;
 mod lifecycle;
 mod operations;
+mod radius;
 mod seed_files;
 mod tls;
