@@ -280,7 +280,11 @@ async fn freeradius_clients_pap_accept_reject_replay_pin_and_drops() {
         "another-secret-of-32-characters!",
     );
     assert!(out.contains("No reply from server"), "{out}");
-    assert_eq!(r.counter("RA-1").await, 1, "a dropped request verifies nothing");
+    assert_eq!(
+        r.counter("RA-1").await,
+        1,
+        "a dropped request verifies nothing"
+    );
     assert_eq!(
         r.metric("okey_radius_dropped_total{cause=\"missing_message_authenticator\"}"),
         1
@@ -309,7 +313,10 @@ async fn freeradius_clients_pap_accept_reject_replay_pin_and_drops() {
             .iter()
             .any(|a| a.serial == "RB-1" && a.reason == "accepted")
     );
-    assert!(!r.server.log().contains(SECRET), "the secret is never logged");
+    assert!(
+        !r.server.log().contains(SECRET),
+        "the secret is never logged"
+    );
 }
 
 #[tokio::test]
@@ -348,11 +355,7 @@ async fn pyrad_challenge_retransmission_reply_attributes_and_drops() {
     // A retransmission (same port, identifier, authenticator) is answered from the cache: the
     // same reply, and the counter moves once.
     let code0 = reference_hotp(&seed, 0, 6);
-    let copies = r.pyrad(
-        "dave",
-        &code0,
-        &["--copies", "3", "--proxy-state", "hop-1"],
-    );
+    let copies = r.pyrad("dave", &code0, &["--copies", "3", "--proxy-state", "hop-1"]);
     assert_eq!(copies.len(), 3);
     for c in &copies {
         assert_eq!(code(c), "accept", "{c}");

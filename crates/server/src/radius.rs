@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use okey_domain::Role;
-use okey_radius::{Verdict, VerifyCall, Verifier};
+use okey_radius::{Verdict, Verifier, VerifyCall};
 use tonic::Code;
 use zeroize::Zeroizing;
 
