@@ -8,6 +8,7 @@ mod hid;
 mod keys;
 mod lifecycle;
 mod operations;
+mod radius;
 mod seed_files;
 mod stock_clients;
 mod tls;

@@ -7,7 +7,11 @@
 //! throw-away data directory, so it runs on a fresh machine; `--baseline` runs the same load a
 //! second time with one fsync'd transaction per verify and prints the ratio; `--floor` runs it
 //! against the transport floor (the same gRPC stack answering Verify with no work at all) and
-//! prints how much of the transport's ceiling on this machine okey keeps.
+//! prints how much of the transport's ceiling on this machine okey keeps; `--radius` runs the same
+//! load a second time over RADIUS (PAP over UDP, every request signed with a
+//! Message-Authenticator) against the same server, side by side with the gRPC run, and prints the
+//! ratio. With `--radius` both runs name the token by its holder (RADIUS has only a User-Name),
+//! so they go through the same lookup.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,6 +60,10 @@ pub struct BenchArgs {
     /// with no work: no caller check, no store, no commit) and print okey's share of it.
     #[arg(long)]
     floor: bool,
+    /// Also run the same load over RADIUS against the same in-process server (its RADIUS front
+    /// end on a loopback UDP port), and print RADIUS verifies/s as a ratio to gRPC's.
+    #[arg(long)]
+    radius: bool,
     /// gRPC connections to spread the load over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -98,6 +106,82 @@ pub enum LoadClient {
 enum Verifier {
     Lean(VerifyClient),
     Tonic(proto::auth_service_client::AuthServiceClient<crate::client::Authed>),
+    Radius(RadiusLoad),
+}
+
+/// A RADIUS client for the load: one UDP socket per worker, one request in flight on it.
+struct RadiusLoad {
+    server: std::net::SocketAddr,
+    secret: Arc<zeroize::Zeroizing<Vec<u8>>>,
+    socket: Option<tokio::net::UdpSocket>,
+    identifier: u8,
+}
+
+impl Clone for RadiusLoad {
+    /// A clone gets its own socket (bound on first use), so workers never share replies.
+    fn clone(&self) -> Self {
+        RadiusLoad {
+            server: self.server,
+            secret: self.secret.clone(),
+            socket: None,
+            identifier: 0,
+        }
+    }
+}
+
+impl RadiusLoad {
+    async fn verify(
+        &mut self,
+        request: &proto::VerifyRequest,
+    ) -> anyhow::Result<proto::VerifyResponse> {
+        use okey_radius::packet::{Builder, Packet, attr, code, hide_password};
+        let Some(proto::subject::Kind::User(user)) =
+            request.subject.as_ref().and_then(|s| s.kind.as_ref())
+        else {
+            bail!("RADIUS names users only");
+        };
+        if self.socket.is_none() {
+            let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+            s.connect(self.server).await?;
+            self.socket = Some(s);
+        }
+        let socket = self.socket.as_ref().context("no socket")?;
+        self.identifier = self.identifier.wrapping_add(1);
+        let authenticator: [u8; 16] = rand::rng().random();
+        let secret = self.secret.as_slice();
+        let mut b = Builder::new(code::ACCESS_REQUEST, self.identifier);
+        b.message_authenticator()?;
+        b.push(attr::USER_NAME, user.as_bytes())?;
+        b.push(
+            attr::USER_PASSWORD,
+            &hide_password(request.passcode.as_bytes(), secret, &authenticator)?,
+        )?;
+        let datagram = b.finish_request(&authenticator, secret);
+        socket.send(&datagram).await?;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+                .await
+                .context("no RADIUS reply within 5 s")??;
+            let reply = Packet::parse(buf.get(..n).unwrap_or(&[]))?;
+            // A late reply to an earlier request is skipped.
+            if reply.identifier != self.identifier {
+                continue;
+            }
+            if !reply.is_response_to(&authenticator, secret) {
+                bail!("a RADIUS reply with a wrong Response Authenticator");
+            }
+            let result = match reply.code {
+                code::ACCESS_ACCEPT => proto::VerifyResult::Accept,
+                code::ACCESS_REJECT => proto::VerifyResult::Reject,
+                other => bail!("unexpected RADIUS reply code {other}"),
+            };
+            return Ok(proto::VerifyResponse {
+                result: result as i32,
+                ..Default::default()
+            });
+        }
+    }
 }
 
 impl Verifier {
@@ -108,6 +192,7 @@ impl Verifier {
         match self {
             Verifier::Lean(c) => c.verify(&request).await,
             Verifier::Tonic(c) => Ok(c.verify(request).await?.into_inner()),
+            Verifier::Radius(c) => c.verify(&request).await,
         }
     }
 }
@@ -115,7 +200,8 @@ impl Verifier {
 /// What one run measured.
 #[derive(Debug, Serialize, Clone)]
 pub struct BenchReport {
-    /// `okey`, or `transport-floor` for the no-work server of `--floor`.
+    /// `okey`, `okey-radius` for the RADIUS run of `--radius`, or `transport-floor` for the
+    /// no-work server of `--floor`.
     pub server: &'static str,
     pub durability: String,
     pub client: LoadClient,
@@ -176,6 +262,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=0.5).contains(&args.wrong) || !(0.0..=0.5).contains(&args.replay) {
         bail!("--wrong and --replay are fractions from 0 to 0.5");
     }
+    if args.radius && args.server.is_some() {
+        bail!("--radius runs against the in-process server; it cannot be combined with --server");
+    }
     if args.floor && args.server.is_some() {
         bail!(
             "--floor runs the transport floor in this process beside an okey server of its own; it cannot be combined with --server"
@@ -199,6 +288,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 verifiers,
                 "external".into(),
                 None,
+                false,
             )
             .await?,
         );
@@ -208,7 +298,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             modes.push(Durability::PerCommit);
         }
         for mode in modes {
-            reports.push(in_process(&args, mode).await?);
+            reports.extend(in_process(&args, mode).await?);
         }
         if args.floor {
             reports.push(floor(&args).await?);
@@ -234,6 +324,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 group.verifies_per_second,
                 per_commit.verifies_per_second
             );
+        }
+        if let (Some(grpc), Some(radius)) = (
+            reports.first(),
+            find(
+                "okey-radius",
+                &reports
+                    .first()
+                    .map(|r| r.durability.clone())
+                    .unwrap_or_default(),
+            ),
+        ) {
+            println!(
+                "RADIUS vs gRPC ({}): {:.2}x the throughput ({:.0} vs {:.0} verifies/s), p99 {:.3} vs {:.3} ms",
+                grpc.durability,
+                radius.verifies_per_second / grpc.verifies_per_second.max(1e-9),
+                radius.verifies_per_second,
+                grpc.verifies_per_second,
+                radius.p99_ms,
+                grpc.p99_ms
+            );
+            if let Some(floor) = find("transport-floor", "none") {
+                println!(
+                    "RADIUS vs the gRPC transport floor: {:.0}% of its throughput ({:.0} vs {:.0} verifies/s)",
+                    100.0 * radius.verifies_per_second / floor.verifies_per_second.max(1e-9),
+                    radius.verifies_per_second,
+                    floor.verifies_per_second
+                );
+            }
         }
         if let (Some(okey), Some(floor)) = (reports.first(), find("transport-floor", "none")) {
             println!(
@@ -282,12 +400,44 @@ fn problems(r: &BenchReport) -> Vec<String> {
     .collect()
 }
 
-async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<BenchReport> {
+async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<Vec<BenchReport>> {
     let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let radius_secret = if args.radius {
+        let mut raw = [0u8; 24];
+        rand::rng().fill(&mut raw);
+        let secret = zeroize::Zeroizing::new(hex::encode(raw).into_bytes());
+        let path = dir.path().join("radius.secret");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            f.write_all(&secret)?;
+        }
+        Some((path, secret))
+    } else {
+        None
+    };
     let config = ServeConfig {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().join("data"),
         durability,
+        radius: radius_secret
+            .as_ref()
+            .map(|(path, _)| okey_radius::RadiusConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                client: vec![okey_radius::config::ClientConfig {
+                    name: "bench".into(),
+                    address: "127.0.0.1".into(),
+                    secret_file: path.clone(),
+                    require_message_authenticator: true,
+                }],
+                ..okey_radius::RadiusConfig::default()
+            }),
         ..ServeConfig::default()
     };
     let server = okey_server::start(config).await?;
@@ -312,20 +462,45 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
     let flush = tokio::task::spawn_blocking(move || disk_flush_ms(&probe_dir))
         .await
         .context("the disk flush probe failed")??;
-    let report = load(
-        args,
-        Target::Okey(Box::new(admin)),
-        verifiers,
-        name.into(),
-        Some(&server.store),
-    )
-    .await
-    .map(|r| BenchReport {
-        disk_flush_ms: Some(flush),
-        ..r
-    });
+    let by_user = args.radius;
+    let mut reports = vec![
+        load(
+            args,
+            Target::Okey(Box::new(admin)),
+            verifiers,
+            name.into(),
+            Some(&server.store),
+            by_user,
+        )
+        .await
+        .map(|r| BenchReport {
+            disk_flush_ms: Some(flush),
+            ..r
+        })?,
+    ];
+    if let (Some((_, secret)), Some(addr)) = (radius_secret, server.radius_addr) {
+        let radius = Verifier::Radius(RadiusLoad {
+            server: addr,
+            secret: Arc::new(secret),
+            socket: None,
+            identifier: 0,
+        });
+        let admin = client.connect().await?;
+        let mut report = load(
+            args,
+            Target::Okey(Box::new(admin)),
+            vec![radius],
+            name.into(),
+            Some(&server.store),
+            true,
+        )
+        .await?;
+        report.server = "okey-radius";
+        report.disk_flush_ms = Some(flush);
+        reports.push(report);
+    }
     server.stop().await?;
-    report
+    Ok(reports)
 }
 
 /// Median time to write 4 KiB to a file in `dir` and flush it to the disk (`fdatasync`), over
@@ -372,7 +547,7 @@ async fn floor(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         tls: TlsArgs::default(),
     };
     let verifiers = connect_verifiers(&client, &key, args.connections, args.client).await?;
-    let report = load(args, Target::Floor, verifiers, "none".into(), None).await;
+    let report = load(args, Target::Floor, verifiers, "none".into(), None, false).await;
     server.stop().await?;
     report
 }
@@ -412,6 +587,7 @@ async fn load(
     verifiers: Vec<Verifier>,
     durability: String,
     store: Option<&okey_store::Store>,
+    by_user: bool,
 ) -> anyhow::Result<BenchReport> {
     let (server, wrong, replay) = match target {
         Target::Okey(_) => ("okey", args.wrong, args.replay),
@@ -442,6 +618,11 @@ async fn load(
         let Target::Okey(admin) = &mut target else {
             continue;
         };
+        let holder = if by_user {
+            holder_of(&serial)
+        } else {
+            String::new()
+        };
         batch.push(proto::ImportedToken {
             serial,
             kind: proto::TokenKind::Hardware as i32,
@@ -452,6 +633,7 @@ async fn load(
                 ..Default::default()
             }),
             seed_hex: hex::encode(seed),
+            holder: holder.clone(),
             ..Default::default()
         });
         if batch.len() == 5000 || i + 1 == args.tokens {
@@ -490,7 +672,10 @@ async fn load(
         let stop = stop.clone();
         let budget = budget.clone();
         handles.push(tokio::spawn(async move {
-            worker(client, share, tally, stop, budget, wrong, replay, w as u64).await
+            worker(
+                client, share, tally, stop, budget, wrong, replay, w as u64, by_user,
+            )
+            .await
         }));
     }
     let progress = (!args.quiet).then(|| {
@@ -610,6 +795,7 @@ async fn worker(
     wrong: f64,
     replay: f64,
     worker_id: u64,
+    by_user: bool,
 ) -> Vec<u32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(worker_id);
     let mut latencies = Vec::new();
@@ -644,7 +830,11 @@ async fn worker(
         };
         let request = proto::VerifyRequest {
             subject: Some(proto::Subject {
-                kind: Some(proto::subject::Kind::Serial(t.serial.clone())),
+                kind: Some(if by_user {
+                    proto::subject::Kind::User(holder_of(&t.serial))
+                } else {
+                    proto::subject::Kind::Serial(t.serial.clone())
+                }),
             }),
             passcode: code.clone(),
             transaction_id: String::new(),
@@ -691,6 +881,11 @@ async fn worker(
         t.previous_was_bad = attempt != Attempt::Valid;
     }
     latencies
+}
+
+/// The holder a bench token is assigned to when the load names users.
+fn holder_of(serial: &str) -> String {
+    format!("u{serial}")
 }
 
 /// A six-digit code that is none of the codes in the token's look-ahead window.

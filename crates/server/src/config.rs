@@ -42,6 +42,8 @@ pub struct ServeConfig {
     /// expired, keys past their deactivation time put on their lot manager's return list);
     /// 0 turns it off (then only `RunScheduledJobs` runs it).
     pub key_job_seconds: u64,
+    /// The RADIUS front end (`[radius]`, with its `[[radius.client]]`s); off when absent.
+    pub radius: Option<okey_radius::RadiusConfig>,
 }
 
 /// Commit durability.
@@ -119,6 +121,7 @@ impl Default for ServeConfig {
             tls: None,
             audit_head_log_seconds: 60,
             key_job_seconds: 300,
+            radius: None,
         }
     }
 }
@@ -206,6 +209,10 @@ impl ServeConfig {
         }
         if self.cache_capacity == 0 {
             return bad("cache_capacity must be at least 1");
+        }
+        if let Some(r) = &self.radius {
+            r.validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod floor;
 mod lifecycle;
 pub mod metrics;
+mod radius;
 pub mod seed_files;
 pub mod serve;
 mod service;

@@ -25,6 +25,8 @@ pub struct Metrics {
     permission_denied: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
+    /// The RADIUS front end's own counters.
+    pub radius: Arc<okey_radius::Metrics>,
 }
 
 /// The outcome of one verify, for counting.
@@ -145,6 +147,7 @@ impl Metrics {
             "okey_malformed_messages_total {}",
             crate::codec::malformed_messages()
         );
+        self.radius.render(&mut out);
         render_store(&mut out, &store.stats());
         out
     }

@@ -53,6 +53,9 @@ pub enum ServeError {
     /// The runtime failed (random generator, signal handler, a start-up task).
     #[error("{0}")]
     Runtime(String),
+    /// The RADIUS front end could not be configured or bound.
+    #[error("{0}")]
+    Radius(String),
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -64,6 +67,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The metrics address actually bound, if any.
     pub metrics_addr: Option<SocketAddr>,
+    /// The RADIUS (UDP) address actually bound, if the front end is on.
+    pub radius_addr: Option<SocketAddr>,
     /// The file holding the admin credential created at this start, if one was created.
     pub created_admin_key: Option<PathBuf>,
     /// The store, shared with the service.
@@ -73,6 +78,7 @@ pub struct RunningServer {
     metrics_task: Option<JoinHandle<()>>,
     audit_head_task: Option<JoinHandle<()>>,
     key_job_task: Option<JoinHandle<()>>,
+    radius: Option<okey_radius::Running>,
 }
 
 impl RunningServer {
@@ -86,6 +92,9 @@ impl RunningServer {
         }
         if let Some(k) = self.key_job_task.take() {
             k.abort();
+        }
+        if let Some(r) = self.radius.take() {
+            r.stop();
         }
         let logging_heads = self.audit_head_task.take().map(|t| t.abort()).is_some();
         let stopped = match (&mut self.task).await {
@@ -182,7 +191,6 @@ pub const SERVED: [&str; 8] = [
     proto::audit_service_server::SERVICE_NAME,
     proto::lifecycle_service_server::SERVICE_NAME,
     proto::caller_service_server::SERVICE_NAME,
-    proto::lifecycle_service_server::SERVICE_NAME,
     tonic_health::pb::health_server::SERVICE_NAME,
     tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
     tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
@@ -242,6 +250,24 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => (None, None),
     };
 
+    let radius = match &config.radius {
+        Some(r) => {
+            let resolved = r.resolve().map_err(|e| ServeError::Radius(e.to_string()))?;
+            let verifier = Arc::new(crate::radius::RadiusVerifier::new(okey.clone()));
+            let listen = resolved.listen;
+            Some(
+                okey_radius::start(resolved, verifier, metrics.radius.clone())
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        addr: listen,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let radius_addr = radius.as_ref().map(|r| r.addr);
+
     let mut builder = server_builder();
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(tls_config(tls)?)?;
@@ -282,6 +308,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     Ok(RunningServer {
         addr,
         metrics_addr,
+        radius_addr,
         created_admin_key,
         store,
         shutdown: Some(tx),
@@ -289,6 +316,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         metrics_task,
         audit_head_task,
         key_job_task,
+        radius,
     })
 }
 
@@ -333,6 +361,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     eprintln!("okey: listening on {}", server.addr);
     if let Some(m) = server.metrics_addr {
         eprintln!("okey: metrics on http://{m}/metrics");
+    }
+    if let Some(r) = server.radius_addr {
+        eprintln!("okey: RADIUS on udp {r}");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| ServeError::Runtime(format!("signal handler: {e}")))?;

@@ -347,7 +347,8 @@ fn reject(reason: &str) -> proto::VerifyResponse {
 }
 
 impl Okey {
-    async fn verify_inner(
+    /// The verify path of gRPC `Verify` and of the RADIUS front end.
+    pub(crate) async fn verify_inner(
         &self,
         principal: &Principal,
         req: proto::VerifyRequest,
