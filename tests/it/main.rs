@@ -7,6 +7,7 @@ mod crash;
 mod hid;
 mod keys;
 mod lifecycle;
+mod lockout;
 mod operations;
 mod radius;
 mod seed_files;

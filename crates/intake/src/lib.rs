@@ -51,7 +51,8 @@ pub use crate::error::{
     UriError,
 };
 pub use crate::model::{
-    Algorithm, Encoding, HashAlgorithm, KeyPackage, PinPolicy, PinUsageMode, ResponseFormat,
+    Algorithm, Encoding, HashAlgorithm, Ignored, KeyPackage, PinPolicy, PinUsageMode,
+    ResponseFormat, format_datetime,
 };
 pub use crate::otpauth::{KeyUri, KeyUriBuilder, OtpKind};
 pub use crate::pskc::{

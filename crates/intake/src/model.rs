@@ -204,6 +204,31 @@ pub struct PinPolicy {
     pub encoding: Option<Encoding>,
 }
 
+/// Something a seed file carried that the reader did not act on, to be reported to whoever
+/// imports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// An XML signature (`ds:Signature`): it is not checked, so it proves nothing.
+    Signature,
+    /// A key (`"a password"`, `"a pre-shared key"`) was given, but the file encrypts nothing.
+    UnusedKey(&'static str),
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ignored::Signature => f.write_str(
+                "the file carries a ds:Signature, which okey does not check: it proves nothing \
+                 about where the file came from",
+            ),
+            Ignored::UnusedKey(kind) => write!(
+                f,
+                "{kind} was given but the file encrypts nothing: it was not used"
+            ),
+        }
+    }
+}
+
 /// One key package read from a PSKC container or one line of an OATH CSV file.
 ///
 /// The seed is held in a [`Zeroizing`] buffer and never shown by `Debug`. The same type
@@ -241,6 +266,8 @@ pub struct KeyPackage {
     pub start_date: Option<i64>,
     /// End of validity, Unix seconds (PSKC `Policy/ExpiryDate`, else `DeviceInfo/ExpiryDate`).
     pub expiry_date: Option<i64>,
+    /// The user the key is meant for (PSKC `Key/UserId`, else `DeviceInfo/UserId`), verbatim.
+    pub user_id: Option<String>,
     /// PIN policy.
     pub pin_policy: Option<PinPolicy>,
     /// The seed.
@@ -267,6 +294,7 @@ impl KeyPackage {
             time_drift: None,
             start_date: None,
             expiry_date: None,
+            user_id: None,
             pin_policy: None,
             secret,
         }
@@ -309,6 +337,7 @@ impl fmt::Debug for KeyPackage {
             .field("time_drift", &self.time_drift)
             .field("start_date", &self.start_date)
             .field("expiry_date", &self.expiry_date)
+            .field("user_id", &self.user_id)
             .field("pin_policy", &self.pin_policy)
             .field(
                 "secret",
@@ -399,7 +428,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// Formats Unix seconds as `xs:dateTime` in UTC (`YYYY-MM-DDThh:mm:ssZ`).
-pub(crate) fn format_datetime(unix: i64) -> String {
+pub fn format_datetime(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let z = days + 719_468;

@@ -187,6 +187,13 @@ fn render_store(out: &mut String, s: &okey_store::StoreStats) {
     );
     let _ = writeln!(out, "# TYPE okey_commit_conflicts_total counter");
     let _ = writeln!(out, "okey_commit_conflicts_total {}", s.conflicts);
+    let _ = writeln!(
+        out,
+        "# HELP okey_staff_code_failures_total Wrong codes in resynchronisations and bench \
+         read-backs (never counted toward a holder's lockout)."
+    );
+    let _ = writeln!(out, "# TYPE okey_staff_code_failures_total counter");
+    let _ = writeln!(out, "okey_staff_code_failures_total {}", s.staff_failures);
     render_histogram(
         out,
         "okey_commit_batch_size",

@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     pub(crate) audit_key: Arc<OtpKey>,
     pub(crate) cache: Cache,
     pub(crate) conflicts: AtomicU64,
+    /// Wrong codes in staff operations (resynchronisation, bench read-back).
+    pub(crate) staff_failures: AtomicU64,
 }
 
 /// The sealed store. Cheap to clone; all clones share one database, cache and writer.
@@ -363,6 +365,7 @@ impl Store {
                 audit_key: Arc::new(audit_key),
                 cache,
                 conflicts: AtomicU64::new(0),
+                staff_failures: AtomicU64::new(0),
             }),
         })
     }
@@ -1028,6 +1031,7 @@ impl Store {
             commit_micros: w.commit_micros.load(Ordering::Relaxed),
             run_micros: w.run_micros.load(Ordering::Relaxed),
             conflicts: self.inner.conflicts.load(Ordering::Relaxed),
+            staff_failures: self.inner.staff_failures.load(Ordering::Relaxed),
         }
     }
 

@@ -575,6 +575,9 @@ pub struct StoreStats {
     pub run_micros: u64,
     /// Compare-and-set conflicts retried.
     pub conflicts: u64,
+    /// Wrong codes typed into staff operations (resynchronisation, bench read-back): counted
+    /// here, never toward the holder's lockout.
+    pub staff_failures: u64,
 }
 
 /// What a data-key rotation did.

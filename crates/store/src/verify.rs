@@ -58,6 +58,31 @@ fn check_storable(updates: &[(String, u64, TokenState)], at: u64) -> Result<(), 
     Ok(())
 }
 
+/// How far behind its counter (HOTP) or its last accepted step (TOTP) a token's codes are still
+/// recognised as replays rather than counted as guesses. A random guess falls among them with a
+/// probability of 100 in 10^digits, so they give an attacker nothing worth having.
+pub const REPLAY_LOOKBACK: u32 = 100;
+
+/// Whether `code` is the code of one of the [`REPLAY_LOOKBACK`] counters (or TOTP steps, which
+/// are HOTP counters) just below `end`.
+fn used_below(
+    key: &OtpKey,
+    digits: Digits,
+    state: &OtpState,
+    end: u64,
+    code: &okey_otp::Code,
+) -> bool {
+    let back = u64::from(REPLAY_LOOKBACK).min(end);
+    let Ok(n) = u32::try_from(back) else {
+        return false;
+    };
+    let earlier = OtpState {
+        counter: end - back,
+        ..*state
+    };
+    verify_hotp(key, digits, &earlier, n, code).is_some_and(|p| p.matched() < end)
+}
+
 /// Compare-and-set losses tolerated before giving up (each loss means another request for the
 /// same token committed, so the system as a whole made progress).
 const MAX_TRIES: usize = 1000;
@@ -199,11 +224,12 @@ impl Store {
         }
     }
 
-    /// Whether a code that did not match is one the token already used recently: an HOTP code
-    /// of one of the `hotp_window` counters below the current one, or a TOTP code of a step in
-    /// the skew window at or below the last accepted step. Such a code is a replay (a
-    /// retransmission, or the loser of a race), not a guess, so it does not count as a failure.
-    /// The scan has a fixed size, and runs only on the (public) rejection path.
+    /// Whether a code that did not match is one the token already showed recently: an HOTP code
+    /// of one of the [`REPLAY_LOOKBACK`] counters below the current one, or a TOTP code of one of
+    /// the [`REPLAY_LOOKBACK`] steps up to the last accepted one (or of a step in the skew window
+    /// at or below it). Such a code is a replay (a retransmission, a code typed twice, the loser
+    /// of a race), not a guess, so it does not count as a failure. The scan has a fixed size, and
+    /// runs only on the (public) rejection path.
     fn recently_used(
         &self,
         key: &OtpKey,
@@ -215,22 +241,14 @@ impl Store {
     ) -> bool {
         let cfg = &self.inner.cfg;
         match hot.otp {
-            HotOtp::Hotp => {
-                let back = u64::from(cfg.hotp_window).min(state.counter);
-                let Ok(n) = u32::try_from(back) else {
-                    return false;
-                };
-                let earlier = OtpState {
-                    counter: state.counter - back,
-                    ..*state
-                };
-                verify_hotp(key, digits, &earlier, n, code)
-                    .is_some_and(|p| p.matched() < state.counter)
-            }
+            HotOtp::Hotp => used_below(key, digits, state, state.counter, code),
             HotOtp::Totp { step, t0 } => {
                 let Some(last) = state.last_step else {
                     return false;
                 };
+                if used_below(key, digits, state, last.saturating_add(1), code) {
+                    return true;
+                }
                 let Ok(params) = TotpParams::new(digits, step, t0) else {
                     return false;
                 };
@@ -600,7 +618,8 @@ impl Store {
     }
 
     /// Resynchronise an HOTP or TOTP token with two consecutive codes found in the wide resync
-    /// window (HOTP: 1000 counters ahead; TOTP: ±24 h). Wrong codes count as failures.
+    /// window (HOTP: 1000 counters ahead; TOTP: ±24 h). Wrong codes are staff mistakes: counted
+    /// apart, never toward the holder's lockout.
     pub async fn resync(
         &self,
         serial: &str,
@@ -825,8 +844,8 @@ impl Store {
 
     /// USB bench: a token created in `Initialising` becomes `Active` only when `code`, read back
     /// from the device it was written to, verifies against the issued seed within the normal
-    /// window. A wrong code leaves it `Initialising` (and counts as a failure); the bench then
-    /// erases the slot and aborts.
+    /// window. A wrong code leaves it `Initialising` (counted apart as a staff mistake, not
+    /// toward lockout); the bench then erases the slot and aborts.
     pub async fn confirm_initialisation(
         &self,
         serial: &str,
@@ -919,9 +938,13 @@ struct Settle {
 }
 
 impl Store {
-    /// Commit the outcome of an administrative code check (success: the proof's state with
-    /// `settle.status`; failure: one more failure) with its audit record, as a compare-and-set
-    /// on the version read. `None` when the compare-and-set lost and the caller must re-read.
+    /// Commit the outcome of an administrative code check with its audit record. A success
+    /// commits the proof's state with `settle.status`, as a compare-and-set on the version read
+    /// (`None` when it lost and the caller must re-read). A failure is a staff member's mistake,
+    /// not a guess at the holder's codes: it leaves the token's failure counter (and so the
+    /// holder's lockout) alone, and is counted apart ([`StoreStats::staff_failures`]).
+    ///
+    /// [`StoreStats::staff_failures`]: crate::StoreStats::staff_failures
     async fn settle(
         &self,
         actor: &Actor,
@@ -931,26 +954,31 @@ impl Store {
         settle: Settle,
         now: u64,
     ) -> Result<Option<VerifyOutcome>, StoreError> {
-        let (new, reason, accepted) = match proof {
-            Some(p) => {
-                let mut s = Self::after_success(&hot.state, &p, now);
-                s.status = settle.status;
-                (s, settle.success, true)
-            }
-            None => (
-                self.after_failure(&hot.state, now),
-                Reason::WrongCode,
-                false,
-            ),
+        let Some(p) = proof else {
+            self.inner
+                .staff_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return self
+                .reject(
+                    actor,
+                    settle.action,
+                    serial,
+                    Some(serial),
+                    Reason::WrongCode,
+                    now,
+                )
+                .await
+                .map(Some);
         };
-        let result = if accepted { "accepted" } else { "rejected" };
+        let mut new = Self::after_success(&hot.state, &p, now);
+        new.status = settle.status;
         let entry = Self::audit_entry(
             actor,
             settle.action,
             serial,
             Some(serial),
-            result,
-            reason.as_str(),
+            "accepted",
+            settle.success.as_str(),
             now,
         );
         match self
@@ -959,7 +987,7 @@ impl Store {
         {
             Ok(()) => {
                 self.refresh_cache(serial, hot, new);
-                Ok(Some(outcome(accepted, Some(serial), reason)))
+                Ok(Some(outcome(true, Some(serial), settle.success)))
             }
             Err(StoreError::Conflict) => {
                 self.conflict();

@@ -22,8 +22,8 @@ use crate::error::{
 };
 use crate::guard::Guard;
 use crate::model::{
-    Algorithm, Encoding, HashAlgorithm, KeyPackage, PinPolicy, PinUsageMode, ResponseFormat,
-    parse_datetime,
+    Algorithm, Encoding, HashAlgorithm, Ignored, KeyPackage, PinPolicy, PinUsageMode,
+    ResponseFormat, parse_datetime,
 };
 
 /// Progress of a read, reported to the hook given to [`PskcReader::on_progress`].
@@ -66,6 +66,10 @@ pub struct PskcReader<'a, R: Read> {
     hook: Option<(usize, Hook<'a>)>,
     finished: bool,
     root_closed: bool,
+    /// A `ds:Signature` element was seen (it is not checked).
+    signature_seen: bool,
+    /// Some package held an encrypted value.
+    encrypted_seen: bool,
 }
 
 impl<R: Read> std::fmt::Debug for PskcReader<'_, R> {
@@ -105,6 +109,8 @@ impl<'a, R: Read> PskcReader<'a, R> {
             hook: None,
             finished: false,
             root_closed: false,
+            signature_seen: false,
+            encrypted_seen: false,
         }
     }
 
@@ -123,6 +129,22 @@ impl<'a, R: Read> PskcReader<'a, R> {
     /// Key packages seen so far.
     pub fn packages_read(&self) -> usize {
         self.count
+    }
+
+    /// What the file carried that this reader did not act on, as far as read: an XML signature
+    /// (never checked), a password or pre-shared key given for a file that encrypts nothing.
+    /// Complete once the iteration has ended.
+    pub fn ignored(&self) -> Vec<Ignored> {
+        let mut out = Vec::new();
+        if self.signature_seen {
+            out.push(Ignored::Signature);
+        }
+        let h = &self.header;
+        let encrypts = h.derived || h.key_name.is_some() || h.mac_method || self.encrypted_seen;
+        if !encrypts && !matches!(self.key, KeyMaterial::None) {
+            out.push(Ignored::UnusedKey(self.key.kind()));
+        }
+        out
     }
 
     /// The container's `Id` attribute, once the root element has been read.
@@ -311,6 +333,9 @@ impl<'a, R: Read> PskcReader<'a, R> {
             .into());
         }
         let tag = Tag::from_local(e.local_name().as_ref());
+        if tag == Tag::Signature {
+            self.signature_seen = true;
+        }
         let attrs = self.attributes(e, tag)?;
         if self.stack.is_empty() {
             self.open_root(e, tag, &attrs)?;
@@ -550,6 +575,8 @@ impl<'a, R: Read> PskcReader<'a, R> {
                     PkgField::Suite => p.suite = Some(plain()),
                     PkgField::PolicyStart => p.policy_start = Some(plain()),
                     PkgField::PolicyExpiry => p.policy_expiry = Some(plain()),
+                    PkgField::DeviceUserId => p.device_user_id = Some(plain()),
+                    PkgField::KeyUserId => p.key_user_id = Some(plain()),
                     PkgField::Data(kind, part) => {
                         let d = p.data_mut(kind);
                         match part {
@@ -733,6 +760,9 @@ impl<'a, R: Read> PskcReader<'a, R> {
             }
             self.serials.insert(serial.as_str().into(), pkg.position);
         }
+        if pkg.data.iter().any(|d| d.cipher_value.is_some()) {
+            self.encrypted_seen = true;
+        }
         let keys = self.keys.as_ref();
         let mac_refuses_file = self.mac_policy == MacPolicy::RefuseFile;
         let open =
@@ -894,6 +924,7 @@ impl<'a, R: Read> PskcReader<'a, R> {
             time_drift: drift.and_then(|x| i64::try_from(x).ok()),
             start_date,
             expiry_date,
+            user_id: pkg.key_user_id.or(pkg.device_user_id),
             pin_policy: pkg.pin_policy,
             secret,
         })
@@ -1113,6 +1144,8 @@ enum Tag {
     ValueMac,
     Policy,
     PinPolicy,
+    UserId,
+    Signature,
     Other,
 }
 
@@ -1158,6 +1191,8 @@ impl Tag {
             "ValueMAC" => Self::ValueMac,
             "Policy" => Self::Policy,
             "PINPolicy" => Self::PinPolicy,
+            "UserId" => Self::UserId,
+            "Signature" => Self::Signature,
             _ => Self::Other,
         }
     }
@@ -1227,6 +1262,8 @@ enum PkgField {
     Suite,
     PolicyStart,
     PolicyExpiry,
+    DeviceUserId,
+    KeyUserId,
     Data(DataKind, DataPart),
 }
 
@@ -1272,9 +1309,11 @@ fn capture_for(stack: &[Tag]) -> Option<Cap> {
             T::Model => field(PkgField::Model),
             T::StartDate => field(PkgField::DeviceStart),
             T::ExpiryDate => field(PkgField::DeviceExpiry),
+            T::UserId => field(PkgField::DeviceUserId),
             _ => None,
         },
         [T::KeyContainer, T::KeyPackage, T::Key, T::Issuer] => field(PkgField::Issuer),
+        [T::KeyContainer, T::KeyPackage, T::Key, T::UserId] => field(PkgField::KeyUserId),
         [
             T::KeyContainer,
             T::KeyPackage,
@@ -1360,6 +1399,8 @@ struct Pkg {
     device_expiry: Option<String>,
     policy_start: Option<String>,
     policy_expiry: Option<String>,
+    device_user_id: Option<String>,
+    key_user_id: Option<String>,
     pin_policy: Option<PinPolicy>,
     keys_seen: usize,
     error: Option<PackageErrorKind>,
@@ -1382,6 +1423,8 @@ impl Pkg {
             device_expiry: None,
             policy_start: None,
             policy_expiry: None,
+            device_user_id: None,
+            key_user_id: None,
             pin_policy: None,
             keys_seen: 0,
             error: None,

@@ -166,10 +166,10 @@ fn open_refuses_a_soft_lock_longer_than_a_year() {
     );
 }
 
-/// A bench confirmation is refused without testing the code while the token is soft- or
-/// hard-locked: wrong codes stop counting, and the right code neither confirms nor unlocks.
+/// Wrong bench read-backs are staff mistakes: they never count toward the token's lockout (they
+/// are counted apart), and the right code still confirms after any number of them.
 #[test]
-fn confirmation_is_refused_while_locked() {
+fn wrong_confirmations_do_not_lock() {
     let dir = tempfile::tempdir().expect("dir");
     let s = store_with(dir.path(), LockoutPolicy::default());
     let t = NewToken {
@@ -179,49 +179,44 @@ fn confirmation_is_refused_while_locked() {
     s.create_token(t, &actor()).expect("create");
     let right = hotp(SEED, 0, 6);
     rt().block_on(async {
-        for _ in 0..3 {
+        for i in 0..12 {
             let o = s
-                .confirm_initialisation("I1", "000000", 100, &actor())
+                .confirm_initialisation("I1", "000000", 100 + i, &actor())
                 .await
                 .expect("confirm");
-            assert_eq!(o.reason, Reason::WrongCode);
+            assert_eq!((o.accepted, o.reason), (false, Reason::WrongCode));
         }
-        // Soft-locked until 130: the right code is refused and nothing is counted.
-        let o = s
-            .confirm_initialisation("I1", &right, 110, &actor())
-            .await
-            .expect("confirm");
-        assert_eq!((o.accepted, o.reason), (false, Reason::SoftLocked));
-        let info = s.token("I1").expect("get");
-        assert_eq!((info.failures, info.status), (3, TokenStatus::Initialising));
-        // Waiting out each soft lock, the guesser reaches the hard lock.
-        let mut now = 130;
-        for _ in 3..10 {
-            let o = s
-                .confirm_initialisation("I1", "000000", now, &actor())
-                .await
-                .expect("confirm");
-            assert_eq!(o.reason, Reason::WrongCode);
-            now += 31;
-        }
-        assert!(s.token("I1").expect("get").locked);
-        for _ in 0..2 {
-            let o = s
-                .confirm_initialisation("I1", "000000", now + 1000, &actor())
-                .await
-                .expect("confirm");
-            assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
-        }
-        let o = s
-            .confirm_initialisation("I1", &right, now + 1000, &actor())
-            .await
-            .expect("confirm");
-        assert_eq!((o.accepted, o.reason), (false, Reason::Locked));
         let info = s.token("I1").expect("get");
         assert_eq!(
-            (info.locked, info.failures, info.status),
-            (true, 10, TokenStatus::Initialising)
+            (info.failures, info.locked, info.status),
+            (0, false, TokenStatus::Initialising)
         );
+        assert_eq!(s.stats().staff_failures, 12);
+        let o = s
+            .confirm_initialisation("I1", &right, 120, &actor())
+            .await
+            .expect("confirm");
+        assert_eq!((o.accepted, o.reason), (true, Reason::Confirmed));
+    });
+}
+
+/// Wrong resynchronisation codes are staff mistakes too: the holder's next code is accepted.
+#[test]
+fn wrong_resyncs_do_not_lock() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = store_with(dir.path(), LockoutPolicy::default());
+    let (a, c) = (hotp(SEED, 50, 6), hotp(SEED, 52, 6));
+    rt().block_on(async {
+        for i in 0..12 {
+            let o = s
+                .resync("L1", &a, &c, 100 + i, &actor())
+                .await
+                .expect("resync");
+            assert_eq!((o.accepted, o.reason), (false, Reason::WrongCode));
+        }
+        assert_eq!(s.token("L1").expect("get").failures, 0);
+        assert_eq!(s.stats().staff_failures, 12);
+        assert!(verify(&s, "L1", &hotp(SEED, 0, 6), 120).await.accepted);
     });
 }
 
