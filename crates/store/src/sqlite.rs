@@ -114,7 +114,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
