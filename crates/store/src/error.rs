@@ -121,6 +121,9 @@ pub enum StoreError {
     /// A database error.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// A PostgreSQL error.
+    #[error("postgresql error: {0}")]
+    Postgres(#[from] postgres::Error),
     /// A file system error.
     #[error("{what} {path}: {source}")]
     Io {

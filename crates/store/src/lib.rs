@@ -59,6 +59,7 @@ pub mod custody_db;
 mod error;
 mod lots;
 pub mod outbox;
+pub mod pg;
 mod rotate;
 mod seal;
 pub mod sqlite;

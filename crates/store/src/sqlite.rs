@@ -21,7 +21,7 @@ pub const DB_FILE: &str = "okey.db";
 pub const LOCK_FILE: &str = "okey.lock";
 
 /// Versioned migrations, applied in order at open; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
         "CREATE TABLE data_keys (

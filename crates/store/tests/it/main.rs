@@ -9,5 +9,6 @@ mod crash;
 mod custody;
 mod lockout;
 mod outbox;
+mod pg;
 mod rotation;
 mod sealing;

@@ -1,0 +1,344 @@
+//! The PostgreSQL schema against a real, throwaway PostgreSQL cluster started by the test itself
+//! (initdb + pg_ctl on a loopback port, as user `nobody` when run as root). Skipped with a loud
+//! message when the PostgreSQL server binaries are absent, except under CI, where that fails.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+
+use okey_store::pg;
+
+/// A PostgreSQL cluster in a temporary directory, stopped (immediate mode) on drop.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    as_nobody: bool,
+}
+
+fn find_bin() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("PATH") {
+        for d in std::env::split_paths(&path) {
+            if d.join("pg_ctl").is_file() && d.join("initdb").is_file() {
+                return Some(d);
+            }
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("pg_ctl").is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Cluster {
+    /// Starts a cluster, or returns None (after saying so loudly) when PostgreSQL is absent.
+    pub fn start() -> Option<Cluster> {
+        let Some(bin) = find_bin() else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "PostgreSQL server binaries (initdb, pg_ctl) are missing under CI: \
+                 scripts/deps/pg.sh should have installed them"
+            );
+            eprintln!(
+                "\n*** SKIPPED: PostgreSQL server binaries (initdb, pg_ctl) not found; \
+                 install the postgresql package to run the PostgreSQL tests ***\n"
+            );
+            return None;
+        };
+        let as_nobody = is_root();
+        let dir = tempfile::tempdir().expect("tempdir");
+        if as_nobody {
+            // The server refuses to run as root; `nobody` must be able to create its data dir.
+            Command::new("chmod")
+                .arg("0777")
+                .arg(dir.path())
+                .status()
+                .expect("chmod");
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let c = Cluster {
+            bin,
+            dir,
+            port,
+            as_nobody,
+        };
+        let data = c.data();
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                "okey",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on",
+            c.port,
+            path_str(c.dir.path())
+        );
+        c.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&c.dir.path().join("log")),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        );
+        Some(c)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let status = if self.as_nobody {
+            Command::new("runuser")
+                .args(["-u", "nobody", "--"])
+                .arg(&exe)
+                .args(args)
+                .status()
+        } else {
+            Command::new(&exe).args(args).status()
+        }
+        .expect("run a PostgreSQL tool");
+        if !status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            panic!("{tool} {args:?} failed: {status}\n{log}");
+        }
+    }
+
+    /// Connection parameters of the cluster's `postgres` database.
+    pub fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=okey dbname=postgres",
+            self.port
+        )
+    }
+
+    pub fn connect(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect")
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let exe = self.bin.join("pg_ctl");
+        let args = ["-D", path_str(&data), "-m", "immediate", "-w", "stop"];
+        let _ = if self.as_nobody {
+            Command::new("runuser")
+                .args(["-u", "nobody", "--"])
+                .arg(&exe)
+                .args(args)
+                .status()
+        } else {
+            Command::new(&exe).args(args).status()
+        };
+    }
+}
+
+fn tables(c: &mut postgres::Client) -> Vec<String> {
+    c.query(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' ORDER BY 1",
+        &[],
+    )
+    .expect("list tables")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn migrations_apply_once_and_record_the_version() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut c = cluster.connect();
+    assert_eq!(pg::schema_version(&mut c).expect("version"), 0);
+    assert_eq!(pg::migrate(&mut c).expect("migrate"), 0);
+    assert_eq!(
+        pg::schema_version(&mut c).expect("version"),
+        pg::SCHEMA_VERSION
+    );
+    // A second run finds the schema current and changes nothing.
+    assert_eq!(
+        pg::migrate(&mut c).expect("migrate again"),
+        pg::SCHEMA_VERSION
+    );
+    let t = tables(&mut c);
+    for want in [
+        "api_keys",
+        "audit",
+        "data_keys",
+        "key_custody",
+        "key_history",
+        "lot_delegates",
+        "lot_orders",
+        "lots",
+        "okey_schema",
+        "outbox",
+        "receipts",
+        "secrets",
+        "token_rows",
+        "token_state",
+        "tokens",
+    ] {
+        assert!(t.iter().any(|x| x == want), "missing {want} in {t:?}");
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut c = cluster.connect();
+    pg::migrate(&mut c).expect("migrate");
+    c.execute(
+        "UPDATE okey_schema SET version = $1",
+        &[&(pg::SCHEMA_VERSION + 1)],
+    )
+    .expect("bump");
+    let before = tables(&mut c);
+    match pg::migrate(&mut c) {
+        Err(okey_store::StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!(found, pg::SCHEMA_VERSION + 1);
+            assert_eq!(supported, pg::SCHEMA_VERSION);
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    assert_eq!(tables(&mut c), before);
+    assert_eq!(
+        pg::schema_version(&mut c).expect("version"),
+        pg::SCHEMA_VERSION + 1
+    );
+}
+
+#[test]
+fn nodes_migrating_at_once_apply_each_migration_once() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let nodes = 4;
+    let barrier = Arc::new(Barrier::new(nodes));
+    let url = cluster.url();
+    let found: Vec<i64> = (0..nodes)
+        .map(|_| {
+            let b = barrier.clone();
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                b.wait();
+                pg::migrate(&mut c).expect("migrate")
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().expect("node"))
+        .collect();
+    // Exactly one node found an empty database; every other found it already current.
+    assert_eq!(found.iter().filter(|v| **v == 0).count(), 1, "{found:?}");
+    assert_eq!(
+        found.iter().filter(|v| **v == pg::SCHEMA_VERSION).count(),
+        nodes - 1,
+        "{found:?}"
+    );
+}
+
+/// The compare-and-set on `token_state.version` that a verify commits with: when two nodes read
+/// the same version and both try to advance the counter past the same code, PostgreSQL's
+/// re-check of the WHERE clause after the row lock lets exactly one update through.
+#[test]
+fn two_nodes_advancing_one_counter_from_one_version_succeed_once() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut c = cluster.connect();
+    pg::migrate(&mut c).expect("migrate");
+    c.batch_execute(
+        "INSERT INTO tokens (serial, kind, otp, algorithm, digits, key_version, sealed_seed, \
+         created_at) VALUES ('T1', 'hotp', 'hotp', 'sha1', 6, 1, '\\x00'::bytea, 0);
+         INSERT INTO token_state (serial, counter, drift, failures, locked, status, updated_at, \
+         version) VALUES ('T1', 0, 0, 0, 0, 'active', 0, 1);",
+    )
+    .expect("seed");
+    let url = cluster.url();
+    let rounds = 50;
+    for round in 0..rounds {
+        let barrier = Arc::new(Barrier::new(2));
+        let accepted: u64 = (0..2)
+            .map(|_| {
+                let b = barrier.clone();
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                    let mut tx = c.transaction().expect("begin");
+                    let row = tx
+                        .query_one(
+                            "SELECT counter, version FROM token_state WHERE serial = 'T1'",
+                            &[],
+                        )
+                        .expect("read");
+                    let (counter, version): (i64, i64) = (row.get(0), row.get(1));
+                    b.wait();
+                    let n = tx
+                        .execute(
+                            "UPDATE token_state SET counter = $1, version = version + 1 \
+                             WHERE serial = 'T1' AND version = $2",
+                            &[&(counter + 1), &version],
+                        )
+                        .expect("cas");
+                    tx.commit().expect("commit");
+                    n
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().expect("node"))
+            .sum();
+        assert_eq!(
+            accepted, 1,
+            "round {round}: {accepted} nodes advanced the counter"
+        );
+    }
+    let row = c
+        .query_one(
+            "SELECT counter, version FROM token_state WHERE serial = 'T1'",
+            &[],
+        )
+        .expect("read");
+    assert_eq!(row.get::<_, i64>(0), rounds);
+    assert_eq!(row.get::<_, i64>(1), rounds + 1);
+}

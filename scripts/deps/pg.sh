@@ -1,0 +1,5 @@
+# The PostgreSQL store tests (crates/store/tests/it/pg.rs) start a throwaway cluster with the
+# server's own initdb and pg_ctl, found on the PATH or under /usr/lib/postgresql/*/bin.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_deb initdb postgresql
+fi
