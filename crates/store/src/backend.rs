@@ -214,6 +214,8 @@ pub trait Backend: Send + Sync + 'static {
     fn integrity_check(&self) -> Result<String, StoreError>;
     /// Lots and custody (reads).
     fn custody(&self) -> &dyn CustodyRead;
+    /// The directory (reads).
+    fn directory(&self) -> &dyn crate::directory_db::DirectoryRead;
 }
 
 /// The write session, owned by the writer thread.
@@ -292,4 +294,6 @@ pub trait WriteTx: Send {
     fn secrets(&mut self) -> Result<Vec<(String, u32, Vec<u8>)>, StoreError>;
     /// Lots and custody, in this transaction.
     fn custody(&mut self) -> &mut dyn CustodyTx;
+    /// The directory, in this transaction.
+    fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx;
 }

@@ -12,6 +12,7 @@ use crate::backend::{Backend, DataKeyRow, ExportItem, TokenRow, TokenState, Writ
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
 mod custody;
+mod directory;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "okey.db";
@@ -91,10 +92,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );",
     ),
     (2, custody::MIGRATION),
+    (3, directory::MIGRATION),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
@@ -602,6 +604,10 @@ impl Backend for Sqlite {
     fn custody(&self) -> &dyn crate::custody_db::CustodyRead {
         self
     }
+
+    fn directory(&self) -> &dyn crate::directory_db::DirectoryRead {
+        self
+    }
 }
 
 fn read_data_keys(conn: &Connection) -> Result<Vec<DataKeyRow>, StoreError> {
@@ -991,6 +997,10 @@ impl WriteTx for SqliteWriter {
     }
 
     fn custody(&mut self) -> &mut dyn crate::custody_db::CustodyTx {
+        self
+    }
+
+    fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx {
         self
     }
 }

@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     pub(crate) audit_key: Arc<OtpKey>,
     pub(crate) cache: Cache,
     pub(crate) conflicts: AtomicU64,
+    /// The directory's unit tree, loaded on first use and dropped by an import.
+    pub(crate) org_tree: RwLock<Option<Arc<okey_domain::org::OrgTree>>>,
 }
 
 /// The sealed store. Cheap to clone; all clones share one database, cache and writer.
@@ -363,6 +365,7 @@ impl Store {
                 audit_key: Arc::new(audit_key),
                 cache,
                 conflicts: AtomicU64::new(0),
+                org_tree: RwLock::new(None),
             }),
         })
     }

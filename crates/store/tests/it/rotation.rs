@@ -198,6 +198,9 @@ impl backend::Backend for StaleOnce {
     fn custody(&self) -> &dyn okey_store::custody_db::CustodyRead {
         self.db.custody()
     }
+    fn directory(&self) -> &dyn okey_store::directory_db::DirectoryRead {
+        self.db.directory()
+    }
 }
 
 /// Resync, OCRA and bench confirmation check the status and lock gate on a row, and when that
