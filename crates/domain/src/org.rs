@@ -902,6 +902,15 @@ impl OrgTree {
     }
 }
 
+/// A directory entry with where it came from (e.g. `people.csv line 12`), for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    /// Where the entry was read.
+    pub origin: String,
+    /// The entry.
+    pub value: T,
+}
+
 /// Looking people up, for the N+1 derivation: the store implements it over its tables,
 /// [`MemoryPeople`] over a map.
 pub trait PeopleLookup {

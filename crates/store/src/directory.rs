@@ -16,14 +16,7 @@ use crate::clock::unix_now;
 use crate::types::Actor;
 use crate::{Store, StoreError, audit};
 
-/// A directory entry with where it came from (e.g. `people.csv line 12`), for error messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Located<T> {
-    /// Where the entry was read.
-    pub origin: String,
-    /// The entry.
-    pub value: T,
-}
+pub use okey_domain::org::Located;
 
 /// What an import changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
