@@ -81,13 +81,16 @@ const UNIT_REQUIRED: &[&str] = &["id", "kind", "name", "parent"];
 const PEOPLE_COLUMNS: &[&str] = &["id", "name", "email", "unit", "functions", "manager"];
 const PEOPLE_REQUIRED: &[&str] = &["id", "name", "email", "unit", "functions"];
 
+/// Called for each row with its origin and a getter of its columns by name.
+type RowFn<'a> = dyn FnMut(String, &dyn Fn(&str) -> String) -> Result<(), DirectoryError> + 'a;
+
 /// Read a CSV with a header of known columns; call `row` with the line and a column getter.
 fn read_csv<R: Read>(
     file: &str,
     input: R,
     known: &[&str],
     required: &[&str],
-    row: &mut dyn FnMut(String, &dyn Fn(&str) -> String) -> Result<(), DirectoryError>,
+    row: &mut RowFn<'_>,
 ) -> Result<(), DirectoryError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
