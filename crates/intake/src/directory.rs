@@ -292,10 +292,9 @@ impl<U: Read, P: Read> DirectorySource for CsvDirectory<U, P> {
 mod tests {
     use super::*;
 
-    fn read(
-        units: &str,
-        people: &str,
-    ) -> Result<(Vec<Located<Unit>>, Vec<Located<Person>>), DirectoryError> {
+    type Read = (Vec<Located<Unit>>, Vec<Located<Person>>);
+
+    fn read(units: &str, people: &str) -> Result<Read, DirectoryError> {
         let mut src = CsvDirectory::new(
             "units.csv",
             units.as_bytes(),
