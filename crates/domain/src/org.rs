@@ -78,6 +78,14 @@ pub enum OrgError {
         /// Where it was placed: a unit kind, or "nothing" for a missing parent.
         parent: &'static str,
     },
+    /// A unit refused while building the tree, and why.
+    #[error("unit {unit}: {error}")]
+    InUnit {
+        /// The unit refused.
+        unit: String,
+        /// Why.
+        error: Box<OrgError>,
+    },
     /// A unit that is its own ancestor.
     #[error("unit {0:?} is its own ancestor")]
     Cycle(String),
@@ -587,6 +595,24 @@ impl OrgTree {
     pub fn new(units: impl IntoIterator<Item = Unit>) -> Result<OrgTree, OrgError> {
         let units: BTreeMap<UnitId, Unit> = units.into_iter().map(|u| (u.id.clone(), u)).collect();
         for unit in units.values() {
+            Self::check_unit(&units, unit).map_err(|error| OrgError::InUnit {
+                unit: unit.id.0.clone(),
+                error: Box::new(error),
+            })?;
+        }
+        // With those parent kinds the depth is at most 3 and a cycle is impossible (the
+        // Rectorat has no parent); this check keeps that true if the rules above change.
+        let tree = OrgTree { units };
+        for id in tree.units.keys() {
+            if tree.ancestors(id).count() > tree.units.len() {
+                return Err(OrgError::Cycle(id.0.clone()));
+            }
+        }
+        Ok(tree)
+    }
+
+    fn check_unit(units: &BTreeMap<UnitId, Unit>, unit: &Unit) -> Result<(), OrgError> {
+        {
             let parent = match &unit.parent {
                 None => None,
                 Some(p) => Some(
@@ -617,15 +643,7 @@ impl OrgTree {
                 });
             }
         }
-        // With those parent kinds the depth is at most 3 and a cycle is impossible (the
-        // Rectorat has no parent); this check keeps that true if the rules above change.
-        let tree = OrgTree { units };
-        for id in tree.units.keys() {
-            if tree.ancestors(id).count() > tree.units.len() {
-                return Err(OrgError::Cycle(id.0.clone()));
-            }
-        }
-        Ok(tree)
+        Ok(())
     }
 
     /// The unit with this id.
@@ -884,6 +902,15 @@ impl OrgTree {
     }
 }
 
+/// A directory entry with where it came from (e.g. `people.csv line 12`), for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    /// Where the entry was read.
+    pub origin: String,
+    /// The entry.
+    pub value: T,
+}
+
 /// Looking people up, for the N+1 derivation: the store implements it over its tables,
 /// [`MemoryPeople`] over a map.
 pub trait PeopleLookup {
@@ -1113,7 +1140,12 @@ mod tests {
     fn the_tree_refuses_misplaced_units() {
         let r = Unit::new("R", "R", UnitKind::Rectorat, None).unwrap();
         let d = Unit::new("D", "D", UnitKind::District, Some("R")).unwrap();
-        let check = |units: Vec<Unit>| OrgTree::new(units).err();
+        let check = |units: Vec<Unit>| {
+            OrgTree::new(units).err().map(|e| match e {
+                OrgError::InUnit { error, .. } => *error,
+                other => other,
+            })
+        };
         assert_eq!(check(vec![r.clone(), d.clone()]), None);
         assert_eq!(
             check(vec![Unit::new("D", "D", UnitKind::District, None).unwrap()]),

@@ -37,6 +37,7 @@
 
 mod crypto;
 mod csv;
+pub mod directory;
 mod error;
 mod guard;
 mod model;

@@ -224,6 +224,8 @@ pub trait Backend: Send + Sync + 'static {
     fn mail_list(&self, states: &[MailState], limit: u32) -> Result<Vec<MailRow>, StoreError>;
     /// Outbox counts.
     fn mail_stats(&self) -> Result<OutboxStats, StoreError>;
+    /// The directory (reads).
+    fn directory(&self) -> &dyn crate::directory_db::DirectoryRead;
 }
 
 /// The write session, owned by the writer thread.
@@ -317,4 +319,6 @@ pub trait WriteTx: Send {
         at: u64,
         error: Option<&str>,
     ) -> Result<bool, StoreError>;
+    /// The directory, in this transaction.
+    fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx;
 }

@@ -56,6 +56,8 @@ mod backup;
 mod cache;
 mod clock;
 pub mod custody_db;
+mod directory;
+pub mod directory_db;
 mod error;
 mod lots;
 pub mod outbox;
@@ -68,6 +70,7 @@ mod types;
 mod verify;
 mod writer;
 
+pub use directory::{DirectoryImport, Located};
 pub use error::StoreError;
 pub use lots::*;
 pub use okey_otp::{OcraSuite, Pin};

@@ -191,10 +191,37 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'pending';
     CREATE INDEX outbox_state ON outbox (state, id);",
     ),
+    (
+        4,
+        "CREATE TABLE units (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('school', 'district', 'rectorat', 'support_centre',
+                                           'it_department', 'exams_office')),
+        under_contract BIGINT CHECK (under_contract IN (0, 1)),
+        parent TEXT,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE people (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        manager TEXT,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX people_unit ON people (unit, id);
+    CREATE TABLE person_functions (
+        person TEXT NOT NULL,
+        function TEXT NOT NULL,
+        PRIMARY KEY (person, function)
+    );
+    ALTER TABLE api_keys ADD COLUMN person TEXT;",
+    ),
 ];
 
 /// The newest PostgreSQL schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Brings the database behind `client` to [`SCHEMA_VERSION`] and returns the version found
 /// before. Safe to call from several nodes at once: the first applies, the others wait on the

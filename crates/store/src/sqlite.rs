@@ -13,6 +13,7 @@ use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
 mod custody;
+mod directory;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "okey.db";
@@ -111,10 +112,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'pending';
     CREATE INDEX outbox_state ON outbox (state, id);",
     ),
+    (4, directory::MIGRATION),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
@@ -684,6 +686,10 @@ impl Backend for Sqlite {
     fn custody(&self) -> &dyn crate::custody_db::CustodyRead {
         self
     }
+
+    fn directory(&self) -> &dyn crate::directory_db::DirectoryRead {
+        self
+    }
 }
 
 fn read_data_keys(conn: &Connection) -> Result<Vec<DataKeyRow>, StoreError> {
@@ -1073,6 +1079,10 @@ impl WriteTx for SqliteWriter {
     }
 
     fn custody(&mut self) -> &mut dyn crate::custody_db::CustodyTx {
+        self
+    }
+
+    fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx {
         self
     }
     fn enqueue_mail(&mut self, mail: &NewMail, now: u64) -> Result<u64, StoreError> {

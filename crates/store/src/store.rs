@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     pub(crate) conflicts: AtomicU64,
     /// Wrong codes in staff operations (resynchronisation, bench read-back).
     pub(crate) staff_failures: AtomicU64,
+    /// The directory's unit tree, loaded on first use and dropped by an import.
+    pub(crate) org_tree: RwLock<Option<Arc<okey_domain::org::OrgTree>>>,
 }
 
 /// The sealed store. Cheap to clone; all clones share one database, cache and writer.
@@ -366,6 +368,7 @@ impl Store {
                 cache,
                 conflicts: AtomicU64::new(0),
                 staff_failures: AtomicU64::new(0),
+                org_tree: RwLock::new(None),
             }),
         })
     }

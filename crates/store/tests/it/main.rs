@@ -7,6 +7,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod custody;
+mod directory;
 mod lockout;
 mod outbox;
 mod pg;

@@ -209,10 +209,13 @@ fn migrations_apply_once_and_record_the_version() {
         "lots",
         "okey_schema",
         "outbox",
+        "people",
+        "person_functions",
         "receipts",
         "secrets",
         "token_rows",
         "token_state",
+        "units",
         "tokens",
     ] {
         assert!(t.iter().any(|x| x == want), "missing {want} in {t:?}");

@@ -214,6 +214,9 @@ impl backend::Backend for StaleOnce {
     fn mail_stats(&self) -> Result<outbox::OutboxStats, StoreError> {
         self.db.mail_stats()
     }
+    fn directory(&self) -> &dyn okey_store::directory_db::DirectoryRead {
+        self.db.directory()
+    }
 }
 
 /// Resync, OCRA and bench confirmation check the status and lock gate on a row, and when that

@@ -1,0 +1,31 @@
+//! What a database must provide for the directory (units and people), beside
+//! [`crate::backend`]. The rules (which unit sits where, which function fits which unit) are
+//! `okey_domain::org`'s; these traits only store and fetch checked values.
+
+use okey_domain::org::{Function, Person, PersonId, Unit, UnitId};
+
+use crate::StoreError;
+
+/// The read side.
+pub trait DirectoryRead: Send + Sync {
+    /// Every unit, by id.
+    fn units(&self) -> Result<Vec<Unit>, StoreError>;
+    /// One person.
+    fn person(&self, id: &PersonId) -> Result<Option<Person>, StoreError>;
+    /// Everyone in `unit` holding `function`, by id.
+    fn people_with(&self, unit: &UnitId, function: Function) -> Result<Vec<Person>, StoreError>;
+    /// How many people work in `unit`.
+    fn people_count(&self, unit: &UnitId) -> Result<u64, StoreError>;
+}
+
+/// The write side, inside the writer's transaction.
+pub trait DirectoryTx {
+    /// Every unit, as this transaction sees them.
+    fn units(&mut self) -> Result<Vec<Unit>, StoreError>;
+    /// Insert or replace a unit; true if it was new.
+    fn put_unit(&mut self, unit: &Unit, at: u64) -> Result<bool, StoreError>;
+    /// Insert or replace a person and their functions; true if they were new.
+    fn put_person(&mut self, person: &Person, at: u64) -> Result<bool, StoreError>;
+    /// Whether the person exists.
+    fn person_exists(&mut self, id: &PersonId) -> Result<bool, StoreError>;
+}
