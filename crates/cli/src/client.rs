@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use okey_server::proto::{
     audit_service_client::AuditServiceClient, auth_service_client::AuthServiceClient,
-    caller_service_client::CallerServiceClient, token_service_client::TokenServiceClient,
+    caller_service_client::CallerServiceClient, mail_service_client::MailServiceClient,
+    token_service_client::TokenServiceClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -114,6 +115,7 @@ pub struct Clients {
     pub tokens: TokenServiceClient<Authed>,
     pub audit: AuditServiceClient<Authed>,
     pub callers: CallerServiceClient<Authed>,
+    pub mail: MailServiceClient<Authed>,
 }
 
 impl ClientArgs {
@@ -175,7 +177,8 @@ impl Clients {
             auth: AuthServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             audit: AuditServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            callers: CallerServiceClient::with_interceptor(channel, bearer),
+            callers: CallerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            mail: MailServiceClient::with_interceptor(channel, bearer),
         }
     }
 }

@@ -13,6 +13,7 @@ mod admin;
 mod bench;
 mod client;
 mod hid_cmd;
+mod mail_cmd;
 mod otp;
 mod prompt;
 mod serve_cmd;
@@ -49,6 +50,8 @@ enum Command {
     Audit(admin::AuditArgs),
     /// Manage the API keys of callers.
     Caller(admin::CallerArgs),
+    /// E-mail: send a test mail through the relay, list the outbox.
+    Mail(mail_cmd::MailArgs),
     /// Load benchmark of Verify (starts its own server unless --server is given).
     Bench(bench::BenchArgs),
     /// Offline store maintenance: encrypted backup and restore, key rotation.
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Challenge(args) => runtime().and_then(|rt| rt.block_on(admin::challenge(args))),
         Command::Audit(args) => runtime().and_then(|rt| rt.block_on(admin::audit(args))),
         Command::Caller(args) => runtime().and_then(|rt| rt.block_on(admin::caller(args))),
+        Command::Mail(args) => runtime().and_then(|rt| rt.block_on(mail_cmd::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     result.unwrap_or_else(|e| fail(&e))

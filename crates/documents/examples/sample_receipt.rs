@@ -4,7 +4,9 @@
 use okey_documents::{Key, KeyCondition, LocalDateTime, Person, Receipt, ReceiptKind, Unit};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::args().nth(1).ok_or("usage: sample_receipt OUT.pdf")?;
+    let out = std::env::args()
+        .nth(1)
+        .ok_or("usage: sample_receipt OUT.pdf")?;
     let r = Receipt {
         kind: ReceiptKind::Return {
             condition: KeyCondition::Damaged,

@@ -83,11 +83,13 @@ pub enum Operation {
     ListApiKeys,
     RevokeApiKey,
     WhoAmI,
+    SendTestMail,
+    ListMailQueue,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 24] = [
+    pub const ALL: [Operation; 26] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -112,6 +114,8 @@ impl Operation {
         Operation::ListApiKeys,
         Operation::RevokeApiKey,
         Operation::WhoAmI,
+        Operation::SendTestMail,
+        Operation::ListMailQueue,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -139,6 +143,8 @@ impl Operation {
             Operation::VerifyAuditChain | Operation::ListAudit => &[Auditor, Admin],
             Operation::CreateApiKey | Operation::ListApiKeys | Operation::RevokeApiKey => &[Admin],
             Operation::WhoAmI => &[Verifier, Technician, Support, Admin, Auditor],
+            Operation::SendTestMail => &[Admin],
+            Operation::ListMailQueue => &[Admin, Support],
         }
     }
 

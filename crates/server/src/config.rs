@@ -38,6 +38,8 @@ pub struct ServeConfig {
     /// entry, when it changed); 0 turns them off. Shipped off the machine by the log pipeline,
     /// they anchor `okey audit verify --anchor` so a removed tail of the chain is detected.
     pub audit_head_log_seconds: u64,
+    /// The mail relay (`[smtp]`); without it mails stay in the outbox until one is configured.
+    pub smtp: Option<okey_notify::SmtpConfig>,
 }
 
 /// Commit durability.
@@ -114,6 +116,7 @@ impl Default for ServeConfig {
             lockout: LockoutConfig::default(),
             tls: None,
             audit_head_log_seconds: 60,
+            smtp: None,
         }
     }
 }

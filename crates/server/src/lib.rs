@@ -17,6 +17,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod floor;
+mod mail;
 pub mod metrics;
 pub mod seed_files;
 pub mod serve;

@@ -23,6 +23,8 @@ pub struct Metrics {
     errors: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
+    /// The mail sender's counters, when a relay is configured.
+    pub(crate) mail_sender: std::sync::OnceLock<Arc<okey_notify::SenderMetrics>>,
 }
 
 /// The outcome of one verify, for counting.
@@ -101,6 +103,15 @@ impl Metrics {
         );
         let _ = writeln!(out, "okey_verify_latency_seconds_count {cumulative}");
         render_store(&mut out, &store.stats());
+        match store.mail_stats() {
+            Ok(stats) => crate::mail::render(
+                &mut out,
+                &stats,
+                crate::clock::now(),
+                self.mail_sender.get().map(|m| m.as_ref()),
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the mail outbox for metrics"),
+        }
         out
     }
 }

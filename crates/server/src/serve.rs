@@ -53,6 +53,9 @@ pub enum ServeError {
     /// The runtime failed (random generator, signal handler, a start-up task).
     #[error("{0}")]
     Runtime(String),
+    /// The `[smtp]` table or a mail template is not usable.
+    #[error("mail: {0}")]
+    Mail(String),
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -72,6 +75,7 @@ pub struct RunningServer {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
     audit_head_task: Option<JoinHandle<()>>,
+    mail_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -81,6 +85,9 @@ impl RunningServer {
             let _ = tx.send(());
         }
         if let Some(m) = self.metrics_task.take() {
+            m.abort();
+        }
+        if let Some(m) = self.mail_task.take() {
             m.abort();
         }
         let logging_heads = self.audit_head_task.take().map(|t| t.abort()).is_some();
@@ -181,7 +188,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     let created_admin_key = bootstrap_admin(&store, &config.data_dir)?;
 
     let metrics = Arc::new(Metrics::default());
-    let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone()));
+    let (mail, mail_task) = match &config.smtp {
+        Some(smtp) => {
+            let (ctx, task) = crate::mail::start(&store, smtp)?;
+            let _ = metrics.mail_sender.set(ctx.metrics.clone());
+            (Some(ctx), Some(task))
+        }
+        None => (None, None),
+    };
+    let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone(), mail));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -229,6 +244,9 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         .add_service(proto::audit_service_server::AuditServiceServer::new(
             okey.clone(),
         ))
+        .add_service(proto::mail_service_server::MailServiceServer::new(
+            okey.clone(),
+        ))
         .add_service(proto::caller_service_server::CallerServiceServer::new(okey));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -251,6 +269,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         task,
         metrics_task,
         audit_head_task,
+        mail_task,
     })
 }
 

@@ -24,7 +24,11 @@ fn a_mail_is_durable_exactly_when_its_transaction_commits() {
     tx.begin().expect("begin");
     outbox::enqueue(tx.as_mut(), &mail(1), 100).expect("enqueue");
     tx.rollback().expect("rollback");
-    assert!(db.mail_list(&[MailState::Pending], 10).expect("list").is_empty());
+    assert!(
+        db.mail_list(&[MailState::Pending], 10)
+            .expect("list")
+            .is_empty()
+    );
 
     tx.begin().expect("begin");
     let id = outbox::enqueue(tx.as_mut(), &mail(2), 100).expect("enqueue");
@@ -62,7 +66,8 @@ fn retries_then_sent_then_nothing_more() {
     assert_eq!(due[0].last_error.as_deref(), Some("connection refused"));
     assert_eq!(store.mail_next_due().expect("next"), Some(created + 60));
 
-    rt.block_on(store.mail_sent(id, 2, created + 61)).expect("sent");
+    rt.block_on(store.mail_sent(id, 2, created + 61))
+        .expect("sent");
     assert!(store.mail_due(u64::MAX >> 2, 10).expect("due").is_empty());
     let sent = store.mail_list(&[MailState::Sent], 10).expect("list");
     assert_eq!(sent.len(), 1);
@@ -78,8 +83,14 @@ fn retries_then_sent_then_nothing_more() {
         rt.block_on(store.mail_sent(id, 3, created + 62)),
         Err(StoreError::Precondition(_))
     ));
-    assert!(rt.block_on(store.mail_retry(id, 3, created + 62, "x")).is_err());
-    assert!(rt.block_on(store.mail_failed(id, 3, created + 62, "x")).is_err());
+    assert!(
+        rt.block_on(store.mail_retry(id, 3, created + 62, "x"))
+            .is_err()
+    );
+    assert!(
+        rt.block_on(store.mail_failed(id, 3, created + 62, "x"))
+            .is_err()
+    );
 
     let id2 = store.enqueue_mail(mail(2), &actor()).expect("enqueue");
     rt.block_on(store.mail_failed(id2, 1, created + 70, "550 no such user"))
@@ -118,9 +129,18 @@ fn bad_mails_are_refused_and_write_nothing() {
             other => panic!("{field}: {other:?}"),
         }
     };
-    check(&|m| m.message_id = "<okey.1@example.org>".into(), "message id");
-    check(&|m| m.message_id = "okey.7@example.org".into(), "message id");
-    check(&|m| m.message_id = "<okey 7@example.org>".into(), "message id");
+    check(
+        &|m| m.message_id = "<okey.1@example.org>".into(),
+        "message id",
+    );
+    check(
+        &|m| m.message_id = "okey.7@example.org".into(),
+        "message id",
+    );
+    check(
+        &|m| m.message_id = "<okey 7@example.org>".into(),
+        "message id",
+    );
     check(&|m| m.to.clear(), "recipients");
     check(&|m| m.to = vec!["a@b".into(); 51], "recipients");
     check(&|m| m.to = vec!["a@b\r\nBcc: x@y".into()], "recipient");
@@ -130,7 +150,10 @@ fn bad_mails_are_refused_and_write_nothing() {
     check(&|m| m.body = "x".repeat(outbox::MAX_BODY + 1), "body");
     check(&|m| m.template = "../x".into(), "template");
     let all = store
-        .mail_list(&[MailState::Pending, MailState::Sent, MailState::Failed], 100)
+        .mail_list(
+            &[MailState::Pending, MailState::Sent, MailState::Failed],
+            100,
+        )
         .expect("list");
     assert_eq!(all.len(), 1);
 }
