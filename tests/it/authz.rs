@@ -37,6 +37,8 @@ const TABLE: &[(&str, &[&str])] = &[
         "WhoAmI",
         &["verifier", "technician", "support", "admin", "auditor"],
     ),
+    ("SendTestMail", &["admin"]),
+    ("ListMailQueue", &["admin", "support"]),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -162,6 +164,21 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
                 .map(drop),
         ),
         "WhoAmI" => code(c.callers.who_am_i(proto::WhoAmIRequest {}).await.map(drop)),
+        "SendTestMail" => code(
+            c.mail
+                .send_test_mail(proto::SendTestMailRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListMailQueue" => code(
+            c.mail
+                .list_mail_queue(proto::ListMailQueueRequest {
+                    limit: 100_000,
+                    include_sent: false,
+                })
+                .await
+                .map(drop),
+        ),
         other => panic!("no call for {other}"),
     }
 }

@@ -6,6 +6,7 @@ mod challenge;
 mod crash;
 mod hid;
 mod lifecycle;
+mod mail;
 mod operations;
 mod seed_files;
 mod tls;
