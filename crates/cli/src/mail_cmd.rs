@@ -98,8 +98,8 @@ pub async fn run(args: MailArgs) -> anyhow::Result<ExitCode> {
             );
             if !r.mails.is_empty() {
                 println!(
-                    "{:>6}  {:<8} {:>8}  {:<12} {:<30} {}",
-                    "id", "state", "attempts", "template", "to", "last error"
+                    "{:>6}  {:<8} {:>8}  {:<12} {:<30} last error",
+                    "id", "state", "attempts", "template", "to"
                 );
             }
             for m in r.mails {

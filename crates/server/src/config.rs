@@ -261,6 +261,29 @@ mod tests {
     }
 
     #[test]
+    fn an_smtp_table_is_read_and_its_unknown_keys_refused() {
+        let c = ServeConfig::from_toml(
+            "[smtp]\nrelay = \"smtp.ac-example.fr\"\ntls = \"tls\"\nfrom = \"okey <okey@ac-example.fr>\"\nusername = \"okey\"\npassword_file = \"/etc/okey/smtp.pass\"\n",
+        )
+        .expect("valid");
+        let smtp = c.smtp.expect("an [smtp] table");
+        assert_eq!(smtp.relay, "smtp.ac-example.fr");
+        assert_eq!(smtp.tls, okey_notify::TlsMode::Tls);
+        assert_eq!(smtp.username.as_deref(), Some("okey"));
+        assert_eq!(ServeConfig::from_toml("").expect("defaults").smtp, None);
+        let err = ServeConfig::from_toml(
+            "[smtp]\nrelay = \"x\"\nfrom = \"a@b.fr\"\npassword = \"in-the-config\"\n",
+        )
+        .expect_err("a password is never in the configuration");
+        assert!(err.to_string().contains("password"), "{err}");
+        assert!(
+            ServeConfig::from_toml("[smtp]\nrelay = \"x\"\nfrom = \"a@b.fr\"\ntls = \"ssl\"\n")
+                .is_err()
+        );
+        assert!(ServeConfig::from_toml("[smtp]\nfrom = \"a@b.fr\"\n").is_err());
+    }
+
+    #[test]
     fn soft_lock_longer_than_a_year_is_refused() {
         let max = okey_store::MAX_SOFT_LOCK_SECONDS;
         let ok = ServeConfig::from_toml(&format!("[lockout]\nsoft_lock_seconds = {max}\n"))
