@@ -320,8 +320,10 @@ impl Server {
                 bearer.clone(),
             ),
             lifecycle: proto::lifecycle_service_client::LifecycleServiceClient::with_interceptor(
-                channel, bearer,
+                channel.clone(),
+                bearer.clone(),
             ),
+            mail: proto::mail_service_client::MailServiceClient::with_interceptor(channel, bearer),
         }
     }
 }
@@ -358,6 +360,7 @@ pub struct Client {
     pub audit: proto::audit_service_client::AuditServiceClient<Authed>,
     pub callers: proto::caller_service_client::CallerServiceClient<Authed>,
     pub lifecycle: proto::lifecycle_service_client::LifecycleServiceClient<Authed>,
+    pub mail: proto::mail_service_client::MailServiceClient<Authed>,
 }
 
 impl Client {
@@ -471,4 +474,83 @@ pub async fn check(client: &mut Client, req: proto::VerifyRequest) -> (bool, Str
         .expect("verify answered")
         .into_inner();
     (r.result == proto::VerifyResult::Accept as i32, r.reason)
+}
+
+/// A real SMTP server (aiosmtpd, `scripts/smtp-sink.py`) on loopback: every message it accepts
+/// is one JSON object (envelope, AUTH login, and the message as Python's e-mail parser reads it).
+pub struct SmtpSink {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    /// Listen on `port` (0: any free port).
+    pub fn start(port: u16) -> SmtpSink {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("received.jsonl");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/smtp-sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("--out")
+            .arg(&out)
+            .arg("--port")
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs scripts/smtp-sink.py (aiosmtpd: scripts/deps/notify.sh)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the sink prints its port");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP sink did not start: {line:?}"));
+        SmtpSink {
+            child,
+            port,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// Every message received so far.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    /// Wait up to `within` for at least `n` messages; returns what arrived.
+    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on (at the moment of the call).
+pub fn unused_port() -> u16 {
+    free_port()
 }

@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("okey/v1/okey.proto"),
         root.join("okey/v1/lifecycle.proto"),
+        root.join("okey/v1/mail.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

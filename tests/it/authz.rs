@@ -68,6 +68,8 @@ const TABLE: &[(&str, &[&str])] = &[
     ("ConfirmHandOver", &["admin", "support", "manager"]),
     ("GetReceipt", &["admin", "support", "manager"]),
     ("RunScheduledJobs", &["admin"]),
+    ("SendTestMail", &["admin"]),
+    ("ListMailQueue", &["admin", "support"]),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -292,6 +294,21 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "RunScheduledJobs" => code(
             c.lifecycle
                 .run_scheduled_jobs(proto::RunScheduledJobsRequest {})
+                .await
+                .map(drop),
+        ),
+        "SendTestMail" => code(
+            c.mail
+                .send_test_mail(proto::SendTestMailRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListMailQueue" => code(
+            c.mail
+                .list_mail_queue(proto::ListMailQueueRequest {
+                    limit: 100_000,
+                    include_sent: false,
+                })
                 .await
                 .map(drop),
         ),

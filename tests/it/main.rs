@@ -8,6 +8,7 @@ mod hid;
 mod keys;
 mod lifecycle;
 mod lockout;
+mod mail;
 mod operations;
 mod radius;
 mod seed_files;

@@ -7,7 +7,7 @@ use clap::Args;
 use okey_server::proto::{
     audit_service_client::AuditServiceClient, auth_service_client::AuthServiceClient,
     caller_service_client::CallerServiceClient, lifecycle_service_client::LifecycleServiceClient,
-    token_service_client::TokenServiceClient,
+    mail_service_client::MailServiceClient, token_service_client::TokenServiceClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -116,6 +116,7 @@ pub struct Clients {
     pub audit: AuditServiceClient<Authed>,
     pub callers: CallerServiceClient<Authed>,
     pub lifecycle: LifecycleServiceClient<Authed>,
+    pub mail: MailServiceClient<Authed>,
 }
 
 impl ClientArgs {
@@ -178,7 +179,8 @@ impl Clients {
             tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             audit: AuditServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             callers: CallerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            lifecycle: LifecycleServiceClient::with_interceptor(channel, bearer),
+            lifecycle: LifecycleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            mail: MailServiceClient::with_interceptor(channel, bearer),
         }
     }
 }

@@ -14,6 +14,7 @@ mod bench;
 mod client;
 mod hid_cmd;
 mod lifecycle_cmd;
+mod mail_cmd;
 mod otp;
 mod prompt;
 mod serve_cmd;
@@ -54,6 +55,8 @@ enum Command {
     Lot(lifecycle_cmd::LotArgs),
     /// A key's custody: show, lost, return, found, handover, scrap, recycle, receipt.
     Key(lifecycle_cmd::KeyArgs),
+    /// E-mail: send a test mail through the relay, list the outbox.
+    Mail(mail_cmd::MailArgs),
     /// Load benchmark of Verify (starts its own server unless --server is given).
     Bench(bench::BenchArgs),
     /// Offline store maintenance: encrypted backup and restore, key rotation.
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Caller(args) => runtime().and_then(|rt| rt.block_on(admin::caller(args))),
         Command::Lot(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::lot(args))),
         Command::Key(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::key(args))),
+        Command::Mail(args) => runtime().and_then(|rt| rt.block_on(mail_cmd::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     result.unwrap_or_else(|e| fail(&e))

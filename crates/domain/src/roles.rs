@@ -110,11 +110,13 @@ pub enum Operation {
     ConfirmHandOver,
     KeyReceipt,
     RunScheduledJobs,
+    SendTestMail,
+    ListMailQueue,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 41] = [
+    pub const ALL: [Operation; 43] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -156,6 +158,8 @@ impl Operation {
         Operation::ConfirmHandOver,
         Operation::KeyReceipt,
         Operation::RunScheduledJobs,
+        Operation::SendTestMail,
+        Operation::ListMailQueue,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -199,6 +203,8 @@ impl Operation {
             | Operation::ReturnKey
             | Operation::ConfirmHandOver
             | Operation::KeyReceipt => &[Admin, Support, Manager],
+            Operation::SendTestMail => &[Admin],
+            Operation::ListMailQueue => &[Admin, Support],
         }
     }
 

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub key_job_seconds: u64,
     /// The RADIUS front end (`[radius]`, with its `[[radius.client]]`s); off when absent.
     pub radius: Option<okey_radius::RadiusConfig>,
+    /// The mail relay (`[smtp]`); without it mails stay in the outbox until one is configured.
+    pub smtp: Option<okey_notify::SmtpConfig>,
 }
 
 /// Commit durability.
@@ -122,6 +124,7 @@ impl Default for ServeConfig {
             audit_head_log_seconds: 60,
             key_job_seconds: 300,
             radius: None,
+            smtp: None,
         }
     }
 }
@@ -270,6 +273,29 @@ mod tests {
                 .ok(),
             Some(Durability::PerCommit)
         );
+    }
+
+    #[test]
+    fn an_smtp_table_is_read_and_its_unknown_keys_refused() {
+        let c = ServeConfig::from_toml(
+            "[smtp]\nrelay = \"smtp.ac-example.fr\"\ntls = \"tls\"\nfrom = \"okey <okey@ac-example.fr>\"\nusername = \"okey\"\npassword_file = \"/etc/okey/smtp.pass\"\n",
+        )
+        .expect("valid");
+        let smtp = c.smtp.expect("an [smtp] table");
+        assert_eq!(smtp.relay, "smtp.ac-example.fr");
+        assert_eq!(smtp.tls, okey_notify::TlsMode::Tls);
+        assert_eq!(smtp.username.as_deref(), Some("okey"));
+        assert_eq!(ServeConfig::from_toml("").expect("defaults").smtp, None);
+        let err = ServeConfig::from_toml(
+            "[smtp]\nrelay = \"x\"\nfrom = \"a@b.fr\"\npassword = \"in-the-config\"\n",
+        )
+        .expect_err("a password is never in the configuration");
+        assert!(err.to_string().contains("password"), "{err}");
+        assert!(
+            ServeConfig::from_toml("[smtp]\nrelay = \"x\"\nfrom = \"a@b.fr\"\ntls = \"ssl\"\n")
+                .is_err()
+        );
+        assert!(ServeConfig::from_toml("[smtp]\nfrom = \"a@b.fr\"\n").is_err());
     }
 
     #[test]

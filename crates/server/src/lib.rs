@@ -18,6 +18,7 @@ pub mod codec;
 pub mod config;
 pub mod floor;
 mod lifecycle;
+mod mail;
 pub mod metrics;
 mod radius;
 pub mod seed_files;

@@ -27,6 +27,8 @@ pub struct Metrics {
     latency_sum_us: AtomicU64,
     /// The RADIUS front end's own counters.
     pub radius: Arc<okey_radius::Metrics>,
+    /// The mail sender's counters, when a relay is configured.
+    pub(crate) mail_sender: std::sync::OnceLock<Arc<okey_notify::SenderMetrics>>,
 }
 
 /// The outcome of one verify, for counting.
@@ -149,6 +151,15 @@ impl Metrics {
         );
         self.radius.render(&mut out);
         render_store(&mut out, &store.stats());
+        match store.mail_stats() {
+            Ok(stats) => crate::mail::render(
+                &mut out,
+                &stats,
+                crate::clock::now(),
+                self.mail_sender.get().map(|m| m.as_ref()),
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the mail outbox for metrics"),
+        }
         out
     }
 }

@@ -56,6 +56,9 @@ pub enum ServeError {
     /// The RADIUS front end could not be configured or bound.
     #[error("{0}")]
     Radius(String),
+    /// The `[smtp]` table or a mail template is not usable.
+    #[error("mail: {0}")]
+    Mail(String),
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -79,6 +82,7 @@ pub struct RunningServer {
     audit_head_task: Option<JoinHandle<()>>,
     key_job_task: Option<JoinHandle<()>>,
     radius: Option<okey_radius::Running>,
+    mail_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -95,6 +99,9 @@ impl RunningServer {
         }
         if let Some(r) = self.radius.take() {
             r.stop();
+        }
+        if let Some(m) = self.mail_task.take() {
+            m.abort();
         }
         let logging_heads = self.audit_head_task.take().map(|t| t.abort()).is_some();
         let stopped = match (&mut self.task).await {
@@ -207,7 +214,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     let created_admin_key = bootstrap_admin(&store, &config.data_dir)?;
 
     let metrics = Arc::new(Metrics::default());
-    let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone()));
+    let (mail, mail_task) = match &config.smtp {
+        Some(smtp) => {
+            let (ctx, task) = crate::mail::start(&store, smtp)?;
+            let _ = metrics.mail_sender.set(ctx.metrics.clone());
+            (Some(ctx), Some(task))
+        }
+        None => (None, None),
+    };
+    let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone(), mail));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in SERVED {
@@ -286,6 +301,9 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             okey.clone(),
         ))
         .add_service(proto::lifecycle_service_server::LifecycleServiceServer::new(okey.clone()))
+        .add_service(proto::mail_service_server::MailServiceServer::new(
+            okey.clone(),
+        ))
         .add_service(proto::caller_service_server::CallerServiceServer::new(okey));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -317,6 +335,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         audit_head_task,
         key_job_task,
         radius,
+        mail_task,
     })
 }
 

@@ -39,20 +39,28 @@ pub(crate) struct Okey {
     pub(crate) callers: Arc<Callers>,
     pub(crate) challenges: Challenges,
     pub(crate) metrics: Arc<Metrics>,
+    /// The mail set-up, when an `[smtp]` relay is configured.
+    pub(crate) mail: Option<Arc<crate::mail::MailContext>>,
 }
 
 impl Okey {
-    pub(crate) fn new(store: Store, config: &ServeConfig, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        config: &ServeConfig,
+        metrics: Arc<Metrics>,
+        mail: Option<Arc<crate::mail::MailContext>>,
+    ) -> Self {
         Okey {
             callers: Arc::new(Callers::new(store.clone(), metrics.clone())),
             challenges: Challenges::new(config.challenge_ttl),
             store,
             metrics,
+            mail,
         }
     }
 }
 
-fn actor_of(principal: &Principal) -> Actor {
+pub(crate) fn actor_of(principal: &Principal) -> Actor {
     Actor {
         name: principal.name.clone(),
         role: principal.role_names(),

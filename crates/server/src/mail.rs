@@ -1,0 +1,280 @@
+//! E-mail in the service: the `[smtp]` relay's sender task, the mail RPCs, and the outbox's
+//! metrics.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use okey_domain::Operation;
+use okey_notify::sender::{self, SenderConfig, SenderMetrics, Waker};
+use okey_notify::{Composer, SmtpConfig, SmtpMailer, Templates, context};
+use okey_store::Store;
+use okey_store::outbox::{MailRow, MailState, OutboxStats};
+use tokio::task::JoinHandle;
+use tonic::{Request, Response, Status};
+
+use crate::clock;
+use crate::proto;
+use crate::serve::ServeError;
+use crate::service::{Okey, actor_of};
+use crate::status::store_status;
+
+/// What the service keeps of the mail set-up.
+pub(crate) struct MailContext {
+    pub(crate) composer: Composer,
+    pub(crate) waker: Waker,
+    pub(crate) metrics: Arc<SenderMetrics>,
+}
+
+/// Check the `[smtp]` table and its templates (a broken one refuses the start), and start the
+/// sender task.
+pub(crate) fn start(
+    store: &Store,
+    cfg: &SmtpConfig,
+) -> Result<(Arc<MailContext>, JoinHandle<()>), ServeError> {
+    let settings = cfg.resolve().map_err(|e| ServeError::Mail(e.to_string()))?;
+    let templates = Templates::load(settings.templates.as_deref())
+        .map_err(|e| ServeError::Mail(e.to_string()))?;
+    let mailer = SmtpMailer::new(&settings).map_err(|e| ServeError::Mail(e.to_string()))?;
+    let composer = Composer::new(templates, Some(&settings.from));
+    let waker = Waker::default();
+    let metrics = Arc::new(SenderMetrics::default());
+    let task = tokio::spawn(sender::run(
+        store.clone(),
+        mailer,
+        SenderConfig {
+            retry: settings.retry,
+            poll: settings.poll,
+        },
+        metrics.clone(),
+        waker.clone(),
+    ));
+    tracing::info!(relay = %settings.relay, port = settings.port, tls = ?settings.tls, "mail sender started");
+    Ok((
+        Arc::new(MailContext {
+            composer,
+            waker,
+            metrics,
+        }),
+        task,
+    ))
+}
+
+fn queued(r: MailRow) -> proto::QueuedMail {
+    proto::QueuedMail {
+        id: r.id,
+        message_id: r.mail.message_id,
+        template: r.mail.template,
+        to: r.mail.to,
+        subject: r.mail.subject,
+        state: r.state.as_str().to_owned(),
+        attempts: r.attempts,
+        created_at: r.created_at,
+        next_attempt_at: if r.state == MailState::Pending {
+            r.next_attempt_at
+        } else {
+            0
+        },
+        last_error: r.last_error.unwrap_or_default(),
+        sent_at: r.sent_at.unwrap_or(0),
+    }
+}
+
+/// "3 décembre 2026 à 06 h 40 UTC" of a Unix time.
+fn french_utc(t: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ];
+    let days = i64::try_from(t / 86_400).unwrap_or(0);
+    let secs = t % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let name = MONTHS
+        .get(usize::try_from(month - 1).unwrap_or(0))
+        .copied()
+        .unwrap_or("?");
+    let day = if day == 1 {
+        "1er".to_owned()
+    } else {
+        day.to_string()
+    };
+    format!(
+        "{day} {name} {year} à {:02} h {:02} UTC",
+        secs / 3600,
+        (secs / 60) % 60
+    )
+}
+
+#[tonic::async_trait]
+impl proto::mail_service_server::MailService for Arc<Okey> {
+    #[tracing::instrument(skip_all, fields(op = "SendTestMail"))]
+    async fn send_test_mail(
+        &self,
+        request: Request<proto::SendTestMailRequest>,
+    ) -> Result<Response<proto::SendTestMailResponse>, Status> {
+        let principal = self
+            .callers
+            .authorize(&request, Operation::SendTestMail)
+            .await?;
+        let to = request.into_inner().to.trim().to_owned();
+        let Some(mail) = self.mail.clone() else {
+            return Err(Status::failed_precondition(
+                "no mail relay is configured: add an [smtp] table to the serve configuration",
+            ));
+        };
+        let id = mail
+            .composer
+            .message_id()
+            .map_err(|_| Status::unavailable("the system random generator failed"))?;
+        let composed = mail
+            .composer
+            .compose_with_id(
+                "test",
+                std::slice::from_ref(&to),
+                context! {
+                    requested_by => principal.name.clone(),
+                    message_number => id.clone(),
+                    queued_at => french_utc(clock::now()),
+                },
+                id,
+            )
+            .map_err(|e| match e {
+                okey_notify::ComposeError::Recipient(_) => {
+                    Status::invalid_argument(format!("{to:?} is not a mail address"))
+                }
+                other => {
+                    tracing::error!(error = %other, "cannot compose the test mail");
+                    Status::internal("the test mail could not be composed")
+                }
+            })?;
+        let message_id = composed.message_id.clone();
+        let store = self.store.clone();
+        let actor = actor_of(&principal);
+        let row = tokio::task::spawn_blocking(move || store.enqueue_mail(composed, &actor))
+            .await
+            .map_err(|_| Status::internal("the enqueue task failed"))?
+            .map_err(store_status)?;
+        mail.waker.wake();
+        Ok(Response::new(proto::SendTestMailResponse {
+            id: row,
+            message_id,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "ListMailQueue"))]
+    async fn list_mail_queue(
+        &self,
+        request: Request<proto::ListMailQueueRequest>,
+    ) -> Result<Response<proto::ListMailQueueResponse>, Status> {
+        self.callers
+            .authorize(&request, Operation::ListMailQueue)
+            .await?;
+        let req = request.into_inner();
+        let limit = match req.limit {
+            0 => 100,
+            n if n > 1000 => return Err(Status::invalid_argument("limit is at most 1000")),
+            n => n,
+        };
+        let mut states = vec![MailState::Pending, MailState::Failed];
+        if req.include_sent {
+            states.push(MailState::Sent);
+        }
+        let rows = self.store.mail_list(&states, limit).map_err(store_status)?;
+        let stats = self.store.mail_stats().map_err(store_status)?;
+        Ok(Response::new(proto::ListMailQueueResponse {
+            mails: rows.into_iter().map(queued).collect(),
+            pending: stats.pending,
+            failed: stats.failed,
+            sent: stats.sent,
+            oldest_pending_at: stats.oldest_pending_at.unwrap_or(0),
+        }))
+    }
+}
+
+/// The outbox's metrics: durable counts from the store, and this process's attempts.
+pub(crate) fn render(
+    out: &mut String,
+    stats: &OutboxStats,
+    now: u64,
+    sender: Option<&SenderMetrics>,
+) {
+    let _ = writeln!(out, "# HELP okey_mail_queued Mails waiting in the outbox.");
+    let _ = writeln!(out, "# TYPE okey_mail_queued gauge");
+    let _ = writeln!(out, "okey_mail_queued {}", stats.pending);
+    let _ = writeln!(
+        out,
+        "# HELP okey_mail_sent Mails the relay accepted (whole outbox)."
+    );
+    let _ = writeln!(out, "# TYPE okey_mail_sent gauge");
+    let _ = writeln!(out, "okey_mail_sent {}", stats.sent);
+    let _ = writeln!(
+        out,
+        "# HELP okey_mail_failed Mails given up (whole outbox)."
+    );
+    let _ = writeln!(out, "# TYPE okey_mail_failed gauge");
+    let _ = writeln!(out, "okey_mail_failed {}", stats.failed);
+    let _ = writeln!(
+        out,
+        "# HELP okey_mail_oldest_pending_age_seconds Age of the oldest waiting mail (0: none)."
+    );
+    let _ = writeln!(out, "# TYPE okey_mail_oldest_pending_age_seconds gauge");
+    let _ = writeln!(
+        out,
+        "okey_mail_oldest_pending_age_seconds {}",
+        stats.oldest_pending_at.map_or(0, |t| now.saturating_sub(t))
+    );
+    if let Some(s) = sender {
+        let _ = writeln!(
+            out,
+            "# HELP okey_mail_attempts_total Delivery attempts by this process, by outcome."
+        );
+        let _ = writeln!(out, "# TYPE okey_mail_attempts_total counter");
+        let _ = writeln!(
+            out,
+            "okey_mail_attempts_total{{result=\"sent\"}} {}",
+            s.sent.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "okey_mail_attempts_total{{result=\"failed\"}} {}",
+            s.attempts_failed.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn french_utc_dates() {
+        assert_eq!(super::french_utc(0), "1er janvier 1970 à 00 h 00 UTC");
+        // 2026-08-15T09:05:00Z
+        assert_eq!(
+            super::french_utc(1_786_784_700),
+            "15 août 2026 à 09 h 05 UTC"
+        );
+        // 2028-02-29T23:59:00Z
+        assert_eq!(
+            super::french_utc(1_835_481_540),
+            "29 février 2028 à 23 h 59 UTC"
+        );
+    }
+}
