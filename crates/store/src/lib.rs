@@ -56,6 +56,7 @@ mod backup;
 mod cache;
 mod clock;
 mod error;
+mod hsm;
 mod rotate;
 mod seal;
 pub mod sqlite;
