@@ -5,6 +5,7 @@ mod bad_input;
 mod challenge;
 mod crash;
 mod hid;
+mod hsm;
 mod lifecycle;
 mod operations;
 mod seed_files;

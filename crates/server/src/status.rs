@@ -26,6 +26,11 @@ pub fn store_status(e: StoreError) -> Status {
             Status::failed_precondition(e.to_string())
         }
         StoreError::Conflict => Status::aborted(e.to_string()),
+        // Fail closed, and say why: the HSM is a dependency the operator must restore.
+        StoreError::HsmGone(_) => {
+            tracing::error!(error = %e, "the HSM is unreachable");
+            Status::unavailable(e.to_string())
+        }
         _ => {
             tracing::error!(error = %e, "store error");
             Status::internal("internal error; see the server log")
