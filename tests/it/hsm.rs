@@ -34,12 +34,23 @@ impl SoftHsm {
         .expect("softhsm2.conf");
         let hsm = SoftHsm { dir };
         let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", TOKEN, "--so-pin", "so-secret-1"])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                TOKEN,
+                "--so-pin",
+                "so-secret-1",
+            ])
             .args(["--pin", PIN])
             .env("SOFTHSM2_CONF", hsm.conf())
             .output()
             .expect("softhsm2-util (Debian package softhsm2; scripts/deps/hsm.sh)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         hsm.write_pin("good.pin", PIN);
         hsm.write_pin("wrong.pin", "not-the-pin");
         hsm
@@ -171,7 +182,12 @@ async fn a_store_moves_into_the_hsm_and_back_and_a_bad_hsm_stops_the_server() {
     let out = ok(&store_cmd(
         &hsm,
         &server.data_dir,
-        &["rotate-master", "--to", &hsm.uri(KEY, "good.pin"), "--generate"],
+        &[
+            "rotate-master",
+            "--to",
+            &hsm.uri(KEY, "good.pin"),
+            "--generate",
+        ],
     ));
     assert!(out.contains("now wrapped by the HSM key"), "{out}");
     // The old key file no longer opens the store.
@@ -189,7 +205,10 @@ async fn a_store_moves_into_the_hsm_and_back_and_a_bad_hsm_stops_the_server() {
     {
         let mut c = server.admin().await;
         assert!(check(&mut c, verify_serial("H1", &code(SEED_A, 1))).await.0);
-        assert!(!check(&mut c, verify_serial("H1", &code(SEED_A, 1))).await.0, "replay");
+        assert!(
+            !check(&mut c, verify_serial("H1", &code(SEED_A, 1))).await.0,
+            "replay"
+        );
         c.tokens
             .import_tokens(proto::ImportTokensRequest {
                 tokens: vec![hotp_token("H2", SEED_B)],
@@ -252,7 +271,12 @@ async fn with_the_hsm_gone_cached_keys_go_on_verifying_and_nothing_new_is_unseal
     ok(&store_cmd(
         &hsm,
         &server.data_dir,
-        &["rotate-master", "--to", &hsm.uri(KEY, "good.pin"), "--generate"],
+        &[
+            "rotate-master",
+            "--to",
+            &hsm.uri(KEY, "good.pin"),
+            "--generate",
+        ],
     ));
     server.write_config(&hsm.config(KEY, "good.pin"));
     server.restart();

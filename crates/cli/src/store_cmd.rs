@@ -132,13 +132,17 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
             if generate {
                 match &to {
                     MasterKeySource::Pkcs11(p) => Store::generate_hsm_master_key(p)?,
-                    _ => bail!("--generate creates a key in an HSM; a key file is created when missing"),
+                    _ => bail!(
+                        "--generate creates a key in an HSM; a key file is created when missing"
+                    ),
                 }
             }
             let store = Store::open(config)?;
             store.rotate_master_key(to.clone())?;
             let next = match &to {
-                MasterKeySource::Pkcs11(_) => "[master_key] source = \"pkcs11\" with the same module, token, key label and PIN",
+                MasterKeySource::Pkcs11(_) => {
+                    "[master_key] source = \"pkcs11\" with the same module, token, key label and PIN"
+                }
                 _ => "--master-key-file (or master_key_file) pointing at it",
             };
             println!(

@@ -26,9 +26,7 @@ pub enum ServeError {
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
     /// The master key in the HSM could not be used: okey does not start, and never falls back.
-    #[error(
-        "okey does not start without its master key, and never falls back to a key file: {0}"
-    )]
+    #[error("okey does not start without its master key, and never falls back to a key file: {0}")]
     MasterKey(okey_store::StoreError),
     /// The store could not be opened.
     #[error("store: {0}")]

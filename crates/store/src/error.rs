@@ -65,10 +65,14 @@ pub enum StoreError {
     #[error("the HSM holding the master key is unusable: {0}")]
     Hsm(String),
     /// The HSM refused the user PIN.
-    #[error("the HSM refused the user PIN for {0} (wrong PIN; the token may lock after more tries)")]
+    #[error(
+        "the HSM refused the user PIN for {0} (wrong PIN; the token may lock after more tries)"
+    )]
     HsmPin(String),
     /// No key with this label is on the token.
-    #[error("{0}: no AES key with this label is on the token (create it with okey store rotate-master --generate)")]
+    #[error(
+        "{0}: no AES key with this label is on the token (create it with okey store rotate-master --generate)"
+    )]
     HsmKeyMissing(String),
     /// The PIN file or variable is unusable.
     #[error("HSM PIN: {0}")]

@@ -227,7 +227,13 @@ impl HsmKey {
         self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn gcm(&self, encrypt: bool, iv: &mut [u8; IV_LEN], aad: &[u8], input: &[u8]) -> Result<Vec<u8>, P11Error> {
+    fn gcm(
+        &self,
+        encrypt: bool,
+        iv: &mut [u8; IV_LEN],
+        aad: &[u8],
+        input: &[u8],
+    ) -> Result<Vec<u8>, P11Error> {
         let params = GcmParams::new(&mut iv[..], aad, TAG_BITS.into())?;
         let mechanism = Mechanism::AesGcm(params);
         let session = self.session();
@@ -286,7 +292,11 @@ impl HsmKey {
     }
 
     /// Decrypt a wrapped data key; `WrongMasterKey` when it does not authenticate.
-    pub(crate) fn unwrap(&self, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+    pub(crate) fn unwrap(
+        &self,
+        aad: &[u8],
+        blob: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
         let (iv, ct) = blob
             .split_first_chunk::<IV_LEN>()
             .ok_or(StoreError::WrongMasterKey)?;

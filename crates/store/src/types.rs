@@ -606,8 +606,7 @@ impl Pkcs11Source {
             .strip_prefix("pkcs11:")
             .ok_or_else(|| StoreError::invalid(F, "must start with pkcs11:"))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (mut token, mut slot, mut object, mut module, mut pin) =
-            (None, None, None, None, None);
+        let (mut token, mut slot, mut object, mut module, mut pin) = (None, None, None, None, None);
         let attrs = path.split(';').chain(query.split('&'));
         for attr in attrs.filter(|a| !a.is_empty()) {
             let (k, v) = attr
@@ -638,7 +637,9 @@ impl Pkcs11Source {
                 _ => {
                     return Err(StoreError::invalid(
                         F,
-                        format!("unknown attribute {k:?} (known: token, slot-id, object, module-path, pin-source, pin-env)"),
+                        format!(
+                            "unknown attribute {k:?} (known: token, slot-id, object, module-path, pin-source, pin-env)"
+                        ),
                     ));
                 }
             }
@@ -654,8 +655,7 @@ impl Pkcs11Source {
             }
         };
         let source = Pkcs11Source {
-            module: module
-                .ok_or_else(|| StoreError::invalid(F, "module-path=PATH is missing"))?,
+            module: module.ok_or_else(|| StoreError::invalid(F, "module-path=PATH is missing"))?,
             token,
             key_label: object
                 .ok_or_else(|| StoreError::invalid(F, "object=KEY-LABEL is missing"))?,
