@@ -122,13 +122,13 @@ pub(crate) fn data_key_aad(version: u32) -> Vec<u8> {
 /// The master key: wraps data keys, nothing else. Either its bytes are in memory (a key file,
 /// a variable) or it stays inside an HSM and only its wrap and unwrap operations are here.
 pub(crate) enum MasterKey {
-    Local(SealKey),
+    Local(Box<SealKey>),
     Hsm(crate::hsm::HsmKey),
 }
 
 impl MasterKey {
     pub(crate) fn from_bytes(key: &[u8; 32]) -> Result<Self, StoreError> {
-        Ok(MasterKey::Local(SealKey::new(0, key)?))
+        Ok(MasterKey::Local(Box::new(SealKey::new(0, key)?)))
     }
 
     /// Load the master key. A missing key file is created only when `may_create` (a new store).
