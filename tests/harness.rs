@@ -106,6 +106,8 @@ pub struct Server {
     pub admin_key: String,
     /// Where the server's log goes, when kept (`start_logging`).
     log: Option<PathBuf>,
+    /// Environment variables given to the server at each (re)start.
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -146,6 +148,7 @@ impl Server {
             config: config_path,
             admin_key: String::new(),
             log: None,
+            env: Vec::new(),
             _dir: dir,
         };
         if logging {
@@ -169,6 +172,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env("OKEY_LOG", if self.log.is_some() { "info" } else { "warn" })
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(match &self.log {
@@ -195,6 +199,21 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Give the server `name=value` in its environment from its next (re)start on.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Replace the configuration file (read at the next restart).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// The configuration file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     /// SIGKILL the server: no shutdown code runs.

@@ -5,6 +5,7 @@ mod bad_input;
 mod challenge;
 mod crash;
 mod hid;
+mod hsm;
 mod keys;
 mod lifecycle;
 mod lockout;

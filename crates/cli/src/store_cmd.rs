@@ -23,6 +23,10 @@ pub struct StoreArgs {
     /// Master key file (default <data-dir>/master.key).
     #[arg(long, env = "OKEY_MASTER_KEY_FILE", global = true)]
     master_key_file: Option<PathBuf>,
+    /// The store's current master key as file:PATH or a pkcs11: URI (instead of
+    /// --master-key-file), e.g. pkcs11:token=okey;object=okey-master?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=/etc/okey/hsm.pin
+    #[arg(long, env = "OKEY_MASTER_KEY", global = true, conflicts_with = "master_key_file", value_parser = parse_source)]
+    master_key: Option<SourceArg>,
     #[command(subcommand)]
     command: StoreCommand,
 }
@@ -33,13 +37,31 @@ enum StoreCommand {
     Backup { out: PathBuf },
     /// Restore an encrypted backup into an empty data directory.
     Restore { input: PathBuf },
-    /// Re-wrap the data key under a new master key file (created if missing, mode 0600).
-    RotateMasterKey {
-        /// The new master key file.
-        new_key_file: PathBuf,
+    /// Re-wrap the data keys under another master key: a key file (created if missing, mode
+    /// 0600) or an AES key in an HSM. No seed is unsealed; the old master key opens nothing
+    /// afterwards but backups made before.
+    RotateMaster {
+        /// file:PATH, or pkcs11:token=LABEL;object=KEY-LABEL?module-path=MODULE&pin-source=PIN-FILE
+        /// (slot-id=N instead of token=, pin-env=VAR instead of pin-source=).
+        #[arg(long, value_parser = parse_source)]
+        to: SourceArg,
+        /// Generate the HSM key first (AES-256, sensitive, not extractable); refused if a key
+        /// with that label exists.
+        #[arg(long)]
+        generate: bool,
     },
     /// Re-seal every seed under a fresh data key.
     RotateDataKey,
+}
+
+/// A parsed master key source, kept with its text for messages.
+#[derive(Clone, Debug)]
+struct SourceArg(MasterKeySource);
+
+fn parse_source(s: &str) -> Result<SourceArg, String> {
+    MasterKeySource::parse(s)
+        .map(SourceArg)
+        .map_err(|e| e.to_string())
 }
 
 fn passphrase() -> anyhow::Result<Zeroizing<String>> {
@@ -54,12 +76,16 @@ fn passphrase() -> anyhow::Result<Zeroizing<String>> {
 }
 
 pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let config = StoreConfig {
-        master_key: MasterKeySource::File(
+    let master_key = match &args.master_key {
+        Some(SourceArg(src)) => src.clone(),
+        None => MasterKeySource::File(
             args.master_key_file
                 .clone()
                 .unwrap_or_else(|| args.data_dir.join("master.key")),
         ),
+    };
+    let config = StoreConfig {
+        master_key,
         ..StoreConfig::in_dir(&args.data_dir)
     };
     match args.command {
@@ -99,13 +125,28 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        StoreCommand::RotateMasterKey { new_key_file } => {
+        StoreCommand::RotateMaster {
+            to: SourceArg(to),
+            generate,
+        } => {
+            if generate {
+                match &to {
+                    MasterKeySource::Pkcs11(p) => Store::generate_hsm_master_key(p)?,
+                    _ => bail!(
+                        "--generate creates a key in an HSM; a key file is created when missing"
+                    ),
+                }
+            }
             let store = Store::open(config)?;
-            store.rotate_master_key(MasterKeySource::File(new_key_file.clone()))?;
+            store.rotate_master_key(to.clone())?;
+            let next = match &to {
+                MasterKeySource::Pkcs11(_) => {
+                    "[master_key] source = \"pkcs11\" with the same module, token, key label and PIN"
+                }
+                _ => "--master-key-file (or master_key_file) pointing at it",
+            };
             println!(
-                "the data key is now wrapped by {}; start okey with --master-key-file {} and keep the old key until backups made with it expire",
-                new_key_file.display(),
-                new_key_file.display()
+                "the data keys are now wrapped by {to}; start okey with {next}, and keep the old master key until the backups made with it expire"
             );
         }
         StoreCommand::RotateDataKey => {

@@ -333,7 +333,7 @@ mod tests {
             ..crate::config::ServeConfig::default()
         };
         okey_store::create_private_dir(&config.data_dir).expect("data dir");
-        let store = Store::open(config.store_config()).expect("store");
+        let store = Store::open(config.store_config().expect("config")).expect("store");
         let admin = okey_store::Actor {
             name: "test".into(),
             role: "admin".into(),

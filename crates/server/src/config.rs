@@ -18,6 +18,9 @@ pub struct ServeConfig {
     pub master_key_file: Option<PathBuf>,
     /// Name of an environment variable holding the master key in hex (instead of a file).
     pub master_key_env: Option<String>,
+    /// Where the master key lives: `source = "file"` (the two settings above) or
+    /// `source = "pkcs11"` (an HSM).
+    pub master_key: MasterKeyConfig,
     /// Prometheus text on `http://<addr>/metrics` when set.
     pub metrics_listen: Option<SocketAddr>,
     /// `group` (default: concurrent commits share one fsync) or `per-commit`.
@@ -46,6 +49,81 @@ pub struct ServeConfig {
     pub radius: Option<okey_radius::RadiusConfig>,
     /// The mail relay (`[smtp]`); without it mails stay in the outbox until one is configured.
     pub smtp: Option<okey_notify::SmtpConfig>,
+}
+
+/// Where the master key lives.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MasterKeyKind {
+    /// A key file (or an environment variable): `master_key_file` / `master_key_env`.
+    #[default]
+    File,
+    /// An AES key inside an HSM, through its PKCS#11 module.
+    Pkcs11,
+}
+
+/// The `[master_key]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MasterKeyConfig {
+    /// `file` (default) or `pkcs11`.
+    pub source: MasterKeyKind,
+    /// PKCS#11 module (shared library) of the HSM.
+    pub module: Option<PathBuf>,
+    /// Slot of the token (or `token_label`).
+    pub slot: Option<u64>,
+    /// Label of the token (or `slot`).
+    pub token_label: Option<String>,
+    /// Label of the AES-256 master key on the token.
+    pub key_label: Option<String>,
+    /// File holding the user PIN (mode 0600).
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN (instead of `pin_file`).
+    pub pin_env: Option<String>,
+}
+
+impl MasterKeyConfig {
+    /// The HSM source this table names; `None` for `source = "file"`.
+    pub fn pkcs11(&self) -> Result<Option<okey_store::Pkcs11Source>, ConfigError> {
+        let bad = |s: &str| Err(ConfigError::Invalid(format!("[master_key] {s}")));
+        if self.source == MasterKeyKind::File {
+            if self.module.is_some()
+                || self.slot.is_some()
+                || self.token_label.is_some()
+                || self.key_label.is_some()
+                || self.pin_file.is_some()
+                || self.pin_env.is_some()
+            {
+                return bad("has PKCS#11 settings but source is \"file\"; set source = \"pkcs11\"");
+            }
+            return Ok(None);
+        }
+        let Some(module) = &self.module else {
+            return bad("source = \"pkcs11\" needs module = PATH of the PKCS#11 library");
+        };
+        let token = match (&self.slot, &self.token_label) {
+            (Some(s), None) => okey_store::Pkcs11Token::Slot(*s),
+            (None, Some(l)) => okey_store::Pkcs11Token::Label(l.clone()),
+            _ => return bad("needs exactly one of slot or token_label"),
+        };
+        let Some(key_label) = &self.key_label else {
+            return bad("source = \"pkcs11\" needs key_label");
+        };
+        let pin = match (&self.pin_file, &self.pin_env) {
+            (Some(f), None) => okey_store::PinSource::File(f.clone()),
+            (None, Some(v)) => okey_store::PinSource::Env(v.clone()),
+            _ => return bad("needs exactly one of pin_file or pin_env for the user PIN"),
+        };
+        let src = okey_store::Pkcs11Source {
+            module: module.clone(),
+            token,
+            key_label: key_label.clone(),
+            pin,
+        };
+        src.validate()
+            .map_err(|e| ConfigError::Invalid(format!("[master_key] {e}")))?;
+        Ok(Some(src))
+    }
 }
 
 /// Commit durability.
@@ -113,6 +191,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("okey-data"),
             master_key_file: None,
             master_key_env: None,
+            master_key: MasterKeyConfig::default(),
             metrics_listen: None,
             durability: Durability::Group,
             cache_capacity: 2_000_000,
@@ -217,17 +296,30 @@ impl ServeConfig {
             r.validate()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
+        if self.master_key.pkcs11()?.is_some()
+            && (self.master_key_file.is_some() || self.master_key_env.is_some())
+        {
+            return bad(
+                "[master_key] source = \"pkcs11\" cannot be combined with master_key_file or master_key_env",
+            );
+        }
         Ok(())
     }
 
     /// The store configuration this service configuration implies.
-    pub fn store_config(&self) -> okey_store::StoreConfig {
+    pub fn store_config(&self) -> Result<okey_store::StoreConfig, ConfigError> {
         let master_key = match (&self.master_key_env, &self.master_key_file) {
+            _ if self.master_key.source == MasterKeyKind::Pkcs11 => {
+                match self.master_key.pkcs11()? {
+                    Some(p) => okey_store::MasterKeySource::Pkcs11(p),
+                    None => return Err(ConfigError::Invalid("[master_key] is incomplete".into())),
+                }
+            }
             (Some(var), _) => okey_store::MasterKeySource::Env(var.clone()),
             (None, Some(path)) => okey_store::MasterKeySource::File(path.clone()),
             (None, None) => okey_store::MasterKeySource::File(self.data_dir.join("master.key")),
         };
-        okey_store::StoreConfig {
+        Ok(okey_store::StoreConfig {
             data_dir: self.data_dir.clone(),
             master_key,
             durability: match self.durability {
@@ -242,7 +334,7 @@ impl ServeConfig {
             },
             hotp_window: self.hotp_window,
             totp_skew: self.totp_skew,
-        }
+        })
     }
 }
 

@@ -25,6 +25,9 @@ pub enum ServeError {
     /// The configuration is not usable.
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The master key in the HSM could not be used: okey does not start, and never falls back.
+    #[error("okey does not start without its master key, and never falls back to a key file: {0}")]
+    MasterKey(okey_store::StoreError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] okey_store::StoreError),
@@ -207,10 +210,21 @@ pub const SERVED: [&str; 8] = [
 pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     config.validate()?;
     okey_store::create_private_dir(&config.data_dir)?;
-    let store_config = config.store_config();
+    let store_config = config.store_config()?;
+    let in_hsm = matches!(
+        store_config.master_key,
+        okey_store::MasterKeySource::Pkcs11(_)
+    );
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await
-        .map_err(|e| ServeError::Runtime(format!("store open task: {e}")))??;
+        .map_err(|e| ServeError::Runtime(format!("store open task: {e}")))?
+        .map_err(|e| {
+            if in_hsm {
+                ServeError::MasterKey(e)
+            } else {
+                ServeError::Store(e)
+            }
+        })?;
     let created_admin_key = bootstrap_admin(&store, &config.data_dir)?;
 
     let metrics = Arc::new(Metrics::default());

@@ -70,6 +70,11 @@ pub fn store_status(e: StoreError) -> Status {
         | StoreError::ApiKeyNameTaken(_) => Code::AlreadyExists,
         StoreError::Precondition(_) | StoreError::Unsupported(_) => Code::FailedPrecondition,
         StoreError::Conflict => Code::Aborted,
+        // Fail closed, and say why: the HSM is a dependency the operator must restore.
+        StoreError::HsmGone(_) => {
+            tracing::error!(error = %e, "the HSM is unreachable");
+            Code::Unavailable
+        }
         _ => {
             tracing::error!(error = %e, "store error");
             return Status::internal("internal error; see the server log");

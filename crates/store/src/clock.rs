@@ -9,3 +9,8 @@ pub(crate) fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// A monotonic instant (how long ago the HSM last answered).
+pub(crate) fn monotonic_now() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -76,6 +76,29 @@ pub enum StoreError {
     /// The master key from an environment variable is absent or not 64 hex digits.
     #[error("environment variable {0} must hold the master key as 64 hex digits")]
     BadKeyEnv(String),
+    /// The HSM holding the master key cannot be used: module, token, session or key missing.
+    /// okey never falls back to another master key.
+    #[error("the HSM holding the master key is unusable: {0}")]
+    Hsm(String),
+    /// The HSM refused the user PIN.
+    #[error(
+        "the HSM refused the user PIN for {0} (wrong PIN; the token may lock after more tries)"
+    )]
+    HsmPin(String),
+    /// No key with this label is on the token.
+    #[error(
+        "{0}: no AES key with this label is on the token (create it with okey store rotate-master --generate)"
+    )]
+    HsmKeyMissing(String),
+    /// The PIN file or variable is unusable.
+    #[error("HSM PIN: {0}")]
+    HsmPinSource(String),
+    /// The HSM went away while the store was open: keys already unsealed in memory go on
+    /// verifying, nothing new is sealed or unsealed until it is back.
+    #[error(
+        "the HSM holding the master key is unreachable ({0}): nothing can be sealed or unsealed until it is back (tokens already in memory go on verifying)"
+    )]
+    HsmGone(String),
     /// The master key does not open the store's data key.
     #[error("the master key does not open this store's data key (wrong master key?)")]
     WrongMasterKey,

@@ -15,7 +15,8 @@
 //!   the benchmark compares against.
 //! * **Seeds are never in the clear at rest.** Seeds, the PIN pepper and the audit key are sealed
 //!   with AES-256-GCM under a data key; the data key is wrapped by the master key (a 0600 file,
-//!   an environment variable, or bytes handed in). The associated data binds each blob to its
+//!   an environment variable, bytes handed in, or an AES key that stays in an HSM and wraps
+//!   through PKCS#11: see the `hsm` module). The associated data binds each blob to its
 //!   owner (the serial) and key version, so a blob moved to another row does not open. Rotating
 //!   the master key re-wraps the data key; rotating the data key re-seals everything in batches
 //!   while verifies go on. Backups are encrypted under a key derived from a passphrase.
@@ -59,6 +60,7 @@ pub mod custody_db;
 mod directory;
 pub mod directory_db;
 mod error;
+mod hsm;
 mod lots;
 pub mod outbox;
 pub mod pg;

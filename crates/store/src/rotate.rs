@@ -68,9 +68,17 @@ impl Store {
                 let ring = store.keys();
                 for r in rows {
                     let raw = ring.master.unwrap(r.version, &r.wrapped)?;
+                    let wrapped = new_master.wrap(r.version, &raw)?;
+                    // Written only once the new master key is seen to give the data key back.
+                    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                        &new_master.unwrap(r.version, &wrapped)?[..],
+                        &raw[..],
+                    )) {
+                        return Err(StoreError::WrongMasterKey);
+                    }
                     tx.put_data_key(&DataKeyRow {
                         version: r.version,
-                        wrapped: new_master.wrap(r.version, &raw)?,
+                        wrapped,
                         active: r.active,
                     })?;
                 }
@@ -80,6 +88,12 @@ impl Store {
         })?;
         self.keys_mut().master = new_master;
         Ok(())
+    }
+
+    /// Create the AES-256 master key in an HSM (sensitive, never extractable), before a
+    /// rotation to it. Refused when a key with the label exists.
+    pub fn generate_hsm_master_key(src: &crate::types::Pkcs11Source) -> Result<(), StoreError> {
+        crate::hsm::HsmKey::generate(src)
     }
 
     /// Generate a new data key and re-seal every seed and secret under it in batches, while

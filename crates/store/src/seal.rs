@@ -119,15 +119,20 @@ pub(crate) fn data_key_aad(version: u32) -> Vec<u8> {
     aad(b"okey/data-key/v1\0", "", version)
 }
 
-/// The master key: wraps data keys, nothing else.
-pub(crate) struct MasterKey(SealKey);
+/// The master key: wraps data keys, nothing else. Either its bytes are in memory (a key file,
+/// a variable) or it stays inside an HSM and only its wrap and unwrap operations are here.
+pub(crate) enum MasterKey {
+    Local(Box<SealKey>),
+    Hsm(crate::hsm::HsmKey),
+}
 
 impl MasterKey {
     pub(crate) fn from_bytes(key: &[u8; 32]) -> Result<Self, StoreError> {
-        Ok(MasterKey(SealKey::new(0, key)?))
+        Ok(MasterKey::Local(Box::new(SealKey::new(0, key)?)))
     }
 
     /// Load the master key. A missing key file is created only when `may_create` (a new store).
+    /// An HSM key is never created here: an unusable HSM is an error, never a fallback.
     pub(crate) fn load(src: &MasterKeySource, may_create: bool) -> Result<Self, StoreError> {
         let bytes = match src {
             MasterKeySource::Bytes(b) => b.clone(),
@@ -141,12 +146,24 @@ impl MasterKey {
                 k
             }
             MasterKeySource::File(path) => load_key_file(path, may_create)?,
+            MasterKeySource::Pkcs11(p) => return Ok(MasterKey::Hsm(crate::hsm::HsmKey::open(p)?)),
         };
         MasterKey::from_bytes(&bytes)
     }
 
+    /// Whether the master key can still be used (an HSM that went away cannot).
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        match self {
+            MasterKey::Local(_) => Ok(()),
+            MasterKey::Hsm(h) => h.check(),
+        }
+    }
+
     pub(crate) fn wrap(&self, version: u32, data_key: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
-        self.0.seal(&data_key_aad(version), data_key)
+        match self {
+            MasterKey::Local(k) => k.seal(&data_key_aad(version), data_key),
+            MasterKey::Hsm(h) => h.wrap(&data_key_aad(version), data_key),
+        }
     }
 
     pub(crate) fn unwrap(
@@ -154,16 +171,19 @@ impl MasterKey {
         version: u32,
         blob: &[u8],
     ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
-        let plain = self
-            .0
+        let k = match self {
+            MasterKey::Hsm(h) => return h.unwrap(&data_key_aad(version), blob),
+            MasterKey::Local(k) => k,
+        };
+        let plain = k
             .open(&data_key_aad(version), blob)
             .ok_or(StoreError::WrongMasterKey)?;
-        let mut k = Zeroizing::new([0u8; 32]);
+        let mut out = Zeroizing::new([0u8; 32]);
         if plain.len() != 32 {
             return Err(StoreError::WrongMasterKey);
         }
-        k.copy_from_slice(&plain);
-        Ok(k)
+        out.copy_from_slice(&plain);
+        Ok(out)
     }
 }
 

@@ -39,6 +39,7 @@ impl KeyRing {
         serial: &str,
         seed: &[u8],
     ) -> Result<(u32, Vec<u8>), StoreError> {
+        self.master.check()?;
         let k = self.active()?;
         Ok((
             k.version(),
@@ -46,7 +47,10 @@ impl KeyRing {
         ))
     }
 
+    /// Every seal and unseal first checks that the master key is still usable: with an HSM that
+    /// went away, the data keys in memory unseal nothing more (fail closed).
     pub(crate) fn open_seed(&self, row: &TokenRow) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.master.check()?;
         let bad = || StoreError::Unseal {
             what: "seed",
             subject: row.serial.clone(),
@@ -65,6 +69,7 @@ impl KeyRing {
         version: u32,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.master.check()?;
         let bad = || StoreError::Unseal {
             what: "PIN hash",
             subject: serial.to_owned(),
@@ -80,6 +85,7 @@ impl KeyRing {
         version: u32,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.master.check()?;
         let bad = || StoreError::Unseal {
             what: "store secret",
             subject: name.to_owned(),

@@ -486,6 +486,9 @@ pub enum MasterKeySource {
     Env(String),
     /// The key itself (tests, or a key fetched from elsewhere by the caller).
     Bytes(Zeroizing<[u8; 32]>),
+    /// An AES-256 key inside a hardware security module, used through its PKCS#11 module: the
+    /// data keys are wrapped and unwrapped by the HSM, the master key never leaves it.
+    Pkcs11(Pkcs11Source),
 }
 
 impl fmt::Debug for MasterKeySource {
@@ -494,7 +497,189 @@ impl fmt::Debug for MasterKeySource {
             MasterKeySource::File(p) => f.debug_tuple("File").field(p).finish(),
             MasterKeySource::Env(v) => f.debug_tuple("Env").field(v).finish(),
             MasterKeySource::Bytes(_) => f.write_str("Bytes(<secret>)"),
+            MasterKeySource::Pkcs11(p) => f.debug_tuple("Pkcs11").field(p).finish(),
         }
+    }
+}
+
+impl fmt::Display for MasterKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MasterKeySource::File(p) => write!(f, "the key file {}", p.display()),
+            MasterKeySource::Env(v) => write!(f, "the environment variable {v}"),
+            MasterKeySource::Bytes(_) => f.write_str("a key given by the caller"),
+            MasterKeySource::Pkcs11(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+impl MasterKeySource {
+    /// Parse `file:PATH` or a PKCS#11 URI (RFC 7512):
+    /// `pkcs11:token=LABEL;object=KEY-LABEL?module-path=/path/to/module.so&pin-source=/path/to/pin`
+    /// (`slot-id=N` instead of `token=`; `pin-env=VAR` instead of `pin-source=`; values may be
+    /// percent-encoded).
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        if let Some(path) = text.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(StoreError::invalid("master key", "file: needs a path"));
+            }
+            return Ok(MasterKeySource::File(PathBuf::from(path)));
+        }
+        if text.starts_with("pkcs11:") {
+            return Pkcs11Source::parse_uri(text).map(MasterKeySource::Pkcs11);
+        }
+        Err(StoreError::invalid(
+            "master key",
+            "expected file:PATH or a pkcs11: URI",
+        ))
+    }
+}
+
+/// Which token of a PKCS#11 module holds the master key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pkcs11Token {
+    /// The token in this slot.
+    Slot(u64),
+    /// The token with this label.
+    Label(String),
+}
+
+/// Where the HSM user PIN comes from (never the command line, never the configuration file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinSource {
+    /// A file readable by its owner only (mode 0600 or stricter); a trailing newline is ignored.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+/// A master key held in an HSM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pkcs11Source {
+    /// The PKCS#11 module (shared library) of the HSM.
+    pub module: PathBuf,
+    /// Which token.
+    pub token: Pkcs11Token,
+    /// Label (CKA_LABEL) of the AES-256 key.
+    pub key_label: String,
+    /// The user PIN.
+    pub pin: PinSource,
+}
+
+impl fmt::Display for Pkcs11Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the HSM key {:?} on ", self.key_label)?;
+        match &self.token {
+            Pkcs11Token::Slot(s) => write!(f, "slot {s}")?,
+            Pkcs11Token::Label(l) => write!(f, "token {l:?}")?,
+        }
+        write!(f, " of the PKCS#11 module {}", self.module.display())
+    }
+}
+
+fn percent_decode(field: &'static str, s: &str) -> Result<String, StoreError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| StoreError::invalid(field, "bad percent-encoding"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| StoreError::invalid(field, "not UTF-8"))
+}
+
+impl Pkcs11Source {
+    /// Parse a PKCS#11 URI; see [`MasterKeySource::parse`].
+    pub fn parse_uri(uri: &str) -> Result<Self, StoreError> {
+        const F: &str = "pkcs11 URI";
+        let rest = uri
+            .strip_prefix("pkcs11:")
+            .ok_or_else(|| StoreError::invalid(F, "must start with pkcs11:"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (mut token, mut slot, mut object, mut module, mut pin) = (None, None, None, None, None);
+        let attrs = path.split(';').chain(query.split('&'));
+        for attr in attrs.filter(|a| !a.is_empty()) {
+            let (k, v) = attr
+                .split_once('=')
+                .ok_or_else(|| StoreError::invalid(F, format!("{attr:?} is not NAME=VALUE")))?;
+            let v = percent_decode(F, v)?;
+            match k {
+                "token" => token = Some(v),
+                "slot-id" => {
+                    slot = Some(v.parse::<u64>().map_err(|_| {
+                        StoreError::invalid(F, format!("slot-id {v:?} is not a number"))
+                    })?)
+                }
+                "object" => object = Some(v),
+                "module-path" => module = Some(PathBuf::from(v)),
+                "pin-source" => {
+                    let p = v.strip_prefix("file:").unwrap_or(&v);
+                    pin = Some(PinSource::File(PathBuf::from(p)))
+                }
+                "pin-env" => pin = Some(PinSource::Env(v)),
+                "type" if v == "secret-key" => {}
+                "pin-value" => {
+                    return Err(StoreError::invalid(
+                        F,
+                        "a PIN is never given in the URI; use pin-source=FILE (mode 0600) or pin-env=VAR",
+                    ));
+                }
+                _ => {
+                    return Err(StoreError::invalid(
+                        F,
+                        format!(
+                            "unknown attribute {k:?} (known: token, slot-id, object, module-path, pin-source, pin-env)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let token = match (token, slot) {
+            (Some(l), None) => Pkcs11Token::Label(l),
+            (None, Some(s)) => Pkcs11Token::Slot(s),
+            _ => {
+                return Err(StoreError::invalid(
+                    F,
+                    "name the token by exactly one of token=LABEL or slot-id=N",
+                ));
+            }
+        };
+        let source = Pkcs11Source {
+            module: module.ok_or_else(|| StoreError::invalid(F, "module-path=PATH is missing"))?,
+            token,
+            key_label: object
+                .ok_or_else(|| StoreError::invalid(F, "object=KEY-LABEL is missing"))?,
+            pin: pin.ok_or_else(|| {
+                StoreError::invalid(F, "pin-source=FILE or pin-env=VAR is missing")
+            })?,
+        };
+        source.validate()?;
+        Ok(source)
+    }
+
+    /// Check the fields are usable (not that the HSM is there).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        const F: &str = "master_key";
+        if self.key_label.is_empty() {
+            return Err(StoreError::invalid(F, "the key label is empty"));
+        }
+        if self.module.as_os_str().is_empty() {
+            return Err(StoreError::invalid(F, "the PKCS#11 module path is empty"));
+        }
+        if matches!(&self.token, Pkcs11Token::Label(l) if l.is_empty()) {
+            return Err(StoreError::invalid(F, "the token label is empty"));
+        }
+        Ok(())
     }
 }
 
