@@ -102,12 +102,13 @@ async fn challenge_response_single_use_bound_and_expiring() {
     let (res, reason) = answer(&mut c, "bob", &r.transaction_id, &good).await;
     assert_eq!(res, proto::VerifyResult::Reject as i32);
     assert_eq!(reason, "challenge_not_for_subject");
-    let (res, _) = answer(&mut c, "alice", &r.transaction_id, &good).await;
+    let (res, reason) = answer(&mut c, "alice", &r.transaction_id, &good).await;
     assert_eq!(
         res,
         proto::VerifyResult::Reject as i32,
         "a challenge is single-use"
     );
+    assert_eq!(reason, "challenge_used");
 
     // TriggerChallenge, a wrong answer, then the right answer to a fresh one.
     let t = c
@@ -122,6 +123,13 @@ async fn challenge_response_single_use_bound_and_expiring() {
     assert_eq!(t.expires_in, 2);
     let (res, _) = answer(&mut c, "alice", &t.transaction_id, "000000").await;
     assert_eq!(res, proto::VerifyResult::Reject as i32);
+    // The right answer after a wrong one: that challenge is spent, and the reason says so.
+    let (res, reason) = answer(&mut c, "alice", &t.transaction_id, &response(&t.challenge)).await;
+    assert_eq!(res, proto::VerifyResult::Reject as i32);
+    assert_eq!(reason, "challenge_used");
+    let (res, reason) = answer(&mut c, "alice", "00112233445566778899aabbccddeeff", "1").await;
+    assert_eq!(res, proto::VerifyResult::Reject as i32);
+    assert_eq!(reason, "unknown_transaction");
     let t = c
         .auth
         .trigger_challenge(proto::TriggerChallengeRequest {
@@ -133,8 +141,9 @@ async fn challenge_response_single_use_bound_and_expiring() {
         .into_inner();
     let (res, reason) = answer(&mut c, "alice", &t.transaction_id, &response(&t.challenge)).await;
     assert_eq!(res, proto::VerifyResult::Accept as i32, "{reason}");
-    let (res, _) = answer(&mut c, "alice", &t.transaction_id, &response(&t.challenge)).await;
+    let (res, reason) = answer(&mut c, "alice", &t.transaction_id, &response(&t.challenge)).await;
     assert_eq!(res, proto::VerifyResult::Reject as i32, "replayed answer");
+    assert_eq!(reason, "challenge_used");
 
     // Expiry.
     let t = c
@@ -200,4 +209,50 @@ async fn a_challenge_through_verify_needs_the_challenge_roles() {
             (_, other) => panic!("{role}: {other:?}"),
         }
     }
+}
+
+/// `okey verify --passcode ''`: what its help says is what it does. A challenge for a user
+/// with a challenge-response key; bad input (exit 2, saying why) for a user without one.
+#[tokio::test]
+async fn the_verify_help_says_what_an_empty_passcode_does() {
+    let server = Server::start();
+    let mut c = server.admin().await;
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![
+                ocra_token("CR-1", "alice"),
+                okey_e2e::hotp_token("HB-1", RFC_SECRET_HEX),
+            ],
+        })
+        .await
+        .expect("import");
+    c.tokens
+        .assign_token(proto::AssignTokenRequest {
+            serial: "HB-1".into(),
+            holder: "bob".into(),
+        })
+        .await
+        .expect("assign");
+
+    let help = server.cli(&["verify", "--help"], &[]);
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("asks for a challenge when the user has a challenge-response (OCRA) key")
+            && help.contains("refused as bad input (exit 2) for anyone else"),
+        "{help}"
+    );
+
+    let out = server.cli(&["verify", "--user", "alice", "--passcode", ""], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("challenge "), "{stdout}");
+
+    let out = server.cli(&["verify", "--user", "bob", "--passcode", ""], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the passcode is empty, and this user has no challenge-response key"),
+        "{stderr}"
+    );
 }

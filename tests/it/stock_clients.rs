@@ -298,3 +298,81 @@ async fn fields_that_do_not_apply_are_refused_with_a_sentence() {
     let ocra = call(&server, "okey.v1.TokenService", "ImportTokens", &ocra);
     assert_eq!(ocra["code"], "OK", "{ocra}");
 }
+
+/// Serials are exact; holders are logins and fold to lower case wherever they are stored or
+/// looked up: `Bob` and `bob` are one person, Verify for `BOB` finds them.
+#[tokio::test]
+async fn serials_are_exact_and_holders_fold_to_lower_case() {
+    let server = Server::start();
+    let import = call(
+        &server,
+        "okey.v1.TokenService",
+        "ImportTokens",
+        &serde_json::json!({ "tokens": [
+            { "serial": "new0", "kind": "HARDWARE", "otp": { "type": "HOTP", "digits": 6 },
+              "seed_hex": okey_e2e::RFC_SECRET_HEX, "holder": "Bob" },
+            { "serial": "NEW0", "kind": "HARDWARE", "otp": { "type": "HOTP", "digits": 6 },
+              "seed_hex": okey_e2e::RFC_SECRET_HEX },
+        ]}),
+    );
+    assert_eq!(import["code"], "OK", "{import}");
+    let assign = call(
+        &server,
+        "okey.v1.TokenService",
+        "AssignToken",
+        &serde_json::json!({ "serial": "NEW0", "holder": "bob" }),
+    );
+    assert_eq!(assign["code"], "OK", "{assign}");
+    assert_eq!(assign["response"]["holder"], "bob", "{assign}");
+
+    let listed = call(
+        &server,
+        "okey.v1.TokenService",
+        "ListTokens",
+        &serde_json::json!({ "holder": "BoB" }),
+    );
+    assert_eq!(listed["code"], "OK", "{listed}");
+    let mut held: Vec<(String, String)> = listed["response"]["tokens"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["serial"].as_str().unwrap_or_default().to_owned(),
+                        t["holder"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    held.sort();
+    assert_eq!(
+        held,
+        [("NEW0".into(), "bob".into()), ("new0".into(), "bob".into())],
+        "one person holds both keys: {listed}"
+    );
+
+    let verify = |user: &str, code: String| {
+        call(
+            &server,
+            "okey.v1.AuthService",
+            "Verify",
+            &serde_json::json!({ "subject": { "user": user }, "passcode": code }),
+        )
+    };
+    let answer = verify(
+        "BOB",
+        okey_e2e::reference_hotp(b"12345678901234567890", 0, 6),
+    );
+    assert_eq!(answer["code"], "OK", "{answer}");
+    assert_eq!(answer["response"]["result"], "ACCEPT", "{answer}");
+
+    // Serials stay exact: `New0` is neither key.
+    let get = call(
+        &server,
+        "okey.v1.TokenService",
+        "GetToken",
+        &serde_json::json!({ "serial": "New0" }),
+    );
+    assert_eq!(get["code"], "NOT_FOUND", "{get}");
+}

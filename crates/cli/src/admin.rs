@@ -736,8 +736,10 @@ pub struct VerifyArgs {
     /// Or one token by serial.
     #[arg(long)]
     serial: Option<String>,
-    /// PIN followed by the code; empty asks for a challenge. The flag puts the PIN in the
-    /// process list: prefer OKEY_PASSCODE, or leave it out to be asked (without echo) for it.
+    /// PIN followed by the code. An empty passcode (`--passcode ''`) asks for a challenge when
+    /// the user has a challenge-response (OCRA) key, and is refused as bad input (exit 2) for
+    /// anyone else. The flag puts the PIN in the process list: prefer OKEY_PASSCODE, or leave it
+    /// out to be asked (without echo) for it.
     #[arg(long)]
     passcode: Option<String>,
     /// Answer to a challenge: its transaction id.

@@ -8,8 +8,16 @@ use anyhow::Context;
 use clap::Args;
 use okey_server::config::{Durability, ServeConfig};
 
+/// Settings that exist only in the TOML file given with `--config`: tables whose parts belong
+/// together (a certificate with its key, a module with its PIN source, a list of clients).
+pub const TOML_ONLY: &str = "Only in the --config TOML file: [master_key] (the master key in an HSM: \
+source, module, slot or token_label, key_label, pin_file or pin_env), [tls] (cert, key, \
+client_ca), [radius] with its [[radius.client]] entries, [smtp] (the mail relay). Every other \
+setting has the flag above and its OKEY_* variable; flags and variables override the file.";
+
 /// Run the okey service (gRPC on 127.0.0.1:50051, embedded store in ./okey-data by default).
 #[derive(Debug, Args)]
+#[command(after_help = TOML_ONLY)]
 pub struct ServeArgs {
     /// TOML configuration file (unknown keys are an error).
     #[arg(long, env = "OKEY_CONFIG")]
@@ -32,6 +40,33 @@ pub struct ServeArgs {
     /// group (concurrent commits share one fsync) or per-commit.
     #[arg(long, env = "OKEY_DURABILITY")]
     durability: Option<Durability>,
+    /// Most unsealed token keys held in memory.
+    #[arg(long, env = "OKEY_CACHE_CAPACITY")]
+    cache_capacity: Option<usize>,
+    /// HOTP look-ahead window, in candidate counters (1 to 1000).
+    #[arg(long, env = "OKEY_HOTP_WINDOW")]
+    hotp_window: Option<u32>,
+    /// TOTP steps accepted either side of the expected one (0 to 10).
+    #[arg(long, env = "OKEY_TOTP_SKEW")]
+    totp_skew: Option<u32>,
+    /// Seconds an OCRA challenge stays valid (1 to 3600).
+    #[arg(long, env = "OKEY_CHALLENGE_TTL")]
+    challenge_ttl: Option<u64>,
+    /// Failures after which a token is locked until support unlocks it.
+    #[arg(long, env = "OKEY_LOCKOUT_HARD_AFTER")]
+    lockout_hard_after: Option<u32>,
+    /// Failures after which a short, self-expiring lock starts (0: none).
+    #[arg(long, env = "OKEY_LOCKOUT_SOFT_AFTER")]
+    lockout_soft_after: Option<u32>,
+    /// Length of that short lock, in seconds.
+    #[arg(long, env = "OKEY_LOCKOUT_SOFT_LOCK_SECONDS")]
+    lockout_soft_lock_seconds: Option<u64>,
+    /// Seconds between "audit chain head" log lines (0: off).
+    #[arg(long, env = "OKEY_AUDIT_HEAD_LOG_SECONDS")]
+    audit_head_log_seconds: Option<u64>,
+    /// Seconds between runs of the scheduled key job: expiry, deactivations (0: off).
+    #[arg(long, env = "OKEY_KEY_JOB_SECONDS")]
+    key_job_seconds: Option<u64>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "OKEY_LOG_JSON")]
     log_json: bool,
@@ -62,6 +97,34 @@ impl ServeArgs {
         if let Some(v) = self.durability {
             config.durability = v;
         }
+        let set = |slot: &mut u64, v: Option<u64>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut config.challenge_ttl, self.challenge_ttl);
+        set(
+            &mut config.lockout.soft_lock_seconds,
+            self.lockout_soft_lock_seconds,
+        );
+        set(
+            &mut config.audit_head_log_seconds,
+            self.audit_head_log_seconds,
+        );
+        set(&mut config.key_job_seconds, self.key_job_seconds);
+        for (slot, v) in [
+            (&mut config.hotp_window, self.hotp_window),
+            (&mut config.totp_skew, self.totp_skew),
+            (&mut config.lockout.hard_after, self.lockout_hard_after),
+            (&mut config.lockout.soft_after, self.lockout_soft_after),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        if let Some(v) = self.cache_capacity {
+            config.cache_capacity = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -91,4 +154,108 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(okey_server::run(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// The keys a TOML table accepts, read from the parser's own refusal of an unknown key
+    /// ("unknown field `x`, expected one of `a`, `b`"); `None` when `table` is not a table.
+    fn keys_of(table: Option<&str>) -> Option<Vec<String>> {
+        let text = match table {
+            None => "zz_not_a_key = 1\n".to_owned(),
+            Some(t) => format!("[{t}]\nzz_not_a_key = 1\n"),
+        };
+        let err = ServeConfig::from_toml(&text).expect_err("an unknown key is refused");
+        let msg = err.to_string();
+        let (_, list) = msg.split_once("expected one of ")?;
+        Some(
+            list.split(',')
+                .map(|k| k.trim().trim_matches('`').to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Every key of the configuration file has a flag with an `OKEY_*` variable, or is in a
+    /// table the help names as TOML-only.
+    #[test]
+    fn every_config_key_has_a_flag_or_is_listed_as_toml_only() {
+        let help = Cli::command().render_long_help().to_string();
+        let top = keys_of(None).expect("the top level lists its keys");
+        assert!(top.len() >= 10, "{top:?}");
+        let mut missing = Vec::new();
+        for key in &top {
+            let flag = format!("--{}", key.replace('_', "-"));
+            let var = format!("OKEY_{}", key.to_ascii_uppercase());
+            if help.contains(&format!("{flag} ")) && help.contains(&var) {
+                continue;
+            }
+            if help.contains(&format!("[{key}]")) {
+                continue;
+            }
+            match keys_of(Some(key)) {
+                Some(inner) => {
+                    for k in inner {
+                        let flag = format!("--{}-{}", key.replace('_', "-"), k.replace('_', "-"));
+                        let var = format!("OKEY_{}_{}", key, k).to_ascii_uppercase();
+                        if !(help.contains(&format!("{flag} ")) && help.contains(&var)) {
+                            missing.push(format!("{key}.{k}"));
+                        }
+                    }
+                }
+                None => missing.push(key.clone()),
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "config keys with neither a flag nor a TOML-only mention: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("okey-serve-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("okey.toml");
+        std::fs::write(&file, "hotp_window = 20\n[lockout]\nsoft_after = 4\n").expect("write");
+        let cli = Cli::try_parse_from([
+            "okey",
+            "--config",
+            file.to_str().expect("utf-8 path"),
+            "--hotp-window",
+            "30",
+            "--totp-skew",
+            "2",
+            "--challenge-ttl",
+            "60",
+            "--lockout-hard-after",
+            "6",
+            "--lockout-soft-lock-seconds",
+            "90",
+            "--key-job-seconds",
+            "0",
+        ])
+        .expect("flags parse");
+        let c = cli.serve.resolve().expect("valid");
+        assert_eq!(c.hotp_window, 30);
+        assert_eq!(c.totp_skew, 2);
+        assert_eq!(c.challenge_ttl, 60);
+        assert_eq!(c.lockout.hard_after, 6);
+        assert_eq!(c.lockout.soft_after, 4, "from the file");
+        assert_eq!(c.lockout.soft_lock_seconds, 90);
+        assert_eq!(c.key_job_seconds, 0);
+        let bad = Cli::try_parse_from(["okey", "--hotp-window", "0"]).expect("parses");
+        let err = bad.serve.resolve().expect_err("out of range");
+        assert!(err.to_string().contains("hotp_window"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -19,7 +19,7 @@ mod roles;
 mod status;
 
 pub use ids::{
-    IdError, MAX_HOLDER_LEN, MAX_SERIAL_LEN, validate_holder, validate_principal_name,
+    IdError, MAX_HOLDER_LEN, MAX_SERIAL_LEN, fold_holder, validate_holder, validate_principal_name,
     validate_serial,
 };
 pub use keystate::{

@@ -207,7 +207,7 @@ impl fmt::Display for UnitId {
 
 /// A person's stable identifier in the directory (the administration's login, e.g.
 /// `jdupont` or `jean.dupont@ac-example.fr`). Compared case-insensitively: stored lower-case,
-/// the same folding as holders and caller names.
+/// the same folding as holders ([`crate::fold_holder`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PersonId(String);
 

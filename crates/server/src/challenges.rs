@@ -2,7 +2,11 @@
 //!
 //! A challenge lives only in memory: after a restart the user simply asks for a new one, and
 //! nothing that could be replayed survives. Taking a challenge removes it whether or not the
-//! response turns out right, so one challenge allows exactly one guess.
+//! response turns out right, so one challenge allows exactly one guess (a wrong answer counts
+//! toward the token's lockout like any wrong code). Until it would have expired, a spent
+//! transaction is remembered, so a second answer to it is told `challenge_used` (or
+//! `challenge_replaced` when the token asked for too many newer ones), not that the
+//! transaction is unknown.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -33,9 +37,15 @@ pub struct Challenge {
 /// Why a challenge could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ChallengeError {
-    /// No such transaction (never issued, already used, or swept).
-    #[error("unknown or already used transaction")]
+    /// No such transaction (never issued, or expired long ago).
+    #[error("unknown transaction")]
     Unknown,
+    /// The challenge was already answered (rightly or wrongly): one challenge, one answer.
+    #[error("the challenge was already answered; ask for a new one")]
+    Used,
+    /// The token asked for more challenges since, and this one, its oldest, was dropped.
+    #[error("newer challenges replaced this one; answer the latest")]
+    Replaced,
     /// Issued, but too late now.
     #[error("the challenge has expired")]
     Expired,
@@ -50,14 +60,33 @@ pub struct Challenges {
     book: Mutex<Book>,
 }
 
-/// Challenges by transaction, and each token's transactions, oldest first.
+/// Challenges by transaction, each token's transactions (oldest first), and the transactions
+/// spent (answered or replaced) that have not yet expired, in the order they were spent.
 #[derive(Default)]
 struct Book {
     by_transaction: HashMap<String, Challenge>,
     by_token: HashMap<String, VecDeque<String>>,
+    spent: HashMap<String, (u64, ChallengeError)>,
+    spent_order: VecDeque<String>,
 }
 
 impl Book {
+    /// Remember that `transaction` (live until `expires_at`) was spent, and why; forget spent
+    /// transactions that have expired, and the oldest beyond [`MAX_OUTSTANDING`].
+    fn spend(&mut self, transaction: String, expires_at: u64, why: ChallengeError, now: u64) {
+        while let Some(front) = self.spent_order.front() {
+            let expired = self.spent.get(front).is_none_or(|(e, _)| *e < now);
+            if !expired && self.spent_order.len() < MAX_OUTSTANDING {
+                break;
+            }
+            if let Some(t) = self.spent_order.pop_front() {
+                self.spent.remove(&t);
+            }
+        }
+        self.spent.insert(transaction.clone(), (expires_at, why));
+        self.spent_order.push_back(transaction);
+    }
+
     fn remove(&mut self, transaction: &str) -> Option<Challenge> {
         let c = self.by_transaction.remove(transaction)?;
         if let Some(q) = self.by_token.get_mut(&c.serial) {
@@ -124,8 +153,10 @@ impl Challenges {
             .get(serial)
             .filter(|q| q.len() >= MAX_PER_TOKEN)
             .and_then(|q| q.front().cloned());
-        if let Some(oldest) = oldest {
-            book.remove(&oldest);
+        if let Some(oldest) = oldest
+            && let Some(c) = book.remove(&oldest)
+        {
+            book.spend(oldest, c.expires_at, ChallengeError::Replaced, now);
         }
         if book.by_transaction.len() >= MAX_OUTSTANDING {
             book.sweep(now);
@@ -145,10 +176,22 @@ impl Challenges {
     /// Take (and so consume) the challenge of `transaction` at `now`.
     pub fn take(&self, transaction: &str, now: u64) -> Result<Challenge, ChallengeError> {
         let mut book = self.book.lock().map_err(|_| ChallengeError::Unknown)?;
-        let challenge = book.remove(transaction).ok_or(ChallengeError::Unknown)?;
+        let Some(challenge) = book.remove(transaction) else {
+            return Err(match book.spent.get(transaction) {
+                Some((expires_at, _)) if now > *expires_at => ChallengeError::Expired,
+                Some((_, why)) => *why,
+                None => ChallengeError::Unknown,
+            });
+        };
         if now > challenge.expires_at {
             return Err(ChallengeError::Expired);
         }
+        book.spend(
+            transaction.to_owned(),
+            challenge.expires_at,
+            ChallengeError::Used,
+            now,
+        );
         Ok(challenge)
     }
 }
@@ -173,12 +216,17 @@ mod tests {
             book.take(&tx, 1120).map(|c| c.serial),
             Ok("0042".to_owned())
         );
-        assert_eq!(book.take(&tx, 1120), Err(ChallengeError::Unknown));
+        assert_eq!(book.take(&tx, 1120), Err(ChallengeError::Used));
+        assert_eq!(book.take(&tx, 1121), Err(ChallengeError::Expired));
         let (tx, _) = book
             .issue("0042", &suite("OCRA-1:HOTP-SHA1-6:QA10"), 1000)
             .expect("issued");
         assert_eq!(book.take(&tx, 1121), Err(ChallengeError::Expired));
         assert_eq!(book.take(&tx, 1000), Err(ChallengeError::Unknown));
+        assert_eq!(
+            book.take("never-issued", 1000),
+            Err(ChallengeError::Unknown)
+        );
     }
 
     /// Asking again and again for one token replaces its oldest challenges: the book does not
@@ -194,6 +242,10 @@ mod tests {
         let held = book.book.lock().expect("book").by_transaction.len();
         assert_eq!(held, MAX_PER_TOKEN);
         let (first, newest) = (&issued[0], &issued[issued.len() - 1]);
+        // Recently replaced ones are remembered as such; the memory of them is bounded, so the
+        // very first (more than MAX_OUTSTANDING replacements ago) is forgotten.
+        let replaced = &issued[issued.len() - 1 - MAX_PER_TOKEN];
+        assert_eq!(book.take(replaced, 1001), Err(ChallengeError::Replaced));
         assert_eq!(book.take(first, 1001), Err(ChallengeError::Unknown));
         assert_eq!(book.take(newest, 1001).map(|c| c.serial), Ok("0042".into()));
         book.issue("0043", &s, 1000)
@@ -203,6 +255,10 @@ mod tests {
         assert_eq!(
             b.by_token.get("0042").map(VecDeque::len),
             Some(MAX_PER_TOKEN - 1)
+        );
+        assert!(
+            b.spent.len() <= MAX_OUTSTANDING && b.spent_order.len() == b.spent.len(),
+            "the memory of spent transactions is bounded"
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use okey_domain::{Operation, Role, validate_holder, validate_principal_name, validate_serial};
+use okey_domain::{Operation, Role, fold_holder, validate_principal_name, validate_serial};
 use okey_otp::{Algorithm, OcraSuite};
 use okey_store::{
     Actor, NewToken, OtpKind, Store, Subject, TokenFilter, TokenInfo, TokenKind, TokenStatus,
@@ -69,10 +69,7 @@ pub(crate) fn actor_of(principal: &Principal) -> Actor {
 
 fn subject_of(subject: Option<proto::Subject>) -> Result<(String, bool), Status> {
     match subject.and_then(|s| s.kind) {
-        Some(proto::subject::Kind::User(user)) => {
-            validate_holder(&user).map_err(invalid)?;
-            Ok((user, true))
-        }
+        Some(proto::subject::Kind::User(user)) => Ok((fold_holder(&user).map_err(invalid)?, true)),
         Some(proto::subject::Kind::Serial(serial)) => {
             validate_serial(&serial).map_err(invalid)?;
             Ok((serial, false))
@@ -415,7 +412,12 @@ impl Okey {
                     reply_message: "Enter the response shown by your key".to_owned(),
                 });
             }
-            return Err(Status::invalid_argument("the passcode is empty"));
+            return Err(Status::invalid_argument(if is_user {
+                "the passcode is empty, and this user has no challenge-response key to ask a \
+                 challenge for"
+            } else {
+                "the passcode is empty, and this token is not a challenge-response key"
+            }));
         }
         let subject_ref = if is_user {
             Subject::User(&subject)
@@ -491,7 +493,9 @@ impl Okey {
             Err(e) => {
                 let reason = match e {
                     ChallengeError::Expired => "challenge_expired",
-                    _ => "unknown_transaction",
+                    ChallengeError::Used => "challenge_used",
+                    ChallengeError::Replaced => "challenge_replaced",
+                    ChallengeError::Unknown | ChallengeError::Full => "unknown_transaction",
                 };
                 self.audit(actor, "verify", subject, None, "reject", reason, now)
                     .await;
@@ -749,7 +753,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             .callers
             .authorize(&request, Operation::CreateToken)
             .await?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         let kind = kind_of(req.kind, TokenKind::Software)?;
         if kind == TokenKind::Hardware {
             return Err(Status::failed_precondition(
@@ -761,7 +765,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             return Err(Status::invalid_argument("software tokens are HOTP or TOTP"));
         }
         if !req.holder.is_empty() {
-            validate_holder(&req.holder).map_err(invalid)?;
+            req.holder = fold_holder(&req.holder).map_err(invalid)?;
             // A token created for a holder is also an assignment: without that right, a
             // creator would hold a working credential of anyone it names.
             self.callers
@@ -880,9 +884,11 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                     okey_otp::MAX_KEY_LEN
                 ))));
             }
-            if !t.holder.is_empty() {
-                validate_holder(&t.holder).map_err(invalid).map_err(at)?;
-            }
+            let holder = if t.holder.is_empty() {
+                None
+            } else {
+                Some(fold_holder(&t.holder).map_err(invalid).map_err(at)?)
+            };
             check_description(&t.description).map_err(at)?;
             batch.push(NewToken {
                 serial: t.serial.clone(),
@@ -894,7 +900,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 counter,
                 drift: 0,
                 status: TokenStatus::Active,
-                holder: optional(t.holder.clone()),
+                holder,
                 description: optional(t.description.clone()),
             });
         }
@@ -1069,14 +1075,14 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
         self.callers
             .authorize(&request, Operation::ListTokens)
             .await?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         let limit = match req.page_size {
             0 => 100,
             n if n > MAX_PAGE => return Err(Status::invalid_argument("page_size is at most 1000")),
             n => n,
         };
         if !req.holder.is_empty() {
-            validate_holder(&req.holder).map_err(invalid)?;
+            req.holder = fold_holder(&req.holder).map_err(invalid)?;
         }
         if !req.serial_prefix.is_empty() {
             serial_arg(&req.serial_prefix)?;
@@ -1118,10 +1124,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             .callers
             .authorize(&request, Operation::AssignToken)
             .await?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         serial_arg(&req.serial)?;
         if !req.holder.is_empty() {
-            validate_holder(&req.holder).map_err(invalid)?;
+            req.holder = fold_holder(&req.holder).map_err(invalid)?;
         }
         let holder = optional(req.holder);
         let info = self

@@ -113,10 +113,32 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX outbox_state ON outbox (state, id);",
     ),
     (4, directory::MIGRATION),
+    (5, HOLDERS_FOLDED),
 ];
 
+/// Migration 5: holders are people's logins, compared without regard to case
+/// (`okey_domain::fold_holder`); rows written before that rule are folded to lower case, so
+/// `Bob` and `bob` become the one person they always were. Serials stay exact. The SQL is
+/// the same on PostgreSQL (`pg::MIGRATIONS` uses it as it is); `lower()` folds ASCII, the only
+/// letters a holder may contain. A lot delegate named twice in two cases keeps one row.
+pub(crate) const HOLDERS_FOLDED: &str = "UPDATE tokens SET holder = lower(holder)
+        WHERE holder IS NOT NULL AND holder <> lower(holder);
+    UPDATE key_custody SET reserved_for = lower(reserved_for)
+        WHERE reserved_for IS NOT NULL AND reserved_for <> lower(reserved_for);
+    UPDATE receipts SET holder = lower(holder) WHERE holder <> lower(holder);
+    UPDATE key_history SET holder_before = lower(holder_before)
+        WHERE holder_before IS NOT NULL AND holder_before <> lower(holder_before);
+    UPDATE key_history SET holder_after = lower(holder_after)
+        WHERE holder_after IS NOT NULL AND holder_after <> lower(holder_after);
+    DELETE FROM lot_delegates WHERE EXISTS (
+        SELECT 1 FROM lot_delegates AS other
+        WHERE other.lot = lot_delegates.lot
+          AND lower(other.person) = lower(lot_delegates.person)
+          AND other.person < lot_delegates.person);
+    UPDATE lot_delegates SET person = lower(person) WHERE person <> lower(person)";
+
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).

@@ -614,3 +614,53 @@ fn a_new_data_directory_is_private_to_its_owner() {
         & 0o777;
     assert_eq!(mode, 0o750);
 }
+
+/// Holders written before the case rule (`Bob` and `bob`, two rows) are one person after
+/// migration 5; serials keep their case (`new0` and `NEW0` stay two keys).
+#[test]
+fn migration_5_folds_holders_and_keeps_serials_exact() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let s = open(dir.path());
+        for (serial, holder) in [("new0", "Bob"), ("NEW0", "bob"), ("x-1", "ALICE.Martin")] {
+            let mut t = hotp_token(serial);
+            t.holder = Some(holder.into());
+            s.create_token(t, &actor()).expect("create");
+        }
+    }
+    // Put the database back to version 4, as a store written by the previous release is.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("okey.db")).expect("sqlite");
+        db.execute_batch("PRAGMA user_version = 4")
+            .expect("downgrade");
+        let mixed: i64 = db
+            .query_row(
+                "SELECT count(*) FROM tokens WHERE holder <> lower(holder)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(mixed, 2, "the rows start in mixed case");
+    }
+    let s = open(dir.path());
+    let of = |h: &str| -> Vec<String> {
+        s.list_tokens(
+            &TokenFilter {
+                holder: Some(h.into()),
+                ..TokenFilter::default()
+            },
+            None,
+            100,
+        )
+        .expect("list")
+        .into_iter()
+        .map(|t| t.serial)
+        .collect()
+    };
+    assert_eq!(of("bob"), ["NEW0", "new0"]);
+    assert_eq!(of("alice.martin"), ["x-1"]);
+    assert!(of("Bob").is_empty(), "the store keeps only the folded form");
+    assert_eq!(s.token("new0").expect("exact").serial, "new0");
+    assert_eq!(s.token("NEW0").expect("exact").serial, "NEW0");
+    assert!(s.token("New0").is_err(), "serials are exact");
+}
