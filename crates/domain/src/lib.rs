@@ -15,6 +15,7 @@
 mod ids;
 mod keystate;
 pub mod org;
+pub mod request;
 mod roles;
 mod status;
 
