@@ -9,6 +9,7 @@ mod crash;
 mod custody;
 mod directory;
 mod lockout;
+mod nodes;
 mod outbox;
 mod pg;
 mod rotation;

@@ -5,7 +5,8 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
 
 use okey_store::pg;
 
@@ -92,7 +93,8 @@ impl Cluster {
             ],
         );
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on \
+             -c max_connections=300",
             c.port,
             path_str(c.dir.path())
         );
@@ -132,6 +134,49 @@ impl Cluster {
             let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
             panic!("{tool} {args:?} failed: {status}\n{log}");
         }
+    }
+
+    /// The cluster this test process shares: started on first use, stopped (and its directory
+    /// removed) by a watchdog once the process exits, however it exits. None (after saying so)
+    /// when PostgreSQL is absent.
+    pub fn shared() -> Option<&'static Cluster> {
+        static SHARED: OnceLock<Option<Cluster>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let c = Cluster::start()?;
+                c.watch_parent();
+                Some(c)
+            })
+            .as_ref()
+    }
+
+    /// Stop the cluster when this process is gone (a static is never dropped).
+    fn watch_parent(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             kill -QUIT $(head -n 1 '{data}/postmaster.pid') 2>/dev/null; sleep 2; rm -rf '{dir}'",
+            pid = std::process::id(),
+            data = path_str(&self.data()),
+            dir = path_str(self.dir.path()),
+        );
+        // Started in the background by a shell that returns at once (so nothing is left to
+        // reap), and outliving this process by design.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("( {script} ) </dev/null >/dev/null 2>&1 &"))
+            .status()
+            .expect("start the cluster's watchdog");
+        assert!(status.success(), "the cluster's watchdog did not start");
+    }
+
+    /// A new, empty database on this cluster; its connection string.
+    pub fn fresh_db(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("okey_t{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.connect()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        format!("host=127.0.0.1 port={} user=okey dbname={name}", self.port)
     }
 
     /// Connection parameters of the cluster's `postgres` database.
