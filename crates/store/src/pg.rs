@@ -20,11 +20,13 @@ use crate::StoreError;
 
 mod backend;
 mod conn;
+mod copy;
 mod custody;
 mod directory;
 mod tls;
 
 pub use backend::Postgres;
+pub use copy::{CopyReport, copy_sqlite_to_postgres};
 
 /// Whether a connection string carries a password (configuration refuses one in plain sight);
 /// an error when the string is not one the driver reads.

@@ -274,7 +274,7 @@ impl Postgres {
     }
 }
 
-async fn migrate_async(client: &tokio_postgres::Client) -> Result<(), StoreError> {
+pub(crate) async fn migrate_async(client: &tokio_postgres::Client) -> Result<(), StoreError> {
     // `pg::migrate` takes the synchronous client; the same steps on the async one.
     client.batch_execute("BEGIN").await?;
     let r = async {

@@ -136,6 +136,15 @@ impl Db {
         c
     }
 
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The PostgreSQL connection string (None for SQLite).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
     pub fn open(&self) -> Store {
         Store::open(self.config()).expect("open store")
     }

@@ -9,6 +9,7 @@ mod crash;
 mod custody;
 mod directory;
 mod lockout;
+mod migrate;
 mod nodes;
 mod outbox;
 mod pg;
