@@ -47,7 +47,6 @@ fn a_mail_is_durable_exactly_when_its_transaction_commits() {
 }
 
 fn retries_then_sent_then_nothing_more(db: &Db) {
-    let dir = tempfile::tempdir().expect("tempdir");
     let store = db.open();
     let id = store.enqueue_mail(mail(1), &actor()).expect("enqueue");
     let created = store.mail_list(&[MailState::Pending], 10).expect("list")[0].created_at;
@@ -116,7 +115,6 @@ fn retries_then_sent_then_nothing_more(db: &Db) {
 }
 
 fn bad_mails_are_refused_and_write_nothing(db: &Db) {
-    let dir = tempfile::tempdir().expect("tempdir");
     let store = db.open();
     store.enqueue_mail(mail(1), &actor()).expect("enqueue");
     let check = |edit: &dyn Fn(&mut NewMail), field: &str| {
