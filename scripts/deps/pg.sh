@@ -3,3 +3,7 @@
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_deb initdb postgresql
 fi
+# openssl makes the test CA and server certificate of the TLS test.
+if ! command -v openssl >/dev/null 2>&1; then
+  need_deb openssl openssl
+fi

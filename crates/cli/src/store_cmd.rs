@@ -52,6 +52,67 @@ enum StoreCommand {
     },
     /// Re-seal every seed under a fresh data key.
     RotateDataKey,
+    /// Move the embedded store (okey stopped) into an empty PostgreSQL database: every row
+    /// copied as it is (seeds stay sealed under the same keys), in one transaction, then opened
+    /// there with the master key and its audit chain checked. Refused if the target holds any
+    /// okey data, so it never runs twice. Then set [store] backend = "postgres".
+    Migrate {
+        /// sqlite:DIR, the embedded store's data directory.
+        #[arg(long)]
+        from: String,
+        /// postgres:URL, a connection string without a password (or --to-url-file).
+        #[arg(
+            long,
+            required_unless_present = "to_url_file",
+            conflicts_with = "to_url_file"
+        )]
+        to: Option<String>,
+        /// File (mode 0600) holding the connection string, password included.
+        #[arg(long)]
+        to_url_file: Option<PathBuf>,
+    },
+}
+
+/// The target connection string of `okey store migrate`: never a password on the command line.
+fn migrate_target(
+    to: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Zeroizing<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(to) = to {
+        let Some(url) = to.strip_prefix("postgres:") else {
+            bail!("--to must be postgres:URL (e.g. postgres:postgres://okey@db.example/okey)");
+        };
+        if okey_store::pg::connection_has_password(url)? {
+            bail!(
+                "--to holds a password, which every user of this machine could read on the \
+                 command line; put the connection string in a 0600 file and use --to-url-file"
+            );
+        }
+        return Ok(Zeroizing::new(url.to_owned()));
+    }
+    let Some(path) = file else {
+        bail!("give --to postgres:URL or --to-url-file FILE");
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} has mode {mode:04o}; it holds the database password and must be readable by \
+             its owner only (chmod 600)",
+            path.display()
+        );
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+    );
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }
 
 /// A parsed master key source, kept with its text for messages.
@@ -149,6 +210,17 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 "the data keys are now wrapped by {to}; start okey with {next}, and keep the old master key until the backups made with it expire"
             );
         }
+        StoreCommand::Migrate {
+            from,
+            to,
+            to_url_file,
+        } => migrate(
+            &from,
+            to.as_deref(),
+            to_url_file.as_deref(),
+            args.master_key.map(|SourceArg(s)| s),
+            args.master_key_file,
+        )?,
         StoreCommand::RotateDataKey => {
             let store = Store::open(config)?;
             let r = store.rotate_data_key()?;
@@ -159,4 +231,50 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `okey store migrate`: copy, then open the copy with the master key and check its chain.
+fn migrate(
+    from: &str,
+    to: Option<&str>,
+    to_url_file: Option<&std::path::Path>,
+    master_key: Option<MasterKeySource>,
+    master_key_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let Some(dir) = from.strip_prefix("sqlite:") else {
+        bail!("--from must be sqlite:DIR, the embedded store's data directory");
+    };
+    let dir = PathBuf::from(dir);
+    let url = migrate_target(to, to_url_file)?;
+    let master_key = match (master_key, master_key_file) {
+        (Some(src), _) => src,
+        (None, Some(f)) => MasterKeySource::File(f),
+        (None, None) => MasterKeySource::File(dir.join("master.key")),
+    };
+    let report = okey_store::pg::copy_sqlite_to_postgres(&dir, &url, &mut |t, done, total| {
+        if done == total || done.is_multiple_of(10_000) {
+            eprintln!("okey: {t}: {done}/{total} rows");
+        }
+    })?;
+    let store = Store::open(StoreConfig {
+        master_key,
+        backend: okey_store::StoreBackend::Postgres(url),
+        ..StoreConfig::in_dir(&dir)
+    })?;
+    let audit = store.audit_verify()?;
+    if !audit.ok() {
+        bail!("the moved audit chain does not check out: {audit:?}");
+    }
+    println!(
+        "moved {} rows in {} tables ({} tokens, {} audit records, chain intact) from {} to \
+         PostgreSQL; set [store] backend = \"postgres\" and keep {} as it is until the new \
+         store has served",
+        report.rows(),
+        report.tables.len(),
+        store.token_count()?,
+        audit.records,
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
 }

@@ -12,8 +12,10 @@ use serde::Deserialize;
 pub struct ServeConfig {
     /// gRPC listen address.
     pub listen: SocketAddr,
-    /// The embedded store's directory.
+    /// The embedded store's directory (with PostgreSQL, only where the default key file is).
     pub data_dir: PathBuf,
+    /// The database (`[store]`): embedded SQLite (default) or a shared PostgreSQL.
+    pub store: StoreTable,
     /// Master key file; default `<data_dir>/master.key`, created on first start.
     pub master_key_file: Option<PathBuf>,
     /// Name of an environment variable holding the master key in hex (instead of a file).
@@ -49,6 +51,112 @@ pub struct ServeConfig {
     pub radius: Option<okey_radius::RadiusConfig>,
     /// The mail relay (`[smtp]`); without it mails stay in the outbox until one is configured.
     pub smtp: Option<okey_notify::SmtpConfig>,
+}
+
+/// Which database holds the store.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// `okey.db` in `data_dir`.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database several okey nodes may share.
+    Postgres,
+}
+
+/// The `[store]` table: `backend = "sqlite" | "postgres"`; for PostgreSQL the connection string
+/// in `url` or, to keep the password out of the configuration file, in `url_file` (mode 0600).
+/// Never a flag: a command line is visible to every user of the machine.
+#[derive(Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreTable {
+    /// `sqlite` (default) or `postgres`.
+    pub backend: StoreKind,
+    /// PostgreSQL connection string (`postgres://...` or `host=... dbname=...`).
+    pub url: Option<String>,
+    /// File holding the connection string (one line, mode 0600).
+    pub url_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StoreTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold the password.
+        f.debug_struct("StoreTable")
+            .field("backend", &self.backend)
+            .field("url", &self.url.as_ref().map(|_| "<connection string>"))
+            .field("url_file", &self.url_file)
+            .finish()
+    }
+}
+
+impl StoreTable {
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |s: &str| Err(ConfigError::Invalid(format!("[store] {s}")));
+        match (self.backend, &self.url, &self.url_file) {
+            (StoreKind::Sqlite, None, None) => Ok(()),
+            (StoreKind::Sqlite, _, _) => bad(
+                "url and url_file are for backend = \"postgres\"; the SQLite store is in data_dir",
+            ),
+            (StoreKind::Postgres, Some(_), None) | (StoreKind::Postgres, None, Some(_)) => Ok(()),
+            (StoreKind::Postgres, Some(_), Some(_)) => bad("give url or url_file, not both"),
+            (StoreKind::Postgres, None, None) => {
+                bad("backend = \"postgres\" needs url or url_file (the connection string)")
+            }
+        }
+    }
+
+    /// The store backend this table names, reading `url_file` (refused unless only its owner
+    /// may read it).
+    pub fn backend(&self) -> Result<okey_store::StoreBackend, ConfigError> {
+        self.check()?;
+        if self.backend == StoreKind::Sqlite {
+            return Ok(okey_store::StoreBackend::Sqlite);
+        }
+        let url = match (&self.url, &self.url_file) {
+            (Some(u), _) => {
+                let has_password = okey_store::pg::connection_has_password(u)
+                    .map_err(|e| ConfigError::Invalid(format!("[store] url: {e}")))?;
+                if has_password {
+                    return Err(ConfigError::Invalid(
+                        "[store] url holds a password: a password is never in the configuration \
+                         file; put the connection string in url_file (mode 0600) instead"
+                            .into(),
+                    ));
+                }
+                zeroize::Zeroizing::new(u.clone())
+            }
+            (None, Some(path)) => read_private(path)?,
+            (None, None) => return Err(ConfigError::Invalid("[store] needs url".into())),
+        };
+        if url.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "[store] the PostgreSQL connection string is empty".into(),
+            ));
+        }
+        Ok(okey_store::StoreBackend::Postgres(url))
+    }
+}
+
+/// Read a secret file that its group and others may not read; trailing newlines dropped.
+fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::Invalid(format!(
+            "[store] url_file {} has mode {mode:04o}; it holds the database password and must \
+             be readable by its owner only (chmod 600)",
+            path.display()
+        )));
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(read_err)?);
+    Ok(zeroize::Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }
 
 /// Where the master key lives.
@@ -189,6 +297,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: PathBuf::from("okey-data"),
+            store: StoreTable::default(),
             master_key_file: None,
             master_key_env: None,
             master_key: MasterKeyConfig::default(),
@@ -296,6 +405,7 @@ impl ServeConfig {
             r.validate()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
+        self.store.check()?;
         if self.master_key.pkcs11()?.is_some()
             && (self.master_key_file.is_some() || self.master_key_env.is_some())
         {
@@ -321,6 +431,7 @@ impl ServeConfig {
         };
         Ok(okey_store::StoreConfig {
             data_dir: self.data_dir.clone(),
+            backend: self.store.backend()?,
             master_key,
             durability: match self.durability {
                 Durability::Group => okey_store::Durability::GroupCommit,
@@ -388,6 +499,60 @@ mod tests {
                 .is_err()
         );
         assert!(ServeConfig::from_toml("[smtp]\nfrom = \"a@b.fr\"\n").is_err());
+    }
+
+    #[test]
+    fn a_store_table_picks_the_backend_and_keeps_the_password_private() {
+        let c = ServeConfig::from_toml("").expect("defaults");
+        assert!(matches!(
+            c.store_config().expect("store").backend,
+            okey_store::StoreBackend::Sqlite
+        ));
+        let c = ServeConfig::from_toml(
+            "[store]\nbackend = \"postgres\"\nurl = \"host=db.ac-example.fr user=okey dbname=okey sslmode=verify-full\"\n",
+        )
+        .expect("valid");
+        assert!(matches!(
+            c.store_config().expect("store").backend,
+            okey_store::StoreBackend::Postgres(_)
+        ));
+        assert!(!format!("{c:?}").contains("db.ac-example.fr"));
+        for bad in [
+            "[store]\nbackend = \"postgres\"\n",
+            "[store]\nurl = \"host=db\"\n",
+            "[store]\nbackend = \"postgres\"\nurl = \"host=db\"\nurl_file = \"/etc/okey/db\"\n",
+            "[store]\nbackend = \"mysql\"\n",
+            "[store]\nbackend = \"postgres\"\nuri = \"host=db\"\n",
+        ] {
+            assert!(ServeConfig::from_toml(bad).is_err(), "{bad}");
+        }
+        let c = ServeConfig::from_toml(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://okey:s3cret@db/okey\"\n",
+        )
+        .expect("parses");
+        let err = c.store_config().expect_err("a password in the file");
+        assert!(err.to_string().contains("url_file"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("db.url");
+        std::fs::write(&file, "postgres://okey:s3cret@db/okey\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let c = ServeConfig::from_toml(&format!(
+            "[store]\nbackend = \"postgres\"\nurl_file = \"{}\"\n",
+            file.display()
+        ))
+        .expect("parses");
+        let err = c.store_config().expect_err("a 0644 url file");
+        assert!(err.to_string().contains("0644"), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        match c.store_config().expect("a 0600 url file").backend {
+            okey_store::StoreBackend::Postgres(url) => {
+                assert_eq!(url.as_str(), "postgres://okey:s3cret@db/okey")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

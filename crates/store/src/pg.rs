@@ -9,10 +9,34 @@
 //! transaction under a transaction-scoped advisory lock, so several nodes starting at once on one
 //! database apply each migration exactly once and all see the same schema.
 //!
-//! Not yet here: the `Backend`/`WriteTx` implementation over this schema, the challenge table,
-//! cross-node cache invalidation and the `[store] backend = "postgres"` configuration.
+//! [`Postgres`] implements [`crate::backend::Backend`] and [`crate::backend::WriteTx`] over this
+//! schema, so several okey nodes can share one database (see its docs for how the promises of
+//! [`crate::backend`] hold across nodes). The connection string is a `postgres://` URL or
+//! `key=value` pairs; `sslmode=require` or `verify-full` asks for TLS (rustls), checking the
+//! server's certificate against `sslrootcert` (a PEM file) or the public web roots, and its host
+//! name, in both modes.
 
 use crate::StoreError;
+
+mod backend;
+mod conn;
+mod copy;
+mod custody;
+mod directory;
+mod tls;
+
+pub use backend::Postgres;
+pub use copy::{CopyReport, copy_sqlite_to_postgres};
+
+/// Whether a connection string carries a password (configuration refuses one in plain sight);
+/// an error when the string is not one the driver reads.
+pub fn connection_has_password(url: &str) -> Result<bool, StoreError> {
+    let (rest, _, _) = conn::split_ssl(url)?;
+    let config: tokio_postgres::Config = rest
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::invalid("store url", e.to_string()))?;
+    Ok(config.get_password().is_some())
+}
 
 /// Advisory lock key taken while migrating ("okey" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6f6b_6579;

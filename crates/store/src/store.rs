@@ -286,11 +286,22 @@ pub fn create_private_dir(dir: &std::path::Path) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Open the store in `cfg.data_dir`, creating the directory, the database and (for a new
-    /// store with a file source) the master key file. Migrations are applied here.
+    /// Open the store on `cfg.backend`: SQLite in `cfg.data_dir` (creating the directory and the
+    /// database) or PostgreSQL. A new store with a file source also gets its master key file.
+    /// Migrations are applied here.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
-        create_private_dir(&cfg.data_dir)?;
-        let backend: Arc<dyn Backend> = Arc::new(Sqlite::open(&cfg.data_dir)?);
+        let backend: Arc<dyn Backend> = match &cfg.backend {
+            StoreBackend::Sqlite => {
+                create_private_dir(&cfg.data_dir)?;
+                Arc::new(Sqlite::open(&cfg.data_dir)?)
+            }
+            StoreBackend::Postgres(url) => {
+                if matches!(cfg.master_key, MasterKeySource::File(_)) {
+                    create_private_dir(&cfg.data_dir)?;
+                }
+                Arc::new(crate::pg::Postgres::open(url)?)
+            }
+        };
         Store::open_with_backend(cfg, backend)
     }
 

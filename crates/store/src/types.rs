@@ -683,11 +683,35 @@ impl Pkcs11Source {
     }
 }
 
+/// Which database holds the store.
+#[derive(Clone, Default)]
+pub enum StoreBackend {
+    /// The embedded SQLite database `okey.db` in the data directory (the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database several okey nodes may share: a connection string (a
+    /// `postgres://` URL or `key=value` pairs), which may hold the database password.
+    Postgres(Zeroizing<String>),
+}
+
+impl fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreBackend::Sqlite => f.write_str("Sqlite"),
+            // The connection string may carry the password: never printed.
+            StoreBackend::Postgres(_) => f.write_str("Postgres(<connection string>)"),
+        }
+    }
+}
+
 /// Store configuration.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// Data directory (holds `okey.db` and, by default, `master.key`).
+    /// Data directory (holds `okey.db` and, by default, `master.key`; with PostgreSQL, only the
+    /// default key file).
     pub data_dir: PathBuf,
+    /// The database: embedded SQLite (default) or a shared PostgreSQL.
+    pub backend: StoreBackend,
     /// Master key source.
     pub master_key: MasterKeySource,
     /// Group commit (default) or one transaction per change.
@@ -709,6 +733,7 @@ impl Default for StoreConfig {
         StoreConfig {
             master_key: MasterKeySource::File(data_dir.join("master.key")),
             data_dir,
+            backend: StoreBackend::Sqlite,
             durability: Durability::GroupCommit,
             cache_capacity: 100_000,
             lockout: LockoutPolicy::default(),

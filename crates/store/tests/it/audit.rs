@@ -4,10 +4,10 @@ use okey_store::*;
 
 use crate::common::*;
 
-/// A store with some history, closed; returns its directory.
-fn history() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+/// A store with some history, closed; returns where it is.
+fn history(kind: Kind) -> Db {
+    let db = Db::new(kind).expect("a database");
+    let s = db.open();
     s.create_token(hotp_token("A1"), &actor()).expect("create");
     rt().block_on(async {
         for c in 0..3 {
@@ -34,40 +34,41 @@ fn history() -> tempfile::TempDir {
     assert_eq!(tail[0].entry.action, "login");
     assert_eq!(tail[1].entry.reason, "wrong_code");
     assert_eq!(tail[0].prev, tail[1].mac);
-    dir
+    db
 }
 
-fn tamper(sql: &str) -> AuditReport {
-    let dir = history();
-    let db = rusqlite::Connection::open(dir.path().join("okey.db")).expect("db");
-    db.execute_batch(sql).expect("tamper");
-    drop(db);
-    open(dir.path()).audit_verify().expect("verify")
+fn tamper(kind: Kind, sql: &str) -> AuditReport {
+    let db = history(kind);
+    db.exec(sql);
+    db.open().audit_verify().expect("verify")
 }
 
-#[test]
-fn a_changed_record_is_found() {
-    let r = tamper("UPDATE audit SET reason = 'accepted' WHERE seq = 5");
+fn a_changed_record_is_found(db: &Db) {
+    let k = db.kind;
+    let r = tamper(k, "UPDATE audit SET reason = 'accepted' WHERE seq = 5");
     assert_eq!(r.first_bad, Some(5), "{r:?}");
     assert_eq!(r.records, 4);
-    let r = tamper("UPDATE audit SET at = at + 1 WHERE seq = 2");
+    let r = tamper(k, "UPDATE audit SET at = at + 1 WHERE seq = 2");
     assert_eq!(r.first_bad, Some(2), "{r:?}");
 }
 
-#[test]
-fn a_removed_record_is_found() {
-    let r = tamper("DELETE FROM audit WHERE seq = 3");
+fn a_removed_record_is_found(db: &Db) {
+    let k = db.kind;
+    let r = tamper(k, "DELETE FROM audit WHERE seq = 3");
     assert_eq!(r.first_bad, Some(3), "{r:?}");
     assert!(r.problem.expect("why").contains("missing"));
     // Renumbering to hide the gap breaks the links instead.
-    let r =
-        tamper("DELETE FROM audit WHERE seq = 3; UPDATE audit SET seq = seq - 1 WHERE seq > 3;");
+    let r = tamper(
+        k,
+        "DELETE FROM audit WHERE seq = 3; UPDATE audit SET seq = seq - 1 WHERE seq > 3;",
+    );
     assert_eq!(r.first_bad, Some(3), "{r:?}");
 }
 
 #[test]
 fn reordered_records_are_found() {
     let r = tamper(
+        Kind::Sqlite,
         "CREATE TEMP TABLE t AS SELECT * FROM audit WHERE seq IN (2, 4);
          UPDATE audit SET at = (SELECT at FROM t WHERE seq = 4), actor = (SELECT actor FROM t WHERE seq = 4),
            action = (SELECT action FROM t WHERE seq = 4), subject = (SELECT subject FROM t WHERE seq = 4),
@@ -83,33 +84,36 @@ fn reordered_records_are_found() {
     assert_eq!(r.first_bad, Some(2), "{r:?}");
 }
 
-#[test]
-fn a_recomputed_plain_hash_does_not_pass() {
+fn a_recomputed_plain_hash_does_not_pass(db: &Db) {
     // Someone without the audit key edits a record and "fixes" its MAC with a plain SHA-256.
-    let r = tamper("UPDATE audit SET reason = 'accepted', mac = zeroblob(32) WHERE seq = 6");
+    let zeros = match db.kind {
+        Kind::Sqlite => "zeroblob(32)",
+        Kind::Postgres => "decode(repeat('00', 32), 'hex')",
+    };
+    let r = tamper(
+        db.kind,
+        &format!("UPDATE audit SET reason = 'accepted', mac = {zeros} WHERE seq = 6"),
+    );
     assert_eq!(r.first_bad, Some(6), "{r:?}");
 }
 
 /// The head a check reports, and a later check given it as the anchor.
-fn anchored(sql: &str) -> (AuditReport, AuditReport) {
-    let dir = history();
-    let before = open(dir.path()).audit_verify().expect("verify");
+fn anchored(kind: Kind, sql: &str) -> (AuditReport, AuditReport) {
+    let db = history(kind);
+    let before = db.open().audit_verify().expect("verify");
     let head = before.head.expect("a head");
     assert_eq!(head.seq, 6);
-    let db = rusqlite::Connection::open(dir.path().join("okey.db")).expect("db");
-    db.execute_batch(sql).expect("tamper");
-    drop(db);
-    let s = open(dir.path());
+    db.exec(sql);
+    let s = db.open();
     (
         s.audit_verify().expect("verify"),
         s.audit_verify_anchored(Some(head)).expect("verify"),
     )
 }
 
-#[test]
-fn a_removed_tail_is_found_against_an_earlier_head() {
+fn a_removed_tail_is_found_against_an_earlier_head(db: &Db) {
     // The chain alone cannot tell that its newest records were deleted...
-    let (plain, with_anchor) = anchored("DELETE FROM audit WHERE seq >= 5");
+    let (plain, with_anchor) = anchored(db.kind, "DELETE FROM audit WHERE seq >= 5");
     assert!(plain.ok(), "{plain:?}");
     assert_eq!(plain.head.map(|h| h.seq), Some(4));
     // ...the head seen before can.
@@ -121,22 +125,18 @@ fn a_removed_tail_is_found_against_an_earlier_head() {
             .contains("records 5 to 6 were removed")
     );
     // Everything removed.
-    let (plain, with_anchor) = anchored("DELETE FROM audit");
+    let (plain, with_anchor) = anchored(db.kind, "DELETE FROM audit");
     assert!(plain.ok() && plain.head.is_none(), "{plain:?}");
     assert_eq!(with_anchor.first_bad, Some(1), "{with_anchor:?}");
 }
 
-#[test]
-fn a_removed_tail_hidden_by_newer_records_is_found_against_an_earlier_head() {
+fn a_removed_tail_hidden_by_newer_records_is_found_against_an_earlier_head(db: &Db) {
     // The newest records are deleted, then the server goes on appending: the chain is intact
     // again and as long as before, but its record 6 is not the one seen before.
-    let dir = history();
-    let head = open(dir.path()).audit_head().expect("head").expect("some");
-    let db = rusqlite::Connection::open(dir.path().join("okey.db")).expect("db");
-    db.execute_batch("DELETE FROM audit WHERE seq >= 5")
-        .expect("tamper");
-    drop(db);
-    let s = open(dir.path());
+    let db = history(db.kind);
+    let head = db.open().audit_head().expect("head").expect("some");
+    db.exec("DELETE FROM audit WHERE seq >= 5");
+    let s = db.open();
     rt().block_on(async {
         for c in 3..6 {
             assert!(verify(&s, "A1", &hotp(SEED, c, 6), 40 + c).await.accepted);
@@ -152,8 +152,8 @@ fn a_removed_tail_hidden_by_newer_records_is_found_against_an_earlier_head() {
 
 #[test]
 fn an_anchor_that_differs_from_an_intact_chain_is_reported() {
-    let dir = history();
-    let s = open(dir.path());
+    let db = history(Kind::Sqlite);
+    let s = db.open();
     let head = s.audit_head().expect("head").expect("some");
     assert_eq!(s.audit_verify().expect("verify").head, Some(head));
     // The right record: fine, at the head and below it.
@@ -181,3 +181,11 @@ fn an_anchor_that_differs_from_an_intact_chain_is_reported() {
         Some(4)
     );
 }
+
+both!(
+    a_changed_record_is_found,
+    a_removed_record_is_found,
+    a_recomputed_plain_hash_does_not_pass,
+    a_removed_tail_is_found_against_an_earlier_head,
+    a_removed_tail_hidden_by_newer_records_is_found_against_an_earlier_head,
+);

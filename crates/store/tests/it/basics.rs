@@ -15,11 +15,9 @@ fn helper_matches_rfc4226_appendix_d() {
     }
 }
 
-#[test]
-fn create_get_list_and_reopen() {
-    let dir = tempfile::tempdir().expect("dir");
+fn create_get_list_and_reopen(db: &Db) {
     {
-        let s = open(dir.path());
+        let s = db.open();
         let mut t = hotp_token("000123");
         t.holder = Some("alice".into());
         let info = s.create_token(t, &actor()).expect("create");
@@ -32,7 +30,7 @@ fn create_get_list_and_reopen() {
         t.status = TokenStatus::Disabled;
         s.create_token(t, &actor()).expect("create");
     }
-    let s = open(dir.path());
+    let s = db.open();
     assert_eq!(
         s.token("000123").expect("get").holder.as_deref(),
         Some("alice")
@@ -87,10 +85,8 @@ fn create_get_list_and_reopen() {
     assert_eq!(s.integrity_check().expect("check"), "ok");
 }
 
-#[test]
-fn hotp_accepts_once_and_moves_forward() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn hotp_accepts_once_and_moves_forward(db: &Db) {
+    let s = db.open();
     s.create_token(hotp_token("H1"), &actor()).expect("create");
     rt().block_on(async {
         let o = verify(&s, "H1", &hotp(SEED, 0, 6), 1000).await;
@@ -118,14 +114,12 @@ fn hotp_accepts_once_and_moves_forward() {
     });
     // State survives a restart.
     drop(s);
-    let s = open(dir.path());
+    let s = db.open();
     assert_eq!(s.token("H1").expect("get").counter, 11);
 }
 
-#[test]
-fn totp_accepts_once_per_step_and_tracks_drift() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn totp_accepts_once_per_step_and_tracks_drift(db: &Db) {
+    let s = db.open();
     s.create_token(totp_token("T1"), &actor()).expect("create");
     let now = 1_700_000_000u64;
     rt().block_on(async {
@@ -142,10 +136,8 @@ fn totp_accepts_once_per_step_and_tracks_drift() {
     });
 }
 
-#[test]
-fn server_pin_is_checked_and_a_wrong_pin_consumes_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn server_pin_is_checked_and_a_wrong_pin_consumes_nothing(db: &Db) {
+    let s = db.open();
     s.create_token(hotp_token("P1"), &actor()).expect("create");
     s.set_pin("P1", Some(&Pin::new("4711").expect("pin")), &actor())
         .expect("pin");
@@ -174,10 +166,8 @@ fn server_pin_is_checked_and_a_wrong_pin_consumes_nothing() {
 /// No administrative change makes a token active that has not proved it holds its seed: an
 /// initialising token waits for the bench to read its code back, a pending one for its first
 /// valid code (and cannot be disabled, then enabled, around it). Nothing is written.
-#[test]
-fn only_a_proof_of_the_seed_makes_a_token_active() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn only_a_proof_of_the_seed_makes_a_token_active(db: &Db) {
+    let s = db.open();
     for (serial, status) in [
         ("P1", TokenStatus::Pending),
         ("I1", TokenStatus::Initialising),
@@ -201,10 +191,8 @@ fn only_a_proof_of_the_seed_makes_a_token_active() {
         .expect("an initialising token can be given up");
 }
 
-#[test]
-fn statuses_gate_verification_and_revocation_is_final() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn statuses_gate_verification_and_revocation_is_final(db: &Db) {
+    let s = db.open();
     let mut t = hotp_token("S1");
     t.status = TokenStatus::Pending;
     s.create_token(t, &actor()).expect("create");
@@ -231,10 +219,8 @@ fn statuses_gate_verification_and_revocation_is_final() {
     assert!(matches!(e, StoreError::Precondition(_)), "{e}");
 }
 
-#[test]
-fn unknown_subjects_are_rejected_and_audited() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn unknown_subjects_are_rejected_and_audited(db: &Db) {
+    let s = db.open();
     rt().block_on(async {
         let o = verify(&s, "NOPE", "123456", 10).await;
         assert_eq!(
@@ -256,10 +242,8 @@ fn unknown_subjects_are_rejected_and_audited() {
     );
 }
 
-#[test]
-fn users_verify_with_any_of_their_tokens() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn users_verify_with_any_of_their_tokens(db: &Db) {
+    let s = db.open();
     let seed2: &[u8] = b"abcdefghijklmnopqrst";
     let mut a = hotp_token("U1");
     a.holder = Some("alice".into());
@@ -288,10 +272,8 @@ fn users_verify_with_any_of_their_tokens() {
     });
 }
 
-#[test]
-fn resync_moves_a_far_counter() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn resync_moves_a_far_counter(db: &Db) {
+    let s = db.open();
     s.create_token(hotp_token("R1"), &actor()).expect("create");
     rt().block_on(async {
         let o = verify(&s, "R1", &hotp(SEED, 500, 6), 10).await;
@@ -329,10 +311,8 @@ fn ocra_token(serial: &str, suite: &str, seed: &[u8], digits: u8) -> NewToken {
     }
 }
 
-#[test]
-fn ocra_rfc6287_vectors_through_the_store() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn ocra_rfc6287_vectors_through_the_store(db: &Db) {
+    let s = db.open();
     // RFC 6287 appendix C.1, OCRA-1:HOTP-SHA1-6:QN08, Q = 00000000 → 237653.
     s.create_token(
         ocra_token("O1", "OCRA-1:HOTP-SHA1-6:QN08", SEED, 6),
@@ -418,10 +398,8 @@ fn assert_invalid(r: Result<TokenInfo, StoreError>, field: &str) {
     }
 }
 
-#[test]
-fn bad_input_is_refused_and_nothing_is_written() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn bad_input_is_refused_and_nothing_is_written(db: &Db) {
+    let s = db.open();
     s.create_token(hotp_token("D1"), &actor()).expect("create");
     let audit_before = s.audit_tail(1000).expect("tail").len();
     let before = s.token("D1").expect("get");
@@ -474,10 +452,8 @@ fn bad_input_is_refused_and_nothing_is_written() {
     assert_eq!(s.audit_tail(1000).expect("tail").len(), audit_before);
 }
 
-#[test]
-fn api_keys_register_lookup_and_revoke() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn api_keys_register_lookup_and_revoke(db: &Db) {
+    let s = db.open();
     let h1 = [1u8; 32];
     let roles = vec!["support".to_string(), "auditor".to_string()];
     s.add_api_key("radius-1", h1, &roles, &actor())
@@ -561,10 +537,8 @@ fn store_and_its_futures_are_send() {
 
 /// RFC 6238 appendix B vectors (as in shared/vectors/totp-rfc6238.json), verified through the
 /// store (8 digits, each hash).
-#[test]
-fn totp_rfc6238_vectors_through_the_store() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn totp_rfc6238_vectors_through_the_store(db: &Db) {
+    let s = db.open();
     let seed = |alg: Algorithm| -> Vec<u8> {
         let base = b"1234567890";
         let len = match alg {
@@ -664,3 +638,19 @@ fn migration_5_folds_holders_and_keeps_serials_exact() {
     assert_eq!(s.token("NEW0").expect("exact").serial, "NEW0");
     assert!(s.token("New0").is_err(), "serials are exact");
 }
+
+both!(
+    create_get_list_and_reopen,
+    hotp_accepts_once_and_moves_forward,
+    totp_accepts_once_per_step_and_tracks_drift,
+    server_pin_is_checked_and_a_wrong_pin_consumes_nothing,
+    only_a_proof_of_the_seed_makes_a_token_active,
+    statuses_gate_verification_and_revocation_is_final,
+    unknown_subjects_are_rejected_and_audited,
+    users_verify_with_any_of_their_tokens,
+    resync_moves_a_far_counter,
+    ocra_rfc6287_vectors_through_the_store,
+    bad_input_is_refused_and_nothing_is_written,
+    api_keys_register_lookup_and_revoke,
+    totp_rfc6238_vectors_through_the_store,
+);

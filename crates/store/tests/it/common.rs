@@ -101,3 +101,93 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// The database under a test's store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A test's store location: a private directory (the SQLite database, or only the key file)
+/// and, for PostgreSQL, a fresh database on the shared throwaway cluster.
+pub struct Db {
+    pub kind: Kind,
+    dir: tempfile::TempDir,
+    url: Option<String>,
+}
+
+impl Db {
+    /// None (the cluster says why) when PostgreSQL is wanted but absent.
+    pub fn new(kind: Kind) -> Option<Db> {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = match kind {
+            Kind::Sqlite => None,
+            Kind::Postgres => Some(crate::pg::Cluster::shared()?.fresh_db()),
+        };
+        Some(Db { kind, dir, url })
+    }
+
+    pub fn config(&self) -> StoreConfig {
+        let mut c = config(self.dir.path());
+        if let Some(url) = &self.url {
+            c.backend = StoreBackend::Postgres(Zeroizing::new(url.clone()));
+        }
+        c
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The PostgreSQL connection string (None for SQLite).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    pub fn open(&self) -> Store {
+        Store::open(self.config()).expect("open store")
+    }
+
+    /// Run SQL on the database behind the store, around okey (tampering tests).
+    pub fn exec(&self, sql: &str) {
+        match &self.url {
+            None => rusqlite::Connection::open(self.dir.path().join("okey.db"))
+                .expect("db")
+                .execute_batch(sql)
+                .expect("sql"),
+            // On a thread of its own: the synchronous client refuses to run inside a runtime.
+            Some(url) => std::thread::scope(|t| {
+                t.spawn(|| {
+                    postgres::Client::connect(url, postgres::NoTls)
+                        .expect("connect")
+                        .batch_execute(sql)
+                        .expect("sql")
+                })
+                .join()
+                .expect("sql thread")
+            }),
+        }
+    }
+}
+
+/// Run the test function `$name(&Db)` once per backend: `$name::sqlite` and `$name::postgres`.
+macro_rules! both {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                let db = crate::common::Db::new(crate::common::Kind::Sqlite).expect("sqlite");
+                super::$name(&db);
+            }
+            #[test]
+            fn postgres() {
+                match crate::common::Db::new(crate::common::Kind::Postgres) {
+                    Some(db) => super::$name(&db),
+                    None => eprintln!("skipped: the PostgreSQL server binaries are not installed"),
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use both;

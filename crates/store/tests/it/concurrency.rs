@@ -6,11 +6,10 @@ use okey_store::*;
 
 use crate::common::*;
 
-fn race(durability: Durability, tasks: usize, rounds: u64) {
-    let dir = tempfile::tempdir().expect("dir");
+fn race(db: &Db, durability: Durability, tasks: usize, rounds: u64) {
     let s = Store::open(StoreConfig {
         durability,
-        ..config(dir.path())
+        ..db.config()
     })
     .expect("open");
     s.create_token(hotp_token("C1"), &actor()).expect("create");
@@ -69,20 +68,16 @@ fn race(durability: Durability, tasks: usize, rounds: u64) {
     assert_eq!(report.records, 2 + 2 * tasks as u64 * rounds);
 }
 
-#[test]
-fn one_accept_among_many_with_group_commit() {
-    race(Durability::GroupCommit, 64, 5);
+fn one_accept_among_many_with_group_commit(db: &Db) {
+    race(db, Durability::GroupCommit, 64, 5);
 }
 
-#[test]
-fn one_accept_among_many_with_per_commit() {
-    race(Durability::PerCommit, 16, 3);
+fn one_accept_among_many_with_per_commit(db: &Db) {
+    race(db, Durability::PerCommit, 16, 3);
 }
 
-#[test]
-fn group_commit_batches_concurrent_requests() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn group_commit_batches_concurrent_requests(db: &Db) {
+    let s = db.open();
     let batch: Vec<_> = (0..200).map(|i| hotp_token(&format!("G{i:03}"))).collect();
     s.import_tokens(batch, &actor()).expect("import");
     rt().block_on(async {
@@ -113,22 +108,13 @@ fn group_commit_batches_concurrent_requests() {
 
 /// Another writer (another okey node on a shared database) changes rows behind this store's
 /// cache: every answer still follows the database.
-#[test]
-fn a_stale_cache_costs_a_retry_never_a_wrong_answer() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn a_stale_cache_costs_a_retry_never_a_wrong_answer(db: &Db) {
+    let s = db.open();
     s.create_token(hotp_token("N1"), &actor()).expect("create");
-    let other = rusqlite::Connection::open(dir.path().join("okey.db")).expect("db");
-    other
-        .busy_timeout(std::time::Duration::from_secs(10))
-        .expect("timeout");
     let elsewhere = |sql: &str| {
-        other
-            .execute(
-                &format!("UPDATE token_state SET {sql}, version = version + 1 WHERE serial = 'N1'"),
-                [],
-            )
-            .expect("update elsewhere")
+        db.exec(&format!(
+            "UPDATE token_state SET {sql}, version = version + 1 WHERE serial = 'N1'"
+        ))
     };
     rt().block_on(async {
         assert!(verify(&s, "N1", &hotp(SEED, 0, 6), 1).await.accepted);
@@ -157,10 +143,8 @@ fn a_stale_cache_costs_a_retry_never_a_wrong_answer() {
 /// Verifies committed in one group-commit batch: one whose new state the database cannot hold
 /// (a time past 2^63) is refused on its own, and every other caller's verify still commits. A
 /// token at the end of its counter range refuses the code whose successor could not be stored.
-#[test]
-fn an_unstorable_state_fails_only_its_own_verify() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn an_unstorable_state_fails_only_its_own_verify(db: &Db) {
+    let s = db.open();
     let max = i64::MAX as u64;
     let mut big = hotp_token("BIG");
     big.counter = max - 1;
@@ -241,3 +225,11 @@ fn an_unstorable_state_fails_only_its_own_verify() {
     assert!(o.accepted, "{o:?}");
     assert_eq!(s.token("BIG").expect("get").counter, max);
 }
+
+both!(
+    one_accept_among_many_with_group_commit,
+    one_accept_among_many_with_per_commit,
+    group_commit_batches_concurrent_requests,
+    a_stale_cache_costs_a_retry_never_a_wrong_answer,
+    an_unstorable_state_fails_only_its_own_verify,
+);

@@ -47,8 +47,8 @@ fn manager(person: &str, lot: &str) -> Acting {
 }
 
 /// A store with lots A (2D), B (2D) and R (Rectorat) and key `K1` registered into A.
-fn setup(dir: &std::path::Path) -> Store {
-    let s = open(dir);
+fn setup(db: &Db) -> Store {
+    let s = db.open();
     for (id, kind) in [("A", "2d"), ("B", "2d"), ("R", "rectorat")] {
         s.create_lot(lot(id, kind), &actor()).expect("lot");
     }
@@ -74,10 +74,8 @@ fn handover(to: &str) -> KeyChange {
     }
 }
 
-#[test]
-fn only_a_handed_over_key_logs_in_and_a_lost_one_stops_at_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn only_a_handed_over_key_logs_in_and_a_lost_one_stops_at_once(db: &Db) {
+    let s = setup(db);
     let rt = rt();
     // Delivered, in stock: no login.
     let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 0, 6), NOW));
@@ -113,10 +111,8 @@ fn only_a_handed_over_key_logs_in_and_a_lost_one_stops_at_once() {
     );
 }
 
-#[test]
-fn lost_then_found_goes_back_to_its_origin_lot_delivered_and_needs_a_new_hand_over() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn lost_then_found_goes_back_to_its_origin_lot_delivered_and_needs_a_new_hand_over(db: &Db) {
+    let s = setup(db);
     let rt = rt();
     s.change_key("K1", KeyChange::Move { to: "B".into() }, &support(), NOW)
         .expect("move");
@@ -139,10 +135,8 @@ fn lost_then_found_goes_back_to_its_origin_lot_delivered_and_needs_a_new_hand_ov
     assert!(o.accepted, "{o:?}");
 }
 
-#[test]
-fn refused_transitions_name_the_state_and_the_action_and_write_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn refused_transitions_name_the_state_and_the_action_and_write_nothing(db: &Db) {
+    let s = setup(db);
     s.change_key("K1", KeyChange::Lost { comment: None }, &support(), NOW)
         .expect("lost");
     let before = (
@@ -173,10 +167,8 @@ fn refused_transitions_name_the_state_and_the_action_and_write_nothing() {
     assert_eq!(before, after);
 }
 
-#[test]
-fn a_lot_manager_acts_only_on_their_own_lot_and_moves_only_out_of_it() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn a_lot_manager_acts_only_on_their_own_lot_and_moves_only_out_of_it(db: &Db) {
+    let s = setup(db);
     let head_b = manager("p.headB", "B");
     let e = s
         .change_key("K1", handover("p.x"), &head_b, NOW)
@@ -216,10 +208,8 @@ fn a_lot_manager_acts_only_on_their_own_lot_and_moves_only_out_of_it() {
         .expect("recycle");
 }
 
-#[test]
-fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot(db: &Db) {
+    let s = setup(db);
     let rt = rt();
     s.create_token(hotp_token("K2"), &actor()).expect("token");
     s.change_key(
@@ -313,10 +303,8 @@ fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot()
     assert_eq!(out.key.return_due, None);
 }
 
-#[test]
-fn two_managers_on_one_key_at_once_exactly_one_succeeds() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn two_managers_on_one_key_at_once_exactly_one_succeeds(db: &Db) {
+    let s = setup(db);
     for round in 0..20 {
         let serial = format!("C{round}");
         s.create_token(hotp_token(&serial), &actor())
@@ -363,10 +351,8 @@ fn two_managers_on_one_key_at_once_exactly_one_succeeds() {
     }
 }
 
-#[test]
-fn orders_are_tracked_and_fulfilling_moves_keys_in() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn orders_are_tracked_and_fulfilling_moves_keys_in(db: &Db) {
+    let s = setup(db);
     let head_b = manager("p.headB", "B");
     let e = s
         .order_keys("A", 2, None, &head_b, NOW)
@@ -408,10 +394,8 @@ fn orders_are_tracked_and_fulfilling_moves_keys_in() {
     );
 }
 
-#[test]
-fn a_hand_over_is_signed_once_by_its_receipt_number() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = setup(dir.path());
+fn a_hand_over_is_signed_once_by_its_receipt_number(db: &Db) {
+    let s = setup(db);
     let out = s
         .change_key("K1", handover("p.dir"), &support(), NOW)
         .expect("handover");
@@ -446,7 +430,8 @@ fn a_restored_key_keeps_its_custody_so_a_lost_key_does_not_log_in_again() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("b.okb");
     {
-        let s = setup(&dir.path().join("src"));
+        let src = Db::new(Kind::Sqlite).expect("sqlite");
+        let s = setup(&src);
         s.create_token(hotp_token("K2"), &actor()).expect("token");
         s.change_key(
             "K2",
@@ -655,3 +640,14 @@ fn every_operation_by_every_function_in_and_out_of_scope() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(n, Function::ALL.len() * 7 * 2);
 }
+
+both!(
+    only_a_handed_over_key_logs_in_and_a_lost_one_stops_at_once,
+    lost_then_found_goes_back_to_its_origin_lot_delivered_and_needs_a_new_hand_over,
+    refused_transitions_name_the_state_and_the_action_and_write_nothing,
+    a_lot_manager_acts_only_on_their_own_lot_and_moves_only_out_of_it,
+    expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot,
+    two_managers_on_one_key_at_once_exactly_one_succeeds,
+    orders_are_tracked_and_fulfilling_moves_keys_in,
+    a_hand_over_is_signed_once_by_its_receipt_number,
+);

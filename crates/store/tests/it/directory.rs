@@ -63,10 +63,8 @@ fn pid(s: &str) -> PersonId {
     PersonId::parse(s).expect("id")
 }
 
-#[test]
-fn an_import_loads_people_derives_managers_and_updates_on_reimport() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn an_import_loads_people_derives_managers_and_updates_on_reimport(db: &Db) {
+    let s = db.open();
     let people = vec![
         person(2, "head", "0750654D", &[Function::HeadOfSchool]),
         person(3, "teacher", "0750654D", &[Function::Staff]),
@@ -119,10 +117,8 @@ fn an_import_loads_people_derives_managers_and_updates_on_reimport() {
     assert!(s.audit_verify().expect("audit").ok());
 }
 
-#[test]
-fn a_bad_entry_names_its_line_and_nothing_is_written() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = open(dir.path());
+fn a_bad_entry_names_its_line_and_nothing_is_written(db: &Db) {
+    let s = db.open();
     let check = |units: Vec<Located<Unit>>, people: Vec<Located<Person>>, expected: &str| {
         let e = s
             .import_directory(units, people, &actor())
@@ -167,3 +163,8 @@ fn a_bad_entry_names_its_line_and_nothing_is_written() {
     let e = OrgError::UnknownUnit("x".into());
     assert!(!e.to_string().is_empty());
 }
+
+both!(
+    an_import_loads_people_derives_managers_and_updates_on_reimport,
+    a_bad_entry_names_its_line_and_nothing_is_written,
+);

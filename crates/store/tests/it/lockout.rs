@@ -4,20 +4,18 @@ use okey_store::*;
 
 use crate::common::*;
 
-fn store_with(dir: &std::path::Path, lockout: LockoutPolicy) -> Store {
+fn store_with(db: &Db, lockout: LockoutPolicy) -> Store {
     let s = Store::open(StoreConfig {
         lockout,
-        ..config(dir)
+        ..db.config()
     })
     .expect("open");
     s.create_token(hotp_token("L1"), &actor()).expect("create");
     s
 }
 
-#[test]
-fn soft_lock_slows_guessing_then_expires() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = store_with(dir.path(), LockoutPolicy::default());
+fn soft_lock_slows_guessing_then_expires(db: &Db) {
+    let s = store_with(db, LockoutPolicy::default());
     rt().block_on(async {
         for (i, expected) in [(1, false), (2, false), (3, true)] {
             let o = verify(&s, "L1", "000000", 100).await;
@@ -40,10 +38,8 @@ fn soft_lock_slows_guessing_then_expires() {
     });
 }
 
-#[test]
-fn hard_lock_holds_until_support_unlocks() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = store_with(dir.path(), LockoutPolicy::default());
+fn hard_lock_holds_until_support_unlocks(db: &Db) {
+    let s = store_with(db, LockoutPolicy::default());
     rt().block_on(async {
         // Each attempt waits out the soft lock: only the hard limit stops this guesser.
         let mut now = 1000;
@@ -65,11 +61,9 @@ fn hard_lock_holds_until_support_unlocks() {
     });
 }
 
-#[test]
-fn wrong_pins_count_and_no_soft_lock_when_disabled() {
-    let dir = tempfile::tempdir().expect("dir");
+fn wrong_pins_count_and_no_soft_lock_when_disabled(db: &Db) {
     let s = store_with(
-        dir.path(),
+        db,
         LockoutPolicy {
             hard_after: 4,
             soft_after: None,
@@ -101,11 +95,9 @@ fn wrong_pins_count_and_no_soft_lock_when_disabled() {
 
 /// A soft lock ending past what the database holds is clamped, not lost: the failures are
 /// counted and the lock holds.
-#[test]
-fn soft_lock_ending_past_the_storable_range_still_locks() {
-    let dir = tempfile::tempdir().expect("dir");
+fn soft_lock_ending_past_the_storable_range_still_locks(db: &Db) {
     let s = store_with(
-        dir.path(),
+        db,
         LockoutPolicy {
             hard_after: 10,
             soft_after: Some(3),
@@ -168,10 +160,8 @@ fn open_refuses_a_soft_lock_longer_than_a_year() {
 
 /// Wrong bench read-backs are staff mistakes: they never count toward the token's lockout (they
 /// are counted apart), and the right code still confirms after any number of them.
-#[test]
-fn wrong_confirmations_do_not_lock() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = store_with(dir.path(), LockoutPolicy::default());
+fn wrong_confirmations_do_not_lock(db: &Db) {
+    let s = store_with(db, LockoutPolicy::default());
     let t = NewToken {
         status: TokenStatus::Initialising,
         ..hotp_token("I1")
@@ -201,10 +191,8 @@ fn wrong_confirmations_do_not_lock() {
 }
 
 /// Wrong resynchronisation codes are staff mistakes too: the holder's next code is accepted.
-#[test]
-fn wrong_resyncs_do_not_lock() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = store_with(dir.path(), LockoutPolicy::default());
+fn wrong_resyncs_do_not_lock(db: &Db) {
+    let s = store_with(db, LockoutPolicy::default());
     let (a, c) = (hotp(SEED, 50, 6), hotp(SEED, 52, 6));
     rt().block_on(async {
         for i in 0..12 {
@@ -221,10 +209,8 @@ fn wrong_resyncs_do_not_lock() {
 }
 
 /// A resync is refused without testing the codes while the token is soft-locked, like a verify.
-#[test]
-fn resync_is_refused_while_soft_locked() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = store_with(dir.path(), LockoutPolicy::default());
+fn resync_is_refused_while_soft_locked(db: &Db) {
+    let s = store_with(db, LockoutPolicy::default());
     let (a, b) = (hotp(SEED, 50, 6), hotp(SEED, 51, 6));
     rt().block_on(async {
         for _ in 0..3 {
@@ -243,3 +229,13 @@ fn resync_is_refused_while_soft_locked() {
         assert_eq!(s.token("L1").expect("get").counter, 52);
     });
 }
+
+both!(
+    soft_lock_slows_guessing_then_expires,
+    hard_lock_holds_until_support_unlocks,
+    wrong_pins_count_and_no_soft_lock_when_disabled,
+    soft_lock_ending_past_the_storable_range_still_locks,
+    wrong_confirmations_do_not_lock,
+    wrong_resyncs_do_not_lock,
+    resync_is_refused_while_soft_locked,
+);

@@ -9,6 +9,8 @@ mod crash;
 mod custody;
 mod directory;
 mod lockout;
+mod migrate;
+mod nodes;
 mod outbox;
 mod pg;
 mod rotation;

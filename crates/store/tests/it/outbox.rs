@@ -46,10 +46,8 @@ fn a_mail_is_durable_exactly_when_its_transaction_commits() {
     assert!(db.mail_due(99, 10).expect("due").is_empty());
 }
 
-#[test]
-fn retries_then_sent_then_nothing_more() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path());
+fn retries_then_sent_then_nothing_more(db: &Db) {
+    let store = db.open();
     let id = store.enqueue_mail(mail(1), &actor()).expect("enqueue");
     let created = store.mail_list(&[MailState::Pending], 10).expect("list")[0].created_at;
     let stats = store.mail_stats().expect("stats");
@@ -116,10 +114,8 @@ fn retries_then_sent_then_nothing_more() {
     assert_eq!(actions.iter().filter(|a| *a == "mail.enqueue").count(), 2);
 }
 
-#[test]
-fn bad_mails_are_refused_and_write_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path());
+fn bad_mails_are_refused_and_write_nothing(db: &Db) {
+    let store = db.open();
     store.enqueue_mail(mail(1), &actor()).expect("enqueue");
     let check = |edit: &dyn Fn(&mut NewMail), field: &str| {
         let mut m = mail(7);
@@ -157,3 +153,8 @@ fn bad_mails_are_refused_and_write_nothing() {
         .expect("list");
     assert_eq!(all.len(), 1);
 }
+
+both!(
+    retries_then_sent_then_nothing_more,
+    bad_mails_are_refused_and_write_nothing,
+);

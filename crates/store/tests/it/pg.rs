@@ -5,9 +5,10 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
 
-use okey_store::pg;
+use okey_store::{Store, StoreBackend, StoreConfig, StoreError, Zeroizing, pg};
 
 /// A PostgreSQL cluster in a temporary directory, stopped (immediate mode) on drop.
 pub struct Cluster {
@@ -45,6 +46,11 @@ fn is_root() -> bool {
 impl Cluster {
     /// Starts a cluster, or returns None (after saying so loudly) when PostgreSQL is absent.
     pub fn start() -> Option<Cluster> {
+        Cluster::start_with(|_| String::new())
+    }
+
+    /// Starts a cluster; `setup(data_dir)` runs after initdb and returns extra server options.
+    pub fn start_with(setup: impl FnOnce(&Cluster) -> String) -> Option<Cluster> {
         let Some(bin) = find_bin() else {
             assert!(
                 std::env::var("CI").is_err(),
@@ -91,8 +97,10 @@ impl Cluster {
                 "UTF8",
             ],
         );
+        let extra = setup(&c);
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on \
+             -c max_connections=300 {extra}",
             c.port,
             path_str(c.dir.path())
         );
@@ -112,8 +120,24 @@ impl Cluster {
         Some(c)
     }
 
-    fn data(&self) -> PathBuf {
+    pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Give a file to the server's user (when it runs as `nobody`).
+    pub fn give(&self, path: &Path) {
+        if self.as_nobody {
+            let ok = Command::new("chown")
+                .arg("nobody")
+                .arg(path)
+                .status()
+                .expect("chown");
+            assert!(ok.success(), "chown {}", path.display());
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
@@ -132,6 +156,49 @@ impl Cluster {
             let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
             panic!("{tool} {args:?} failed: {status}\n{log}");
         }
+    }
+
+    /// The cluster this test process shares: started on first use, stopped (and its directory
+    /// removed) by a watchdog once the process exits, however it exits. None (after saying so)
+    /// when PostgreSQL is absent.
+    pub fn shared() -> Option<&'static Cluster> {
+        static SHARED: OnceLock<Option<Cluster>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let c = Cluster::start()?;
+                c.watch_parent();
+                Some(c)
+            })
+            .as_ref()
+    }
+
+    /// Stop the cluster when this process is gone (a static is never dropped).
+    fn watch_parent(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             kill -QUIT $(head -n 1 '{data}/postmaster.pid') 2>/dev/null; sleep 2; rm -rf '{dir}'",
+            pid = std::process::id(),
+            data = path_str(&self.data()),
+            dir = path_str(self.dir.path()),
+        );
+        // Started in the background by a shell that returns at once (so nothing is left to
+        // reap), and outliving this process by design.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("( {script} ) </dev/null >/dev/null 2>&1 &"))
+            .status()
+            .expect("start the cluster's watchdog");
+        assert!(status.success(), "the cluster's watchdog did not start");
+    }
+
+    /// A new, empty database on this cluster; its connection string.
+    pub fn fresh_db(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("okey_t{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.connect()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        format!("host=127.0.0.1 port={} user=okey dbname={name}", self.port)
     }
 
     /// Connection parameters of the cluster's `postgres` database.
@@ -344,4 +411,166 @@ fn two_nodes_advancing_one_counter_from_one_version_succeed_once() {
         .expect("read");
     assert_eq!(row.get::<_, i64>(0), rounds);
     assert_eq!(row.get::<_, i64>(1), rounds + 1);
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl (scripts/deps/notify.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it; returns the CA's PEM path.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    dir.join(format!("{name}.pem"))
+}
+
+/// okey talks TLS to a server that accepts nothing else, checks its certificate against the
+/// configured CA, and refuses a server whose certificate another CA signed.
+#[test]
+fn tls_to_the_database_is_verified_against_the_configured_ca() {
+    let certs = tempfile::tempdir().expect("dir");
+    let d = certs.path();
+    let ca = make_ca(d, "okey-test-ca");
+    let other_ca = make_ca(d, "another-ca");
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "okey-test-ca.pem",
+            "-CAkey",
+            "okey-test-ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ],
+    );
+    let Some(cluster) = Cluster::start_with(|c| {
+        let data = c.data();
+        for f in ["server.pem", "server.key"] {
+            std::fs::copy(d.join(f), data.join(f)).expect("copy cert");
+            c.give(&data.join(f));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod key");
+        // TLS or nothing, from anywhere.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
+        )
+        .expect("hba");
+        "-c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key".into()
+    }) else {
+        return;
+    };
+    let base = format!(
+        "host=127.0.0.1 port={} user=okey dbname=postgres",
+        cluster.port()
+    );
+    let cfg = |url: String| StoreConfig {
+        backend: StoreBackend::Postgres(Zeroizing::new(url)),
+        ..crate::common::config(certs.path())
+    };
+    // Verified TLS: the store opens and works.
+    let s = Store::open(cfg(format!(
+        "{base} sslmode=verify-full sslrootcert={}",
+        ca.display()
+    )))
+    .expect("open over verified TLS");
+    s.create_token(crate::common::hotp_token("TLS1"), &crate::common::actor())
+        .expect("create");
+    let o = crate::common::rt().block_on(crate::common::verify(
+        &s,
+        "TLS1",
+        &crate::common::hotp(crate::common::SEED, 0, 6),
+        1,
+    ));
+    assert!(o.accepted, "{o:?}");
+    drop(s);
+    // The same as a URL, sslmode=require: still verified.
+    Store::open(cfg(format!(
+        "postgresql://okey@127.0.0.1:{}/postgres?sslmode=require&sslrootcert={}",
+        cluster.port(),
+        ca.display()
+    )))
+    .expect("open over TLS from a URL");
+    // A certificate from another CA is refused before anything is sent.
+    let Err(err) = Store::open(cfg(format!(
+        "{base} sslmode=verify-full sslrootcert={}",
+        other_ca.display()
+    ))) else {
+        panic!("another CA's server is refused");
+    };
+    assert!(matches!(err, StoreError::Postgres(_)), "{err}");
+    // Without TLS this server takes nothing (so the successes above were over TLS).
+    let Err(err) = Store::open(cfg(format!("{base} sslmode=disable"))) else {
+        panic!("plain refused");
+    };
+    assert!(matches!(err, StoreError::Postgres(_)), "{err}");
+    // A CA file that is not one is a configuration error, not a silent fallback.
+    std::fs::write(d.join("junk.pem"), "not a certificate").expect("junk");
+    let Err(err) = Store::open(cfg(format!(
+        "{base} sslmode=verify-full sslrootcert={}",
+        d.join("junk.pem").display()
+    ))) else {
+        panic!("junk CA refused");
+    };
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
 }
