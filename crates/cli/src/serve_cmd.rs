@@ -12,7 +12,8 @@ use okey_server::config::{Durability, ServeConfig};
 /// together (a certificate with its key, a module with its PIN source, a list of clients).
 pub const TOML_ONLY: &str = "Only in the --config TOML file: [master_key] (the master key in an HSM: \
 source, module, slot or token_label, key_label, pin_file or pin_env), [tls] (cert, key, \
-client_ca), [radius] with its [[radius.client]] entries, [smtp] (the mail relay). Every other \
+client_ca), [radius] with its [[radius.client]] entries, [smtp] (the mail relay), [store] \
+(backend, url or url_file: a connection string stays off the command line). Every other \
 setting has the flag above and its OKEY_* variable; flags and variables override the file.";
 
 /// Run the okey service (gRPC on 127.0.0.1:50051, embedded store in ./okey-data by default).
