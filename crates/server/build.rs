@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("okey/v1/okey.proto"),
         root.join("okey/v1/lifecycle.proto"),
         root.join("okey/v1/mail.proto"),
+        root.join("okey/v1/directory.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

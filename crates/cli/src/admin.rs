@@ -931,9 +931,13 @@ enum CallerCommand {
     /// Create an API key; it is printed once.
     Create {
         name: String,
-        /// verifier, technician, support, admin, auditor, manager (repeat or comma-separate).
+        /// verifier, technician, support, admin, auditor, manager, portal (repeat or
+        /// comma-separate).
         #[arg(long, value_delimiter = ',', required = true)]
         role: Vec<String>,
+        /// The directory person this key acts as in the lifecycle (needed for a manager key).
+        #[arg(long)]
+        person: Option<String>,
     },
     List,
     Revoke {
@@ -946,10 +950,14 @@ enum CallerCommand {
 pub async fn caller(args: CallerArgs) -> anyhow::Result<ExitCode> {
     let mut c = args.client.connect().await?;
     match args.command {
-        CallerCommand::Create { name, role } => {
+        CallerCommand::Create { name, role, person } => {
             let r = c
                 .callers
-                .create_api_key(proto::CreateApiKeyRequest { name, roles: role })
+                .create_api_key(proto::CreateApiKeyRequest {
+                    name,
+                    roles: role,
+                    person: person.unwrap_or_default(),
+                })
                 .await?
                 .into_inner();
             println!("{}", r.api_key);
@@ -963,10 +971,11 @@ pub async fn caller(args: CallerArgs) -> anyhow::Result<ExitCode> {
                 .into_inner();
             for p in r.principals {
                 println!(
-                    "{:<24} {:<30} {}",
+                    "{:<24} {:<30} {:<8} {}",
                     p.name,
                     p.roles.join(","),
-                    if p.disabled { "revoked" } else { "active" }
+                    if p.disabled { "revoked" } else { "active" },
+                    if p.person.is_empty() { "-" } else { &p.person }
                 );
             }
         }
@@ -982,7 +991,11 @@ pub async fn caller(args: CallerArgs) -> anyhow::Result<ExitCode> {
                 .who_am_i(proto::WhoAmIRequest {})
                 .await?
                 .into_inner();
-            println!("{} ({})", p.name, p.roles.join(","));
+            if p.person.is_empty() {
+                println!("{} ({})", p.name, p.roles.join(","));
+            } else {
+                println!("{} ({}) as {}", p.name, p.roles.join(","), p.person);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,8 +6,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use okey_server::proto::{
     audit_service_client::AuditServiceClient, auth_service_client::AuthServiceClient,
-    caller_service_client::CallerServiceClient, lifecycle_service_client::LifecycleServiceClient,
-    mail_service_client::MailServiceClient, token_service_client::TokenServiceClient,
+    caller_service_client::CallerServiceClient, directory_service_client::DirectoryServiceClient,
+    lifecycle_service_client::LifecycleServiceClient, mail_service_client::MailServiceClient,
+    token_service_client::TokenServiceClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -117,6 +118,7 @@ pub struct Clients {
     pub callers: CallerServiceClient<Authed>,
     pub lifecycle: LifecycleServiceClient<Authed>,
     pub mail: MailServiceClient<Authed>,
+    pub directory: DirectoryServiceClient<Authed>,
 }
 
 impl ClientArgs {
@@ -180,7 +182,8 @@ impl Clients {
             audit: AuditServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             callers: CallerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             lifecycle: LifecycleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            mail: MailServiceClient::with_interceptor(channel, bearer),
+            mail: MailServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            directory: DirectoryServiceClient::with_interceptor(channel, bearer),
         }
     }
 }

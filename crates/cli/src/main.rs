@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod bench;
 mod client;
+mod directory_cmd;
 mod hid_cmd;
 mod lifecycle_cmd;
 mod mail_cmd;
@@ -51,6 +52,8 @@ enum Command {
     Audit(admin::AuditArgs),
     /// Manage the API keys of callers.
     Caller(admin::CallerArgs),
+    /// The directory of units and people: import the CSV exports, show one entry.
+    Directory(directory_cmd::DirectoryArgs),
     /// Lots and stock: list, show, move, order, register, reserve.
     Lot(lifecycle_cmd::LotArgs),
     /// A key's custody: show, lost, return, found, handover, scrap, recycle, receipt.
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Challenge(args) => runtime().and_then(|rt| rt.block_on(admin::challenge(args))),
         Command::Audit(args) => runtime().and_then(|rt| rt.block_on(admin::audit(args))),
         Command::Caller(args) => runtime().and_then(|rt| rt.block_on(admin::caller(args))),
+        Command::Directory(args) => runtime().and_then(|rt| rt.block_on(directory_cmd::run(args))),
         Command::Lot(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::lot(args))),
         Command::Key(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::key(args))),
         Command::Mail(args) => runtime().and_then(|rt| rt.block_on(mail_cmd::run(args))),

@@ -20,17 +20,22 @@ pub enum Role {
     /// a delegate): the lifecycle operations only, each further limited to the lots the person
     /// manages and the keys they hold.
     Manager,
+    /// A trusted front end (the staff portal) that authenticates people itself and acts on
+    /// behalf of one of them per request, named in the `okey-acting-person` metadata: the
+    /// lifecycle and directory reads only, each limited by that person's functions and scope.
+    Portal,
 }
 
 impl Role {
     /// Every role, in a fixed order.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Verifier,
         Role::Technician,
         Role::Support,
         Role::Admin,
         Role::Auditor,
         Role::Manager,
+        Role::Portal,
     ];
 
     /// The role's name in configuration and API keys.
@@ -42,6 +47,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Auditor => "auditor",
             Role::Manager => "manager",
+            Role::Portal => "portal",
         }
     }
 }
@@ -58,7 +64,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name() == s)
-            .ok_or_else(|| format!("unknown role {s:?}: expected one of verifier, technician, support, admin, auditor, manager"))
+            .ok_or_else(|| format!("unknown role {s:?}: expected one of verifier, technician, support, admin, auditor, manager, portal"))
     }
 }
 
@@ -112,11 +118,16 @@ pub enum Operation {
     RunScheduledJobs,
     SendTestMail,
     ListMailQueue,
+    /// The directory (DirectoryService): load units and people from the exports.
+    ImportDirectory,
+    /// The directory: one person or unit. Beside the role, a manager or portal sees only the
+    /// people and units of the lots their person manages.
+    ShowDirectory,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 43] = [
+    pub const ALL: [Operation; 45] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -160,6 +171,8 @@ impl Operation {
         Operation::RunScheduledJobs,
         Operation::SendTestMail,
         Operation::ListMailQueue,
+        Operation::ImportDirectory,
+        Operation::ShowDirectory,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -186,14 +199,18 @@ impl Operation {
             | Operation::AbortInitialisation => &[Technician, Admin],
             Operation::VerifyAuditChain | Operation::ListAudit => &[Auditor, Admin],
             Operation::CreateApiKey | Operation::ListApiKeys | Operation::RevokeApiKey => &[Admin],
-            Operation::WhoAmI => &[Verifier, Technician, Support, Admin, Auditor, Manager],
+            Operation::WhoAmI => &[
+                Verifier, Technician, Support, Admin, Auditor, Manager, Portal,
+            ],
             Operation::ListLots | Operation::ShowLot | Operation::ShowKey => {
-                &[Admin, Support, Auditor, Manager]
+                &[Admin, Support, Auditor, Manager, Portal]
             }
             Operation::CreateLot | Operation::SetLotDelegate | Operation::RunScheduledJobs => {
                 &[Admin]
             }
-            Operation::RegisterKeys | Operation::FoundKey => &[Admin, Support],
+            // A portal acts for a person: that person's party (the support centre's desk, from
+            // their functions) decides, as for every custody change.
+            Operation::RegisterKeys | Operation::FoundKey => &[Admin, Support, Portal],
             Operation::MoveKeys
             | Operation::OrderKeys
             | Operation::CloseOrder
@@ -202,9 +219,11 @@ impl Operation {
             | Operation::HandOverKey
             | Operation::ReturnKey
             | Operation::ConfirmHandOver
-            | Operation::KeyReceipt => &[Admin, Support, Manager],
+            | Operation::KeyReceipt => &[Admin, Support, Manager, Portal],
             Operation::SendTestMail => &[Admin],
             Operation::ListMailQueue => &[Admin, Support],
+            Operation::ImportDirectory => &[Admin],
+            Operation::ShowDirectory => &[Admin, Support, Auditor, Manager, Portal],
         }
     }
 
@@ -298,6 +317,7 @@ mod tests {
             Operation::RunScheduledJobs,
             Operation::Verify,
             Operation::TriggerChallenge,
+            Operation::ImportDirectory,
         ];
         for op in writes {
             assert!(authorize(&[Role::Auditor], op).is_err(), "{op:?}");
@@ -323,6 +343,34 @@ mod tests {
                     | Operation::ReturnKey
                     | Operation::ConfirmHandOver
                     | Operation::KeyReceipt
+                    | Operation::ShowDirectory
+            );
+            assert_eq!(ok, expected, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn a_portal_reaches_the_lifecycle_and_directory_reads_only() {
+        for op in Operation::ALL {
+            let ok = authorize(&[Role::Portal], op).is_ok();
+            let expected = matches!(
+                op,
+                Operation::WhoAmI
+                    | Operation::ListLots
+                    | Operation::ShowLot
+                    | Operation::ShowKey
+                    | Operation::RegisterKeys
+                    | Operation::FoundKey
+                    | Operation::MoveKeys
+                    | Operation::OrderKeys
+                    | Operation::CloseOrder
+                    | Operation::ReserveKeys
+                    | Operation::KeyAction
+                    | Operation::HandOverKey
+                    | Operation::ReturnKey
+                    | Operation::ConfirmHandOver
+                    | Operation::KeyReceipt
+                    | Operation::ShowDirectory
             );
             assert_eq!(ok, expected, "{op:?}");
         }

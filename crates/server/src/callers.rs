@@ -9,6 +9,10 @@
 //! counted in the metrics and logged at WARN with the peer's address (at most
 //! [`WARNINGS_PER_SECOND`] lines a second; the next line says how many were not logged), and a
 //! `PERMISSION_DENIED` is also an audit record naming the principal and the operation.
+//!
+//! A caller with the role `portal` (a trusted front end that authenticated a person itself) may
+//! name, in the request metadata [`ACTING_PERSON`], the directory person it acts for; any other
+//! caller sending it is refused `PERMISSION_DENIED`, whatever the operation.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +27,9 @@ use zeroize::Zeroizing;
 use crate::clock;
 use crate::metrics::{Metrics, RefusedKind};
 
+/// The request metadata in which a portal caller names the directory person it acts for.
+pub const ACTING_PERSON: &str = "okey-acting-person";
+
 /// The prefix of every okey API key, so leaked keys are easy to recognise and scan for.
 pub const KEY_PREFIX: &str = "okey_";
 
@@ -35,6 +42,11 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// The address the request came from, when the transport knows it.
     pub peer: Option<SocketAddr>,
+    /// The directory person the API key is bound to (`okey caller create --person`).
+    pub person: Option<String>,
+    /// For a portal caller, the person named in this request's [`ACTING_PERSON`] metadata
+    /// (checked as a person id, folded to lower case).
+    pub acting_for: Option<String>,
 }
 
 impl Principal {
@@ -199,8 +211,54 @@ impl Callers {
             }
         };
         principal.peer = peer;
+        principal.acting_for = self
+            .acting_person(&principal, request.metadata(), operation)
+            .await?;
         self.require(&principal, operation).await?;
         Ok(principal)
+    }
+
+    /// The person a portal caller names in [`ACTING_PERSON`]; a refusal for anyone else who
+    /// names one.
+    async fn acting_person(
+        &self,
+        principal: &Principal,
+        metadata: &tonic::metadata::MetadataMap,
+        operation: Operation,
+    ) -> Result<Option<String>, Status> {
+        let mut values = metadata.get_all(ACTING_PERSON).iter();
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        if !principal.roles.contains(&Role::Portal) {
+            return Err(self
+                .deny(
+                    principal,
+                    operation,
+                    format!(
+                        "only a caller with the role portal may act for another person \
+                         ({ACTING_PERSON}); {} has the roles {}",
+                        principal.name,
+                        principal.role_names()
+                    ),
+                )
+                .await);
+        }
+        if values.next().is_some() {
+            return Err(Status::invalid_argument(format!(
+                "send at most one {ACTING_PERSON} header"
+            )));
+        }
+        let value = first.to_str().map_err(|_| {
+            Status::invalid_argument(format!("{ACTING_PERSON} must be a person id in ASCII"))
+        })?;
+        let id = okey_domain::org::PersonId::parse(value).map_err(|_| {
+            crate::status::invalid(format!(
+                "{ACTING_PERSON} {} is not a person id: 1 to 128 letters, digits and . _ - @",
+                crate::status::shown(value)
+            ))
+        })?;
+        Ok(Some(id.as_str().to_owned()))
     }
 
     /// Check that `principal`'s roles allow `operation` too (for a request that does the work
@@ -210,6 +268,16 @@ impl Callers {
         let Err(denied) = authorize(&principal.roles, operation) else {
             return Ok(());
         };
+        Err(self.deny(principal, operation, denied.to_string()).await)
+    }
+
+    /// Count, log and audit a `PERMISSION_DENIED` for `principal` asking `operation`, and make it.
+    pub async fn deny(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        sentence: String,
+    ) -> Status {
         self.metrics.record_refused(RefusedKind::PermissionDenied);
         let now = clock::now();
         if let Some(held_back) = self.warnings.admit(now) {
@@ -234,7 +302,7 @@ impl Callers {
         if let Err(e) = self.store.audit(entry).await {
             tracing::error!(error = %e, "audit append failed");
         }
-        Err(Status::permission_denied(denied.to_string()))
+        Status::permission_denied(sentence)
     }
 
     fn authenticate(
@@ -271,12 +339,25 @@ impl Callers {
                 tracing::error!(error = %e, "API key lookup failed");
                 AuthError::Unavailable(Status::unavailable("the credential store is unavailable"))
             })?
-            .filter(|p| !p.disabled)
-            .map(|p| Principal {
-                name: p.name,
-                roles: p.roles.iter().filter_map(|r| r.parse().ok()).collect(),
-                peer: None,
-            });
+            .filter(|p| !p.disabled);
+        let found = match found {
+            None => None,
+            Some(p) => {
+                let person = self.store.caller_person(&p.name).map_err(|e| {
+                    tracing::error!(error = %e, "API key lookup failed");
+                    AuthError::Unavailable(Status::unavailable(
+                        "the credential store is unavailable",
+                    ))
+                })?;
+                Some(Principal {
+                    name: p.name,
+                    roles: p.roles.iter().filter_map(|r| r.parse().ok()).collect(),
+                    peer: None,
+                    person: person.map(|id| id.as_str().to_owned()),
+                    acting_for: None,
+                })
+            }
+        };
         self.remember(hash, generation, found.clone());
         found.ok_or(refused(Refusal::Unknown))
     }
@@ -356,6 +437,8 @@ mod tests {
             name: p.name,
             roles: vec![Role::Verifier],
             peer: None,
+            person: None,
+            acting_for: None,
         });
         assert!(principal.is_some());
         // Meanwhile the key is revoked, and the cache invalidated.

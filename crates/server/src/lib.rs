@@ -16,6 +16,7 @@ pub mod challenges;
 pub mod clock;
 pub mod codec;
 pub mod config;
+mod directory;
 pub mod floor;
 mod lifecycle;
 mod mail;

@@ -24,36 +24,90 @@ use crate::status::store_status;
 /// Most keys in one batch request.
 const MAX_BATCH: usize = 10_000;
 
-fn actor_of(p: &Principal) -> Actor {
+/// The audit chain's actor: the caller, and for a portal the person it acts for.
+pub(crate) fn actor_of(p: &Principal) -> Actor {
+    let name = match &p.acting_for {
+        Some(person) => format!("{} for {person}", p.name),
+        None => p.name.clone(),
+    };
     Actor {
-        name: p.name.clone(),
+        name,
         role: p.role_names(),
     }
 }
 
 impl Okey {
-    /// Who the caller acts as. The acting person is the API key's name. Until the directory
-    /// gives people their functions and scope, parties come from the caller's roles (support:
-    /// the support centre; admin: the support centre and the IT department) and lot
-    /// management from the lots naming the person as a delegate.
+    /// Who the caller acts as. The acting person is the one a portal names in the request
+    /// ([`crate::callers::ACTING_PERSON`]), else the directory person the API key is bound to;
+    /// their functions and scope come from the directory ([`okey_domain::org::OrgTree::scope`],
+    /// over the store's cached unit tree), plus the lots naming them as a delegate. Keys with
+    /// the role admin act as the support centre and the IT department, with the role support
+    /// as the support centre, bound to a person or not. Refused: a portal call naming nobody,
+    /// a person not in the directory, and a manager key bound to nobody.
     pub(crate) fn acting(&self, p: &Principal) -> Result<Acting, Status> {
         let mut central = Vec::new();
-        if p.roles.contains(&Role::Admin) {
-            central.extend([Party::SupportCentre, Party::ItDepartment]);
-        } else if p.roles.contains(&Role::Support) {
-            central.push(Party::SupportCentre);
-        }
-        let person = p.name.to_ascii_lowercase();
-        let manages = self
+        let portal = p.roles.contains(&Role::Portal);
+        let person = if portal {
+            Some(p.acting_for.clone().ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "{} is a portal caller acting for nobody: name the person in the {} \
+                     metadata",
+                    p.name,
+                    crate::callers::ACTING_PERSON
+                ))
+            })?)
+        } else {
+            if p.roles.contains(&Role::Admin) {
+                central.extend([Party::SupportCentre, Party::ItDepartment]);
+            } else if p.roles.contains(&Role::Support) {
+                central.push(Party::SupportCentre);
+            }
+            p.person.clone()
+        };
+        let Some(person) = person else {
+            if central.is_empty() && !Self::reads_all(p) {
+                return Err(Status::failed_precondition(format!(
+                    "the API key {} has the role manager but acts for nobody: create a key \
+                     bound to a directory person (okey caller create NAME --role manager \
+                     --person ID)",
+                    p.name
+                )));
+            }
+            return Ok(Acting {
+                actor: actor_of(p),
+                person: None,
+                central,
+                manages: Vec::new(),
+            });
+        };
+        let id = okey_domain::org::PersonId::parse(&person).map_err(crate::status::invalid)?;
+        let (_, scope) = self
             .store
-            .lots_delegated_to(&person)
-            .map_err(store_status)?;
-        Ok(Acting {
-            actor: actor_of(p),
-            person: Some(person),
-            central,
-            manages,
-        })
+            .person_scope(&id)
+            .map_err(store_status)?
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "{} acts for {person}, who is not in the directory",
+                    p.name
+                ))
+            })?;
+        let lots = self.store.lot_rows().map_err(store_status)?;
+        let mut acting = Acting::from_scope(actor_of(p), id.as_str(), &scope, &lots);
+        for c in central {
+            if !acting.central.contains(&c) {
+                acting.central.push(c);
+            }
+        }
+        for l in self
+            .store
+            .lots_delegated_to(id.as_str())
+            .map_err(store_status)?
+        {
+            if !acting.manages.contains(&l) {
+                acting.manages.push(l);
+            }
+        }
+        Ok(acting)
     }
 
     /// Whether the caller may read everything (not only its own lots).

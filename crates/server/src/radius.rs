@@ -53,6 +53,8 @@ impl Verifier for RadiusVerifier {
             roles: vec![Role::Verifier],
             // The RADIUS client's address; its UDP port is not kept.
             peer: Some(std::net::SocketAddr::new(call.source, 0)),
+            person: None,
+            acting_for: None,
         };
         let password = Zeroizing::new(std::mem::take(&mut *call.password));
         let state = call.state.take();

@@ -1485,11 +1485,39 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if roles.iter().any(|r| r == Role::Portal.name()) && roles.len() > 1 {
+            return Err(invalid(
+                "the role portal is given alone: a portal acts only for the person each request names",
+            ));
+        }
+        let person = if req.person.is_empty() {
+            None
+        } else {
+            if roles.iter().any(|r| r == Role::Portal.name()) {
+                return Err(invalid(
+                    "a portal key names its person in each request (okey-acting-person); it is not bound to one",
+                ));
+            }
+            Some(okey_domain::org::PersonId::parse(&req.person).map_err(|_| {
+                invalid(format!(
+                    "{} is not a person id: 1 to 128 letters, digits and . _ - @",
+                    shown(&req.person)
+                ))
+            })?)
+        };
         let key = generate_key()
             .map_err(|_| Status::unavailable("the system random generator failed"))?;
-        self.store
-            .add_api_key(&req.name, hash_key(&key), &roles, &actor_of(&principal))
-            .map_err(store_status)?;
+        let actor = actor_of(&principal);
+        match &person {
+            Some(person) => {
+                self.store
+                    .add_api_key_for(&req.name, hash_key(&key), &roles, person, &actor)
+            }
+            None => self
+                .store
+                .add_api_key(&req.name, hash_key(&key), &roles, &actor),
+        }
+        .map_err(store_status)?;
         self.callers.invalidate();
         Ok(Response::new(proto::CreateApiKeyResponse {
             name: req.name,
@@ -1505,16 +1533,18 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
         self.callers
             .authorize(&request, Operation::ListApiKeys)
             .await?;
-        let principals = self.store.list_api_keys().map_err(store_status)?;
+        let mut out = Vec::new();
+        for p in self.store.list_api_keys().map_err(store_status)? {
+            let person = self.store.caller_person(&p.name).map_err(store_status)?;
+            out.push(proto::ApiPrincipal {
+                name: p.name,
+                roles: p.roles,
+                disabled: p.disabled,
+                person: person.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            });
+        }
         Ok(Response::new(proto::ListApiKeysResponse {
-            principals: principals
-                .into_iter()
-                .map(|p| proto::ApiPrincipal {
-                    name: p.name,
-                    roles: p.roles,
-                    disabled: p.disabled,
-                })
-                .collect(),
+            principals: out,
         }))
     }
 
@@ -1555,6 +1585,11 @@ impl proto::caller_service_server::CallerService for Arc<Okey> {
                 .map(|r| r.name().to_owned())
                 .collect(),
             disabled: false,
+            person: principal
+                .acting_for
+                .clone()
+                .or_else(|| principal.person.clone())
+                .unwrap_or_default(),
         }))
     }
 }

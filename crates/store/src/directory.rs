@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use okey_domain::org::{Function, OrgTree, PeopleLookup, Person, PersonId, Unit, UnitId};
+use okey_domain::org::{Function, OrgTree, PeopleLookup, Person, PersonId, Scope, Unit, UnitId};
 
 use crate::clock::unix_now;
 use crate::types::Actor;
@@ -178,6 +178,50 @@ impl Store {
     /// How many people work in `unit`.
     pub fn people_count(&self, unit: &UnitId) -> Result<u64, StoreError> {
         self.inner.backend.directory().people_count(unit)
+    }
+
+    /// The units directly under `unit`, by id.
+    pub fn unit_children(&self, unit: &UnitId) -> Result<Vec<UnitId>, StoreError> {
+        self.inner.backend.directory().children(unit)
+    }
+
+    /// Register a new API key bound to the directory person `person`, who must exist: the
+    /// lifecycle then acts as that person (their functions and scope). One transaction: an
+    /// unknown person writes nothing.
+    pub fn add_api_key_for(
+        &self,
+        name: &str,
+        key_hash: [u8; 32],
+        roles: &[String],
+        person: &PersonId,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        self.add_api_key_bound(name, key_hash, roles, Some(person.clone()), actor)
+    }
+
+    /// The person the API key `name` is bound to, if any.
+    pub fn caller_person(&self, name: &str) -> Result<Option<PersonId>, StoreError> {
+        self.inner.backend.directory().caller_person(name)
+    }
+
+    /// The enabled API keys bound to `person`.
+    pub fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError> {
+        self.inner.backend.directory().callers_of(person)
+    }
+
+    /// A person of the directory with what they may act on: their scope from their functions
+    /// and unit, over the cached unit tree (`None`: no such person).
+    pub fn person_scope(&self, id: &PersonId) -> Result<Option<(Person, Scope)>, StoreError> {
+        let Some(person) = self.person(id)? else {
+            return Ok(None);
+        };
+        let scope = self.org_tree()?.scope(&person);
+        Ok(Some((person, scope)))
+    }
+
+    /// Every lot (without counts), for matching a scope's lots to lot ids.
+    pub fn lot_rows(&self) -> Result<Vec<crate::lots::LotRow>, StoreError> {
+        self.inner.backend.custody().lots()
     }
 }
 

@@ -16,6 +16,12 @@ pub trait DirectoryRead: Send + Sync {
     fn people_with(&self, unit: &UnitId, function: Function) -> Result<Vec<Person>, StoreError>;
     /// How many people work in `unit`.
     fn people_count(&self, unit: &UnitId) -> Result<u64, StoreError>;
+    /// The units directly under `unit`, by id.
+    fn children(&self, unit: &UnitId) -> Result<Vec<UnitId>, StoreError>;
+    /// The person the API key `name` is bound to (none: no such key, or bound to nobody).
+    fn caller_person(&self, name: &str) -> Result<Option<PersonId>, StoreError>;
+    /// The enabled API keys bound to `person`, by name.
+    fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError>;
 }
 
 /// The write side, inside the writer's transaction.
@@ -26,6 +32,8 @@ pub trait DirectoryTx {
     fn put_unit(&mut self, unit: &Unit, at: u64) -> Result<bool, StoreError>;
     /// Insert or replace a person and their functions; true if they were new.
     fn put_person(&mut self, person: &Person, at: u64) -> Result<bool, StoreError>;
+    /// Bind the existing API key `name` to `person`.
+    fn bind_caller(&mut self, name: &str, person: &PersonId) -> Result<(), StoreError>;
     /// Whether the person exists.
     fn person_exists(&mut self, id: &PersonId) -> Result<bool, StoreError>;
 }

@@ -243,10 +243,14 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE api_keys ADD COLUMN person TEXT;",
     ),
     (5, crate::sqlite::HOLDERS_FOLDED),
+    (
+        6,
+        "CREATE INDEX api_keys_person ON api_keys (person) WHERE person IS NOT NULL;",
+    ),
 ];
 
 /// The newest PostgreSQL schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Brings the database behind `client` to [`SCHEMA_VERSION`] and returns the version found
 /// before. Safe to call from several nodes at once: the first applies, the others wait on the

@@ -114,6 +114,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, directory::MIGRATION),
     (5, HOLDERS_FOLDED),
+    (6, directory::MIGRATION_CALLER_PERSON),
 ];
 
 /// Migration 5: holders are people's logins, compared without regard to case
@@ -138,7 +139,7 @@ pub(crate) const HOLDERS_FOLDED: &str = "UPDATE tokens SET holder = lower(holder
     UPDATE lot_delegates SET person = lower(person) WHERE person <> lower(person)";
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).

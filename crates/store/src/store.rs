@@ -942,6 +942,19 @@ impl Store {
         roles: &[String],
         actor: &Actor,
     ) -> Result<(), StoreError> {
+        self.add_api_key_bound(name, key_hash, roles, None, actor)
+    }
+
+    /// [`Store::add_api_key`], the key bound to a directory person (who must exist) in the same
+    /// transaction.
+    pub(crate) fn add_api_key_bound(
+        &self,
+        name: &str,
+        key_hash: [u8; 32],
+        roles: &[String],
+        person: Option<okey_domain::org::PersonId>,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         valid_text("API key name", name, 128)?;
         for r in roles {
             if r.is_empty()
@@ -959,18 +972,23 @@ impl Store {
         let now = unix_now();
         let name_owned = name.to_owned();
         let roles = roles.to_vec();
-        let entry = Self::audit_entry(
-            actor,
-            "apikey.create",
-            name,
-            None,
-            "ok",
-            &roles.join(","),
-            now,
-        );
+        let detail = match &person {
+            Some(p) => format!("{} for person {p}", roles.join(",")),
+            None => roles.join(","),
+        };
+        let entry = Self::audit_entry(actor, "apikey.create", name, None, "ok", &detail, now);
         let key = self.inner.audit_key.clone();
         self.inner.writer.run_blocking(move |tx| {
             tx.add_api_key(&name_owned, &key_hash, &roles, now)?;
+            if let Some(p) = &person {
+                if !tx.directory().person_exists(p)? {
+                    return Err(StoreError::invalid(
+                        "person",
+                        format!("no person {p} in the directory: import it first"),
+                    ));
+                }
+                tx.directory().bind_caller(&name_owned, p)?;
+            }
             audit::append(tx, &key, entry)?;
             Ok(())
         })

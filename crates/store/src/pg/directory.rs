@@ -101,6 +101,41 @@ impl DirectoryRead for Postgres {
         )?;
         to_u64(get(&r, 0)?, "count")
     }
+
+    fn children(&self, unit: &UnitId) -> Result<Vec<UnitId>, StoreError> {
+        all(
+            self.reader(),
+            "SELECT id FROM units WHERE parent = $1 ORDER BY id COLLATE \"C\"",
+            &[&unit.as_str()],
+            |r| {
+                let id: String = get(r, 0)?;
+                UnitId::parse(&id).map_err(|_| corrupt("unit id"))
+            },
+        )
+    }
+
+    fn caller_person(&self, name: &str) -> Result<Option<PersonId>, StoreError> {
+        let Some(r) = self
+            .reader()
+            .query_opt("SELECT person FROM api_keys WHERE name = $1", &[&name])?
+        else {
+            return Ok(None);
+        };
+        let person: Option<String> = get(&r, 0)?;
+        person
+            .map(|p| PersonId::parse(&p).map_err(|_| corrupt("caller's person")))
+            .transpose()
+    }
+
+    fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError> {
+        all(
+            self.reader(),
+            "SELECT name FROM api_keys WHERE person = $1 AND disabled = 0 \
+             ORDER BY name COLLATE \"C\"",
+            &[&person.as_str()],
+            |r| get(r, 0),
+        )
+    }
 }
 
 impl DirectoryTx for PgWriter {
@@ -163,6 +198,18 @@ impl DirectoryTx for PgWriter {
             )?;
         }
         Ok(!existed)
+    }
+
+    fn bind_caller(&mut self, name: &str, person: &PersonId) -> Result<(), StoreError> {
+        let n = self.conn.execute(
+            "UPDATE api_keys SET person = $2 WHERE name = $1",
+            &[&name, &person.as_str()],
+        )?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownApiKey(name.to_owned()))
+        }
     }
 
     fn person_exists(&mut self, id: &PersonId) -> Result<bool, StoreError> {

@@ -34,6 +34,11 @@ pub(super) const MIGRATION: &str = "
     ALTER TABLE api_keys ADD COLUMN person TEXT;
 ";
 
+/// Migration 6: the API keys bound to a person (`api_keys.person`, added with the directory),
+/// found by person.
+pub(super) const MIGRATION_CALLER_PERSON: &str =
+    "CREATE INDEX api_keys_person ON api_keys (person) WHERE person IS NOT NULL;";
+
 const UNIT_COLS: &str = "id, name, kind, under_contract, parent";
 const PERSON_COLS: &str = "id, name, email, unit, manager, \
      (SELECT group_concat(function) FROM person_functions f WHERE f.person = people.id)";
@@ -122,6 +127,43 @@ impl DirectoryRead for Sqlite {
             .query_row([unit.as_str()], |r| r.get(0))?;
         to_u64(n, "count")
     }
+
+    fn children(&self, unit: &UnitId) -> Result<Vec<UnitId>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT id FROM units WHERE parent = ?1 ORDER BY id")?;
+        let mut rows = stmt.query([unit.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            out.push(UnitId::parse(&id).map_err(|_| corrupt("unit id"))?);
+        }
+        Ok(out)
+    }
+
+    fn caller_person(&self, name: &str) -> Result<Option<PersonId>, StoreError> {
+        let conn = self.reader();
+        let person: Option<Option<String>> = conn
+            .prepare_cached("SELECT person FROM api_keys WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        person
+            .flatten()
+            .map(|p| PersonId::parse(&p).map_err(|_| corrupt("caller's person")))
+            .transpose()
+    }
+
+    fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name FROM api_keys WHERE person = ?1 AND disabled = 0 ORDER BY name",
+        )?;
+        let mut rows = stmt.query([person.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(r.get(0)?);
+        }
+        Ok(out)
+    }
 }
 
 impl DirectoryTx for SqliteWriter {
@@ -184,6 +226,18 @@ impl DirectoryTx for SqliteWriter {
             insert.execute([id, f.name()])?;
         }
         Ok(!existed)
+    }
+
+    fn bind_caller(&mut self, name: &str, person: &PersonId) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE api_keys SET person = ?2 WHERE name = ?1")?
+            .execute([name, person.as_str()])?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownApiKey(name.to_owned()))
+        }
     }
 
     fn person_exists(&mut self, id: &PersonId) -> Result<bool, StoreError> {
