@@ -300,11 +300,57 @@ impl Server {
             .create_api_key(proto::CreateApiKeyRequest {
                 name: name.to_owned(),
                 roles: vec![role.to_owned()],
+                person: String::new(),
             })
             .await
             .expect("create an API key")
             .into_inner()
             .api_key
+    }
+
+    /// A new API key named `name` with one role, bound to the directory person `person`.
+    pub async fn key_for_person(&self, name: &str, role: &str, person: &str) -> String {
+        self.admin()
+            .await
+            .callers
+            .create_api_key(proto::CreateApiKeyRequest {
+                name: name.to_owned(),
+                roles: vec![role.to_owned()],
+                person: person.to_owned(),
+            })
+            .await
+            .expect("create an API key bound to a person")
+            .into_inner()
+            .api_key
+    }
+
+    /// Load `units` and `people` (CSV text with their headers) with `okey directory import`
+    /// as the admin; panics if refused.
+    pub fn import_directory(&self, units: &str, people: &str) {
+        let dir = tempfile::tempdir().expect("dir");
+        let (u, p) = (dir.path().join("units.csv"), dir.path().join("people.csv"));
+        std::fs::write(&u, units).expect("write units");
+        std::fs::write(&p, people).expect("write people");
+        let out = self.cli(
+            &[
+                "directory",
+                "import",
+                p.to_str().expect("path"),
+                u.to_str().expect("path"),
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "directory import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A client with `key` that names `person` in the `okey-acting-person` metadata (as a
+    /// portal does).
+    pub async fn client_acting(&self, key: &str, person: &str) -> Client {
+        self.client_with(Some(key), Some(person)).await
     }
 
     /// A client of a new caller named `as-ROLE` that has `role` only.
@@ -315,12 +361,20 @@ impl Server {
 
     /// A client with `key` (or none).
     pub async fn client(&self, key: Option<&str>) -> Client {
+        self.client_with(key, None).await
+    }
+
+    /// A client with `key` (or none) and, if given, the `okey-acting-person` metadata.
+    pub async fn client_with(&self, key: Option<&str>, acting: Option<&str>) -> Client {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
             .expect("uri")
             .connect()
             .await
             .expect("connect");
-        let bearer = Bearer(key.map(|k| format!("Bearer {k}").parse().expect("ascii key")));
+        let bearer = Bearer(
+            key.map(|k| format!("Bearer {k}").parse().expect("ascii key")),
+            acting.map(|p| p.parse().expect("ascii person")),
+        );
         Client {
             auth: proto::auth_service_client::AuthServiceClient::with_interceptor(
                 channel.clone(),
@@ -342,7 +396,13 @@ impl Server {
                 channel.clone(),
                 bearer.clone(),
             ),
-            mail: proto::mail_service_client::MailServiceClient::with_interceptor(channel, bearer),
+            mail: proto::mail_service_client::MailServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            directory: proto::directory_service_client::DirectoryServiceClient::with_interceptor(
+                channel, bearer,
+            ),
         }
     }
 }
@@ -355,7 +415,10 @@ impl Drop for Server {
 
 /// Adds `authorization: Bearer <key>` when a key is set.
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub struct Bearer(
+    Option<MetadataValue<tonic::metadata::Ascii>>,
+    Option<MetadataValue<tonic::metadata::Ascii>>,
+);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(
@@ -364,6 +427,11 @@ impl tonic::service::Interceptor for Bearer {
     ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(v) = &self.0 {
             request.metadata_mut().insert("authorization", v.clone());
+        }
+        if let Some(v) = &self.1 {
+            request
+                .metadata_mut()
+                .insert("okey-acting-person", v.clone());
         }
         Ok(request)
     }
@@ -380,6 +448,7 @@ pub struct Client {
     pub callers: proto::caller_service_client::CallerServiceClient<Authed>,
     pub lifecycle: proto::lifecycle_service_client::LifecycleServiceClient<Authed>,
     pub mail: proto::mail_service_client::MailServiceClient<Authed>,
+    pub directory: proto::directory_service_client::DirectoryServiceClient<Authed>,
 }
 
 impl Client {

@@ -5,13 +5,14 @@ use okey_e2e::{Client, Server};
 use okey_server::proto;
 use tonic::Code;
 
-const ROLES: [&str; 6] = [
+const ROLES: [&str; 7] = [
     "verifier",
     "technician",
     "support",
     "admin",
     "auditor",
     "manager",
+    "portal",
 ];
 
 /// (RPC, roles allowed). Requests are empty, so an allowed call fails validation instead of
@@ -49,27 +50,45 @@ const TABLE: &[(&str, &[&str])] = &[
             "admin",
             "auditor",
             "manager",
+            "portal",
         ],
     ),
     ("CreateLot", &["admin"]),
     ("SetLotDelegate", &["admin"]),
-    ("ListLots", &["admin", "support", "auditor", "manager"]),
-    ("ShowLot", &["admin", "support", "auditor", "manager"]),
-    ("ShowKey", &["admin", "support", "auditor", "manager"]),
-    ("RegisterKeys", &["admin", "support"]),
-    ("FoundKey", &["admin", "support"]),
-    ("MoveKeys", &["admin", "support", "manager"]),
-    ("OrderKeys", &["admin", "support", "manager"]),
-    ("CloseOrder", &["admin", "support", "manager"]),
-    ("ReserveKeys", &["admin", "support", "manager"]),
-    ("ChangeKey", &["admin", "support", "manager"]),
-    ("HandOver", &["admin", "support", "manager"]),
-    ("ReturnKey", &["admin", "support", "manager"]),
-    ("ConfirmHandOver", &["admin", "support", "manager"]),
-    ("GetReceipt", &["admin", "support", "manager"]),
+    (
+        "ListLots",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
+    (
+        "ShowLot",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
+    (
+        "ShowKey",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
+    ("RegisterKeys", &["admin", "support", "portal"]),
+    ("FoundKey", &["admin", "support", "portal"]),
+    ("MoveKeys", &["admin", "support", "manager", "portal"]),
+    ("OrderKeys", &["admin", "support", "manager", "portal"]),
+    ("CloseOrder", &["admin", "support", "manager", "portal"]),
+    ("ReserveKeys", &["admin", "support", "manager", "portal"]),
+    ("ChangeKey", &["admin", "support", "manager", "portal"]),
+    ("HandOver", &["admin", "support", "manager", "portal"]),
+    ("ReturnKey", &["admin", "support", "manager", "portal"]),
+    (
+        "ConfirmHandOver",
+        &["admin", "support", "manager", "portal"],
+    ),
+    ("GetReceipt", &["admin", "support", "manager", "portal"]),
     ("RunScheduledJobs", &["admin"]),
     ("SendTestMail", &["admin"]),
     ("ListMailQueue", &["admin", "support"]),
+    ("ImportDirectory", &["admin"]),
+    (
+        "ShowDirectoryEntry",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -312,6 +331,18 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
                 .await
                 .map(drop),
         ),
+        "ImportDirectory" => code(
+            c.directory
+                .import_directory(tokio_stream::iter(Vec::<proto::DirectoryChunk>::new()))
+                .await
+                .map(drop),
+        ),
+        "ShowDirectoryEntry" => code(
+            c.directory
+                .show_directory_entry(proto::DirectoryRef::default())
+                .await
+                .map(drop),
+        ),
         other => panic!("no call for {other}"),
     }
 }
@@ -320,9 +351,21 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
 async fn every_rpc_with_every_role() {
     let server = Server::start();
     let mut admin = server.admin().await;
+    // The portal acts for a directory person in every request (a member of staff, who may do
+    // nothing in the lifecycle: an empty request then fails validation, not authorisation).
+    server.import_directory(
+        "id,kind,name,parent,under_contract\nRECTORAT,rectorat,Rectorat,,\n",
+        "id,name,email,unit,functions\np.staff,Pat Staff,p.staff@ac-example.fr,RECTORAT,staff\n",
+    );
     let mut clients = Vec::new();
     for role in ROLES {
-        clients.push((role, server.client_as(role).await));
+        let client = if role == "portal" {
+            let key = server.key_with_role("as-portal", "portal").await;
+            server.client_acting(&key, "p.staff").await
+        } else {
+            server.client_as(role).await
+        };
+        clients.push((role, client));
     }
     let mut nobody = server.client(None).await;
     let mut forged = server

@@ -495,6 +495,7 @@ async fn only_technicians_initialise_and_nothing_is_created_otherwise() {
         .create_api_key(proto::CreateApiKeyRequest {
             name: "radius-1".into(),
             roles: vec!["verifier".into()],
+            ..Default::default()
         })
         .await
         .expect("create verifier key")

@@ -13,6 +13,20 @@ const CIRC: &str = "1D-CIRC-NORD";
 const RECTORAT: &str = "RECTORAT";
 const EXAMEN: &str = "EXAMEN";
 
+/// The directory behind the managers' keys: each key acts as its directory person.
+const ACADEMY_UNITS: &str = "id,kind,name,parent,under_contract
+RECTORAT,rectorat,Rectorat,,
+SUPPORT,support_centre,Centre de support,RECTORAT,
+DEC,exams_office,Division des examens,RECTORAT,
+9740001H,school,Lycée Leconte de Lisle,RECTORAT,yes
+CIRC-NORD,district,Circonscription Nord,RECTORAT,
+";
+const ACADEMY_PEOPLE: &str = "id,name,email,unit,functions
+p.proviseur,Paul Proviseur,p.proviseur@ac-example.fr,9740001H,head
+p.ien,Inès Ien,p.ien@ac-example.fr,CIRC-NORD,ien
+e.agent,Émile Agent,e.agent@ac-example.fr,9740001H,staff
+";
+
 /// A server with the four kinds of lot, their managers' API keys and some keys.
 struct Academy {
     server: Server,
@@ -31,9 +45,12 @@ fn rfc_code(counter: u64) -> String {
 impl Academy {
     async fn new(serials: &[&str]) -> Academy {
         let server = Server::start();
+        server.import_directory(ACADEMY_UNITS, ACADEMY_PEOPLE);
         let a = Academy {
-            head: server.key_with_role("p.proviseur", "manager").await,
-            ien: server.key_with_role("p.ien", "manager").await,
+            head: server
+                .key_for_person("p.proviseur", "manager", "p.proviseur")
+                .await,
+            ien: server.key_for_person("p.ien", "manager", "p.ien").await,
             support: server.key_with_role("p.support", "support").await,
             server,
         };
@@ -409,7 +426,10 @@ async fn seed_001_the_head_records_the_hand_over_and_the_holder_signs_it() {
     let number = receipt["number"].as_str().expect("number").to_owned();
     assert!(a.logs_in("H1", 0).await);
     // The holder signs by typing the receipt number back (with their own key).
-    let holder = a.server.key_with_role("e.agent", "manager").await;
+    let holder = a
+        .server
+        .key_for_person("e.agent", "manager", "e.agent")
+        .await;
     a.refused(&a.head, &["key", "confirm", "H1", &number]);
     let signed = a.json(&holder, &["key", "confirm", "H1", &number.to_lowercase()]);
     assert_eq!(signed["confirmed_how"], "receipt");

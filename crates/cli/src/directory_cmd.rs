@@ -66,7 +66,19 @@ pub async fn run(args: DirectoryArgs) -> anyhow::Result<ExitCode> {
             let call = c
                 .directory
                 .import_directory(tokio_stream::wrappers::ReceiverStream::new(rx));
-            let result = call.await;
+            tokio::pin!(call);
+            let started = std::time::Instant::now();
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.tick().await;
+            let result = loop {
+                tokio::select! {
+                    r = &mut call => break r,
+                    _ = tick.tick() => eprintln!(
+                        "{} s: the server is still checking and writing",
+                        started.elapsed().as_secs()
+                    ),
+                }
+            };
             // A failure to read a file mid-way is the real cause of a cut stream.
             sender.await.context("the file reader stopped")??;
             let r = result?.into_inner();

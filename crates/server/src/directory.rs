@@ -90,10 +90,11 @@ fn person_ref(p: &Person) -> proto::PersonRef {
 impl Okey {
     /// Whether the caller may see the people and units whose keys come from `home`: every
     /// reader role; a person acting centrally (the support centre, the IT department); a lot
-    /// manager when `home` is one of their lots.
+    /// manager when `home` is a lot their functions give them (`scope`) or one naming them as
+    /// a delegate.
     fn sees_home(
         p: &Principal,
-        acting: Option<&Acting>,
+        viewer: Option<&(Acting, Scope)>,
         home: Option<&LotRef>,
         lots: &[LotRow],
     ) -> bool {
@@ -103,16 +104,17 @@ impl Okey {
         {
             return true;
         }
-        let Some(acting) = acting else {
+        let Some((acting, scope)) = viewer else {
             return false;
         };
         if !acting.central.is_empty() {
             return true;
         }
         home.is_some_and(|h| {
-            lots.iter().any(|l| {
-                l.kind == h.kind && l.unit == h.unit.as_str() && acting.manages.contains(&l.id)
-            })
+            scope.manages(h.kind, &h.unit)
+                || lots.iter().any(|l| {
+                    l.kind == h.kind && l.unit == h.unit.as_str() && acting.manages.contains(&l.id)
+                })
         })
     }
 
@@ -299,10 +301,20 @@ impl proto::directory_service_server::DirectoryService for Arc<Okey> {
             .roles
             .iter()
             .any(|r| matches!(r, Role::Admin | Role::Support | Role::Auditor));
-        let acting = if readers {
+        let viewer = if readers {
             None
         } else {
-            Some(self.acting(&p)?)
+            let acting = self.acting(&p)?;
+            let scope = match acting.person.as_deref().map(PersonId::parse) {
+                Some(Ok(me)) => self
+                    .store
+                    .person_scope(&me)
+                    .map_err(store_status)?
+                    .map(|(_, s)| s)
+                    .unwrap_or_default(),
+                _ => Scope::default(),
+            };
+            Some((acting, scope))
         };
         let tree = self.store.org_tree().map_err(store_status)?;
         let lots = if readers {
@@ -319,12 +331,12 @@ impl proto::directory_service_server::DirectoryService for Arc<Okey> {
         if let Ok(pid) = &as_person
             && let Some((person, scope)) = self.store.person_scope(pid).map_err(store_status)?
         {
-            let own = acting
+            let own = viewer
                 .as_ref()
-                .and_then(|a| a.person.as_deref())
+                .and_then(|(a, _)| a.person.as_deref())
                 .is_some_and(|me| me == pid.as_str());
             let home = tree.home_lot(&person.unit).ok();
-            if !own && !Okey::sees_home(&p, acting.as_ref(), home.as_ref(), &lots) {
+            if !own && !Okey::sees_home(&p, viewer.as_ref(), home.as_ref(), &lots) {
                 return Err(refused());
             }
             let admin = p.roles.contains(&Role::Admin);
@@ -336,7 +348,7 @@ impl proto::directory_service_server::DirectoryService for Arc<Okey> {
         let uid = as_unit
             .map_err(|_| Status::not_found(format!("no person {} in the directory", shown(&id))))?;
         let home = tree.home_lot(&uid).ok();
-        if !Okey::sees_home(&p, acting.as_ref(), home.as_ref(), &lots) {
+        if !Okey::sees_home(&p, viewer.as_ref(), home.as_ref(), &lots) {
             return Err(refused());
         }
         let unit = self.unit_entry(&tree, &uid)?;
