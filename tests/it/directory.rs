@@ -303,7 +303,7 @@ async fn a_key_bound_to_a_person_acts_as_them_and_a_manager_key_must_be_bound() 
         stderr(&o)
     );
     let (code, _, e) = show_json(&server, "j.prof", Some(&unbound));
-    assert_eq!(code, Some(2), "{e}");
+    assert_eq!(code, Some(1), "{e}");
     assert!(e.contains("acts for nobody"), "{e}");
 }
 

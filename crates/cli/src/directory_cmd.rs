@@ -114,7 +114,7 @@ pub async fn run(args: DirectoryArgs) -> anyhow::Result<ExitCode> {
                 .await
             {
                 Ok(r) => r.into_inner(),
-                Err(s) if s.code() == Code::PermissionDenied => {
+                Err(s) if matches!(s.code(), Code::PermissionDenied | Code::FailedPrecondition) => {
                     eprintln!("okey: refused: {}", s.message());
                     return Ok(ExitCode::from(1));
                 }

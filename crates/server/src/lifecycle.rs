@@ -91,7 +91,7 @@ impl Okey {
                     p.name
                 ))
             })?;
-        let lots = self.store.lot_rows().map_err(store_status)?;
+        let lots = self.store.scope_lots(&scope).map_err(store_status)?;
         let mut acting = Acting::from_scope(actor_of(p), id.as_str(), &scope, &lots);
         for c in central {
             if !acting.central.contains(&c) {

@@ -219,9 +219,15 @@ impl Store {
         Ok(Some((person, scope)))
     }
 
-    /// Every lot (without counts), for matching a scope's lots to lot ids.
+    /// Every lot (without counts).
     pub fn lot_rows(&self) -> Result<Vec<crate::lots::LotRow>, StoreError> {
         self.inner.backend.custody().lots()
+    }
+
+    /// The lots a scope names (by kind and unit), by id: an indexed read per lot of the scope,
+    /// not a scan of every lot.
+    pub fn scope_lots(&self, scope: &Scope) -> Result<Vec<crate::lots::LotRow>, StoreError> {
+        self.inner.backend.directory().lots_of(&scope.lots)
     }
 }
 

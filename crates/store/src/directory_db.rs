@@ -2,9 +2,10 @@
 //! [`crate::backend`]. The rules (which unit sits where, which function fits which unit) are
 //! `okey_domain::org`'s; these traits only store and fetch checked values.
 
-use okey_domain::org::{Function, Person, PersonId, Unit, UnitId};
+use okey_domain::org::{Function, LotRef, Person, PersonId, Unit, UnitId};
 
 use crate::StoreError;
+use crate::lots::LotRow;
 
 /// The read side.
 pub trait DirectoryRead: Send + Sync {
@@ -20,6 +21,8 @@ pub trait DirectoryRead: Send + Sync {
     fn children(&self, unit: &UnitId) -> Result<Vec<UnitId>, StoreError>;
     /// The person the API key `name` is bound to (none: no such key, or bound to nobody).
     fn caller_person(&self, name: &str) -> Result<Option<PersonId>, StoreError>;
+    /// The lots of these kinds and units (a person's scope), by id.
+    fn lots_of(&self, lots: &[LotRef]) -> Result<Vec<LotRow>, StoreError>;
     /// The enabled API keys bound to `person`, by name.
     fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError>;
 }

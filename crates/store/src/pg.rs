@@ -245,7 +245,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (5, crate::sqlite::HOLDERS_FOLDED),
     (
         6,
-        "CREATE INDEX api_keys_person ON api_keys (person) WHERE person IS NOT NULL;",
+        "CREATE INDEX api_keys_person ON api_keys (person) WHERE person IS NOT NULL;
+    CREATE INDEX lots_unit ON lots (unit, kind);",
     ),
 ];
 

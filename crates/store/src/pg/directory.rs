@@ -1,12 +1,13 @@
 //! The directory in PostgreSQL: units, people and their functions (migration 4).
 
-use okey_domain::org::{Function, Person, PersonId, Uai, Unit, UnitId, UnitKind};
+use okey_domain::org::{Function, LotRef, Person, PersonId, Uai, Unit, UnitId, UnitKind};
 use tokio_postgres::Row;
 
 use super::backend::{PgWriter, Postgres, all, get, to_i64, to_u64};
 use super::conn::Conn;
 use crate::StoreError;
 use crate::directory_db::{DirectoryRead, DirectoryTx};
+use crate::lots::LotRow;
 
 macro_rules! person_cols {
     () => {
@@ -125,6 +126,30 @@ impl DirectoryRead for Postgres {
         person
             .map(|p| PersonId::parse(&p).map_err(|_| corrupt("caller's person")))
             .transpose()
+    }
+
+    fn lots_of(&self, lots: &[LotRef]) -> Result<Vec<LotRow>, StoreError> {
+        let mut out = Vec::new();
+        for l in lots {
+            let rows = self.reader().query(
+                "SELECT id, name, validity_days, created_at FROM lots \
+                 WHERE unit = $1 AND kind = $2 ORDER BY id COLLATE \"C\"",
+                &[&l.unit.as_str(), &l.kind.name()],
+            )?;
+            for r in &rows {
+                out.push(LotRow {
+                    id: get(r, 0)?,
+                    kind: l.kind,
+                    unit: l.unit.as_str().to_owned(),
+                    name: get(r, 1)?,
+                    validity_days: get::<Option<i64>>(r, 2)?
+                        .map(|d| u32::try_from(d).map_err(|_| corrupt("lot validity")))
+                        .transpose()?,
+                    created_at: to_u64(get(r, 3)?, "lot creation time")?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError> {

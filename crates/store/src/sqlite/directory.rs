@@ -1,11 +1,12 @@
 //! The directory tables: units, people and their functions.
 
-use okey_domain::org::{Function, Person, PersonId, Uai, Unit, UnitId, UnitKind};
+use okey_domain::org::{Function, LotRef, Person, PersonId, Uai, Unit, UnitId, UnitKind};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Sqlite, SqliteWriter, to_i64, to_u64};
 use crate::StoreError;
 use crate::directory_db::{DirectoryRead, DirectoryTx};
+use crate::lots::LotRow;
 
 pub(super) const MIGRATION: &str = "
     CREATE TABLE units (
@@ -36,8 +37,10 @@ pub(super) const MIGRATION: &str = "
 
 /// Migration 6: the API keys bound to a person (`api_keys.person`, added with the directory),
 /// found by person.
+/// And the lots of a unit, found by unit and kind, for the scope of each acting person.
 pub(super) const MIGRATION_CALLER_PERSON: &str =
-    "CREATE INDEX api_keys_person ON api_keys (person) WHERE person IS NOT NULL;";
+    "CREATE INDEX api_keys_person ON api_keys (person) WHERE person IS NOT NULL;
+    CREATE INDEX lots_unit ON lots (unit, kind);";
 
 const UNIT_COLS: &str = "id, name, kind, under_contract, parent";
 const PERSON_COLS: &str = "id, name, email, unit, manager, \
@@ -150,6 +153,32 @@ impl DirectoryRead for Sqlite {
             .flatten()
             .map(|p| PersonId::parse(&p).map_err(|_| corrupt("caller's person")))
             .transpose()
+    }
+
+    fn lots_of(&self, lots: &[LotRef]) -> Result<Vec<LotRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, validity_days, created_at FROM lots \
+             WHERE unit = ?1 AND kind = ?2 ORDER BY id",
+        )?;
+        let mut out = Vec::new();
+        for l in lots {
+            let mut rows = stmt.query([l.unit.as_str(), l.kind.name()])?;
+            while let Some(r) = rows.next()? {
+                out.push(LotRow {
+                    id: r.get(0)?,
+                    kind: l.kind,
+                    unit: l.unit.as_str().to_owned(),
+                    name: r.get(1)?,
+                    validity_days: r
+                        .get::<_, Option<i64>>(2)?
+                        .map(|d| u32::try_from(d).map_err(|_| corrupt("lot validity")))
+                        .transpose()?,
+                    created_at: to_u64(r.get(3)?, "lot creation time")?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError> {

@@ -164,7 +164,75 @@ fn a_bad_entry_names_its_line_and_nothing_is_written(db: &Db) {
     assert!(!e.to_string().is_empty());
 }
 
+fn an_api_key_is_bound_to_a_person_of_the_directory_or_not_created(db: &Db) {
+    let s = db.open();
+    s.import_directory(
+        units(),
+        vec![person(2, "head", "0750654D", &[Function::HeadOfSchool])],
+        &actor(),
+    )
+    .expect("import");
+    let roles = ["manager".to_string()];
+    // Nobody of that id: refused, and the key does not exist afterwards.
+    let err = s
+        .add_api_key_for("ghost", [1; 32], &roles, &pid("nobody"), &actor())
+        .expect_err("unknown person");
+    assert!(err.to_string().contains("no person nobody"), "{err}");
+    assert!(s.api_key(&[1; 32]).expect("read").is_none());
+    assert!(s.list_api_keys().expect("list").is_empty());
+
+    s.add_api_key_for("marie", [2; 32], &roles, &pid("HEAD"), &actor())
+        .expect("bound");
+    s.add_api_key("radius", [3; 32], &["verifier".to_string()], &actor())
+        .expect("unbound");
+    assert_eq!(s.caller_person("marie").expect("read"), Some(pid("head")));
+    assert_eq!(s.caller_person("radius").expect("read"), None);
+    assert_eq!(s.caller_person("nobody").expect("read"), None);
+    assert_eq!(s.callers_of(&pid("head")).expect("read"), ["marie"]);
+    // A revoked key no longer acts for the person.
+    s.revoke_api_key("marie", &actor()).expect("revoke");
+    assert!(s.callers_of(&pid("head")).expect("read").is_empty());
+
+    let (p, scope) = s
+        .person_scope(&pid("head"))
+        .expect("read")
+        .expect("present");
+    assert_eq!(p.unit.as_str(), "0750654D");
+    assert!(scope.manages(
+        okey_domain::org::LotKind::School2D,
+        &UnitId::parse("0750654D").expect("id")
+    ));
+    assert!(s.person_scope(&pid("nobody")).expect("read").is_none());
+    // The scope's lots by kind and unit: the school's 2D lot, not the district's.
+    for (id, kind, unit) in [
+        ("2D-L", okey_domain::org::LotKind::School2D, "0750654D"),
+        ("1D-C", okey_domain::org::LotKind::District1D, "CIRC-1"),
+    ] {
+        s.create_lot(
+            LotRow {
+                id: id.into(),
+                kind,
+                unit: unit.into(),
+                name: id.into(),
+                validity_days: None,
+                created_at: 1,
+            },
+            &actor(),
+        )
+        .expect("lot");
+    }
+    let lots: Vec<String> = s
+        .scope_lots(&scope)
+        .expect("read")
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(lots, ["2D-L"]);
+    assert!(s.audit_verify().expect("audit").ok());
+}
+
 both!(
     an_import_loads_people_derives_managers_and_updates_on_reimport,
     a_bad_entry_names_its_line_and_nothing_is_written,
+    an_api_key_is_bound_to_a_person_of_the_directory_or_not_created,
 );
