@@ -10,6 +10,7 @@ mod keys;
 mod lifecycle;
 mod lockout;
 mod mail;
+mod nodes;
 mod operations;
 mod radius;
 mod seed_files;
