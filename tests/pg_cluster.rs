@@ -138,6 +138,25 @@ impl Cluster {
         }
     }
 
+    /// Restart the server (fast shutdown: every session is cut).
+    pub fn restart(&self) {
+        let data = self.data();
+        let log = self.dir.path().join("log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        );
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

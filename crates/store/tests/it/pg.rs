@@ -354,3 +354,50 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
     };
     assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
 }
+
+/// The database restarts under a running node: requests during the outage fail with an error
+/// (none is answered accepted), and the node recovers by itself, its reads and its writer
+/// reconnecting, with the token's state and the audit chain intact.
+#[test]
+fn a_node_recovers_by_itself_after_the_database_restarts() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let s = Store::open(StoreConfig {
+        backend: StoreBackend::Postgres(Zeroizing::new(cluster.fresh_db())),
+        ..crate::common::config(cluster.data().parent().expect("cluster dir"))
+    })
+    .expect("open");
+    s.create_token(crate::common::hotp_token("RS1"), &crate::common::actor())
+        .expect("create");
+    let rt = crate::common::rt();
+    let code = |c| crate::common::hotp(crate::common::SEED, c, 6);
+    assert!(
+        rt.block_on(crate::common::verify(&s, "RS1", &code(0), 1))
+            .accepted
+    );
+    cluster.restart();
+    let mut accepted = None;
+    for attempt in 0..50u64 {
+        let r = rt.block_on(s.verify(okey_store::VerifyRequest {
+            subject: okey_store::Subject::Serial("RS1"),
+            passcode: &code(1),
+            now: 2 + attempt,
+            actor: &crate::common::actor(),
+            client: "test",
+        }));
+        match r {
+            Ok(o) => {
+                accepted = Some(o);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+    let o = accepted.expect("the node answered again within ten seconds");
+    assert!(o.accepted, "{o:?}");
+    s.clear_cache();
+    assert_eq!(s.token("RS1").expect("read after the restart").counter, 2);
+    let report = s.audit_verify().expect("audit");
+    assert!(report.ok(), "{report:?}");
+}
