@@ -3,6 +3,8 @@
 //!
 //! Codes are computed with the `hmac` crate here, independently of okey's own core.
 
+pub mod pg_cluster;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -135,7 +137,25 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// Start another node of a store that exists already (a shared PostgreSQL database):
+    /// `config` points at the store and its master key; the admin credential is the first
+    /// node's, since only the first start makes one.
+    pub fn start_node(config: &str, admin_key: &str) -> Server {
+        let mut s = Server::start_parts(config, false);
+        s.admin_key = admin_key.to_owned();
+        s
+    }
+
     fn start_inner(config: &str, logging: bool) -> Server {
+        let mut server = Server::start_parts(config, logging);
+        server.admin_key = std::fs::read_to_string(server.data_dir.join("admin.key"))
+            .expect("admin.key written on first start")
+            .trim()
+            .to_owned();
+        server
+    }
+
+    fn start_parts(config: &str, logging: bool) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("okey.toml");
@@ -155,10 +175,6 @@ impl Server {
             server.log = Some(server._dir.path().join("server.log"));
         }
         server.spawn();
-        server.admin_key = std::fs::read_to_string(server.data_dir.join("admin.key"))
-            .expect("admin.key written on first start")
-            .trim()
-            .to_owned();
         server
     }
 

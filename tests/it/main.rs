@@ -11,6 +11,7 @@ mod keys;
 mod lifecycle;
 mod lockout;
 mod mail;
+mod nodes;
 mod operations;
 mod org_scope;
 mod radius;

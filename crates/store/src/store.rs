@@ -331,6 +331,12 @@ impl Store {
             let sealed_pepper = sk.seal(&seal::secret_aad(PEPPER, 1), &pepper[..])?;
             let sealed_audit = sk.seal(&seal::secret_aad(AUDIT_KEY, 1), &audit_key[..])?;
             writer.run_blocking(move |tx| {
+                // Another node sharing the database may have set it up meanwhile (its write
+                // transaction ran first): then its keys stand, and this node's master key must
+                // open them.
+                if !tx.data_keys()?.is_empty() {
+                    return Ok(());
+                }
                 tx.put_data_key(&DataKeyRow {
                     version: 1,
                     wrapped,

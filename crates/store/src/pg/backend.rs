@@ -2,8 +2,8 @@
 //! writer's own connection. Several okey nodes may open one database at once; see
 //! [`Postgres`] for what makes that safe.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
@@ -235,7 +235,7 @@ fn mails_from(rows: Vec<Row>) -> Result<Vec<MailRow>, StoreError> {
 pub struct Postgres {
     driver: Arc<Driver>,
     target: Target,
-    readers: Vec<Conn>,
+    readers: Vec<RwLock<Arc<Conn>>>,
     next: AtomicUsize,
 }
 
@@ -247,9 +247,9 @@ impl Postgres {
         let driver = Driver::start()?;
         let first = driver.connect(&target)?;
         wait(migrate_async(&first.client))?;
-        let mut readers = vec![first];
+        let mut readers = vec![RwLock::new(Arc::new(first))];
         for _ in 1..READERS {
-            readers.push(driver.connect(&target)?);
+            readers.push(RwLock::new(Arc::new(driver.connect(&target)?)));
         }
         Ok(Postgres {
             driver,
@@ -259,18 +259,26 @@ impl Postgres {
         })
     }
 
-    pub(crate) fn reader(&self) -> &Conn {
+    /// A read connection: the next open one in turn. When the database went away (a restart,
+    /// a failover), closed connections are opened again here, so reads recover by themselves
+    /// once it is back; while it is not, the caller gets the connection error.
+    pub(crate) fn reader(&self) -> Result<Arc<Conn>, StoreError> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..READERS {
-            if let Some(c) = self.readers.get((start + i) % READERS)
-                && !c.is_closed()
-            {
-                return c;
+            if let Some(slot) = self.readers.get((start + i) % READERS) {
+                let c = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+                if !c.is_closed() {
+                    return Ok(c);
+                }
             }
         }
-        // Every connection is down: the query fails with the driver's "connection closed",
-        // which is what the caller should see.
-        &self.readers[start % READERS]
+        let slot = &self.readers[start % READERS];
+        let mut c = slot.write().unwrap_or_else(|p| p.into_inner());
+        if c.is_closed() {
+            tracing::warn!("the PostgreSQL read connections were closed; reconnecting");
+            *c = Arc::new(self.driver.connect(&self.target)?);
+        }
+        Ok(c.clone())
     }
 }
 
@@ -338,7 +346,7 @@ impl Backend for Postgres {
     }
 
     fn token(&self, serial: &str) -> Result<Option<TokenRow>, StoreError> {
-        self.reader()
+        self.reader()?
             .query_opt(
                 concat!(
                     "SELECT ",
@@ -353,7 +361,7 @@ impl Backend for Postgres {
     }
 
     fn tokens_of(&self, holder: &str) -> Result<Vec<TokenRow>, StoreError> {
-        tokens_from(self.reader().query(
+        tokens_from(self.reader()?.query(
             concat!(
                 "SELECT ",
                 token_cols!(),
@@ -371,7 +379,7 @@ impl Backend for Postgres {
     ) -> Result<Vec<TokenRow>, StoreError> {
         let status = filter.status.map(|s| s.as_str());
         let kind = filter.kind.map(|k| k.as_str());
-        tokens_from(self.reader().query(
+        tokens_from(self.reader()?.query(
             concat!(
                 "SELECT ",
                 token_cols!(),
@@ -394,13 +402,13 @@ impl Backend for Postgres {
 
     fn token_count(&self) -> Result<u64, StoreError> {
         let r = self
-            .reader()
+            .reader()?
             .query_one("SELECT count(*) FROM tokens", &[])?;
         to_u64(get(&r, 0)?, "count")
     }
 
     fn data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError> {
-        self.reader()
+        self.reader()?
             .query(
                 "SELECT version, wrapped, active FROM data_keys ORDER BY version",
                 &[],
@@ -411,7 +419,7 @@ impl Backend for Postgres {
     }
 
     fn secret(&self, name: &str) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
-        self.reader()
+        self.reader()?
             .query_opt(
                 "SELECT name, key_version, sealed FROM secrets WHERE name = $1",
                 &[&name],
@@ -428,7 +436,7 @@ impl Backend for Postgres {
     ) -> Result<(), StoreError> {
         let mut from = to_i64(from_seq, "sequence")?;
         loop {
-            let rows = self.reader().query(
+            let rows = self.reader()?.query(
                 concat!(
                     "SELECT ",
                     audit_cols!(),
@@ -451,7 +459,7 @@ impl Backend for Postgres {
     }
 
     fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        self.reader()
+        self.reader()?
             .query(
                 concat!(
                     "SELECT ",
@@ -466,7 +474,7 @@ impl Backend for Postgres {
     }
 
     fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiPrincipal>, StoreError> {
-        self.reader()
+        self.reader()?
             .query_opt(
                 "SELECT name, roles, disabled FROM api_keys WHERE key_hash = $1",
                 &[&&key_hash[..]],
@@ -477,7 +485,7 @@ impl Backend for Postgres {
     }
 
     fn api_keys(&self) -> Result<Vec<(ApiPrincipal, [u8; 32])>, StoreError> {
-        self.reader()
+        self.reader()?
             .query(
                 "SELECT name, roles, disabled, key_hash FROM api_keys ORDER BY name COLLATE \"C\"",
                 &[],
@@ -556,7 +564,7 @@ impl Backend for Postgres {
     fn integrity_check(&self) -> Result<String, StoreError> {
         // PostgreSQL checks its pages itself (checksums, WAL); what okey can check is that the
         // rows agree with each other.
-        let c = self.reader();
+        let c = self.reader()?;
         let mut problems = Vec::new();
         let orphans: i64 = get(
             &c.query_one(
@@ -601,7 +609,7 @@ impl Backend for Postgres {
     }
 
     fn mail_due(&self, now: u64, limit: u32) -> Result<Vec<MailRow>, StoreError> {
-        mails_from(self.reader().query(
+        mails_from(self.reader()?.query(
             concat!(
                 "SELECT ",
                 mail_cols!(),
@@ -613,7 +621,7 @@ impl Backend for Postgres {
     }
 
     fn mail_next_due(&self) -> Result<Option<u64>, StoreError> {
-        let r = self.reader().query_one(
+        let r = self.reader()?.query_one(
             "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'",
             &[],
         )?;
@@ -622,7 +630,7 @@ impl Backend for Postgres {
 
     fn mail_list(&self, states: &[MailState], limit: u32) -> Result<Vec<MailRow>, StoreError> {
         let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        mails_from(self.reader().query(
+        mails_from(self.reader()?.query(
             concat!(
                 "SELECT ",
                 mail_cols!(),
@@ -634,7 +642,7 @@ impl Backend for Postgres {
 
     fn mail_stats(&self) -> Result<OutboxStats, StoreError> {
         let mut stats = OutboxStats::default();
-        for r in self.reader().query(
+        for r in self.reader()?.query(
             "SELECT state, count(*), min(created_at) FROM outbox GROUP BY state",
             &[],
         )? {

@@ -149,7 +149,7 @@ fn text(r: &Row) -> Result<String, StoreError> {
 impl CustodyRead for Postgres {
     fn delegates(&self, lot: &str) -> Result<Vec<String>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             "SELECT person FROM lot_delegates WHERE lot = $1 ORDER BY person COLLATE \"C\"",
             &[&lot],
             text,
@@ -158,7 +158,7 @@ impl CustodyRead for Postgres {
 
     fn delegated_to(&self, person: &str) -> Result<Vec<String>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             "SELECT lot FROM lot_delegates WHERE person = $1 ORDER BY lot COLLATE \"C\"",
             &[&person],
             text,
@@ -167,7 +167,7 @@ impl CustodyRead for Postgres {
 
     fn lot(&self, id: &str) -> Result<Option<LotRow>, StoreError> {
         one(
-            self.reader(),
+            &*self.reader()?,
             concat!("SELECT ", lot_cols!(), " FROM lots WHERE id = $1"),
             &[&id],
             lot_from,
@@ -176,7 +176,7 @@ impl CustodyRead for Postgres {
 
     fn lots(&self) -> Result<Vec<LotRow>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             concat!(
                 "SELECT ",
                 lot_cols!(),
@@ -189,7 +189,7 @@ impl CustodyRead for Postgres {
 
     fn lot_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             "SELECT c.lot, s.custody, count(*) FROM key_custody c \
              JOIN token_state s ON s.serial = c.serial GROUP BY c.lot, s.custody",
             &[],
@@ -205,7 +205,7 @@ impl CustodyRead for Postgres {
 
     fn lot_keys(&self, lot: &str) -> Result<Vec<LotKey>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             "SELECT c.serial, t.kind, s.status, s.custody, t.holder, c.lot, c.origin_lot, \
              s.valid_until, s.active_until, c.return_due, c.reserved_for, c.changed_at \
              FROM key_custody c JOIN tokens t ON t.serial = c.serial \
@@ -218,7 +218,7 @@ impl CustodyRead for Postgres {
 
     fn custody(&self, serial: &str) -> Result<Option<CustodyRow>, StoreError> {
         one(
-            self.reader(),
+            &*self.reader()?,
             concat!(
                 "SELECT ",
                 custody_cols!(),
@@ -231,7 +231,7 @@ impl CustodyRead for Postgres {
 
     fn history(&self, serial: &str) -> Result<Vec<KeyEvent>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             concat!(
                 "SELECT ",
                 event_cols!(),
@@ -244,7 +244,7 @@ impl CustodyRead for Postgres {
 
     fn receipts(&self, serial: &str) -> Result<Vec<Receipt>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             concat!(
                 "SELECT ",
                 receipt_cols!(),
@@ -257,7 +257,7 @@ impl CustodyRead for Postgres {
 
     fn orders(&self, lot: Option<&str>) -> Result<Vec<Order>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             concat!(
                 "SELECT ",
                 order_cols!(),

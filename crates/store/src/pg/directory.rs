@@ -66,11 +66,11 @@ fn read_units(conn: &Conn) -> Result<Vec<Unit>, StoreError> {
 
 impl DirectoryRead for Postgres {
     fn units(&self) -> Result<Vec<Unit>, StoreError> {
-        read_units(self.reader())
+        read_units(&*self.reader()?)
     }
 
     fn person(&self, id: &PersonId) -> Result<Option<Person>, StoreError> {
-        self.reader()
+        self.reader()?
             .query_opt(
                 concat!("SELECT ", person_cols!(), " FROM people WHERE id = $1"),
                 &[&id.as_str()],
@@ -82,7 +82,7 @@ impl DirectoryRead for Postgres {
 
     fn people_with(&self, unit: &UnitId, function: Function) -> Result<Vec<Person>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             concat!(
                 "SELECT ",
                 person_cols!(),
@@ -96,7 +96,7 @@ impl DirectoryRead for Postgres {
     }
 
     fn people_count(&self, unit: &UnitId) -> Result<u64, StoreError> {
-        let r = self.reader().query_one(
+        let r = self.reader()?.query_one(
             "SELECT count(*) FROM people WHERE unit = $1",
             &[&unit.as_str()],
         )?;

@@ -193,3 +193,39 @@ fn a_revocation_on_one_node_is_refused_on_the_other_at_once() {
         assert!(node.audit_verify().expect("audit").ok());
     }
 }
+
+#[test]
+fn nodes_starting_at_once_on_an_empty_database_set_it_up_once() {
+    let Some(db) = Db::new(Kind::Postgres) else {
+        eprintln!("skipped: the PostgreSQL server binaries are not installed");
+        return;
+    };
+    let barrier = std::sync::Barrier::new(3);
+    let stores: Vec<Store> = std::thread::scope(|t| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                t.spawn(|| {
+                    barrier.wait();
+                    db.open()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a node opened"))
+            .collect()
+    });
+    stores[0]
+        .create_token(hotp_token("S1"), &actor())
+        .expect("create");
+    rt().block_on(async {
+        for (i, s) in stores.iter().enumerate() {
+            let o = verify(s, "S1", &hotp(SEED, i as u64, 6), 1 + i as u64).await;
+            assert!(
+                o.accepted,
+                "node {i} opens the seed another node sealed: {o:?}"
+            );
+        }
+    });
+    assert!(stores[2].audit_verify().expect("audit").ok());
+}

@@ -1,0 +1,177 @@
+//! Two `okey serve` processes on one PostgreSQL database (a throwaway cluster the test starts):
+//! the same code sent to both at once is accepted once, a revocation on one is refused on the
+//! other at once, and a node killed with SIGKILL under load loses no acknowledged verify and
+//! lets no replay through the other.
+
+use std::time::Duration;
+
+use okey_e2e::pg_cluster::Cluster;
+use okey_e2e::{Server, check, hotp_token, reference_hotp, verify_serial};
+use okey_server::proto;
+
+const SEED_HEX: &str = "3132333435363738393031323334353637383930";
+
+/// Two nodes on one fresh database; None (after saying why) without PostgreSQL.
+fn two_nodes() -> Option<(Server, Server)> {
+    let Some(cluster) = Cluster::shared() else {
+        eprintln!("skipped: the PostgreSQL server binaries are not installed");
+        return None;
+    };
+    let store = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{}\"\n",
+        cluster.fresh_db()
+    );
+    let a = Server::start_with(&store);
+    // The second node shares the first's master key and store; it makes no admin key of its
+    // own (the store has callers already).
+    let b = Server::start_node(
+        &format!(
+            "master_key_file = \"{}\"\n{store}",
+            a.data_dir.join("master.key").display()
+        ),
+        &a.admin_key,
+    );
+    assert!(
+        !b.data_dir.join("admin.key").exists(),
+        "the second node found the store already set up"
+    );
+    Some((a, b))
+}
+
+fn seed() -> Vec<u8> {
+    hex::decode(SEED_HEX).expect("hex")
+}
+
+#[tokio::test]
+async fn the_same_code_at_both_nodes_is_accepted_once_and_a_revocation_holds_at_once() {
+    let Some((a, b)) = two_nodes() else {
+        return;
+    };
+    let mut ca = a.admin().await;
+    let mut cb = b.admin().await;
+    ca.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![hotp_token("N1", SEED_HEX), hotp_token("N2", SEED_HEX)],
+        })
+        .await
+        .expect("import on A");
+    // Imported on A, visible on B.
+    assert!(cb.serials().await.contains(&"N1".to_owned()));
+    for round in 0..30u64 {
+        let code = reference_hotp(&seed(), round, 6);
+        let mut tasks = Vec::new();
+        for c in [&ca, &cb, &ca, &cb] {
+            let mut c = c.clone();
+            let code = code.clone();
+            tasks.push(tokio::spawn(async move {
+                check(&mut c, verify_serial("N1", &code)).await
+            }));
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            let (ok, reason) = t.await.expect("task");
+            accepted += usize::from(ok);
+            assert!(ok || reason == "replay", "round {round}: {reason}");
+        }
+        assert_eq!(accepted, 1, "round {round}: one accept across two nodes");
+    }
+    // B verifies N2 (and caches it); A revokes it; B refuses the next valid code at once.
+    assert!(
+        check(&mut cb, verify_serial("N2", &reference_hotp(&seed(), 0, 6)))
+            .await
+            .0
+    );
+    ca.tokens
+        .revoke_token(proto::TokenRef {
+            serial: "N2".into(),
+        })
+        .await
+        .expect("revoke on A");
+    let (ok, reason) = check(&mut cb, verify_serial("N2", &reference_hotp(&seed(), 1, 6))).await;
+    assert!(!ok, "a revoked token verified on the other node: {reason}");
+    // Both nodes read one audit chain, whole.
+    for c in [&mut ca, &mut cb] {
+        let r = c
+            .audit
+            .verify_audit_chain(proto::VerifyAuditChainRequest::default())
+            .await
+            .expect("audit verify")
+            .into_inner();
+        assert!(r.intact, "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_node_killed_under_load_loses_nothing_it_acknowledged() {
+    let Some((mut a, b)) = two_nodes() else {
+        return;
+    };
+    let mut cb = b.admin().await;
+    let serials: Vec<String> = (0..6).map(|i| format!("K{i}")).collect();
+    cb.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: serials.iter().map(|s| hotp_token(s, SEED_HEX)).collect(),
+        })
+        .await
+        .expect("import");
+    let ca = a.admin().await;
+    // Load on A: each token walks its counter; every ACCEPT A answers is recorded.
+    let mut tasks = Vec::new();
+    for serial in serials.clone() {
+        let mut c = ca.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for counter in 0..2000u64 {
+                let code = reference_hotp(&seed(), counter, 6);
+                match c.auth.verify(verify_serial(&serial, &code)).await {
+                    Ok(r) if r.get_ref().result == proto::VerifyResult::Accept as i32 => {
+                        accepted.push((serial.clone(), counter));
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            accepted
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    a.kill9();
+    let mut accepted = Vec::new();
+    for t in tasks {
+        accepted.extend(t.await.expect("task"));
+    }
+    assert!(
+        !accepted.is_empty(),
+        "A acknowledged some verifies before it died"
+    );
+    // Every code A acknowledged is refused by B: the commit was durable before the answer.
+    for (serial, counter) in &accepted {
+        let (ok, reason) = check(
+            &mut cb,
+            verify_serial(serial, &reference_hotp(&seed(), *counter, 6)),
+        )
+        .await;
+        assert!(!ok, "{serial} code {counter} replayed through B: {reason}");
+    }
+    // A restarts on the same database and agrees.
+    a.restart();
+    let mut ca = a.admin().await;
+    for serial in &serials {
+        let last = accepted
+            .iter()
+            .filter(|(s, _)| s == serial)
+            .map(|(_, c)| *c)
+            .max();
+        if let Some(last) = last {
+            let (ok, _) = check(
+                &mut ca,
+                verify_serial(serial, &reference_hotp(&seed(), last, 6)),
+            )
+            .await;
+            assert!(
+                !ok,
+                "{serial} code {last} replayed through A after its restart"
+            );
+        }
+    }
+}
