@@ -105,7 +105,7 @@ impl DirectoryRead for Postgres {
 
     fn children(&self, unit: &UnitId) -> Result<Vec<UnitId>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             "SELECT id FROM units WHERE parent = $1 ORDER BY id COLLATE \"C\"",
             &[&unit.as_str()],
             |r| {
@@ -117,7 +117,7 @@ impl DirectoryRead for Postgres {
 
     fn caller_person(&self, name: &str) -> Result<Option<PersonId>, StoreError> {
         let Some(r) = self
-            .reader()
+            .reader()?
             .query_opt("SELECT person FROM api_keys WHERE name = $1", &[&name])?
         else {
             return Ok(None);
@@ -131,7 +131,7 @@ impl DirectoryRead for Postgres {
     fn lots_of(&self, lots: &[LotRef]) -> Result<Vec<LotRow>, StoreError> {
         let mut out = Vec::new();
         for l in lots {
-            let rows = self.reader().query(
+            let rows = self.reader()?.query(
                 "SELECT id, name, validity_days, created_at FROM lots \
                  WHERE unit = $1 AND kind = $2 ORDER BY id COLLATE \"C\"",
                 &[&l.unit.as_str(), &l.kind.name()],
@@ -154,7 +154,7 @@ impl DirectoryRead for Postgres {
 
     fn callers_of(&self, person: &PersonId) -> Result<Vec<String>, StoreError> {
         all(
-            self.reader(),
+            &*self.reader()?,
             "SELECT name FROM api_keys WHERE person = $1 AND disabled = 0 \
              ORDER BY name COLLATE \"C\"",
             &[&person.as_str()],
