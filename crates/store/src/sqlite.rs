@@ -282,6 +282,19 @@ fn check_private(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Run the SQL of migration `version` again on the SQLite database at `db`, without touching
+/// its recorded version: for tests that put rows back as an earlier release wrote them and
+/// check what the migration makes of them.
+#[doc(hidden)]
+pub fn rerun_migration(db: &Path, version: i64) -> Result<(), StoreError> {
+    let Some((_, sql)) = MIGRATIONS.iter().find(|(v, _)| *v == version) else {
+        return Err(StoreError::invalid("version", "no such migration"));
+    };
+    let conn = Connection::open(db)?;
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; COMMIT;"))?;
+    Ok(())
+}
+
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > SCHEMA_VERSION {
