@@ -67,6 +67,7 @@ const TABLE: &[(&str, &[&str])] = &[
     ("ReturnKey", &["admin", "support", "manager"]),
     ("ConfirmHandOver", &["admin", "support", "manager"]),
     ("GetReceipt", &["admin", "support", "manager"]),
+    ("GetReceiptPdf", &["admin", "support", "manager"]),
     ("RunScheduledJobs", &["admin"]),
     ("SendTestMail", &["admin"]),
     ("ListMailQueue", &["admin", "support"]),
@@ -288,6 +289,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "GetReceipt" => code(
             c.lifecycle
                 .get_receipt(proto::GetReceiptRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetReceiptPdf" => code(
+            c.lifecycle
+                .get_receipt_pdf(proto::GetReceiptRequest::default())
                 .await
                 .map(drop),
         ),

@@ -4,6 +4,7 @@ mod authz;
 mod bad_input;
 mod challenge;
 mod crash;
+mod documents;
 mod hid;
 mod hsm;
 mod keys;

@@ -142,6 +142,9 @@ enum KeyCommand {
         serial: String,
         #[arg(long, value_enum, default_value = "good")]
         condition: ConditionArg,
+        /// Where the key is given back (printed on the return receipt).
+        #[arg(long)]
+        place: Option<String>,
     },
     /// Someone brought the key in: prints what to do with it.
     Found { serial: String },
@@ -190,13 +193,17 @@ enum KeyCommand {
     Reissue { serial: String },
     /// The holder signs their hand-over by typing the receipt number back.
     Confirm { serial: String, receipt: String },
-    /// The key's latest receipt (or --number); --out writes it as a PDF.
+    /// The key's latest receipt (or --number); --out writes it as the PDF both parties sign.
     Receipt {
         serial: String,
         #[arg(long)]
         number: Option<String>,
+        /// Write the PDF receipt (bordereau de remise / de restitution) to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the PDF's dates at this offset from UTC, e.g. +04:00 (La Réunion).
+        #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
+        utc_offset: String,
     },
 }
 
@@ -259,6 +266,28 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
         return Err(bad());
     }
     u64::try_from(days_from_civil(y, m, d) * 86_400).map_err(|_| bad())
+}
+
+/// `+HH:MM` / `-HH:MM` (or `Z`) as minutes from UTC.
+fn parse_offset(s: &str) -> anyhow::Result<i32> {
+    let bad = || anyhow::anyhow!("{s:?} is not an offset from UTC such as +04:00 or -05:30");
+    if s == "Z" {
+        return Ok(0);
+    }
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 || h * 60 + m > 14 * 60 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 60 + m))
 }
 
 /// A Unix time as `YYYY-MM-DD HH:MM` UTC ("-" for none).
@@ -976,10 +1005,15 @@ async fn key_inner(args: KeyArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        KeyCommand::Return { serial, condition } => {
+        KeyCommand::Return {
+            serial,
+            condition,
+            place,
+        } => {
             let r = c
                 .return_key(proto::ReturnKeyRequest {
                     serial,
+                    place: place.unwrap_or_default(),
                     condition: match condition {
                         ConditionArg::Good => "good",
                         ConditionArg::Damaged => "damaged",
@@ -1011,21 +1045,34 @@ async fn key_inner(args: KeyArgs) -> anyhow::Result<ExitCode> {
             serial,
             number,
             out,
+            utc_offset,
         } => {
-            let r = c
-                .get_receipt(proto::GetReceiptRequest {
-                    serial,
-                    number: number.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
+            let utc_offset_minutes = parse_offset(&utc_offset)?;
+            let req = proto::GetReceiptRequest {
+                serial,
+                number: number.unwrap_or_default(),
+                utc_offset_minutes,
+            };
             if let Some(path) = out {
-                bail!(
-                    "cannot write {}: this okey has no PDF receipt renderer yet; the receipt's \
-                     fields are printed by `okey key receipt` without --out",
-                    path.display()
-                );
+                let pdf = c.get_receipt_pdf(req).await?.into_inner();
+                std::fs::write(&path, &pdf.pdf)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                if j {
+                    println!(
+                        "{}",
+                        json!({"number": pdf.number, "out": path.display().to_string(), "bytes": pdf.pdf.len()})
+                    );
+                } else {
+                    println!(
+                        "receipt {} written to {} ({} bytes)",
+                        pdf.number,
+                        path.display(),
+                        pdf.pdf.len()
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
             }
+            let r = c.get_receipt(req).await?.into_inner();
             if j {
                 println!("{}", receipt_json(&r));
             } else {

@@ -376,6 +376,8 @@ pub enum KeyChange {
     Return {
         /// The key's condition: `good`, `damaged` or `broken`.
         condition: Option<String>,
+        /// Where it is given back.
+        place: Option<String>,
     },
     /// Lost, stolen, broken.
     Lost {
@@ -529,15 +531,20 @@ fn check_change(c: KeyChange) -> Result<KeyChange, StoreError> {
                 until,
             }
         }
-        KeyChange::Return { condition } => match condition.as_deref() {
-            None | Some("good" | "damaged" | "broken") => KeyChange::Return { condition },
-            Some(_) => {
-                return Err(StoreError::invalid(
-                    "condition",
-                    "must be good, damaged or broken",
-                ));
+        KeyChange::Return { condition, place } => {
+            check_text("place", &place)?;
+            match condition.as_deref() {
+                None | Some("good" | "damaged" | "broken") => {
+                    KeyChange::Return { condition, place }
+                }
+                Some(_) => {
+                    return Err(StoreError::invalid(
+                        "condition",
+                        "must be good, damaged or broken",
+                    ));
+                }
             }
-        },
+        }
         KeyChange::Lost { comment } => {
             check_text("comment", &comment)?;
             KeyChange::Lost { comment }
@@ -1359,7 +1366,7 @@ fn apply(
             comment = Some(format!("receipt {}", r.number));
             receipt = Some(r);
         }
-        KeyChange::Return { condition } => {
+        KeyChange::Return { condition, place } => {
             let holder = before.holder.clone().unwrap_or_default();
             let r = Receipt {
                 number: receipt_number(ReceiptKind::Return)?,
@@ -1369,7 +1376,7 @@ fn apply(
                 holder,
                 staff: by.name(),
                 at: now,
-                place: None,
+                place,
                 condition: condition.clone(),
                 until: None,
                 confirmed_at: None,

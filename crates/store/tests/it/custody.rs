@@ -291,6 +291,7 @@ fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot(d
             "K1",
             KeyChange::Return {
                 condition: Some("good".into()),
+                place: Some("bureau de l'IEN".into()),
             },
             &manager("p.ien", "A"),
             NOW + 400,
@@ -299,6 +300,7 @@ fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot(d
     let r = out.receipt.expect("receipt");
     assert_eq!(r.kind, ReceiptKind::Return);
     assert_eq!(r.holder, "p.deputy");
+    assert_eq!(r.place.as_deref(), Some("bureau de l'IEN"));
     assert_eq!(out.key.custody, Some(KeyState::Returned));
     assert_eq!(out.key.return_due, None);
 }
@@ -608,7 +610,10 @@ fn every_operation_by_every_function_in_and_out_of_scope() {
                     Op::Register => register,
                     Op::HandOver => handover("p.someone"),
                     Op::Lost => KeyChange::Lost { comment: None },
-                    Op::Return => KeyChange::Return { condition: None },
+                    Op::Return => KeyChange::Return {
+                        condition: None,
+                        place: None,
+                    },
                     Op::Move => KeyChange::Move {
                         to: if lot_id == "E" { "R" } else { "E" }.into(),
                     },
