@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use okey_e2e::{RFC_SECRET_HEX, Server, check, hotp_token, reference_hotp, verify_serial};
+use okey_e2e::{
+    RFC_SECRET_HEX, Server, SmtpSink, check, hotp_token, reference_hotp, unused_port, verify_serial,
+};
 use okey_server::proto;
 use serde_json::Value;
 
@@ -59,6 +61,7 @@ pub fn load_directory(server: &mut Server) {
 pub struct School {
     pub server: Server,
     pub head: String,
+    pub ien: String,
     pub support: String,
 }
 
@@ -68,6 +71,7 @@ impl School {
         load_directory(&mut server);
         let s = School {
             head: server.key_with_role("p.proviseur", "manager").await,
+            ien: server.key_with_role("p.ien", "manager").await,
             support: server.key_with_role("p.support", "support").await,
             server,
         };
@@ -409,4 +413,247 @@ async fn the_pdf_comes_over_grpc_to_any_client() {
     // No place given: the unit's name stands for it.
     has_line(&text, "Lieu : Lycée Leconte de Lisle");
     assert!(s.logs_in("NK-0043", 0).await);
+}
+
+fn smtp_config(port: u16) -> String {
+    format!(
+        "[smtp]\n\
+         relay = \"127.0.0.1\"\n\
+         port = {port}\n\
+         tls = \"none\"\n\
+         from = \"okey <okey@ac-reunion.fr>\"\n\
+         retry_initial_seconds = 1\n\
+         retry_max_seconds = 1\n\
+         poll_seconds = 1\n\
+         timeout_seconds = 5\n"
+    )
+}
+
+/// The one mail received for `address` with a subject containing `subject`.
+fn mail_to<'a>(got: &'a [Value], address: &str, subject: &str) -> &'a Value {
+    let found: Vec<&Value> = got
+        .iter()
+        .filter(|m| {
+            m["rcpt_tos"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|a| a == address))
+                && m["subject"].as_str().is_some_and(|s| s.contains(subject))
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "mails to {address} about {subject:?}: {}",
+        serde_json::to_string_pretty(got).unwrap_or_default()
+    );
+    found[0]
+}
+
+fn body(m: &Value) -> String {
+    // Paragraphs wrap: compare on one line.
+    m["body"]
+        .as_str()
+        .expect("body")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Seed 003 case 5 (a convocation to the hand-over meeting), the lot manager's mails of the
+/// scheduled job (expired keys, returns due at an end of function) and a deactivation, and the
+/// holder's mail of a key declared lost, as a real SMTP server receives them.
+#[tokio::test]
+async fn lifecycle_steps_mail_the_people_concerned_through_the_outbox() {
+    let sink = SmtpSink::start(unused_port());
+    let s = School::new(
+        &smtp_config(sink.port),
+        &["C1", "C2", "C3", "L1", "X1", "X2", "D1", "D2"],
+    )
+    .await;
+    let sup = s.support.clone();
+    s.ok(&sup, &["lot", "register", CIRC, "C1", "C2", "D1", "D2"]);
+    s.ok(&sup, &["lot", "register", LYCEE, "L1"]);
+    s.ok(
+        &sup,
+        &[
+            "lot",
+            "register",
+            LYCEE,
+            "X1",
+            "X2",
+            "--valid-until",
+            "1000",
+        ],
+    );
+    s.ok(
+        &sup,
+        &["lot", "register", CIRC, "C3", "--valid-until", "1000"],
+    );
+
+    // A batch larger than the stock is refused: nothing reserved, no convocation written.
+    let meeting = okey_server::clock::now() + 7 * 86_400;
+    let meeting_s = meeting.to_string();
+    let out = s.run(
+        &s.ien,
+        &[
+            "lot",
+            "reserve",
+            CIRC,
+            "n.un",
+            "n.deux",
+            "n.trois",
+            "n.quatre",
+            "n.cinq",
+            "n.six",
+            "--meeting-at",
+            &meeting_s,
+            "--meeting-place",
+            "Rectorat, salle du conseil",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // The first appointment batch with its meeting.
+    s.ok(
+        &s.ien,
+        &[
+            "lot",
+            "reserve",
+            CIRC,
+            "n.un",
+            "n.deux",
+            "--meeting-at",
+            &meeting_s,
+            "--meeting-place",
+            "Rectorat, salle du conseil",
+        ],
+    );
+    // A key declared lost: its holder is told.
+    s.ok(&s.head, &["key", "handover", "L1", "--to", "e.agent"]);
+    s.ok(
+        &s.head,
+        &["key", "lost", "L1", "--comment", "oubliée dans le bus"],
+    );
+    // The director goes back to their school: the deputy's key is deactivated now.
+    s.ok(&s.ien, &["key", "handover", "D1", "--to", "n.un"]);
+    s.ok(
+        &s.ien,
+        &[
+            "key",
+            "deactivate",
+            "D1",
+            "--comment",
+            "retour du directeur",
+        ],
+    );
+    // An end of function in two seconds, reached by the scheduled job, and expired keys.
+    s.ok(&s.ien, &["key", "handover", "D2", "--to", "n.deux"]);
+    let end = okey_server::clock::now() + 2;
+    s.ok(
+        &s.ien,
+        &["key", "deactivate", "D2", "--at", &end.to_string()],
+    );
+    while okey_server::clock::now() <= end {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let events = s.json(&s.server.admin_key.clone(), &["lot", "run-jobs"]);
+    assert_eq!(events.as_array().map(Vec::len), Some(4), "{events}");
+
+    // 2 convocations, 1 lost, 1 immediate return due, 1 scheduled return due, 2 expiries.
+    let got = sink.wait_for(7, std::time::Duration::from_secs(30));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let got_all = sink.received();
+    assert_eq!(
+        got_all.len(),
+        7,
+        "{}",
+        serde_json::to_string_pretty(&got_all).unwrap_or_default()
+    );
+    assert_eq!(got.len(), 7);
+    let when = {
+        let out = Command::new("date")
+            .args(["-u", "-d", &format!("@{meeting}"), "+%-d %-m %Y %H %M"])
+            .output()
+            .expect("date");
+        let s = String::from_utf8(out.stdout).expect("utf-8");
+        let f: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+        let months = [
+            "janvier",
+            "février",
+            "mars",
+            "avril",
+            "mai",
+            "juin",
+            "juillet",
+            "août",
+            "septembre",
+            "octobre",
+            "novembre",
+            "décembre",
+        ];
+        let m: usize = f[1].parse().expect("month");
+        let day = if f[0] == "1" {
+            "1er".to_owned()
+        } else {
+            f[0].clone()
+        };
+        format!("{day} {} {} à {} h {} UTC", months[m - 1], f[2], f[3], f[4])
+    };
+    for (address, name) in [
+        ("noemie.hoarau@ac-reunion.fr", "Noémie Hoarau"),
+        ("kevin.grondin@ac-reunion.fr", "Kévin Grondin"),
+    ] {
+        let m = mail_to(&got, address, "convocation");
+        assert_eq!(
+            m["subject"],
+            format!("okey : convocation à la remise de votre clé OTP le {when}").as_str()
+        );
+        let b = body(m);
+        assert!(b.contains(&format!("Bonjour {name},")), "{b}");
+        assert!(b.contains("Lot de la circonscription Nord"), "{b}");
+        assert!(b.contains(&format!("Date : {when}")), "{b}");
+        assert!(b.contains("Lieu : Rectorat, salle du conseil"), "{b}");
+        assert_eq!(m["mail_from"], "okey@ac-reunion.fr");
+    }
+    let lost = mail_to(&got, "eloise.techer@ac-reunion.fr", "perdue");
+    assert_eq!(
+        lost["subject"],
+        "okey : votre clé OTP L1 a été déclarée perdue"
+    );
+    let b = body(lost);
+    assert!(b.contains("Bonjour Éloïse Técher,"), "{b}");
+    assert!(
+        b.contains("déclarée perdue par Marie-Hélène Lefèvre"),
+        "{b}"
+    );
+    assert!(b.contains("Motif : oubliée dans le bus."), "{b}");
+    let ien = "francois.gregoire@ac-reunion.fr";
+    let d1 = mail_to(&got, ien, "D1");
+    assert_eq!(
+        d1["subject"],
+        "okey : restitution attendue de la clé OTP D1 (Noémie Hoarau)"
+    );
+    assert!(body(d1).contains("okey key return D1"), "{}", body(d1));
+    let d2 = mail_to(&got, ien, "D2");
+    assert_eq!(
+        d2["subject"],
+        "okey : restitution attendue de la clé OTP D2 (Kévin Grondin)"
+    );
+    let x = mail_to(&got, "marie-helene.lefevre@ac-reunion.fr", "expirée");
+    assert_eq!(
+        x["subject"],
+        format!("okey : 2 clé(s) OTP expirée(s) dans le lot {LYCEE}").as_str()
+    );
+    assert_eq!(
+        x["rcpt_tos"],
+        serde_json::json!(["marie-helene.lefevre@ac-reunion.fr"])
+    );
+    let lines: Vec<&str> = x["body"]
+        .as_str()
+        .expect("body")
+        .lines()
+        .map(str::trim)
+        .collect();
+    assert!(lines.windows(2).any(|w| w == ["- X1", "- X2"]), "{lines:?}");
+    let c = mail_to(&got, ien, "expirée");
+    assert!(c["body"].as_str().expect("body").contains("- C3"), "{c}");
 }

@@ -103,6 +103,13 @@ enum LotCommand {
         lot: String,
         #[arg(required = true)]
         persons: Vec<String>,
+        /// The hand-over meeting, YYYY-MM-DDTHH:MM (UTC) or Unix seconds: each person gets a
+        /// convocation mail (with --meeting-place).
+        #[arg(long, requires = "meeting_place")]
+        meeting_at: Option<String>,
+        /// Where the hand-over meeting takes place.
+        #[arg(long, requires = "meeting_at")]
+        meeting_place: Option<String>,
     },
     /// Run the scheduled key job now (expiry, deactivation; admin).
     RunJobs,
@@ -239,13 +246,23 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `YYYY-MM-DD` (midnight UTC) or Unix seconds.
+/// `YYYY-MM-DD` (midnight UTC), `YYYY-MM-DDTHH:MM` (UTC) or Unix seconds.
 fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
+    let bad = || {
+        anyhow::anyhow!("{s:?} is not a date (YYYY-MM-DD, YYYY-MM-DDTHH:MM in UTC) or Unix seconds")
+    };
+    if let Some((date, time)) = s.split_once('T') {
+        let (h, m) = time.split_once(':').ok_or_else(bad)?;
+        let (h, m): (u64, u64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        return Ok(parse_time(date)? + h * 3600 + m * 60);
+    }
     let parts: Vec<&str> = s.split('-').collect();
-    let bad = || anyhow::anyhow!("{s:?} is not a date (YYYY-MM-DD) or Unix seconds");
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
     };
@@ -781,9 +798,23 @@ async fn lot_inner(args: LotArgs) -> anyhow::Result<ExitCode> {
                 .into_inner();
             print_order(j, &o);
         }
-        LotCommand::Reserve { lot, persons } => {
+        LotCommand::Reserve {
+            lot,
+            persons,
+            meeting_at,
+            meeting_place,
+        } => {
             let keys = c
-                .reserve_keys(proto::ReserveKeysRequest { lot, persons })
+                .reserve_keys(proto::ReserveKeysRequest {
+                    lot,
+                    persons,
+                    meeting_at: meeting_at
+                        .as_deref()
+                        .map(parse_time)
+                        .transpose()?
+                        .unwrap_or(0),
+                    meeting_place: meeting_place.unwrap_or_default(),
+                })
                 .await?
                 .into_inner()
                 .keys;
@@ -1111,6 +1142,21 @@ async fn key_inner(args: KeyArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_of_day_and_offsets_parse() {
+        assert_eq!(
+            parse_time("2026-09-01T09:30").expect("time"),
+            parse_time("2026-09-01").expect("date") + 9 * 3600 + 30 * 60
+        );
+        assert!(parse_time("2026-09-01T24:00").is_err());
+        assert!(parse_time("2026-09-01T9").is_err());
+        assert_eq!(parse_offset("+04:00").expect("offset"), 240);
+        assert_eq!(parse_offset("-05:30").expect("offset"), -330);
+        assert_eq!(parse_offset("Z").expect("offset"), 0);
+        assert!(parse_offset("+15:00").is_err());
+        assert!(parse_offset("04:00").is_err());
+    }
 
     #[test]
     fn dates_are_midnight_utc_and_print_back() {

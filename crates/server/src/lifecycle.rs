@@ -10,7 +10,7 @@ use std::time::Duration;
 use okey_domain::org::LotKind;
 use okey_domain::{FoundDecision, KeyState, Operation, Party, Role};
 use okey_store::{
-    Acting, Actor, ChangeOutcome, KeyChange, KeyEvent, LotKey, LotRow, LotSummary, Order,
+    Acting, Actor, ChangeOutcome, KeyChange, KeyEvent, LotKey, LotRow, LotSummary, Meeting, Order,
     OrderState, Receipt, ReceiptKind, Store,
 };
 use tonic::{Request, Response, Status};
@@ -526,9 +526,18 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         batch(&r.persons, "persons")?;
+        let meeting = match (r.meeting_at, opt(r.meeting_place)) {
+            (0, None) => None,
+            (at, Some(place)) if at > 0 => Some(Meeting { at, place }),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "give the hand-over meeting's date and place together",
+                ));
+            }
+        };
         let keys = self
             .store
-            .reserve_keys(&r.lot, r.persons, &acting, clock::now())
+            .reserve_keys(&r.lot, r.persons, meeting, &acting, clock::now())
             .map_err(store_status)?;
         Ok(Response::new(proto::KeysResponse {
             keys: keys.iter().map(key_to_proto).collect(),

@@ -16,6 +16,7 @@ use crate::audit;
 use crate::backend::TokenRow;
 use crate::cache::Hot;
 use crate::custody_db::CustodyTx;
+use crate::notices::Notice;
 use crate::store::Store;
 use crate::types::{Actor, TokenKind, TokenStatus};
 
@@ -453,6 +454,15 @@ pub struct FoundOutcome {
     pub lot_kind: Option<LotKind>,
 }
 
+/// The hand-over meeting of a first appointment batch, for the convocations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meeting {
+    /// When (Unix seconds, in the future).
+    pub at: u64,
+    /// Where.
+    pub place: String,
+}
+
 /// Something the scheduled job did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueEvent {
@@ -747,10 +757,20 @@ impl Store {
         &self,
         lot: &str,
         persons: Vec<String>,
+        meeting: Option<Meeting>,
         by: &Acting,
         now: u64,
     ) -> Result<Vec<LotKey>, StoreError> {
         check_id("lot", lot)?;
+        if let Some(m) = &meeting {
+            check_text("meeting place", &Some(m.place.clone()))?;
+            if m.at <= now {
+                return Err(StoreError::invalid(
+                    "meeting",
+                    "the hand-over meeting must be in the future",
+                ));
+            }
+        }
         if persons.is_empty() || persons.len() > 10_000 {
             return Err(StoreError::invalid("persons", "give 1 to 10000 persons"));
         }
@@ -761,7 +781,7 @@ impl Store {
         let lot = lot.to_owned();
         let by = by.clone();
         let done = self.custody_write(move |tx, store| {
-            read_lot(tx.custody(), &lot)?;
+            let lot_row = read_lot(tx.custody(), &lot)?;
             let n = u32::try_from(persons.len()).unwrap_or(u32::MAX);
             let keys = tx.custody().available_keys(&lot, n)?;
             if keys.len() < persons.len() {
@@ -773,6 +793,10 @@ impl Store {
             }
             let mut out = Vec::with_capacity(persons.len());
             for (serial, person) in keys.into_iter().zip(persons) {
+                let entry = match &meeting {
+                    Some(_) => store.directory_entry(&person)?,
+                    None => None,
+                };
                 out.push(apply(
                     tx,
                     store,
@@ -781,6 +805,16 @@ impl Store {
                     &by,
                     now,
                 )?);
+                if let (Some(m), Some((name, email))) = (&meeting, entry) {
+                    let notice = Notice::Convocation {
+                        name,
+                        serial: serial.clone(),
+                        lot_name: lot_row.name.clone(),
+                        meeting_at: m.at,
+                        place: m.place.clone(),
+                    };
+                    store.notify(tx, &notice, vec![email], now)?;
+                }
             }
             Ok(out)
         })?;
@@ -1230,6 +1264,31 @@ impl Store {
                     });
                     rows.push(row);
                 }
+                // The lot managers learn which of their keys expired: one mail per lot.
+                let mut expired: std::collections::BTreeMap<String, Vec<(String, Option<String>)>> =
+                    std::collections::BTreeMap::new();
+                for e in events.iter().filter(|e| e.action == KeyAction::Expire) {
+                    if let Some(lot) = &e.lot {
+                        let holder = match e.holder.as_deref() {
+                            Some(h) => Some(store.display_name(h)?),
+                            None => None,
+                        };
+                        expired
+                            .entry(lot.clone())
+                            .or_default()
+                            .push((e.serial.clone(), holder));
+                    }
+                }
+                for (lot, keys) in expired {
+                    let lot = read_lot(tx.custody(), &lot)?;
+                    let to = store.lot_manager_addresses(&lot)?;
+                    let notice = Notice::Expired {
+                        lot: lot.id.clone(),
+                        lot_name: lot.name.clone(),
+                        keys,
+                    };
+                    store.notify(tx, &notice, to, now)?;
+                }
                 Ok((rows, events))
             })?;
             for row in &rows {
@@ -1459,6 +1518,42 @@ fn apply(
         comment: comment.clone(),
     };
     tx.custody().insert_event(&event)?;
+    match action {
+        KeyAction::DeclareLost => {
+            if let Some(holder) = before.holder.as_deref()
+                && let Some((name, email)) = store.directory_entry(holder)?
+            {
+                let notice = Notice::Lost {
+                    name,
+                    serial: serial.to_owned(),
+                    by: store.display_name(&by.name())?,
+                    comment: comment.clone(),
+                    at: now,
+                };
+                store.notify(tx, &notice, vec![email], now)?;
+            }
+        }
+        KeyAction::Deactivate => {
+            let was_due = old.as_ref().and_then(|o| o.return_due).is_some();
+            if let (false, Some(since)) = (was_due, c.return_due) {
+                let lot = read_lot(tx.custody(), &c.lot)?;
+                let holder = match before.holder.as_deref() {
+                    Some(h) => store.display_name(h)?,
+                    None => "personne".to_owned(),
+                };
+                let notice = Notice::ReturnDue {
+                    lot: lot.id.clone(),
+                    lot_name: lot.name.clone(),
+                    serial: serial.to_owned(),
+                    holder,
+                    since,
+                };
+                let to = store.lot_manager_addresses(&lot)?;
+                store.notify(tx, &notice, to, now)?;
+            }
+        }
+        _ => {}
+    }
     audit::append(
         tx,
         &store.inner.audit_key,

@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     pub(crate) staff_failures: AtomicU64,
     /// The directory's unit tree, loaded on first use and dropped by an import.
     pub(crate) org_tree: RwLock<Option<Arc<okey_domain::org::OrgTree>>>,
+    /// Renders the lifecycle's mails, when a relay is configured.
+    pub(crate) mailer: RwLock<Option<Arc<dyn crate::notices::LifecycleMailer>>>,
 }
 
 /// The sealed store. Cheap to clone; all clones share one database, cache and writer.
@@ -386,6 +388,7 @@ impl Store {
                 conflicts: AtomicU64::new(0),
                 staff_failures: AtomicU64::new(0),
                 org_tree: RwLock::new(None),
+                mailer: RwLock::new(None),
             }),
         })
     }
