@@ -412,7 +412,41 @@ async fn the_pdf_comes_over_grpc_to_any_client() {
     has_line(&text, &format!("Bordereau n° : {}", pdf.number));
     // No place given: the unit's name stands for it.
     has_line(&text, "Lieu : Lycée Leconte de Lisle");
+    assert!(!flat(&text).contains("Remise confirmée"), "{text}");
+
+    // The holder's first valid code signs the hand-over, in the verify's own commit.
     assert!(s.logs_in("NK-0043", 0).await);
+    let r = s.json(&s.head, &["key", "receipt", "NK-0043"]);
+    assert_eq!(r["confirmed_how"], "code", "{r}");
+    let at = r["confirmed_at"].as_u64().expect("signed");
+    let path = dir.path().join("signed.pdf");
+    s.ok(
+        &s.head,
+        &[
+            "key",
+            "receipt",
+            "NK-0043",
+            "--out",
+            path.to_str().expect("path"),
+            "--utc-offset",
+            "+04:00",
+        ],
+    );
+    assert!(
+        flat(&pdftotext(&path)).contains(&format!(
+            "Remise confirmée par le titulaire le {} par le premier code valide de la clé.",
+            french_at_reunion(at)
+        )),
+        "{}",
+        pdftotext(&path)
+    );
+    // Signed already: typing the number back is refused, and the next code changes nothing.
+    let holder = s.server.key_with_role("e.agent", "manager").await;
+    let out = s.run(&holder, &["key", "confirm", "NK-0043", &pdf.number]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(s.logs_in("NK-0043", 1).await);
+    let again = s.json(&s.head, &["key", "receipt", "NK-0043"]);
+    assert_eq!(again["confirmed_at"].as_u64(), Some(at));
 }
 
 fn smtp_config(port: u16) -> String {

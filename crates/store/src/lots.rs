@@ -1164,7 +1164,7 @@ impl Store {
         let typed = normalise_receipt(number);
         let actor = by.actor.clone();
         let by = by.clone();
-        self.custody_write(move |tx, store| {
+        let (new, receipt) = self.custody_write(move |tx, store| {
             let row = tx
                 .token(&serial)?
                 .ok_or_else(|| StoreError::UnknownSerial(serial.clone()))?;
@@ -1204,6 +1204,13 @@ impl Store {
             if !tx.custody().confirm_receipt(&latest.number, now, how)? {
                 return Err(wrong());
             }
+            let mut new = row.clone();
+            new.handover_unconfirmed = false;
+            new.updated_at = now;
+            if !tx.update_token(row.version, &new)? {
+                return Err(StoreError::Conflict);
+            }
+            new.version = row.version + 1;
             let entry = Store::audit_entry(
                 &actor,
                 "key.handover.confirm",
@@ -1214,10 +1221,14 @@ impl Store {
                 now,
             );
             audit::append(tx, &store.inner.audit_key, entry)?;
-            tx.custody()
+            let receipt = tx
+                .custody()
                 .receipt(&latest.number)?
-                .ok_or_else(|| StoreError::Corrupt("the receipt vanished".into()))
-        })
+                .ok_or_else(|| StoreError::Corrupt("the receipt vanished".into()))?;
+            Ok((new, receipt))
+        })?;
+        self.inner.cache.update(&new.serial, Hot::of(&new));
+        Ok(receipt)
     }
 
     /// The scheduled job: mark keys past their validity end expired, and put the return of
@@ -1407,6 +1418,7 @@ fn apply(
             c.return_due = None;
             row.holder = Some(to.clone());
             row.active_until = until;
+            row.handover_unconfirmed = true;
             let r = Receipt {
                 number: receipt_number(ReceiptKind::HandOver)?,
                 kind: ReceiptKind::HandOver,
@@ -1494,6 +1506,9 @@ fn apply(
             c.reserved_for = None;
         }
         KeyChange::Reissue => {}
+    }
+    if to != KeyState::HandedOver {
+        row.handover_unconfirmed = false;
     }
     row.custody = Some(to);
     row.updated_at = now;

@@ -439,6 +439,7 @@ impl Store {
             custody: None,
             valid_until: None,
             active_until: None,
+            handover_unconfirmed: false,
         })
     }
 
