@@ -26,6 +26,7 @@ fn store(dir: &std::path::Path) -> Store {
     let admin = Actor::new("bench", "admin");
     let tokens = (0..KEYS)
         .map(|i| NewToken {
+            valid_until: None,
             serial: format!("K{i:05}"),
             kind: TokenKind::Hardware,
             otp: OtpKind::Hotp,

@@ -12,6 +12,7 @@ mod lifecycle;
 mod lockout;
 mod mail;
 mod operations;
+mod pskc_policy;
 mod radius;
 mod seed_files;
 mod stock_clients;

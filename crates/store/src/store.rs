@@ -436,8 +436,13 @@ impl Store {
             created_at: now,
             updated_at: now,
             version: 1,
-            custody: None,
-            valid_until: None,
+            // A key past the end of validity its seed file gives imports expired: it cannot log
+            // in, and shows as expired until it is scrapped.
+            custody: t
+                .valid_until
+                .filter(|end| *end <= now)
+                .map(|_| okey_domain::KeyState::Expired),
+            valid_until: t.valid_until,
             active_until: None,
             handover_unconfirmed: false,
         })

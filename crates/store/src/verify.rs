@@ -1031,6 +1031,7 @@ mod tests {
 
     fn token(seed: &[u8]) -> NewToken {
         NewToken {
+            valid_until: None,
             serial: "I1".into(),
             kind: TokenKind::Hardware,
             otp: OtpKind::Hotp,
