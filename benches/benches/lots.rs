@@ -13,8 +13,8 @@ use okey_store::{
     StoreConfig, TokenFilter, TokenKind, TokenStatus, Zeroizing,
 };
 
-/// Keys in the store: 500 in the lot measured, 100 in another.
-const KEYS: usize = 600;
+/// Keys in the store: 500 in the lot measured, 100 in another, 50 in the baseline's lot.
+const KEYS: usize = 650;
 const NOW: u64 = 1_800_000_000;
 
 fn store(dir: &std::path::Path) -> Store {
@@ -26,6 +26,7 @@ fn store(dir: &std::path::Path) -> Store {
     let admin = Actor::new("bench", "admin");
     let tokens = (0..KEYS)
         .map(|i| NewToken {
+            valid_until: None,
             serial: format!("K{i:05}"),
             kind: TokenKind::Hardware,
             otp: OtpKind::Hotp,
@@ -40,7 +41,7 @@ fn store(dir: &std::path::Path) -> Store {
         })
         .collect();
     s.import_tokens(tokens, &admin).expect("import");
-    for (id, kind) in [("2D-9740001A", "2d"), ("OTHER", "1d")] {
+    for (id, kind) in [("2D-9740001A", "2d"), ("OTHER", "1d"), ("SMALL", "1d")] {
         s.create_lot(
             LotRow {
                 id: id.into(),
@@ -66,7 +67,14 @@ fn store(dir: &std::path::Path) -> Store {
             (
                 format!("K{i:05}"),
                 KeyChange::Register {
-                    lot: if i % 6 == 5 { "OTHER" } else { "2D-9740001A" }.into(),
+                    lot: if i >= 600 {
+                        "SMALL"
+                    } else if i % 6 == 5 {
+                        "OTHER"
+                    } else {
+                        "2D-9740001A"
+                    }
+                    .into(),
                     valid_until: None,
                 },
             )
@@ -95,14 +103,19 @@ fn lot_listing(c: &mut Criterion) {
     let s = store(dir.path());
     let n = s.lot_keys("2D-9740001A").expect("keys").len();
     assert_eq!(n, 500);
+    assert_eq!(s.lot_keys("SMALL").expect("keys").len(), 50);
     let mut g = c.benchmark_group("lot_listing");
+    // The baseline, in the same run: a lot of 50 keys listed the same way.
+    g.bench_function("baseline_lot_keys_50", |b| {
+        b.iter(|| black_box(s.lot_keys(black_box("SMALL")).expect("keys")))
+    });
     g.bench_function("lot_keys_500", |b| {
         b.iter(|| black_box(s.lot_keys(black_box("2D-9740001A")).expect("keys")))
     });
     g.bench_function("lot_summary_with_counts", |b| {
         b.iter(|| black_box(s.lot(black_box("2D-9740001A")).expect("lot")))
     });
-    g.bench_function("baseline_list_tokens_600", |b| {
+    g.bench_function("baseline_list_tokens_650", |b| {
         b.iter(|| {
             black_box(
                 s.list_tokens(&TokenFilter::default(), None, KEYS as u32)

@@ -81,6 +81,7 @@ const TABLE: &[(&str, &[&str])] = &[
         &["admin", "support", "manager", "portal"],
     ),
     ("GetReceipt", &["admin", "support", "manager", "portal"]),
+    ("GetReceiptPdf", &["admin", "support", "manager", "portal"]),
     ("RunScheduledJobs", &["admin"]),
     ("SendTestMail", &["admin"]),
     ("ListMailQueue", &["admin", "support"]),
@@ -307,6 +308,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "GetReceipt" => code(
             c.lifecycle
                 .get_receipt(proto::GetReceiptRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetReceiptPdf" => code(
+            c.lifecycle
+                .get_receipt_pdf(proto::GetReceiptRequest::default())
                 .await
                 .map(drop),
         ),

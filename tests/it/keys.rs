@@ -424,7 +424,6 @@ async fn seed_001_the_head_records_the_hand_over_and_the_holder_signs_it() {
     assert_eq!(receipt["place"], "secrétariat du lycée");
     assert_eq!(receipt["unit"], "9740001A");
     let number = receipt["number"].as_str().expect("number").to_owned();
-    assert!(a.logs_in("H1", 0).await);
     // The holder signs by typing the receipt number back (with their own key).
     let holder = a
         .server
@@ -433,17 +432,21 @@ async fn seed_001_the_head_records_the_hand_over_and_the_holder_signs_it() {
     a.refused(&a.head, &["key", "confirm", "H1", &number]);
     let signed = a.json(&holder, &["key", "confirm", "H1", &number.to_lowercase()]);
     assert_eq!(signed["confirmed_how"], "receipt");
+    assert!(a.logs_in("H1", 0).await);
     let r = a.json(&holder, &["key", "receipt", "H1"]);
     assert_eq!(r["number"], number.as_str());
     assert!(r["confirmed_at"].as_u64().expect("time") > 0);
-    // The PDF is not rendered by this build: said so, exit 2, no file.
+    // The signed receipt as a PDF.
     let pdf = a.server.data_dir.join("../receipt.pdf");
-    let out = a.run(
+    a.ok(
         &holder,
         &["key", "receipt", "H1", "--out", pdf.to_str().expect("path")],
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(!pdf.exists());
+    assert!(
+        std::fs::read(&pdf)
+            .expect("the PDF is written")
+            .starts_with(b"%PDF-")
+    );
 }
 
 // ---- 003: note to IEN and school directors -------------------------------------------------

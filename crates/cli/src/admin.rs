@@ -159,6 +159,9 @@ enum TokenCommand {
         /// The tokens are software tokens (default: hardware).
         #[arg(long)]
         software: bool,
+        /// PSKC: each key's UserId becomes its holder.
+        #[arg(long, conflicts_with = "csv")]
+        holder_from_user_id: bool,
     },
     /// Export stock (unassigned tokens) with their seeds as an encrypted PSKC file, to move it
     /// to another site. The file is written with mode 0600 and must not exist yet.
@@ -536,6 +539,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             key_file,
             partial,
             software,
+            holder_from_user_id,
         } => {
             let (password, key) = file_protection(password_env.as_deref(), key_file.as_deref())?;
             let mut input = tokio::fs::File::open(&file)
@@ -557,6 +561,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         proto::TokenKind::Hardware
                     } as i32,
+                    holder_from_user_id,
                 }),
                 ..Default::default()
             };
@@ -590,6 +595,9 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             println!("imported {}", r.imported);
             for p in &r.refused {
                 println!("refused {}: {}", p.package, p.reason);
+            }
+            for note in &r.ignored {
+                println!("ignored: {note}");
             }
             return Ok(if r.refused.is_empty() {
                 ExitCode::SUCCESS

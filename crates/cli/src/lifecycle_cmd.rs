@@ -103,6 +103,13 @@ enum LotCommand {
         lot: String,
         #[arg(required = true)]
         persons: Vec<String>,
+        /// The hand-over meeting, YYYY-MM-DDTHH:MM (UTC) or Unix seconds: each person gets a
+        /// convocation mail (with --meeting-place).
+        #[arg(long, requires = "meeting_place")]
+        meeting_at: Option<String>,
+        /// Where the hand-over meeting takes place.
+        #[arg(long, requires = "meeting_at")]
+        meeting_place: Option<String>,
     },
     /// Run the scheduled key job now (expiry, deactivation; admin).
     RunJobs,
@@ -142,6 +149,9 @@ enum KeyCommand {
         serial: String,
         #[arg(long, value_enum, default_value = "good")]
         condition: ConditionArg,
+        /// Where the key is given back (printed on the return receipt).
+        #[arg(long)]
+        place: Option<String>,
     },
     /// Someone brought the key in: prints what to do with it.
     Found { serial: String },
@@ -190,13 +200,17 @@ enum KeyCommand {
     Reissue { serial: String },
     /// The holder signs their hand-over by typing the receipt number back.
     Confirm { serial: String, receipt: String },
-    /// The key's latest receipt (or --number); --out writes it as a PDF.
+    /// The key's latest receipt (or --number); --out writes it as the PDF both parties sign.
     Receipt {
         serial: String,
         #[arg(long)]
         number: Option<String>,
+        /// Write the PDF receipt (bordereau de remise / de restitution) to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the PDF's dates at this offset from UTC, e.g. +04:00 (La Réunion).
+        #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
+        utc_offset: String,
     },
 }
 
@@ -232,13 +246,23 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `YYYY-MM-DD` (midnight UTC) or Unix seconds.
+/// `YYYY-MM-DD` (midnight UTC), `YYYY-MM-DDTHH:MM` (UTC) or Unix seconds.
 fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
+    let bad = || {
+        anyhow::anyhow!("{s:?} is not a date (YYYY-MM-DD, YYYY-MM-DDTHH:MM in UTC) or Unix seconds")
+    };
+    if let Some((date, time)) = s.split_once('T') {
+        let (h, m) = time.split_once(':').ok_or_else(bad)?;
+        let (h, m): (u64, u64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        return Ok(parse_time(date)? + h * 3600 + m * 60);
+    }
     let parts: Vec<&str> = s.split('-').collect();
-    let bad = || anyhow::anyhow!("{s:?} is not a date (YYYY-MM-DD) or Unix seconds");
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
     };
@@ -259,6 +283,28 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
         return Err(bad());
     }
     u64::try_from(days_from_civil(y, m, d) * 86_400).map_err(|_| bad())
+}
+
+/// `+HH:MM` / `-HH:MM` (or `Z`) as minutes from UTC.
+fn parse_offset(s: &str) -> anyhow::Result<i32> {
+    let bad = || anyhow::anyhow!("{s:?} is not an offset from UTC such as +04:00 or -05:30");
+    if s == "Z" {
+        return Ok(0);
+    }
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 || h * 60 + m > 14 * 60 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 60 + m))
 }
 
 /// A Unix time as `YYYY-MM-DD HH:MM` UTC ("-" for none).
@@ -752,9 +798,23 @@ async fn lot_inner(args: LotArgs) -> anyhow::Result<ExitCode> {
                 .into_inner();
             print_order(j, &o);
         }
-        LotCommand::Reserve { lot, persons } => {
+        LotCommand::Reserve {
+            lot,
+            persons,
+            meeting_at,
+            meeting_place,
+        } => {
             let keys = c
-                .reserve_keys(proto::ReserveKeysRequest { lot, persons })
+                .reserve_keys(proto::ReserveKeysRequest {
+                    lot,
+                    persons,
+                    meeting_at: meeting_at
+                        .as_deref()
+                        .map(parse_time)
+                        .transpose()?
+                        .unwrap_or(0),
+                    meeting_place: meeting_place.unwrap_or_default(),
+                })
                 .await?
                 .into_inner()
                 .keys;
@@ -976,10 +1036,15 @@ async fn key_inner(args: KeyArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        KeyCommand::Return { serial, condition } => {
+        KeyCommand::Return {
+            serial,
+            condition,
+            place,
+        } => {
             let r = c
                 .return_key(proto::ReturnKeyRequest {
                     serial,
+                    place: place.unwrap_or_default(),
                     condition: match condition {
                         ConditionArg::Good => "good",
                         ConditionArg::Damaged => "damaged",
@@ -1011,21 +1076,34 @@ async fn key_inner(args: KeyArgs) -> anyhow::Result<ExitCode> {
             serial,
             number,
             out,
+            utc_offset,
         } => {
-            let r = c
-                .get_receipt(proto::GetReceiptRequest {
-                    serial,
-                    number: number.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
+            let utc_offset_minutes = parse_offset(&utc_offset)?;
+            let req = proto::GetReceiptRequest {
+                serial,
+                number: number.unwrap_or_default(),
+                utc_offset_minutes,
+            };
             if let Some(path) = out {
-                bail!(
-                    "cannot write {}: this okey has no PDF receipt renderer yet; the receipt's \
-                     fields are printed by `okey key receipt` without --out",
-                    path.display()
-                );
+                let pdf = c.get_receipt_pdf(req).await?.into_inner();
+                std::fs::write(&path, &pdf.pdf)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                if j {
+                    println!(
+                        "{}",
+                        json!({"number": pdf.number, "out": path.display().to_string(), "bytes": pdf.pdf.len()})
+                    );
+                } else {
+                    println!(
+                        "receipt {} written to {} ({} bytes)",
+                        pdf.number,
+                        path.display(),
+                        pdf.pdf.len()
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
             }
+            let r = c.get_receipt(req).await?.into_inner();
             if j {
                 println!("{}", receipt_json(&r));
             } else {
@@ -1064,6 +1142,21 @@ async fn key_inner(args: KeyArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_of_day_and_offsets_parse() {
+        assert_eq!(
+            parse_time("2026-09-01T09:30").expect("time"),
+            parse_time("2026-09-01").expect("date") + 9 * 3600 + 30 * 60
+        );
+        assert!(parse_time("2026-09-01T24:00").is_err());
+        assert!(parse_time("2026-09-01T9").is_err());
+        assert_eq!(parse_offset("+04:00").expect("offset"), 240);
+        assert_eq!(parse_offset("-05:30").expect("offset"), -330);
+        assert_eq!(parse_offset("Z").expect("offset"), 0);
+        assert!(parse_offset("+15:00").is_err());
+        assert!(parse_offset("04:00").is_err());
+    }
 
     #[test]
     fn dates_are_midnight_utc_and_print_back() {

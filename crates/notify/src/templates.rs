@@ -24,15 +24,61 @@ pub struct KnownTemplate {
 }
 
 /// Every template okey renders.
-pub const KNOWN: &[KnownTemplate] = &[KnownTemplate {
-    name: "test",
-    default: include_str!("../templates/test.txt"),
-    variables: &[
-        ("requested_by", "admin"),
-        ("message_number", "okey.0123456789abcdef@example.org"),
-        ("queued_at", "3 décembre 2026 à 06 h 40 UTC"),
-    ],
-}];
+pub const KNOWN: &[KnownTemplate] = &[
+    KnownTemplate {
+        name: "test",
+        default: include_str!("../templates/test.txt"),
+        variables: &[
+            ("requested_by", "admin"),
+            ("message_number", "okey.0123456789abcdef@example.org"),
+            ("queued_at", "3 décembre 2026 à 06 h 40 UTC"),
+        ],
+    },
+    KnownTemplate {
+        name: "key.convocation",
+        default: include_str!("../templates/key.convocation.txt"),
+        variables: &[
+            ("name", "Noémie Hoarau"),
+            ("serial", "NK-0042"),
+            ("lot_name", "Lot du Rectorat"),
+            ("meeting_at", "1er septembre 2026 à 09 h 00 UTC"),
+            ("place", "Rectorat, salle du conseil"),
+        ],
+    },
+    KnownTemplate {
+        name: "key.expired",
+        default: include_str!("../templates/key.expired.txt"),
+        variables: &[
+            ("lot", "2D-9740001H"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("count", "2"),
+            ("keys", "- NK-0042 (Éloïse Técher)\n- NK-0043"),
+            ("expired_at", "3 décembre 2026 à 06 h 40 UTC"),
+        ],
+    },
+    KnownTemplate {
+        name: "key.return_due",
+        default: include_str!("../templates/key.return_due.txt"),
+        variables: &[
+            ("lot", "1D-CIRC-NORD"),
+            ("lot_name", "Lot de la circonscription Nord"),
+            ("serial", "NK-0042"),
+            ("holder", "François Grégoire"),
+            ("since", "4 juillet 2026 à 00 h 00 UTC"),
+        ],
+    },
+    KnownTemplate {
+        name: "key.lost",
+        default: include_str!("../templates/key.lost.txt"),
+        variables: &[
+            ("name", "Éloïse Técher"),
+            ("serial", "NK-0042"),
+            ("declared_by", "Marie-Hélène Lefèvre"),
+            ("declared_at", "3 décembre 2026 à 06 h 40 UTC"),
+            ("comment", "perdue lors d'un déplacement"),
+        ],
+    },
+];
 
 /// Why the templates cannot be loaded or a mail rendered.
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,7 @@ mod lifecycle;
 mod mail;
 pub mod metrics;
 mod radius;
+mod receipt_pdf;
 pub mod seed_files;
 pub mod serve;
 mod service;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use okey_domain::org::LotKind;
 use okey_domain::{FoundDecision, KeyState, Operation, Party, Role};
 use okey_store::{
-    Acting, Actor, ChangeOutcome, KeyChange, KeyEvent, LotKey, LotRow, LotSummary, Order,
+    Acting, Actor, ChangeOutcome, KeyChange, KeyEvent, LotKey, LotRow, LotSummary, Meeting, Order,
     OrderState, Receipt, ReceiptKind, Store,
 };
 use tonic::{Request, Response, Status};
@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::callers::Principal;
 use crate::clock;
 use crate::proto;
+use crate::receipt_pdf;
 use crate::service::Okey;
 use crate::status::store_status;
 
@@ -336,6 +337,32 @@ impl Okey {
         }
     }
 
+    /// The receipt `r` asks for (the key's latest, or by number) and the key, if `p` may read
+    /// it: a reader of everything, the holder named on it, or a manager of its lot.
+    fn readable_receipt(
+        &self,
+        p: &Principal,
+        r: &proto::GetReceiptRequest,
+    ) -> Result<(Receipt, LotKey), Status> {
+        let acting = self.acting(p)?;
+        okey_domain::validate_serial(&r.serial).map_err(crate::status::invalid)?;
+        let rec = self.store.key_record(&r.serial).map_err(store_status)?;
+        let receipt = rec
+            .receipts
+            .into_iter()
+            .rev()
+            .find(|x| r.number.is_empty() || x.number == r.number)
+            .ok_or_else(|| Status::not_found(format!("key {} has no such receipt", r.serial)))?;
+        let own = acting.person.as_deref() == Some(receipt.holder.as_str());
+        if !(Okey::reads_all(p) || own || acting.sees_lot(&receipt.lot)) {
+            return Err(Status::permission_denied(format!(
+                "{} is neither a party to this receipt nor a manager of lot {}",
+                p.name, receipt.lot
+            )));
+        }
+        Ok((receipt, rec.key))
+    }
+
     fn check_sees(&self, p: &Principal, acting: &Acting, lot: &str) -> Result<(), Status> {
         if Self::reads_all(p) || acting.sees_lot(lot) {
             Ok(())
@@ -553,9 +580,18 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         batch(&r.persons, "persons")?;
+        let meeting = match (r.meeting_at, opt(r.meeting_place)) {
+            (0, None) => None,
+            (at, Some(place)) if at > 0 => Some(Meeting { at, place }),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "give the hand-over meeting's date and place together",
+                ));
+            }
+        };
         let keys = self
             .store
-            .reserve_keys(&r.lot, r.persons, &acting, clock::now())
+            .reserve_keys(&r.lot, r.persons, meeting, &acting, clock::now())
             .map_err(store_status)?;
         Ok(Response::new(proto::KeysResponse {
             keys: keys.iter().map(key_to_proto).collect(),
@@ -696,6 +732,7 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
                 &r.serial,
                 KeyChange::Return {
                     condition: Some(condition),
+                    place: opt(r.place),
                 },
                 &acting,
                 clock::now(),
@@ -763,25 +800,45 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
             .callers
             .authorize(&request, Operation::KeyReceipt)
             .await?;
-        let acting = self.acting(&p)?;
         let r = request.into_inner();
-        okey_domain::validate_serial(&r.serial).map_err(crate::status::invalid)?;
-        let rec = self.store.key_record(&r.serial).map_err(store_status)?;
-        let receipt = rec
-            .receipts
-            .iter()
-            .rev()
-            .find(|x| r.number.is_empty() || x.number == r.number)
-            .ok_or_else(|| Status::not_found(format!("key {} has no such receipt", r.serial)))?;
-        let own = acting.person.as_deref() == Some(receipt.holder.as_str());
-        if !(Okey::reads_all(&p) || own || acting.sees_lot(&receipt.lot)) {
-            return Err(Status::permission_denied(format!(
-                "{} is neither a party to this receipt nor a manager of lot {}",
-                p.name, receipt.lot
+        let (receipt, _key) = self.readable_receipt(&p, &r)?;
+        let lot = self.store.lot(&receipt.lot).ok().map(|s| s.lot);
+        Ok(Response::new(receipt_to_proto(&receipt, lot.as_ref())))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "GetReceiptPdf"))]
+    async fn get_receipt_pdf(
+        &self,
+        request: Request<proto::GetReceiptRequest>,
+    ) -> Result<Response<proto::ReceiptPdf>, Status> {
+        let p = self
+            .callers
+            .authorize(&request, Operation::KeyReceipt)
+            .await?;
+        let r = request.into_inner();
+        let offset = r.utc_offset_minutes;
+        if offset.abs() > receipt_pdf::MAX_UTC_OFFSET_MINUTES {
+            return Err(Status::invalid_argument(format!(
+                "the offset from UTC must be within ±{} minutes",
+                receipt_pdf::MAX_UTC_OFFSET_MINUTES
             )));
         }
+        let (receipt, key) = self.readable_receipt(&p, &r)?;
         let lot = self.store.lot(&receipt.lot).ok().map(|s| s.lot);
-        Ok(Response::new(receipt_to_proto(receipt, lot.as_ref())))
+        let store = self.store.clone();
+        let number = receipt.number.clone();
+        let pdf = tokio::task::spawn_blocking(move || {
+            receipt_pdf::render(&store, &receipt, &key, lot.as_ref(), offset)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the receipt renderer stopped: {e}")))?
+        .map_err(|e| match e {
+            receipt_pdf::PrintError::Store(e) => store_status(e),
+            e @ receipt_pdf::PrintError::Document { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+        })?;
+        Ok(Response::new(proto::ReceiptPdf { number, pdf }))
     }
 
     #[tracing::instrument(skip_all, fields(op = "RunScheduledJobs"))]

@@ -80,6 +80,88 @@ fn queued(r: MailRow) -> proto::QueuedMail {
     }
 }
 
+/// The lifecycle's mails, rendered with the service's templates (see `okey_store::Notice`).
+pub(crate) struct LifecycleMails(pub(crate) Arc<MailContext>);
+
+impl okey_store::LifecycleMailer for LifecycleMails {
+    fn compose(
+        &self,
+        notice: &okey_store::Notice,
+        to: &[String],
+    ) -> Result<okey_store::outbox::NewMail, String> {
+        use okey_store::Notice;
+        let ctx = match notice {
+            Notice::Convocation {
+                name,
+                serial,
+                lot_name,
+                meeting_at,
+                place,
+            } => context! {
+                name => name,
+                serial => serial,
+                lot_name => lot_name,
+                meeting_at => french_utc(*meeting_at),
+                place => place,
+            },
+            Notice::Expired {
+                lot,
+                lot_name,
+                keys,
+            } => {
+                let list = keys
+                    .iter()
+                    .map(|(serial, holder)| match holder {
+                        Some(h) => format!("- {serial} (détenue par {h})"),
+                        None => format!("- {serial}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                context! {
+                    lot => lot,
+                    lot_name => lot_name,
+                    count => keys.len().to_string(),
+                    keys => list,
+                    expired_at => french_utc(clock::now()),
+                }
+            }
+            Notice::ReturnDue {
+                lot,
+                lot_name,
+                serial,
+                holder,
+                since,
+            } => context! {
+                lot => lot,
+                lot_name => lot_name,
+                serial => serial,
+                holder => holder,
+                since => french_utc(*since),
+            },
+            Notice::Lost {
+                name,
+                serial,
+                by,
+                comment,
+                at,
+            } => context! {
+                name => name,
+                serial => serial,
+                declared_by => by,
+                declared_at => french_utc(*at),
+                comment => comment.clone().unwrap_or_default(),
+            },
+        };
+        let mail = self
+            .0
+            .composer
+            .compose(notice.template(), to, ctx)
+            .map_err(|e| e.to_string())?;
+        self.0.waker.wake();
+        Ok(mail)
+    }
+}
+
 /// "3 décembre 2026 à 06 h 40 UTC" of a Unix time.
 fn french_utc(t: u64) -> String {
     const MONTHS: [&str; 12] = [

@@ -97,8 +97,15 @@ fn hash_of(h: HashAlgorithm) -> Algorithm {
     }
 }
 
+/// What to take from a file beside the keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mapping {
+    /// The package's `UserId` becomes the token's holder.
+    pub holder_from_user_id: bool,
+}
+
 /// One package → one token, or the reason it cannot be one.
-pub fn token_of(p: KeyPackage, kind: TokenKind) -> Result<Option<NewToken>, String> {
+pub fn token_of(p: KeyPackage, kind: TokenKind, map: Mapping) -> Result<Option<NewToken>, String> {
     let serial = p.serial.clone().ok_or("the package has no serial number")?;
     validate_serial(&serial).map_err(|e| e.to_string())?;
     if let Some(issuer) = &p.issuer {
@@ -145,7 +152,17 @@ pub fn token_of(p: KeyPackage, kind: TokenKind) -> Result<Option<NewToken>, Stri
     {
         return Err("the time step must be 1 to 3600 seconds".into());
     }
+    let holder = match (&p.user_id, map.holder_from_user_id) {
+        (Some(u), true) => {
+            let u = u.trim().to_lowercase();
+            okey_domain::validate_holder(&u).map_err(|e| format!("its UserId: {e}"))?;
+            Some(u)
+        }
+        _ => None,
+    };
     Ok(Some(NewToken {
+        // Before 1970 is long past: the key imports expired.
+        valid_until: p.expiry_date.map(|e| u64::try_from(e).unwrap_or(0)),
         serial,
         kind,
         otp,
@@ -155,7 +172,7 @@ pub fn token_of(p: KeyPackage, kind: TokenKind) -> Result<Option<NewToken>, Stri
         counter: p.counter.unwrap_or(0),
         drift: p.time_drift.unwrap_or(0),
         status: TokenStatus::Active,
-        holder: None,
+        holder,
         description: match (&p.manufacturer, &p.model) {
             (Some(m), Some(model)) => Some(format!("{m} {model}")),
             (Some(m), None) => Some(m.clone()),
@@ -177,36 +194,99 @@ fn refused_of(e: &PackageError) -> Refused {
     }
 }
 
-/// Read every package of `input` (blocking) and turn each into a token.
-pub fn parse(input: impl Read, format: Format, kind: TokenKind) -> Parsed {
-    let items: Box<dyn Iterator<Item = Result<KeyPackage, ImportError>>> = match format {
-        Format::Pskc(options) => Box::new(PskcReader::new(input, options)),
-        Format::OathCsv => Box::new(OathCsvReader::new(std::io::BufReader::new(input))),
-    };
+/// What the file carried that was not acted on: one sentence each, for the import summary.
+fn ignored_notes(p: &KeyPackage, map: Mapping, notes: &mut Vec<String>) {
+    let name = label(p);
+    if p.user_id.is_some() && !map.holder_from_user_id {
+        notes.push(format!(
+            "{name}: its UserId was not used (ask for the holder to be taken from UserId to \
+             assign the key)"
+        ));
+    }
+    if p.start_date.is_some() {
+        notes.push(format!(
+            "{name}: its StartDate is not enforced (the key is usable once handed over)"
+        ));
+    }
+    if p.issuer.is_some() {
+        notes.push(format!("{name}: its Issuer is not stored"));
+    }
+    if p.pin_policy.is_some() {
+        notes.push(format!(
+            "{name}: its PINPolicy is not applied (okey's PIN is set with SetPin)"
+        ));
+    }
+}
+
+/// Turn one read item into a token, a refusal and notes; a file-level error stops the read.
+fn take(
+    item: Result<KeyPackage, ImportError>,
+    kind: TokenKind,
+    map: Mapping,
+    tokens: &mut Vec<NewToken>,
+    refused: &mut Vec<Refused>,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    match item {
+        Ok(p) => {
+            let name = label(&p);
+            ignored_notes(&p, map, notes);
+            match token_of(p, kind, map) {
+                Ok(Some(t)) => tokens.push(t),
+                Ok(None) => {}
+                Err(reason) => refused.push(Refused {
+                    package: name,
+                    reason,
+                }),
+            }
+            Ok(())
+        }
+        Err(ImportError::Package(e)) => {
+            refused.push(refused_of(&e));
+            Ok(())
+        }
+        Err(ImportError::File(e)) => Err(e.to_string()),
+    }
+}
+
+/// Read every package of `input` (blocking) and turn each into a token; with the notes of what
+/// the file carried that was ignored (an unchecked signature, an unused password, fields okey
+/// does not act on).
+pub fn parse(
+    input: impl Read,
+    format: Format,
+    kind: TokenKind,
+    map: Mapping,
+) -> (Parsed, Vec<String>) {
+    let mut notes = Vec::new();
     let mut tokens = Vec::new();
     let mut refused = Vec::new();
-    for item in items {
-        match item {
-            Ok(p) => {
-                let name = label(&p);
-                match token_of(p, kind) {
-                    Ok(Some(t)) => tokens.push(t),
-                    Ok(None) => {}
-                    Err(reason) => refused.push(Refused {
-                        package: name,
-                        reason,
-                    }),
+    match format {
+        Format::Pskc(options) => {
+            let mut reader = PskcReader::new(input, options);
+            for item in reader.by_ref() {
+                if let Err(why) = take(item, kind, map, &mut tokens, &mut refused, &mut notes) {
+                    return (Parsed::FileRefused(why), notes);
                 }
             }
-            Err(ImportError::Package(e)) => refused.push(refused_of(&e)),
-            Err(ImportError::File(e)) => return Parsed::FileRefused(e.to_string()),
+            let file_notes: Vec<String> =
+                reader.ignored().iter().map(ToString::to_string).collect();
+            notes.splice(0..0, file_notes);
+        }
+        Format::OathCsv => {
+            for item in OathCsvReader::new(std::io::BufReader::new(input)) {
+                if let Err(why) = take(item, kind, map, &mut tokens, &mut refused, &mut notes) {
+                    return (Parsed::FileRefused(why), notes);
+                }
+            }
         }
     }
-    if refused.is_empty() {
+    let parsed = if refused.is_empty() {
         Parsed::Complete(tokens)
     } else {
         Parsed::WithRefusals(tokens, refused)
-    }
+    };
+    (parsed, notes)
 }
 
 /// A `Write` that sends what it is given as chunks of at most 64 KiB through an async channel;
@@ -295,7 +375,13 @@ mod tests {
 
     #[allow(clippy::indexing_slicing)]
     fn csv(text: &str) -> Parsed {
-        parse(text.as_bytes(), Format::OathCsv, TokenKind::Hardware)
+        parse(
+            text.as_bytes(),
+            Format::OathCsv,
+            TokenKind::Hardware,
+            Mapping::default(),
+        )
+        .0
     }
 
     #[test]

@@ -234,6 +234,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         Some(smtp) => {
             let (ctx, task) = crate::mail::start(&store, smtp)?;
             let _ = metrics.mail_sender.set(ctx.metrics.clone());
+            store.set_lifecycle_mailer(Arc::new(crate::mail::LifecycleMails(ctx.clone())));
             (Some(ctx), Some(task))
         }
         None => (None, None),

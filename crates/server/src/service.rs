@@ -814,6 +814,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             .store
             .create_token(
                 NewToken {
+                    valid_until: None,
                     serial,
                     kind,
                     otp,
@@ -891,6 +892,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             };
             check_description(&t.description).map_err(at)?;
             batch.push(NewToken {
+                valid_until: None,
                 serial: t.serial.clone(),
                 kind: kind_of(t.kind, TokenKind::Hardware).map_err(at)?,
                 otp,
@@ -961,7 +963,11 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             }
         };
         let (tx, reader) = ChunkReader::new(16);
-        let parser = tokio::task::spawn_blocking(move || seed_files::parse(reader, format, kind));
+        let map = seed_files::Mapping {
+            holder_from_user_id: options.holder_from_user_id,
+        };
+        let parser =
+            tokio::task::spawn_blocking(move || seed_files::parse(reader, format, kind, map));
         let mut total = first.data.len();
         let mut ended = first.end;
         if !first.data.is_empty() && tx.send(first.data).await.is_err() {
@@ -993,7 +999,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 "the upload stopped before the client marked the end of the file; nothing imported",
             ));
         }
-        let parsed = parser
+        let (parsed, ignored) = parser
             .await
             .map_err(|_| Status::internal("the seed file parser failed"))?;
         let (mut tokens, mut refused) = match parsed {
@@ -1033,9 +1039,21 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             tokens = kept;
         }
         if tokens.is_empty() {
-            return Err(Status::invalid_argument(
-                "the file holds no token that could be imported",
-            ));
+            // Say why, package by package: a partial import of nothing is still explained.
+            let listed: Vec<String> = refused
+                .iter()
+                .take(20)
+                .map(|r| format!("{}: {}", r.package, r.reason))
+                .collect();
+            return Err(invalid(if listed.is_empty() {
+                "the file holds no token that could be imported".to_owned()
+            } else {
+                format!(
+                    "the file holds no token that could be imported; {} package(s) refused: {}",
+                    refused.len(),
+                    listed.join("; ")
+                )
+            }));
         }
         let imported = self
             .store
@@ -1050,6 +1068,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                     reason: r.reason,
                 })
                 .collect(),
+            ignored,
         }))
     }
 
@@ -1272,6 +1291,7 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             Err(e) => return Err(store_status(e)),
         };
         let token = NewToken {
+            valid_until: None,
             serial: req.serial,
             kind: TokenKind::Hardware,
             otp,

@@ -24,6 +24,7 @@ fn actor() -> Actor {
 
 fn token(serial: String) -> NewToken {
     NewToken {
+        valid_until: None,
         serial,
         kind: TokenKind::Hardware,
         otp: OtpKind::Hotp,

@@ -62,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seed: Vec<u8> = (0..20u8).collect();
     let batch: Vec<NewToken> = (0..n)
         .map(|i| NewToken {
+            valid_until: None,
             serial: format!("{i:08}"),
             kind: TokenKind::Hardware,
             otp: OtpKind::Hotp,

@@ -85,6 +85,9 @@ pub struct TokenRow {
     /// Deactivation time (end of function, end of a deputy's period): no code is accepted
     /// from then on.
     pub active_until: Option<u64>,
+    /// Handed over, and the holder has not yet signed the receipt: the first accepted code
+    /// signs it (in the verify's own commit).
+    pub handover_unconfirmed: bool,
 }
 
 /// The moving part of a token row: what a verify changes.
@@ -112,6 +115,8 @@ pub struct TokenState {
     pub valid_until: Option<u64>,
     /// Deactivation time.
     pub active_until: Option<u64>,
+    /// See [`TokenRow::handover_unconfirmed`].
+    pub handover_unconfirmed: bool,
 }
 
 impl TokenRow {
@@ -129,6 +134,7 @@ impl TokenRow {
             custody: self.custody,
             valid_until: self.valid_until,
             active_until: self.active_until,
+            handover_unconfirmed: self.handover_unconfirmed,
         }
     }
 
@@ -145,6 +151,7 @@ impl TokenRow {
         self.custody = s.custody;
         self.valid_until = s.valid_until;
         self.active_until = s.active_until;
+        self.handover_unconfirmed = s.handover_unconfirmed;
     }
 }
 

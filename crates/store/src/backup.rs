@@ -290,6 +290,7 @@ fn decode_token(d: &mut Dec<'_>) -> Result<TokenRow, StoreError> {
         custody: None,
         valid_until: None,
         active_until: None,
+        handover_unconfirmed: false,
     })
 }
 

@@ -205,6 +205,7 @@ mod tests {
                 custody: None,
                 valid_until: None,
                 active_until: None,
+                handover_unconfirmed: false,
             },
             software: false,
             version,

@@ -57,6 +57,9 @@ pub trait CustodyTx {
     fn receipt(&mut self, number: &str) -> Result<Option<Receipt>, StoreError>;
     /// Mark a receipt signed, if it is not yet; false if it was (or does not exist).
     fn confirm_receipt(&mut self, number: &str, at: u64, how: &str) -> Result<bool, StoreError>;
+    /// Mark the latest hand-over receipt of `serial` signed by the holder's first valid code,
+    /// if it is not yet signed; false otherwise.
+    fn confirm_latest_handover(&mut self, serial: &str, at: u64) -> Result<bool, StoreError>;
     /// Insert an order; its id.
     fn insert_order(&mut self, order: &Order) -> Result<u64, StoreError>;
     /// One order.

@@ -16,6 +16,7 @@ use crate::audit;
 use crate::backend::TokenRow;
 use crate::cache::Hot;
 use crate::custody_db::CustodyTx;
+use crate::notices::Notice;
 use crate::store::Store;
 use crate::types::{Actor, TokenKind, TokenStatus};
 
@@ -376,6 +377,8 @@ pub enum KeyChange {
     Return {
         /// The key's condition: `good`, `damaged` or `broken`.
         condition: Option<String>,
+        /// Where it is given back.
+        place: Option<String>,
     },
     /// Lost, stolen, broken.
     Lost {
@@ -449,6 +452,15 @@ pub struct FoundOutcome {
     pub key: LotKey,
     /// The lot's kind.
     pub lot_kind: Option<LotKind>,
+}
+
+/// The hand-over meeting of a first appointment batch, for the convocations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meeting {
+    /// When (Unix seconds, in the future).
+    pub at: u64,
+    /// Where.
+    pub place: String,
 }
 
 /// Something the scheduled job did.
@@ -529,15 +541,20 @@ fn check_change(c: KeyChange) -> Result<KeyChange, StoreError> {
                 until,
             }
         }
-        KeyChange::Return { condition } => match condition.as_deref() {
-            None | Some("good" | "damaged" | "broken") => KeyChange::Return { condition },
-            Some(_) => {
-                return Err(StoreError::invalid(
-                    "condition",
-                    "must be good, damaged or broken",
-                ));
+        KeyChange::Return { condition, place } => {
+            check_text("place", &place)?;
+            match condition.as_deref() {
+                None | Some("good" | "damaged" | "broken") => {
+                    KeyChange::Return { condition, place }
+                }
+                Some(_) => {
+                    return Err(StoreError::invalid(
+                        "condition",
+                        "must be good, damaged or broken",
+                    ));
+                }
             }
-        },
+        }
         KeyChange::Lost { comment } => {
             check_text("comment", &comment)?;
             KeyChange::Lost { comment }
@@ -740,10 +757,20 @@ impl Store {
         &self,
         lot: &str,
         persons: Vec<String>,
+        meeting: Option<Meeting>,
         by: &Acting,
         now: u64,
     ) -> Result<Vec<LotKey>, StoreError> {
         check_id("lot", lot)?;
+        if let Some(m) = &meeting {
+            check_text("meeting place", &Some(m.place.clone()))?;
+            if m.at <= now {
+                return Err(StoreError::invalid(
+                    "meeting",
+                    "the hand-over meeting must be in the future",
+                ));
+            }
+        }
         if persons.is_empty() || persons.len() > 10_000 {
             return Err(StoreError::invalid("persons", "give 1 to 10000 persons"));
         }
@@ -754,7 +781,7 @@ impl Store {
         let lot = lot.to_owned();
         let by = by.clone();
         let done = self.custody_write(move |tx, store| {
-            read_lot(tx.custody(), &lot)?;
+            let lot_row = read_lot(tx.custody(), &lot)?;
             let n = u32::try_from(persons.len()).unwrap_or(u32::MAX);
             let keys = tx.custody().available_keys(&lot, n)?;
             if keys.len() < persons.len() {
@@ -766,6 +793,10 @@ impl Store {
             }
             let mut out = Vec::with_capacity(persons.len());
             for (serial, person) in keys.into_iter().zip(persons) {
+                let entry = match &meeting {
+                    Some(_) => store.directory_entry(&person)?,
+                    None => None,
+                };
                 out.push(apply(
                     tx,
                     store,
@@ -774,6 +805,16 @@ impl Store {
                     &by,
                     now,
                 )?);
+                if let (Some(m), Some((name, email))) = (&meeting, entry) {
+                    let notice = Notice::Convocation {
+                        name,
+                        serial: serial.clone(),
+                        lot_name: lot_row.name.clone(),
+                        meeting_at: m.at,
+                        place: m.place.clone(),
+                    };
+                    store.notify(tx, &notice, vec![email], now)?;
+                }
             }
             Ok(out)
         })?;
@@ -1123,7 +1164,7 @@ impl Store {
         let typed = normalise_receipt(number);
         let actor = by.actor.clone();
         let by = by.clone();
-        self.custody_write(move |tx, store| {
+        let (new, receipt) = self.custody_write(move |tx, store| {
             let row = tx
                 .token(&serial)?
                 .ok_or_else(|| StoreError::UnknownSerial(serial.clone()))?;
@@ -1163,6 +1204,13 @@ impl Store {
             if !tx.custody().confirm_receipt(&latest.number, now, how)? {
                 return Err(wrong());
             }
+            let mut new = row.clone();
+            new.handover_unconfirmed = false;
+            new.updated_at = now;
+            if !tx.update_token(row.version, &new)? {
+                return Err(StoreError::Conflict);
+            }
+            new.version = row.version + 1;
             let entry = Store::audit_entry(
                 &actor,
                 "key.handover.confirm",
@@ -1173,10 +1221,14 @@ impl Store {
                 now,
             );
             audit::append(tx, &store.inner.audit_key, entry)?;
-            tx.custody()
+            let receipt = tx
+                .custody()
                 .receipt(&latest.number)?
-                .ok_or_else(|| StoreError::Corrupt("the receipt vanished".into()))
-        })
+                .ok_or_else(|| StoreError::Corrupt("the receipt vanished".into()))?;
+            Ok((new, receipt))
+        })?;
+        self.inner.cache.update(&new.serial, Hot::of(&new));
+        Ok(receipt)
     }
 
     /// The scheduled job: mark keys past their validity end expired, and put the return of
@@ -1222,6 +1274,31 @@ impl Store {
                         holder: out.key.holder.clone(),
                     });
                     rows.push(row);
+                }
+                // The lot managers learn which of their keys expired: one mail per lot.
+                let mut expired: std::collections::BTreeMap<String, Vec<(String, Option<String>)>> =
+                    std::collections::BTreeMap::new();
+                for e in events.iter().filter(|e| e.action == KeyAction::Expire) {
+                    if let Some(lot) = &e.lot {
+                        let holder = match e.holder.as_deref() {
+                            Some(h) => Some(store.display_name(h)?),
+                            None => None,
+                        };
+                        expired
+                            .entry(lot.clone())
+                            .or_default()
+                            .push((e.serial.clone(), holder));
+                    }
+                }
+                for (lot, keys) in expired {
+                    let lot = read_lot(tx.custody(), &lot)?;
+                    let to = store.lot_manager_addresses(&lot)?;
+                    let notice = Notice::Expired {
+                        lot: lot.id.clone(),
+                        lot_name: lot.name.clone(),
+                        keys,
+                    };
+                    store.notify(tx, &notice, to, now)?;
                 }
                 Ok((rows, events))
             })?;
@@ -1341,6 +1418,7 @@ fn apply(
             c.return_due = None;
             row.holder = Some(to.clone());
             row.active_until = until;
+            row.handover_unconfirmed = true;
             let r = Receipt {
                 number: receipt_number(ReceiptKind::HandOver)?,
                 kind: ReceiptKind::HandOver,
@@ -1359,7 +1437,7 @@ fn apply(
             comment = Some(format!("receipt {}", r.number));
             receipt = Some(r);
         }
-        KeyChange::Return { condition } => {
+        KeyChange::Return { condition, place } => {
             let holder = before.holder.clone().unwrap_or_default();
             let r = Receipt {
                 number: receipt_number(ReceiptKind::Return)?,
@@ -1369,7 +1447,7 @@ fn apply(
                 holder,
                 staff: by.name(),
                 at: now,
-                place: None,
+                place,
                 condition: condition.clone(),
                 until: None,
                 confirmed_at: None,
@@ -1429,6 +1507,9 @@ fn apply(
         }
         KeyChange::Reissue => {}
     }
+    if to != KeyState::HandedOver {
+        row.handover_unconfirmed = false;
+    }
     row.custody = Some(to);
     row.updated_at = now;
     c.changed_at = now;
@@ -1452,6 +1533,42 @@ fn apply(
         comment: comment.clone(),
     };
     tx.custody().insert_event(&event)?;
+    match action {
+        KeyAction::DeclareLost => {
+            if let Some(holder) = before.holder.as_deref()
+                && let Some((name, email)) = store.directory_entry(holder)?
+            {
+                let notice = Notice::Lost {
+                    name,
+                    serial: serial.to_owned(),
+                    by: store.display_name(&by.name())?,
+                    comment: comment.clone(),
+                    at: now,
+                };
+                store.notify(tx, &notice, vec![email], now)?;
+            }
+        }
+        KeyAction::Deactivate => {
+            let was_due = old.as_ref().and_then(|o| o.return_due).is_some();
+            if let (false, Some(since)) = (was_due, c.return_due) {
+                let lot = read_lot(tx.custody(), &c.lot)?;
+                let holder = match before.holder.as_deref() {
+                    Some(h) => store.display_name(h)?,
+                    None => "personne".to_owned(),
+                };
+                let notice = Notice::ReturnDue {
+                    lot: lot.id.clone(),
+                    lot_name: lot.name.clone(),
+                    serial: serial.to_owned(),
+                    holder,
+                    since,
+                };
+                let to = store.lot_manager_addresses(&lot)?;
+                store.notify(tx, &notice, to, now)?;
+            }
+        }
+        _ => {}
+    }
     audit::append(
         tx,
         &store.inner.audit_key,

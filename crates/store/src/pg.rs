@@ -248,10 +248,28 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         "CREATE INDEX api_keys_person ON api_keys (person) WHERE person IS NOT NULL;
     CREATE INDEX lots_unit ON lots (unit, kind);",
     ),
+    (
+        7,
+        "ALTER TABLE token_state ADD COLUMN handover_unconfirmed BIGINT NOT NULL DEFAULT 0
+        CHECK (handover_unconfirmed IN (0, 1));
+    UPDATE token_state SET handover_unconfirmed = 1
+        WHERE custody = 'handed_over' AND EXISTS (
+            SELECT 1 FROM receipts r WHERE r.serial = token_state.serial
+            AND r.kind = 'handover' AND r.confirmed_at IS NULL
+            AND r.at = (SELECT max(at) FROM receipts x
+                        WHERE x.serial = r.serial AND x.kind = 'handover'));
+    DROP VIEW token_rows;
+    CREATE VIEW token_rows AS
+        SELECT t.serial AS serial, kind, otp, step, t0, suite, algorithm, digits, key_version,
+               sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked,
+               locked_until, status, holder, description, pin_verifier, created_at, updated_at,
+               version, custody, valid_until, active_until, handover_unconfirmed
+        FROM tokens t JOIN token_state s ON s.serial = t.serial;",
+    ),
 ];
 
 /// The newest PostgreSQL schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Brings the database behind `client` to [`SCHEMA_VERSION`] and returns the version found
 /// before. Safe to call from several nodes at once: the first applies, the others wait on the

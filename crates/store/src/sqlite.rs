@@ -115,6 +115,24 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (4, directory::MIGRATION),
     (5, HOLDERS_FOLDED),
     (6, directory::MIGRATION_CALLER_PERSON),
+    (
+        7,
+        "ALTER TABLE token_state ADD COLUMN handover_unconfirmed INTEGER NOT NULL DEFAULT 0
+        CHECK (handover_unconfirmed IN (0, 1));
+    UPDATE token_state SET handover_unconfirmed = 1
+        WHERE custody = 'handed_over' AND EXISTS (
+            SELECT 1 FROM receipts r WHERE r.serial = token_state.serial
+            AND r.kind = 'handover' AND r.confirmed_at IS NULL
+            AND r.at = (SELECT max(at) FROM receipts x
+                        WHERE x.serial = r.serial AND x.kind = 'handover'));
+    DROP VIEW token_rows;
+    CREATE VIEW token_rows AS
+        SELECT t.serial AS serial, kind, otp, step, t0, suite, algorithm, digits, key_version,
+               sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked,
+               locked_until, status, holder, description, pin_verifier, created_at, updated_at,
+               version, custody, valid_until, active_until, handover_unconfirmed
+        FROM tokens t JOIN token_state s ON s.serial = t.serial;",
+    ),
 ];
 
 /// Migration 5: holders are people's logins, compared without regard to case
@@ -139,14 +157,14 @@ pub(crate) const HOLDERS_FOLDED: &str = "UPDATE tokens SET holder = lower(holder
     UPDATE lot_delegates SET person = lower(person) WHERE person <> lower(person)";
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
 const TOKEN_COLS: &str = "serial, kind, otp, step, t0, suite, algorithm, digits, key_version, \
      sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked, locked_until, \
      status, holder, description, pin_verifier, created_at, updated_at, version, custody, \
-     valid_until, active_until";
+     valid_until, active_until, handover_unconfirmed";
 
 const READERS: usize = 4;
 
@@ -397,6 +415,7 @@ fn token_from_row(r: &Row<'_>) -> Result<TokenRow, StoreError> {
             .get::<_, Option<i64>>(26)?
             .map(|v| to_u64(v, "deactivation time"))
             .transpose()?,
+        handover_unconfirmed: r.get::<_, i64>(27)? != 0,
     })
 }
 
@@ -858,8 +877,9 @@ impl WriteTx for SqliteWriter {
         self.conn
             .prepare_cached(
                 "INSERT INTO token_state (serial, counter, last_step, drift, failures, locked, \
-                 locked_until, status, updated_at, version, custody, valid_until, active_until) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 locked_until, status, updated_at, version, custody, valid_until, active_until, \
+                 handover_unconfirmed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 t.serial,
@@ -875,6 +895,7 @@ impl WriteTx for SqliteWriter {
                 t.custody.map(|c| c.as_str()),
                 opt_i64(t.valid_until, "validity end")?,
                 opt_i64(t.active_until, "deactivation time")?,
+                i64::from(t.handover_unconfirmed),
             ])
             .map_err(duplicate)?;
         Ok(())
@@ -914,7 +935,7 @@ impl WriteTx for SqliteWriter {
         let mut stmt = self.conn.prepare_cached(
             "UPDATE token_state SET counter = ?3, last_step = ?4, drift = ?5, failures = ?6, \
              locked = ?7, locked_until = ?8, status = ?9, updated_at = ?10, version = ?2 + 1, \
-             custody = ?11, valid_until = ?12, active_until = ?13 \
+             custody = ?11, valid_until = ?12, active_until = ?13, handover_unconfirmed = ?14 \
              WHERE serial = ?1 AND version = ?2 AND counter <= ?3 \
              AND (last_step IS NULL OR last_step <= ?4)",
         )?;
@@ -932,6 +953,7 @@ impl WriteTx for SqliteWriter {
             s.custody.map(|c| c.as_str()),
             opt_i64(s.valid_until, "validity end")?,
             opt_i64(s.active_until, "deactivation time")?,
+            i64::from(s.handover_unconfirmed),
         ])?;
         Ok(n == 1)
     }

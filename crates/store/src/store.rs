@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     pub(crate) staff_failures: AtomicU64,
     /// The directory's unit tree, loaded on first use and dropped by an import.
     pub(crate) org_tree: RwLock<Option<Arc<okey_domain::org::OrgTree>>>,
+    /// Renders the lifecycle's mails, when a relay is configured.
+    pub(crate) mailer: RwLock<Option<Arc<dyn crate::notices::LifecycleMailer>>>,
 }
 
 /// The sealed store. Cheap to clone; all clones share one database, cache and writer.
@@ -392,6 +394,7 @@ impl Store {
                 conflicts: AtomicU64::new(0),
                 staff_failures: AtomicU64::new(0),
                 org_tree: RwLock::new(None),
+                mailer: RwLock::new(None),
             }),
         })
     }
@@ -439,9 +442,15 @@ impl Store {
             created_at: now,
             updated_at: now,
             version: 1,
-            custody: None,
-            valid_until: None,
+            // A key past the end of validity its seed file gives imports expired: it cannot log
+            // in, and shows as expired until it is scrapped.
+            custody: t
+                .valid_until
+                .filter(|end| *end <= now)
+                .map(|_| okey_domain::KeyState::Expired),
+            valid_until: t.valid_until,
             active_until: None,
+            handover_unconfirmed: false,
         })
     }
 

@@ -152,6 +152,8 @@ pub struct NewToken {
     pub holder: Option<String>,
     /// Free text.
     pub description: Option<String>,
+    /// End of validity from the seed file (PSKC `ExpiryDate`); a key past it imports expired.
+    pub valid_until: Option<u64>,
 }
 
 impl fmt::Debug for NewToken {

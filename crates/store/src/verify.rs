@@ -280,6 +280,8 @@ impl Store {
             custody: state.custody,
             valid_until: state.valid_until,
             active_until: state.active_until,
+            // The holder's first accepted code signs their hand-over (see `commit`).
+            handover_unconfirmed: false,
         }
     }
 
@@ -349,10 +351,13 @@ impl Store {
         Ok(Some((key, hot, true)))
     }
 
-    /// Commit state changes (each a compare-and-set) and one audit entry, durably.
+    /// Commit state changes (each a compare-and-set) and one audit entry, durably. `signs`:
+    /// a key whose hand-over this accepted code signs (its cached row said unsigned): its latest
+    /// hand-over receipt is marked signed by code in the same commit.
     async fn commit(
         &self,
         updates: Vec<(String, u64, TokenState)>,
+        signs: Option<String>,
         entry: AuditEntry,
     ) -> Result<(), StoreError> {
         check_storable(&updates, entry.at)?;
@@ -367,6 +372,9 @@ impl Store {
                     if !tx.update_state(serial, *version, state)? {
                         return Err(StoreError::Conflict);
                     }
+                }
+                if let Some(serial) = &signs {
+                    tx.custody().confirm_latest_handover(serial, entry.at)?;
                 }
                 audit::append(tx, &key, entry)?;
                 Ok(())
@@ -415,7 +423,7 @@ impl Store {
             reason.as_str(),
             now,
         );
-        self.commit(Vec::new(), entry).await?;
+        self.commit(Vec::new(), None, entry).await?;
         Ok(outcome(false, serial, reason))
     }
 
@@ -476,8 +484,9 @@ impl Store {
                 reason.as_str(),
                 now,
             );
+            let signs = (accepted && hot.state.handover_unconfirmed).then(|| serial.to_owned());
             match self
-                .commit(vec![(serial.to_owned(), hot.version, state)], entry)
+                .commit(vec![(serial.to_owned(), hot.version, state)], signs, entry)
                 .await
             {
                 Ok(()) => {
@@ -598,7 +607,11 @@ impl Store {
                 .iter()
                 .map(|(s, h, st)| (s.clone(), h.version, *st))
                 .collect();
-            match self.commit(cas, entry).await {
+            let signs = updates
+                .iter()
+                .find(|(_, h, _)| accepted && h.state.handover_unconfirmed)
+                .map(|(s, _, _)| s.clone());
+            match self.commit(cas, signs, entry).await {
                 Ok(()) => {
                     for (s, h, st) in &updates {
                         self.refresh_cache(s, h, *st);
@@ -827,8 +840,9 @@ impl Store {
                 reason.as_str(),
                 now,
             );
+            let signs = (accepted && hot.state.handover_unconfirmed).then(|| serial.to_owned());
             match self
-                .commit(vec![(serial.to_owned(), hot.version, new)], entry)
+                .commit(vec![(serial.to_owned(), hot.version, new)], signs, entry)
                 .await
             {
                 Ok(()) => {
@@ -972,6 +986,8 @@ impl Store {
         };
         let mut new = Self::after_success(&hot.state, &p, now);
         new.status = settle.status;
+        // A staff operation (resynchronisation, bench read-back) signs nothing for the holder.
+        new.handover_unconfirmed = hot.state.handover_unconfirmed;
         let entry = Self::audit_entry(
             actor,
             settle.action,
@@ -982,7 +998,7 @@ impl Store {
             now,
         );
         match self
-            .commit(vec![(serial.to_owned(), hot.version, new)], entry)
+            .commit(vec![(serial.to_owned(), hot.version, new)], None, entry)
             .await
         {
             Ok(()) => {
@@ -1015,6 +1031,7 @@ mod tests {
 
     fn token(seed: &[u8]) -> NewToken {
         NewToken {
+            valid_until: None,
             serial: "I1".into(),
             kind: TokenKind::Hardware,
             otp: OtpKind::Hotp,

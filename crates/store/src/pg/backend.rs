@@ -55,7 +55,7 @@ macro_rules! token_cols {
         "serial, kind, otp, step, t0, suite, algorithm, digits, key_version, sealed_seed, \
          sealed_pin_hash, counter, last_step, drift, failures, locked, locked_until, status, \
          holder, description, pin_verifier, created_at, updated_at, version, custody, \
-         valid_until, active_until"
+         valid_until, active_until, handover_unconfirmed"
     };
 }
 
@@ -131,6 +131,7 @@ fn token_from(r: &Row) -> Result<TokenRow, StoreError> {
             .transpose()?,
         valid_until: opt_u64(r, 25, "validity end")?,
         active_until: opt_u64(r, 26, "deactivation time")?,
+        handover_unconfirmed: get::<i64>(r, 27)? != 0,
     })
 }
 
@@ -772,8 +773,9 @@ impl WriteTx for PgWriter {
         }
         let n = self.conn.execute(
             "INSERT INTO token_state (serial, counter, last_step, drift, failures, locked, \
-             locked_until, status, updated_at, version, custody, valid_until, active_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             locked_until, status, updated_at, version, custody, valid_until, active_until, \
+             handover_unconfirmed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (serial) DO NOTHING",
             &[
                 &t.serial,
@@ -789,6 +791,7 @@ impl WriteTx for PgWriter {
                 &t.custody.map(|c| c.as_str()),
                 &opt_i64(t.valid_until, "validity end")?,
                 &opt_i64(t.active_until, "deactivation time")?,
+                &i64::from(t.handover_unconfirmed),
             ],
         )?;
         if n != 1 {
@@ -832,7 +835,7 @@ impl WriteTx for PgWriter {
         let n = self.conn.execute(
             "UPDATE token_state SET counter = $3, last_step = $4, drift = $5, failures = $6, \
              locked = $7, locked_until = $8, status = $9, updated_at = $10, version = $2::bigint + 1, \
-             custody = $11, valid_until = $12, active_until = $13 \
+             custody = $11, valid_until = $12, active_until = $13, handover_unconfirmed = $14 \
              WHERE serial = $1 AND version = $2 AND counter <= $3 \
              AND (last_step IS NULL OR last_step <= $4)",
             &[
@@ -849,6 +852,7 @@ impl WriteTx for PgWriter {
                 &s.custody.map(|c| c.as_str()),
                 &opt_i64(s.valid_until, "validity end")?,
                 &opt_i64(s.active_until, "deactivation time")?,
+                &i64::from(s.handover_unconfirmed),
             ],
         )?;
         Ok(n == 1)

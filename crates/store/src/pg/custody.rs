@@ -443,6 +443,16 @@ impl CustodyTx for PgWriter {
         )? == 1)
     }
 
+    fn confirm_latest_handover(&mut self, serial: &str, at: u64) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE receipts SET confirmed_at = $2, confirmed_how = 'code' \
+             WHERE number = (SELECT number FROM receipts WHERE serial = $1 \
+             AND kind = 'handover' ORDER BY at DESC, number DESC LIMIT 1) \
+             AND confirmed_at IS NULL",
+            &[&serial, &to_i64(at, "time")?],
+        )? == 1)
+    }
+
     fn insert_order(&mut self, o: &Order) -> Result<u64, StoreError> {
         let r = self.conn.query_one(
             "INSERT INTO lot_orders (lot, quantity, state, comment, ordered_by, ordered_at) \

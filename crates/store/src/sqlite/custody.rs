@@ -525,6 +525,19 @@ impl CustodyTx for SqliteWriter {
         Ok(n == 1)
     }
 
+    fn confirm_latest_handover(&mut self, serial: &str, at: u64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE receipts SET confirmed_at = ?2, confirmed_how = 'code' \
+                 WHERE number = (SELECT number FROM receipts WHERE serial = ?1 \
+                 AND kind = 'handover' ORDER BY at DESC, rowid DESC LIMIT 1) \
+                 AND confirmed_at IS NULL",
+            )?
+            .execute(params![serial, to_i64(at, "time")?])?;
+        Ok(n == 1)
+    }
+
     fn insert_order(&mut self, o: &Order) -> Result<u64, StoreError> {
         self.conn
             .prepare_cached(

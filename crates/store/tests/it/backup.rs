@@ -25,6 +25,7 @@ fn backup_restores_under_another_master_key_and_refuses_tampering() {
         s.create_token(totp_token("B2"), &actor()).expect("create");
         s.create_token(
             NewToken {
+                valid_until: None,
                 otp: OtpKind::Ocra {
                     suite: "OCRA-1:HOTP-SHA1-6:QN08".into(),
                 },

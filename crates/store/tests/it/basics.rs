@@ -301,6 +301,7 @@ fn ocra_token(serial: &str, suite: &str, seed: &[u8], digits: u8) -> NewToken {
         Algorithm::Sha1
     };
     NewToken {
+        valid_until: None,
         otp: OtpKind::Ocra {
             suite: suite.into(),
         },

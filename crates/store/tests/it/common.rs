@@ -46,6 +46,7 @@ pub fn totp(seed: &[u8], unix: u64, step: u64, digits: u32) -> String {
 
 pub fn hotp_token(serial: &str) -> NewToken {
     NewToken {
+        valid_until: None,
         serial: serial.into(),
         kind: TokenKind::Hardware,
         otp: OtpKind::Hotp,
@@ -62,6 +63,7 @@ pub fn hotp_token(serial: &str) -> NewToken {
 
 pub fn totp_token(serial: &str) -> NewToken {
     NewToken {
+        valid_until: None,
         otp: OtpKind::Totp { step: 30, t0: 0 },
         kind: TokenKind::Software,
         ..hotp_token(serial)

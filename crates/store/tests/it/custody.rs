@@ -291,6 +291,7 @@ fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot(d
             "K1",
             KeyChange::Return {
                 condition: Some("good".into()),
+                place: Some("bureau de l'IEN".into()),
             },
             &manager("p.ien", "A"),
             NOW + 400,
@@ -299,6 +300,7 @@ fn expiry_and_deactivation_stop_logins_at_their_time_and_the_job_tells_the_lot(d
     let r = out.receipt.expect("receipt");
     assert_eq!(r.kind, ReceiptKind::Return);
     assert_eq!(r.holder, "p.deputy");
+    assert_eq!(r.place.as_deref(), Some("bureau de l'IEN"));
     assert_eq!(out.key.custody, Some(KeyState::Returned));
     assert_eq!(out.key.return_due, None);
 }
@@ -608,7 +610,10 @@ fn every_operation_by_every_function_in_and_out_of_scope() {
                     Op::Register => register,
                     Op::HandOver => handover("p.someone"),
                     Op::Lost => KeyChange::Lost { comment: None },
-                    Op::Return => KeyChange::Return { condition: None },
+                    Op::Return => KeyChange::Return {
+                        condition: None,
+                        place: None,
+                    },
                     Op::Move => KeyChange::Move {
                         to: if lot_id == "E" { "R" } else { "E" }.into(),
                     },
@@ -650,4 +655,121 @@ both!(
     two_managers_on_one_key_at_once_exactly_one_succeeds,
     orders_are_tracked_and_fulfilling_moves_keys_in,
     a_hand_over_is_signed_once_by_its_receipt_number,
+    the_holders_first_valid_code_signs_the_hand_over_receipt,
 );
+/// "A confirmation by the holder's first valid code": the first accepted code of a handed-over,
+/// unsigned key signs its hand-over receipt in the verify's own commit; a wrong code, a staff
+/// resynchronisation and later codes sign nothing; a new hand-over waits for a new signature.
+fn the_holders_first_valid_code_signs_the_hand_over_receipt(db: &Db) {
+    let s = setup(db);
+    let rt = rt();
+    let head = manager("p.head", "A");
+    let number = s
+        .change_key("K1", handover("p.dir"), &head, NOW)
+        .expect("handover")
+        .receipt
+        .expect("receipt")
+        .number;
+    let latest = |s: &Store| {
+        let r = s.key_record("K1").expect("record").receipts;
+        r.into_iter()
+            .rev()
+            .find(|r| r.kind == ReceiptKind::HandOver)
+            .expect("a hand-over receipt")
+    };
+    // Put the row in the cache before anything, as a busy verify path has it.
+    let o = rt.block_on(verify(&s, "K1", "000000", NOW + 1));
+    assert!(!o.accepted);
+    assert_eq!(latest(&s).confirmed_at, None, "a wrong code signs nothing");
+    // A staff resynchronisation with the holder's codes is not the holder's signature.
+    let o = rt
+        .block_on(s.resync(
+            "K1",
+            &hotp(SEED, 0, 6),
+            &hotp(SEED, 1, 6),
+            NOW + 2,
+            &actor(),
+        ))
+        .expect("resync");
+    assert!(o.accepted, "{o:?}");
+    assert_eq!(latest(&s).confirmed_at, None, "a resync signs nothing");
+    let o = rt.block_on(verify(&s, "K1", &hotp(SEED, 2, 6), NOW + 3));
+    assert!(o.accepted, "{o:?}");
+    let r = latest(&s);
+    assert_eq!(r.number, number);
+    assert_eq!(r.confirmed_at, Some(NOW + 3));
+    assert_eq!(r.confirmed_how.as_deref(), Some("code"));
+    // Signed once: the next code leaves it as it is, and the receipt number cannot sign again.
+    assert!(
+        rt.block_on(verify(&s, "K1", &hotp(SEED, 3, 6), NOW + 4))
+            .accepted
+    );
+    assert_eq!(latest(&s).confirmed_at, Some(NOW + 3));
+    let holder = manager("p.dir", "none");
+    assert!(
+        s.confirm_handover("K1", &number, "receipt", &holder, NOW + 5)
+            .is_err()
+    );
+    // Back in stock and handed over again: unsigned until the new holder's first code, which
+    // is found by a verify by user name as well.
+    s.change_key(
+        "K1",
+        KeyChange::Return {
+            condition: None,
+            place: None,
+        },
+        &head,
+        NOW + 6,
+    )
+    .expect("return");
+    let second = s
+        .change_key("K1", handover("p.other"), &head, NOW + 7)
+        .expect("handover")
+        .receipt
+        .expect("receipt")
+        .number;
+    assert_ne!(second, number);
+    assert_eq!(latest(&s).confirmed_at, None);
+    let o = rt.block_on(verify_user(&s, "p.other", &hotp(SEED, 4, 6), NOW + 8));
+    assert!(o.accepted, "{o:?}");
+    let r = latest(&s);
+    assert_eq!(
+        (r.number.as_str(), r.confirmed_how.as_deref()),
+        (second.as_str(), Some("code"))
+    );
+    // The receipt number typed back still works when the code did not come first.
+    s.change_key(
+        "K1",
+        KeyChange::Return {
+            condition: None,
+            place: None,
+        },
+        &head,
+        NOW + 9,
+    )
+    .expect("return");
+    let third = s
+        .change_key("K1", handover("p.third"), &head, NOW + 10)
+        .expect("handover")
+        .receipt
+        .expect("receipt")
+        .number;
+    s.confirm_handover(
+        "K1",
+        &third,
+        "receipt",
+        &manager("p.third", "none"),
+        NOW + 11,
+    )
+    .expect("typed back");
+    assert!(
+        rt.block_on(verify(&s, "K1", &hotp(SEED, 5, 6), NOW + 12))
+            .accepted
+    );
+    let r = latest(&s);
+    assert_eq!(
+        (r.confirmed_at, r.confirmed_how.as_deref()),
+        (Some(NOW + 11), Some("receipt")),
+        "the code after a typed-back number changes nothing"
+    );
+}

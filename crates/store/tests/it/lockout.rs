@@ -163,6 +163,7 @@ fn open_refuses_a_soft_lock_longer_than_a_year() {
 fn wrong_confirmations_do_not_lock(db: &Db) {
     let s = store_with(db, LockoutPolicy::default());
     let t = NewToken {
+        valid_until: None,
         status: TokenStatus::Initialising,
         ..hotp_token("I1")
     };

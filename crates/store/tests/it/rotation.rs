@@ -246,6 +246,7 @@ fn a_check_that_reads_the_row_again_applies_its_gate_to_that_row() {
     s.create_token(hotp_token("R1"), &actor()).expect("create");
     s.create_token(
         NewToken {
+            valid_until: None,
             otp: OtpKind::Ocra {
                 suite: suite.into(),
             },
@@ -256,6 +257,7 @@ fn a_check_that_reads_the_row_again_applies_its_gate_to_that_row() {
     .expect("create");
     s.create_token(
         NewToken {
+            valid_until: None,
             status: TokenStatus::Initialising,
             ..hotp_token("I1")
         },
