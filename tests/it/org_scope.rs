@@ -303,6 +303,7 @@ impl Bench {
                     .reserve_keys(proto::ReserveKeysRequest {
                         lot: lot.into(),
                         persons: vec!["n.nouveau".into()],
+                        ..Default::default()
                     })
                     .await
                     .map(drop)
@@ -339,6 +340,7 @@ impl Bench {
                     .return_key(proto::ReturnKeyRequest {
                         serial: s,
                         condition: String::new(),
+                        ..Default::default()
                     })
                     .await
                     .map(drop)
@@ -395,6 +397,7 @@ impl Bench {
                     .get_receipt(proto::GetReceiptRequest {
                         serial: s,
                         number: String::new(),
+                        ..Default::default()
                     })
                     .await
                     .map(drop)
