@@ -68,6 +68,12 @@ pub struct ServeArgs {
     /// Seconds between runs of the scheduled key job: expiry, deactivations (0: off).
     #[arg(long, env = "OKEY_KEY_JOB_SECONDS")]
     key_job_seconds: Option<u64>,
+    /// Seconds between signed anchors of the audit chain (0: none).
+    #[arg(long, env = "OKEY_ANCHOR_INTERVAL_SECONDS")]
+    anchor_interval_seconds: Option<u64>,
+    /// The append-only file the audit anchors go to (default <data-dir>/audit-anchors.log).
+    #[arg(long, env = "OKEY_ANCHORS_FILE")]
+    anchors_file: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "OKEY_LOG_JSON")]
     log_json: bool,
@@ -113,6 +119,10 @@ impl ServeArgs {
             self.audit_head_log_seconds,
         );
         set(&mut config.key_job_seconds, self.key_job_seconds);
+        set(
+            &mut config.audit.anchor_interval_seconds,
+            self.anchor_interval_seconds,
+        );
         for (slot, v) in [
             (&mut config.hotp_window, self.hotp_window),
             (&mut config.totp_skew, self.totp_skew),
@@ -125,6 +135,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.cache_capacity {
             config.cache_capacity = v;
+        }
+        if let Some(v) = &self.anchors_file {
+            config.audit.anchors_file = Some(v.clone());
         }
         config.validate()?;
         Ok(config)

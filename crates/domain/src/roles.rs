@@ -91,6 +91,7 @@ pub enum Operation {
     AbortInitialisation,
     VerifyAuditChain,
     ListAudit,
+    GetAuditPublicKey,
     CreateApiKey,
     ListApiKeys,
     RevokeApiKey,
@@ -127,7 +128,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 45] = [
+    pub const ALL: [Operation; 46] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -148,6 +149,7 @@ impl Operation {
         Operation::AbortInitialisation,
         Operation::VerifyAuditChain,
         Operation::ListAudit,
+        Operation::GetAuditPublicKey,
         Operation::CreateApiKey,
         Operation::ListApiKeys,
         Operation::RevokeApiKey,
@@ -197,7 +199,9 @@ impl Operation {
             Operation::BeginInitialisation
             | Operation::CompleteInitialisation
             | Operation::AbortInitialisation => &[Technician, Admin],
-            Operation::VerifyAuditChain | Operation::ListAudit => &[Auditor, Admin],
+            Operation::VerifyAuditChain | Operation::ListAudit | Operation::GetAuditPublicKey => {
+                &[Auditor, Admin]
+            }
             Operation::CreateApiKey | Operation::ListApiKeys | Operation::RevokeApiKey => &[Admin],
             Operation::WhoAmI => &[
                 Verifier, Technician, Support, Admin, Auditor, Manager, Portal,

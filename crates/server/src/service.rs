@@ -26,6 +26,8 @@ use crate::status::{invalid, is_not_found, shown, store_status, within};
 pub(crate) const MAX_PASSCODE_LEN: usize = 160;
 /// Largest page of a token listing.
 const MAX_PAGE: u32 = 1000;
+/// Most anchors one `VerifyAuditChain` call checks (the CLI sends a longer file in parts).
+pub const MAX_ANCHORS: usize = 50_000;
 /// Shortest seed accepted (RFC 4226 section 4: at least 128 bits; the store refuses shorter).
 const MIN_SEED_LEN: usize = 16;
 /// Most tokens in one import request.
@@ -1391,6 +1393,29 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
             .authorize(&request, Operation::VerifyAuditChain)
             .await?;
         let req = request.into_inner();
+        if req.anchors.len() > MAX_ANCHORS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_ANCHORS} anchors in one check"
+            )));
+        }
+        let mut anchors = Vec::with_capacity(req.anchors.len() + 1);
+        for a in &req.anchors {
+            let mac: [u8; 32] = a.hash.as_slice().try_into().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "the hash of the anchor of record {} is not 32 bytes",
+                    a.sequence
+                ))
+            })?;
+            if a.sequence == 0 {
+                return Err(Status::invalid_argument(
+                    "an anchored sequence number starts at 1",
+                ));
+            }
+            anchors.push(okey_store::AuditAnchor {
+                seq: a.sequence,
+                mac,
+            });
+        }
         let anchor = match (req.anchor_sequence, req.anchor_hash.as_str()) {
             (0, "") => None,
             (0, _) | (_, "") => {
@@ -1406,9 +1431,11 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
                 Some(okey_store::AuditAnchor { seq, mac })
             }
         };
-        let report = self
-            .store
-            .audit_verify_anchored(anchor)
+        anchors.extend(anchor);
+        let store = self.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.audit_verify_anchors(anchors))
+            .await
+            .map_err(|_| Status::internal("the audit check stopped"))?
             .map_err(store_status)?;
         Ok(Response::new(proto::VerifyAuditChainResponse {
             intact: report.first_bad.is_none(),
@@ -1417,6 +1444,19 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
             detail: report.problem.unwrap_or_default(),
             head_sequence: report.head.map_or(0, |h| h.seq),
             head_hash: report.head.map(|h| hex::encode(h.mac)).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "GetAuditPublicKey"))]
+    async fn get_audit_public_key(
+        &self,
+        request: Request<proto::GetAuditPublicKeyRequest>,
+    ) -> Result<Response<proto::GetAuditPublicKeyResponse>, Status> {
+        self.callers
+            .authorize(&request, Operation::GetAuditPublicKey)
+            .await?;
+        Ok(Response::new(proto::GetAuditPublicKeyResponse {
+            public_key: self.store.anchor_public_key().to_text(),
         }))
     }
 
