@@ -39,6 +39,7 @@ const TABLE: &[(&str, &[&str])] = &[
     ("VerifyAuditChain", &["auditor", "admin"]),
     ("ListAudit", &["auditor", "admin"]),
     ("GetAuditPublicKey", &["auditor", "admin"]),
+    ("RotateMasterKey", &["admin"]),
     ("CreateApiKey", &["admin"]),
     ("ListApiKeys", &["admin"]),
     ("RevokeApiKey", &["admin"]),
@@ -215,6 +216,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
                 .map(drop),
         ),
         "WhoAmI" => code(c.callers.who_am_i(proto::WhoAmIRequest {}).await.map(drop)),
+        "RotateMasterKey" => code(
+            c.tokens
+                .rotate_master_key(proto::RotateMasterKeyRequest::default())
+                .await
+                .map(drop),
+        ),
         "GetAuditPublicKey" => code(
             c.audit
                 .get_audit_public_key(proto::GetAuditPublicKeyRequest {})

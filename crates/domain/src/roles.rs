@@ -92,6 +92,7 @@ pub enum Operation {
     VerifyAuditChain,
     ListAudit,
     GetAuditPublicKey,
+    RotateMasterKey,
     CreateApiKey,
     ListApiKeys,
     RevokeApiKey,
@@ -128,7 +129,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 46] = [
+    pub const ALL: [Operation; 47] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -150,6 +151,7 @@ impl Operation {
         Operation::VerifyAuditChain,
         Operation::ListAudit,
         Operation::GetAuditPublicKey,
+        Operation::RotateMasterKey,
         Operation::CreateApiKey,
         Operation::ListApiKeys,
         Operation::RevokeApiKey,
@@ -185,9 +187,10 @@ impl Operation {
             Operation::Verify => &[Verifier, Support, Technician, Admin],
             Operation::TriggerChallenge => &[Verifier, Admin],
             Operation::CreateToken => &[Admin, Technician],
-            Operation::ImportTokens | Operation::ImportSeedFile | Operation::ExportStock => {
-                &[Admin]
-            }
+            Operation::ImportTokens
+            | Operation::ImportSeedFile
+            | Operation::ExportStock
+            | Operation::RotateMasterKey => &[Admin],
             Operation::GetToken | Operation::ListTokens => &[Admin, Support, Technician, Auditor],
             Operation::AssignToken
             | Operation::SetPin

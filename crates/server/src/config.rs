@@ -190,9 +190,17 @@ pub struct MasterKeyConfig {
     pub pin_file: Option<PathBuf>,
     /// Environment variable holding the user PIN (instead of `pin_file`).
     pub pin_env: Option<String>,
+    /// PKCS#11 modules an online rotation (`RotateMasterKey`) may load besides `module`; none
+    /// by default, so an admin credential alone cannot make the server load a library.
+    pub allowed_modules: Vec<PathBuf>,
 }
 
 impl MasterKeyConfig {
+    /// Whether an online rotation may load the PKCS#11 module `path`.
+    pub fn may_load(&self, path: &Path) -> bool {
+        self.module.as_deref() == Some(path) || self.allowed_modules.iter().any(|m| m == path)
+    }
+
     /// The HSM source this table names; `None` for `source = "file"`.
     pub fn pkcs11(&self) -> Result<Option<okey_store::Pkcs11Source>, ConfigError> {
         let bad = |s: &str| Err(ConfigError::Invalid(format!("[master_key] {s}")));
@@ -621,6 +629,24 @@ mod tests {
         assert!(ServeConfig::from_toml("[audit]\nanchor_interval_seconds = 86401\n").is_err());
         assert!(ServeConfig::from_toml("[audit]\nnode = \"a b\"\n").is_err());
         assert!(ServeConfig::from_toml("[audit]\nanchor_every = 3\n").is_err());
+    }
+
+    #[test]
+    fn an_online_rotation_loads_only_the_modules_the_configuration_names() {
+        let c = ServeConfig::from_toml(
+            "[master_key]\nallowed_modules = [\"/usr/lib/softhsm/libsofthsm2.so\"]\n",
+        )
+        .expect("a file source may list modules to rotate to");
+        assert!(
+            c.master_key
+                .may_load(Path::new("/usr/lib/softhsm/libsofthsm2.so"))
+        );
+        assert!(!c.master_key.may_load(Path::new("/tmp/evil.so")));
+        assert!(
+            !ServeConfig::default()
+                .master_key
+                .may_load(Path::new("/tmp/evil.so"))
+        );
     }
 
     #[test]

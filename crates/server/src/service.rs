@@ -43,6 +43,8 @@ pub(crate) struct Okey {
     pub(crate) metrics: Arc<Metrics>,
     /// The mail set-up, when an `[smtp]` relay is configured.
     pub(crate) mail: Option<Arc<crate::mail::MailContext>>,
+    /// The `[master_key]` table, for online rotations.
+    pub(crate) master_key: crate::config::MasterKeyConfig,
 }
 
 impl Okey {
@@ -58,6 +60,7 @@ impl Okey {
             store,
             metrics,
             mail,
+            master_key: config.master_key.clone(),
         }
     }
 }
@@ -647,6 +650,20 @@ fn serial_arg(serial: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl proto::token_service_server::TokenService for Arc<Okey> {
+    #[tracing::instrument(skip_all, fields(op = "RotateMasterKey"))]
+    async fn rotate_master_key(
+        &self,
+        request: Request<proto::RotateMasterKeyRequest>,
+    ) -> Result<Response<proto::RotateMasterKeyResponse>, Status> {
+        let principal = self
+            .callers
+            .authorize(&request, Operation::RotateMasterKey)
+            .await?;
+        self.rotate_master_key_checked(request.into_inner(), actor_of(&principal))
+            .await
+            .map(Response::new)
+    }
+
     type ExportStockStream =
         tokio_stream::wrappers::ReceiverStream<Result<proto::ExportStockChunk, Status>>;
 
@@ -1379,6 +1396,65 @@ impl Okey {
             .set_status(&serial, to, &actor_of(&principal))
             .map_err(store_status)?;
         Ok(Response::new(token_to_proto(&info)))
+    }
+}
+
+impl Okey {
+    /// `RotateMasterKey`, after authorisation.
+    async fn rotate_master_key_checked(
+        &self,
+        req: proto::RotateMasterKeyRequest,
+        actor: Actor,
+    ) -> Result<proto::RotateMasterKeyResponse, Status> {
+        let to = okey_store::MasterKeySource::parse(&req.to).map_err(store_status)?;
+        let detail = match &to {
+            okey_store::MasterKeySource::Pkcs11(p) => {
+                if !self.master_key.may_load(&p.module) {
+                    return Err(Status::permission_denied(
+                        "this PKCS#11 module is not one the server may load: name it in [master_key] module or allowed_modules",
+                    ));
+                }
+                "[master_key] source = \"pkcs11\" with the same module, token, key label and PIN"
+            }
+            okey_store::MasterKeySource::File(_) => {
+                if req.generate {
+                    return Err(Status::invalid_argument(
+                        "generate creates a key in an HSM; a key file is created when missing",
+                    ));
+                }
+                "master_key_file pointing at it (and no [master_key] pkcs11 table)"
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "expected file:PATH or a pkcs11: URI",
+                ));
+            }
+        };
+        let store = self.store.clone();
+        let target = to.clone();
+        let generate = req.generate;
+        tokio::task::spawn_blocking(move || {
+            if let (true, okey_store::MasterKeySource::Pkcs11(p)) = (generate, &target) {
+                Store::generate_hsm_master_key(p)?;
+            }
+            store.rotate_master_key_as(target, &actor)
+        })
+        .await
+        .map_err(|_| Status::internal("the rotation stopped"))?
+        .map_err(|e| match e {
+            okey_store::StoreError::Invalid { .. } => store_status(e),
+            // The old key stays in use; say why (HSM, PIN, label, key file) to the admin.
+            other => {
+                tracing::warn!(error = %other, "online master key rotation refused");
+                Status::failed_precondition(other.to_string())
+            }
+        })?;
+        tracing::warn!(to = %to, "the master key was rotated online; change the configuration before the next start");
+        Ok(proto::RotateMasterKeyResponse {
+            detail: format!(
+                "the data keys are now wrapped by {to} and the server uses it; before the next start set {detail}"
+            ),
+        })
     }
 }
 
