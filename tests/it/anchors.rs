@@ -356,7 +356,7 @@ fn an_anchors_file_open_to_others_stops_the_start() {
         .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(&data)
-        .arg("--anchors-file")
+        .arg("--audit-anchors-file")
         .arg(&anchors)
         .env("OKEY_LOG", "warn")
         .stdin(std::process::Stdio::null())
