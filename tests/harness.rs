@@ -240,6 +240,40 @@ impl Server {
         }
     }
 
+    /// SIGTERM the server and wait until it has exited: its clean shutdown runs.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let sent = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status()
+                .expect("kill (procps)");
+            assert!(sent.success(), "kill -TERM failed");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(status)) => {
+                        assert!(status.success(), "okey serve stopped with {status}");
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        panic!("okey serve did not stop on SIGTERM");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Start a stopped server again on the same data directory and port.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        self.spawn();
+    }
+
     /// Start the server again on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill9();

@@ -38,6 +38,8 @@ const TABLE: &[(&str, &[&str])] = &[
     ("AbortInitialisation", &["technician", "admin"]),
     ("VerifyAuditChain", &["auditor", "admin"]),
     ("ListAudit", &["auditor", "admin"]),
+    ("GetAuditPublicKey", &["auditor", "admin"]),
+    ("RotateMasterKey", &["admin"]),
     ("CreateApiKey", &["admin"]),
     ("ListApiKeys", &["admin"]),
     ("RevokeApiKey", &["admin"]),
@@ -215,6 +217,18 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
                 .map(drop),
         ),
         "WhoAmI" => code(c.callers.who_am_i(proto::WhoAmIRequest {}).await.map(drop)),
+        "RotateMasterKey" => code(
+            c.tokens
+                .rotate_master_key(proto::RotateMasterKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetAuditPublicKey" => code(
+            c.audit
+                .get_audit_public_key(proto::GetAuditPublicKeyRequest {})
+                .await
+                .map(drop),
+        ),
         "CreateLot" => code(
             c.lifecycle
                 .create_lot(proto::CreateLotRequest::default())

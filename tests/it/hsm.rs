@@ -309,3 +309,130 @@ async fn with_the_hsm_gone_cached_keys_go_on_verifying_and_nothing_new_is_unseal
         .expect_err("no seed is sealed without the HSM");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 }
+
+/// Verify H1's codes from counter `from` on until `stop`, each one accepted; the next counter.
+async fn verify_until(
+    mut c: okey_e2e::Client,
+    from: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> u64 {
+    let mut counter = from;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let (accepted, _) = check(&mut c, verify_serial("H1", &code(SEED_A, counter))).await;
+        assert!(accepted, "the code of counter {counter} was refused");
+        counter += 1;
+    }
+    counter
+}
+
+/// `okey store rotate-master --online ARGS` against `server`, off the runtime's workers.
+async fn rotate_online(server: &Server, args: &[&str]) -> std::process::Output {
+    let mut cmd = server.as_admin(Command::new(okey_binary()));
+    cmd.args(["store", "rotate-master", "--online"]).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run okey store"))
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_store_moves_into_the_hsm_and_back_while_verifies_go_on() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let hsm = SoftHsm::new();
+    let allowed = format!("[master_key]\nallowed_modules = [\"{MODULE}\"]\n");
+    let mut server = Server::start_with(&allowed);
+    server.set_env("SOFTHSM2_CONF", &hsm.conf().display().to_string());
+    server.restart();
+    let mut c = server.admin().await;
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![hotp_token("H1", SEED_A), hotp_token("H2", SEED_B)],
+        })
+        .await
+        .expect("import");
+
+    // A module the configuration does not name is refused, even as another path to the same
+    // library, and nothing changes.
+    let out = rotate_online(
+        &server,
+        &[
+            "--to",
+            &hsm.uri(KEY, "good.pin").replace(
+                "module-path=/usr/lib/softhsm/",
+                "module-path=/usr/lib/softhsm/../softhsm/",
+            ),
+            "--generate",
+        ],
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allowed_modules"), "{err}");
+
+    // File -> HSM while a front end verifies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let front = tokio::spawn(verify_until(server.admin().await, 0, stop.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = ok(&rotate_online(&server, &["--to", &hsm.uri(KEY, "good.pin"), "--generate"]).await);
+    assert!(out.contains("now wrapped by the HSM key"), "{out}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let next = front.await.expect("front end");
+    assert!(next > 2, "only {next} verifies went through");
+    let rotation = c
+        .audit_records(1000)
+        .await
+        .into_iter()
+        .find(|r| r.action == "store.rotate-master-key")
+        .expect("the rotation is audited");
+    assert_eq!(rotation.actor, "admin", "{rotation:?}");
+    // New seals go through the new key at once, and a key not yet unsealed opens.
+    assert!(check(&mut c, verify_serial("H2", &code(SEED_B, 0))).await.0);
+    c.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![hotp_token("H3", SEED_B)],
+        })
+        .await
+        .expect("import under the HSM");
+
+    // The next start needs the HSM: the old key file opens nothing.
+    server.kill9();
+    let out = store_cmd(&hsm, &server.data_dir, &["rotate-data-key"]);
+    assert_eq!(out.status.code(), Some(2));
+    server.write_config(&hsm.config(KEY, "good.pin"));
+    server.restart();
+    let mut c = server.admin().await;
+    assert!(
+        check(&mut c, verify_serial("H1", &code(SEED_A, next)))
+            .await
+            .0
+    );
+
+    // And back to a new key file, online again, verifies going on.
+    let back = server.data_dir.join("master-2.key");
+    let stop = Arc::new(AtomicBool::new(false));
+    let front = tokio::spawn(verify_until(server.admin().await, next + 1, stop.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = ok(&rotate_online(&server, &["--to", &format!("file:{}", back.display())]).await);
+    assert!(out.contains("now wrapped by the key file"), "{out}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let next = front.await.expect("front end");
+    assert_eq!(
+        std::fs::metadata(&back)
+            .expect("key file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    server.write_config(&format!("master_key_file = \"{}\"\n", back.display()));
+    server.restart();
+    let mut c = server.admin().await;
+    assert!(
+        check(&mut c, verify_serial("H1", &code(SEED_A, next)))
+            .await
+            .0
+    );
+    assert!(check(&mut c, verify_serial("H3", &code(SEED_B, 0))).await.0);
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests against a real `okey serve` process (one test binary, one module per area).
 
+mod anchors;
 mod authz;
 mod bad_input;
 mod challenge;

@@ -256,6 +256,7 @@ async fn the_audit_head_is_logged_reported_and_checked_as_an_anchor() {
     let anchored = |seq: u64, hash: &str| proto::VerifyAuditChainRequest {
         anchor_sequence: seq,
         anchor_hash: hash.to_owned(),
+        ..Default::default()
     };
     // The logged head, as an anchor: intact (and still after more entries are appended).
     assert!(check(&mut c, verify_serial("H1", "287082")).await.0);

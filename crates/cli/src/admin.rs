@@ -850,7 +850,19 @@ enum AuditCommand {
         /// must still hold that entry, unchanged.
         #[arg(long, value_parser = parse_anchor)]
         anchor: Option<(u64, String)>,
+        /// The server's anchors file (`[audit] anchors_file`, or a copy kept elsewhere): every
+        /// line's signature is checked, then the chain must hold every anchored entry. A cut
+        /// tail, a rewritten entry or an older database put back is reported with its number.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+        /// The anchor public key (`okey audit public-key > FILE`, kept off the server); without
+        /// it the key is asked of the server being checked.
+        #[arg(long, requires = "anchors")]
+        public_key: Option<PathBuf>,
     },
+    /// Print the public key that signs the anchors of the chain; keep it off the server and
+    /// give it to `okey audit verify --anchors FILE --public-key KEYFILE`.
+    PublicKey,
     /// The most recent entries.
     List {
         #[arg(long, default_value_t = 50)]
@@ -875,16 +887,75 @@ fn parse_anchor(s: &str) -> Result<(u64, String), String> {
 pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let mut c = args.client.connect().await?;
     match args.command {
-        AuditCommand::Verify { anchor } => {
-            let (anchor_sequence, anchor_hash) = anchor.unwrap_or_default();
+        AuditCommand::PublicKey => {
             let r = c
                 .audit
-                .verify_audit_chain(proto::VerifyAuditChainRequest {
-                    anchor_sequence,
-                    anchor_hash,
-                })
+                .get_audit_public_key(proto::GetAuditPublicKeyRequest {})
                 .await?
                 .into_inner();
+            println!("{}", r.public_key);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            anchor,
+            anchors,
+            public_key,
+        } => {
+            let (anchor_sequence, anchor_hash) = anchor.unwrap_or_default();
+            let signed = match &anchors {
+                Some(path) => match read_signed_anchors(&mut c, path, public_key.as_deref()).await?
+                {
+                    Ok(list) => list,
+                    Err(refusal) => {
+                        println!("refused: {refusal}");
+                        return Ok(ExitCode::from(1));
+                    }
+                },
+                None => Vec::new(),
+            };
+            // Distinct anchors, in order; a long file goes in parts, each checked against the
+            // whole chain, and the first part that fails names the earliest break.
+            let mut distinct: Vec<(u64, [u8; 32])> =
+                signed.iter().map(|a| (a.seq, a.head)).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let mut parts: Vec<Vec<proto::AnchoredRecord>> = distinct
+                .chunks(okey_server::MAX_ANCHORS)
+                .map(|part| {
+                    part.iter()
+                        .map(|(seq, head)| proto::AnchoredRecord {
+                            sequence: *seq,
+                            hash: head.to_vec(),
+                        })
+                        .collect()
+                })
+                .collect();
+            if parts.is_empty() {
+                parts.push(Vec::new());
+            }
+            let mut r = proto::VerifyAuditChainResponse::default();
+            for part in parts {
+                r = c
+                    .audit
+                    .verify_audit_chain(proto::VerifyAuditChainRequest {
+                        anchor_sequence,
+                        anchor_hash: anchor_hash.clone(),
+                        anchors: part,
+                    })
+                    .await?
+                    .into_inner();
+                if !r.intact {
+                    break;
+                }
+            }
+            if anchors.is_some() {
+                let newest = signed.iter().map(|a| a.seq).max().unwrap_or(0);
+                println!(
+                    "{} signed anchors checked ({} distinct, newest at entry {newest})",
+                    signed.len(),
+                    distinct.len()
+                );
+            }
             let head = if r.head_sequence == 0 {
                 "none".to_owned()
             } else {
@@ -923,6 +994,33 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Read and check an anchors file: `Ok(Err(sentence))` when a line is refused.
+async fn read_signed_anchors(
+    c: &mut crate::client::Clients,
+    path: &std::path::Path,
+    public_key: Option<&std::path::Path>,
+) -> anyhow::Result<Result<Vec<okey_store::SignedAnchor>, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the anchors file {}", path.display()))?;
+    let key_text = match public_key {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the public key {}", p.display()))?,
+        None => {
+            eprintln!(
+                "okey: no --public-key: using the key of the server being checked (keep a copy elsewhere: okey audit public-key)"
+            );
+            c.audit
+                .get_audit_public_key(proto::GetAuditPublicKeyRequest {})
+                .await?
+                .into_inner()
+                .public_key
+        }
+    };
+    let key = okey_store::AnchorPublicKey::parse(&key_text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(okey_store::read_anchors(&text, &key)
+        .map_err(|e| format!("anchors file {}: {e}", path.display())))
 }
 
 /// API keys of callers (front ends, technicians, support, auditors).

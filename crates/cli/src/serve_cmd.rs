@@ -68,6 +68,21 @@ pub struct ServeArgs {
     /// Seconds between runs of the scheduled key job: expiry, deactivations (0: off).
     #[arg(long, env = "OKEY_KEY_JOB_SECONDS")]
     key_job_seconds: Option<u64>,
+    /// Seconds between signed anchors of the audit chain (0: none).
+    #[arg(long, env = "OKEY_AUDIT_ANCHOR_INTERVAL_SECONDS")]
+    audit_anchor_interval_seconds: Option<u64>,
+    /// The append-only file the audit anchors go to (default <data-dir>/audit-anchors.log).
+    #[arg(long, env = "OKEY_AUDIT_ANCHORS_FILE")]
+    audit_anchors_file: Option<PathBuf>,
+    /// Also send each audit anchor to syslog (true or false).
+    #[arg(long, env = "OKEY_AUDIT_SYSLOG")]
+    audit_syslog: Option<bool>,
+    /// The local syslog datagram socket (default /dev/log).
+    #[arg(long, env = "OKEY_AUDIT_SYSLOG_SOCKET")]
+    audit_syslog_socket: Option<PathBuf>,
+    /// The node name signed into each audit anchor (default the host name).
+    #[arg(long, env = "OKEY_AUDIT_NODE")]
+    audit_node: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "OKEY_LOG_JSON")]
     log_json: bool,
@@ -113,6 +128,10 @@ impl ServeArgs {
             self.audit_head_log_seconds,
         );
         set(&mut config.key_job_seconds, self.key_job_seconds);
+        set(
+            &mut config.audit.anchor_interval_seconds,
+            self.audit_anchor_interval_seconds,
+        );
         for (slot, v) in [
             (&mut config.hotp_window, self.hotp_window),
             (&mut config.totp_skew, self.totp_skew),
@@ -125,6 +144,18 @@ impl ServeArgs {
         }
         if let Some(v) = self.cache_capacity {
             config.cache_capacity = v;
+        }
+        if let Some(v) = &self.audit_anchors_file {
+            config.audit.anchors_file = Some(v.clone());
+        }
+        if let Some(v) = self.audit_syslog {
+            config.audit.syslog = v;
+        }
+        if let Some(v) = &self.audit_syslog_socket {
+            config.audit.syslog_socket = v.clone();
+        }
+        if let Some(v) = &self.audit_node {
+            config.audit.node = Some(v.clone());
         }
         config.validate()?;
         Ok(config)

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use okey_store::{MasterKeySource, Store, StoreConfig};
 use zeroize::Zeroizing;
@@ -49,6 +49,12 @@ enum StoreCommand {
         /// with that label exists.
         #[arg(long)]
         generate: bool,
+        /// Rotate the store of a running `okey serve` (admin credential; --server, OKEY_API_KEY)
+        /// instead of a stopped one: verifies go on, and the server uses the new key at once.
+        #[arg(long)]
+        online: bool,
+        #[command(flatten)]
+        client: Box<crate::client::ClientArgs>,
     },
     /// Re-seal every seed under a fresh data key.
     RotateDataKey,
@@ -115,13 +121,13 @@ fn migrate_target(
     ))
 }
 
-/// A parsed master key source, kept with its text for messages.
+/// A parsed master key source, kept with its text (sent as is for an online rotation).
 #[derive(Clone, Debug)]
-struct SourceArg(MasterKeySource);
+struct SourceArg(MasterKeySource, String);
 
 fn parse_source(s: &str) -> Result<SourceArg, String> {
     MasterKeySource::parse(s)
-        .map(SourceArg)
+        .map(|src| SourceArg(src, s.to_owned()))
         .map_err(|e| e.to_string())
 }
 
@@ -138,7 +144,7 @@ fn passphrase() -> anyhow::Result<Zeroizing<String>> {
 
 pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let master_key = match &args.master_key {
-        Some(SourceArg(src)) => src.clone(),
+        Some(SourceArg(src, _)) => src.clone(),
         None => MasterKeySource::File(
             args.master_key_file
                 .clone()
@@ -187,8 +193,34 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
             }
         }
         StoreCommand::RotateMaster {
-            to: SourceArg(to),
+            online: true,
+            client,
+            to,
             generate,
+        } => {
+            let text = to.1;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let r = runtime.block_on(async {
+                let mut c = client.connect().await?;
+                let r = c
+                    .tokens
+                    .rotate_master_key(okey_server::proto::RotateMasterKeyRequest {
+                        to: text,
+                        generate,
+                    })
+                    .await?
+                    .into_inner();
+                anyhow::Ok(r)
+            })?;
+            println!("{}", r.detail);
+        }
+        StoreCommand::RotateMaster {
+            to: SourceArg(to, _),
+            generate,
+            ..
         } => {
             if generate {
                 match &to {
@@ -218,7 +250,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
             &from,
             to.as_deref(),
             to_url_file.as_deref(),
-            args.master_key.map(|SourceArg(s)| s),
+            args.master_key.map(|SourceArg(s, _)| s),
             args.master_key_file,
         )?,
         StoreCommand::RotateDataKey => {

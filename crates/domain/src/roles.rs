@@ -91,6 +91,8 @@ pub enum Operation {
     AbortInitialisation,
     VerifyAuditChain,
     ListAudit,
+    GetAuditPublicKey,
+    RotateMasterKey,
     CreateApiKey,
     ListApiKeys,
     RevokeApiKey,
@@ -127,7 +129,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 45] = [
+    pub const ALL: [Operation; 47] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -148,6 +150,8 @@ impl Operation {
         Operation::AbortInitialisation,
         Operation::VerifyAuditChain,
         Operation::ListAudit,
+        Operation::GetAuditPublicKey,
+        Operation::RotateMasterKey,
         Operation::CreateApiKey,
         Operation::ListApiKeys,
         Operation::RevokeApiKey,
@@ -183,9 +187,10 @@ impl Operation {
             Operation::Verify => &[Verifier, Support, Technician, Admin],
             Operation::TriggerChallenge => &[Verifier, Admin],
             Operation::CreateToken => &[Admin, Technician],
-            Operation::ImportTokens | Operation::ImportSeedFile | Operation::ExportStock => {
-                &[Admin]
-            }
+            Operation::ImportTokens
+            | Operation::ImportSeedFile
+            | Operation::ExportStock
+            | Operation::RotateMasterKey => &[Admin],
             Operation::GetToken | Operation::ListTokens => &[Admin, Support, Technician, Auditor],
             Operation::AssignToken
             | Operation::SetPin
@@ -197,7 +202,9 @@ impl Operation {
             Operation::BeginInitialisation
             | Operation::CompleteInitialisation
             | Operation::AbortInitialisation => &[Technician, Admin],
-            Operation::VerifyAuditChain | Operation::ListAudit => &[Auditor, Admin],
+            Operation::VerifyAuditChain | Operation::ListAudit | Operation::GetAuditPublicKey => {
+                &[Auditor, Admin]
+            }
             Operation::CreateApiKey | Operation::ListApiKeys | Operation::RevokeApiKey => &[Admin],
             Operation::WhoAmI => &[
                 Verifier, Technician, Support, Admin, Auditor, Manager, Portal,

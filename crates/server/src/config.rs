@@ -43,6 +43,8 @@ pub struct ServeConfig {
     /// entry, when it changed); 0 turns them off. Shipped off the machine by the log pipeline,
     /// they anchor `okey audit verify --anchor` so a removed tail of the chain is detected.
     pub audit_head_log_seconds: u64,
+    /// Signed anchors of the audit chain (`[audit]`).
+    pub audit: AuditConfig,
     /// Seconds between runs of the scheduled key job (keys past their validity end marked
     /// expired, keys past their deactivation time put on their lot manager's return list);
     /// 0 turns it off (then only `RunScheduledJobs` runs it).
@@ -188,9 +190,17 @@ pub struct MasterKeyConfig {
     pub pin_file: Option<PathBuf>,
     /// Environment variable holding the user PIN (instead of `pin_file`).
     pub pin_env: Option<String>,
+    /// PKCS#11 modules an online rotation (`RotateMasterKey`) may load besides `module`; none
+    /// by default, so an admin credential alone cannot make the server load a library.
+    pub allowed_modules: Vec<PathBuf>,
 }
 
 impl MasterKeyConfig {
+    /// Whether an online rotation may load the PKCS#11 module `path`.
+    pub fn may_load(&self, path: &Path) -> bool {
+        self.module.as_deref() == Some(path) || self.allowed_modules.iter().any(|m| m == path)
+    }
+
     /// The HSM source this table names; `None` for `source = "file"`.
     pub fn pkcs11(&self) -> Result<Option<okey_store::Pkcs11Source>, ConfigError> {
         let bad = |s: &str| Err(ConfigError::Invalid(format!("[master_key] {s}")));
@@ -231,6 +241,38 @@ impl MasterKeyConfig {
         src.validate()
             .map_err(|e| ConfigError::Invalid(format!("[master_key] {e}")))?;
         Ok(Some(src))
+    }
+}
+
+/// The `[audit]` table: where and how often the chain's signed head is published.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Seconds between signed anchors (one is published at start, then at this interval when
+    /// the head moved, and at a clean shutdown); 0 turns anchors off.
+    pub anchor_interval_seconds: u64,
+    /// The append-only anchors file (one line per anchor, created mode 0600); default
+    /// `<data_dir>/audit-anchors.log`. Put it, or ship it, where the database's owner cannot
+    /// rewrite it.
+    pub anchors_file: Option<PathBuf>,
+    /// Also send each anchor to syslog.
+    pub syslog: bool,
+    /// The local syslog socket (a datagram socket); when it is absent okey says so once.
+    pub syslog_socket: PathBuf,
+    /// The node name signed into each anchor (1 to 64 of `[A-Za-z0-9._-]`); default the host
+    /// name.
+    pub node: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            anchor_interval_seconds: 60,
+            anchors_file: None,
+            syslog: true,
+            syslog_socket: PathBuf::from("/dev/log"),
+            node: None,
+        }
     }
 }
 
@@ -310,6 +352,7 @@ impl Default for ServeConfig {
             lockout: LockoutConfig::default(),
             tls: None,
             audit_head_log_seconds: 60,
+            audit: AuditConfig::default(),
             key_job_seconds: 300,
             radius: None,
             smtp: None,
@@ -392,6 +435,13 @@ impl ServeConfig {
         if self.audit_head_log_seconds > 86_400 {
             return bad("audit_head_log_seconds must be 0 (off) to 86400");
         }
+        if self.audit.anchor_interval_seconds > 86_400 {
+            return bad("audit.anchor_interval_seconds must be 0 (off) to 86400");
+        }
+        if let Some(node) = &self.audit.node {
+            okey_store::anchor::check_node(node)
+                .map_err(|e| ConfigError::Invalid(format!("audit.node: {e}")))?;
+        }
         if self.key_job_seconds > 86_400 {
             return bad("key_job_seconds must be 0 (off) to 86400");
         }
@@ -414,6 +464,14 @@ impl ServeConfig {
             );
         }
         Ok(())
+    }
+
+    /// The anchors file this configuration names.
+    pub fn anchors_file(&self) -> PathBuf {
+        self.audit
+            .anchors_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-anchors.log"))
     }
 
     /// The store configuration this service configuration implies.
@@ -553,6 +611,42 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_audit_table_is_read_and_checked() {
+        let c = ServeConfig::from_toml(
+            "data_dir = \"/var/lib/okey\"\n[audit]\nanchor_interval_seconds = 30\nnode = \"otp-2\"\nsyslog = false\n",
+        )
+        .expect("valid");
+        assert_eq!(c.audit.anchor_interval_seconds, 30);
+        assert_eq!(c.audit.node.as_deref(), Some("otp-2"));
+        assert!(!c.audit.syslog);
+        assert_eq!(
+            c.anchors_file(),
+            PathBuf::from("/var/lib/okey/audit-anchors.log")
+        );
+        assert!(ServeConfig::from_toml("[audit]\nanchor_interval_seconds = 86401\n").is_err());
+        assert!(ServeConfig::from_toml("[audit]\nnode = \"a b\"\n").is_err());
+        assert!(ServeConfig::from_toml("[audit]\nanchor_every = 3\n").is_err());
+    }
+
+    #[test]
+    fn an_online_rotation_loads_only_the_modules_the_configuration_names() {
+        let c = ServeConfig::from_toml(
+            "[master_key]\nallowed_modules = [\"/usr/lib/softhsm/libsofthsm2.so\"]\n",
+        )
+        .expect("a file source may list modules to rotate to");
+        assert!(
+            c.master_key
+                .may_load(Path::new("/usr/lib/softhsm/libsofthsm2.so"))
+        );
+        assert!(!c.master_key.may_load(Path::new("/tmp/evil.so")));
+        assert!(
+            !ServeConfig::default()
+                .master_key
+                .may_load(Path::new("/tmp/evil.so"))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! skipped, and error texts are built from fixed sentences, never from input.
 #![forbid(unsafe_code)]
 
+pub mod anchors;
 pub mod callers;
 pub mod challenges;
 pub mod clock;
@@ -40,3 +41,4 @@ pub mod proto {
 
 pub use config::ServeConfig;
 pub use serve::{RunningServer, ServeError, run, start};
+pub use service::MAX_ANCHORS;

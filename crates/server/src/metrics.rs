@@ -29,6 +29,8 @@ pub struct Metrics {
     pub radius: Arc<okey_radius::Metrics>,
     /// The mail sender's counters, when a relay is configured.
     pub(crate) mail_sender: std::sync::OnceLock<Arc<okey_notify::SenderMetrics>>,
+    /// The audit chain's latest published anchor.
+    pub anchor: Arc<crate::anchors::Latest>,
 }
 
 /// The outcome of one verify, for counting.
@@ -150,6 +152,32 @@ impl Metrics {
             crate::codec::malformed_messages()
         );
         self.radius.render(&mut out);
+        if let Some(a) = self.anchor.get() {
+            let _ = writeln!(
+                out,
+                "# HELP okey_audit_anchor_sequence The audit record last anchored (signed and published)."
+            );
+            let _ = writeln!(out, "# TYPE okey_audit_anchor_sequence gauge");
+            let _ = writeln!(out, "okey_audit_anchor_sequence {}", a.seq);
+            let _ = writeln!(
+                out,
+                "# HELP okey_audit_anchor_timestamp_seconds When the last anchor was signed."
+            );
+            let _ = writeln!(out, "# TYPE okey_audit_anchor_timestamp_seconds gauge");
+            let _ = writeln!(out, "okey_audit_anchor_timestamp_seconds {}", a.at);
+            let _ = writeln!(
+                out,
+                "# HELP okey_audit_anchor_info The last anchor: its record's hash and its node."
+            );
+            let _ = writeln!(out, "# TYPE okey_audit_anchor_info gauge");
+            let _ = writeln!(
+                out,
+                "okey_audit_anchor_info{{sequence=\"{}\",head=\"{}\",node=\"{}\"}} 1",
+                a.seq,
+                hex::encode(a.head),
+                a.node
+            );
+        }
         render_store(&mut out, &store.stats());
         match store.mail_stats() {
             Ok(stats) => crate::mail::render(

@@ -62,6 +62,9 @@ pub enum ServeError {
     /// The `[smtp]` table or a mail template is not usable.
     #[error("mail: {0}")]
     Mail(String),
+    /// The audit anchors file cannot be used.
+    #[error("audit anchors: {0}")]
+    Anchors(#[from] crate::anchors::AnchorSetupError),
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -83,6 +86,7 @@ pub struct RunningServer {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
     audit_head_task: Option<JoinHandle<()>>,
+    anchors: Option<(Arc<crate::anchors::Publisher>, JoinHandle<()>)>,
     key_job_task: Option<JoinHandle<()>>,
     radius: Option<okey_radius::Running>,
     mail_task: Option<JoinHandle<()>>,
@@ -114,6 +118,11 @@ impl RunningServer {
         if logging_heads {
             // The last word: the head as the server leaves it.
             log_audit_head(&self.store, &mut None).await;
+        }
+        if let Some((publisher, task)) = self.anchors.take() {
+            task.abort();
+            // The head as the server leaves it, signed.
+            publisher.publish_async().await;
         }
         stopped
     }
@@ -230,6 +239,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     let created_admin_key = bootstrap_admin(&store, &config.data_dir)?;
 
     let metrics = Arc::new(Metrics::default());
+    let anchor_publisher = if config.audit.anchor_interval_seconds > 0 {
+        Some(Arc::new(crate::anchors::Publisher::new(
+            store.clone(),
+            &config,
+            metrics.anchor.clone(),
+        )?))
+    } else {
+        None
+    };
     let (mail, mail_task) = match &config.smtp {
         Some(smtp) => {
             let (ctx, task) = crate::mail::start(&store, smtp)?;
@@ -335,6 +353,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         let every = Duration::from_secs(config.audit_head_log_seconds);
         tokio::spawn(log_audit_heads(store.clone(), every))
     });
+    let anchors = anchor_publisher.map(|p| {
+        let every = Duration::from_secs(config.audit.anchor_interval_seconds);
+        (p.clone(), tokio::spawn(crate::anchors::run(p, every)))
+    });
     let key_job_task = (config.key_job_seconds > 0).then(|| {
         crate::lifecycle::spawn_scheduler(
             store.clone(),
@@ -351,6 +373,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         task,
         metrics_task,
         audit_head_task,
+        anchors,
         key_job_task,
         radius,
         mail_task,

@@ -26,6 +26,8 @@ use crate::status::{invalid, is_not_found, shown, store_status, within};
 pub(crate) const MAX_PASSCODE_LEN: usize = 160;
 /// Largest page of a token listing.
 const MAX_PAGE: u32 = 1000;
+/// Most anchors one `VerifyAuditChain` call checks (the CLI sends a longer file in parts).
+pub const MAX_ANCHORS: usize = 50_000;
 /// Shortest seed accepted (RFC 4226 section 4: at least 128 bits; the store refuses shorter).
 const MIN_SEED_LEN: usize = 16;
 /// Most tokens in one import request.
@@ -41,6 +43,8 @@ pub(crate) struct Okey {
     pub(crate) metrics: Arc<Metrics>,
     /// The mail set-up, when an `[smtp]` relay is configured.
     pub(crate) mail: Option<Arc<crate::mail::MailContext>>,
+    /// The `[master_key]` table, for online rotations.
+    pub(crate) master_key: crate::config::MasterKeyConfig,
 }
 
 impl Okey {
@@ -56,6 +60,7 @@ impl Okey {
             store,
             metrics,
             mail,
+            master_key: config.master_key.clone(),
         }
     }
 }
@@ -645,6 +650,20 @@ fn serial_arg(serial: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl proto::token_service_server::TokenService for Arc<Okey> {
+    #[tracing::instrument(skip_all, fields(op = "RotateMasterKey"))]
+    async fn rotate_master_key(
+        &self,
+        request: Request<proto::RotateMasterKeyRequest>,
+    ) -> Result<Response<proto::RotateMasterKeyResponse>, Status> {
+        let principal = self
+            .callers
+            .authorize(&request, Operation::RotateMasterKey)
+            .await?;
+        self.rotate_master_key_checked(request.into_inner(), actor_of(&principal))
+            .await
+            .map(Response::new)
+    }
+
     type ExportStockStream =
         tokio_stream::wrappers::ReceiverStream<Result<proto::ExportStockChunk, Status>>;
 
@@ -1400,6 +1419,65 @@ impl Okey {
     }
 }
 
+impl Okey {
+    /// `RotateMasterKey`, after authorisation.
+    async fn rotate_master_key_checked(
+        &self,
+        req: proto::RotateMasterKeyRequest,
+        actor: Actor,
+    ) -> Result<proto::RotateMasterKeyResponse, Status> {
+        let to = okey_store::MasterKeySource::parse(&req.to).map_err(store_status)?;
+        let detail = match &to {
+            okey_store::MasterKeySource::Pkcs11(p) => {
+                if !self.master_key.may_load(&p.module) {
+                    return Err(Status::permission_denied(
+                        "this PKCS#11 module is not one the server may load: name it in [master_key] module or allowed_modules",
+                    ));
+                }
+                "[master_key] source = \"pkcs11\" with the same module, token, key label and PIN"
+            }
+            okey_store::MasterKeySource::File(_) => {
+                if req.generate {
+                    return Err(Status::invalid_argument(
+                        "generate creates a key in an HSM; a key file is created when missing",
+                    ));
+                }
+                "master_key_file pointing at it (and no [master_key] pkcs11 table)"
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "expected file:PATH or a pkcs11: URI",
+                ));
+            }
+        };
+        let store = self.store.clone();
+        let target = to.clone();
+        let generate = req.generate;
+        tokio::task::spawn_blocking(move || {
+            if let (true, okey_store::MasterKeySource::Pkcs11(p)) = (generate, &target) {
+                Store::generate_hsm_master_key(p)?;
+            }
+            store.rotate_master_key_as(target, &actor)
+        })
+        .await
+        .map_err(|_| Status::internal("the rotation stopped"))?
+        .map_err(|e| match e {
+            okey_store::StoreError::Invalid { .. } => store_status(e),
+            // The old key stays in use; say why (HSM, PIN, label, key file) to the admin.
+            other => {
+                tracing::warn!(error = %other, "online master key rotation refused");
+                Status::failed_precondition(other.to_string())
+            }
+        })?;
+        tracing::warn!(to = %to, "the master key was rotated online; change the configuration before the next start");
+        Ok(proto::RotateMasterKeyResponse {
+            detail: format!(
+                "the data keys are now wrapped by {to} and the server uses it; before the next start set {detail}"
+            ),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl proto::audit_service_server::AuditService for Arc<Okey> {
     #[tracing::instrument(skip_all, fields(op = "VerifyAuditChain"))]
@@ -1411,6 +1489,29 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
             .authorize(&request, Operation::VerifyAuditChain)
             .await?;
         let req = request.into_inner();
+        if req.anchors.len() > MAX_ANCHORS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_ANCHORS} anchors in one check"
+            )));
+        }
+        let mut anchors = Vec::with_capacity(req.anchors.len() + 1);
+        for a in &req.anchors {
+            let mac: [u8; 32] = a.hash.as_slice().try_into().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "the hash of the anchor of record {} is not 32 bytes",
+                    a.sequence
+                ))
+            })?;
+            if a.sequence == 0 {
+                return Err(Status::invalid_argument(
+                    "an anchored sequence number starts at 1",
+                ));
+            }
+            anchors.push(okey_store::AuditAnchor {
+                seq: a.sequence,
+                mac,
+            });
+        }
         let anchor = match (req.anchor_sequence, req.anchor_hash.as_str()) {
             (0, "") => None,
             (0, _) | (_, "") => {
@@ -1426,9 +1527,11 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
                 Some(okey_store::AuditAnchor { seq, mac })
             }
         };
-        let report = self
-            .store
-            .audit_verify_anchored(anchor)
+        anchors.extend(anchor);
+        let store = self.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.audit_verify_anchors(anchors))
+            .await
+            .map_err(|_| Status::internal("the audit check stopped"))?
             .map_err(store_status)?;
         Ok(Response::new(proto::VerifyAuditChainResponse {
             intact: report.first_bad.is_none(),
@@ -1437,6 +1540,19 @@ impl proto::audit_service_server::AuditService for Arc<Okey> {
             detail: report.problem.unwrap_or_default(),
             head_sequence: report.head.map_or(0, |h| h.seq),
             head_hash: report.head.map(|h| hex::encode(h.mac)).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "GetAuditPublicKey"))]
+    async fn get_audit_public_key(
+        &self,
+        request: Request<proto::GetAuditPublicKeyRequest>,
+    ) -> Result<Response<proto::GetAuditPublicKeyResponse>, Status> {
+        self.callers
+            .authorize(&request, Operation::GetAuditPublicKey)
+            .await?;
+        Ok(Response::new(proto::GetAuditPublicKeyResponse {
+            public_key: self.store.anchor_public_key().to_text(),
         }))
     }
 

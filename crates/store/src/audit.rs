@@ -5,8 +5,8 @@
 //!
 //! What the chain cannot show on its own is the removal of the newest records (a truncated tail):
 //! that needs the head to be anchored elsewhere. Every check reports the head it reached, the
-//! server logs the head periodically, and a check given an earlier head ([`AuditAnchor`]) fails
-//! when that record is gone or differs.
+//! server publishes signed heads (`crate::anchor`), and a check given earlier heads
+//! ([`AuditAnchor`]) fails when one of those records is gone or differs.
 
 use okey_otp::OtpKey;
 
@@ -68,20 +68,28 @@ pub(crate) struct ChainCheck<'k> {
     key: &'k OtpKey,
     expected: u64,
     prev: [u8; 32],
-    /// The record to compare against the anchor's MAC, and whether it matched.
-    anchor: Option<AuditAnchor>,
-    anchor_seen: Option<bool>,
+    /// Records known from outside the database, by sequence number; the next one to meet.
+    anchors: Vec<AuditAnchor>,
+    next_anchor: usize,
+    /// The first anchored record that differs from its anchor.
+    differs: Option<u64>,
+    /// The last anchored record that matched, before `differs`.
+    matched: u64,
     pub(crate) report: AuditReport,
 }
 
 impl<'k> ChainCheck<'k> {
-    pub(crate) fn new(key: &'k OtpKey, anchor: Option<AuditAnchor>) -> Self {
+    /// `anchors` in any order; several may name the same record.
+    pub(crate) fn new(key: &'k OtpKey, mut anchors: Vec<AuditAnchor>) -> Self {
+        anchors.sort_by_key(|a| a.seq);
         ChainCheck {
             key,
             expected: 1,
             prev: [0u8; 32],
-            anchor,
-            anchor_seen: None,
+            anchors,
+            next_anchor: 0,
+            differs: None,
+            matched: 0,
             report: AuditReport {
                 records: 0,
                 first_bad: None,
@@ -91,29 +99,35 @@ impl<'k> ChainCheck<'k> {
         }
     }
 
-    /// After the walk: whether the chain still holds the record `anchor` names, unchanged. A
-    /// broken chain is reported as it is.
+    /// After the walk: whether the chain still holds every record the anchors name, unchanged.
+    /// The earliest problem is reported: a broken link, an anchored record that differs, or
+    /// anchored records beyond the chain's end.
     pub(crate) fn finish(mut self) -> AuditReport {
-        let Some(anchor) = self.anchor else {
+        if let Some(seq) = self.differs {
+            self.report.first_bad = Some(seq);
+            self.report.problem = Some(if self.matched == 0 {
+                format!(
+                    "record {seq} is not the one seen before (the chain was rewritten from there)"
+                )
+            } else {
+                format!(
+                    "record {seq} is not the one seen before (the chain was rewritten after record {}, which matches)",
+                    self.matched
+                )
+            });
             return self.report;
-        };
+        }
         if self.report.first_bad.is_some() {
             return self.report;
         }
         let head = self.report.head.map_or(0, |h| h.seq);
-        if anchor.seq > head {
+        if let Some(last) = self.anchors.last().filter(|a| a.seq > head) {
             self.report.first_bad = Some(head + 1);
             self.report.problem = Some(format!(
                 "the chain ends at record {head} but record {} was seen before: records {} to {} were removed",
-                anchor.seq,
+                last.seq,
                 head + 1,
-                anchor.seq
-            ));
-        } else if self.anchor_seen != Some(true) {
-            self.report.first_bad = Some(anchor.seq);
-            self.report.problem = Some(format!(
-                "record {} is not the one seen before (the chain was rewritten from there)",
-                anchor.seq
+                last.seq
             ));
         }
         self.report
@@ -151,11 +165,21 @@ impl<'k> ChainCheck<'k> {
             self.report.problem = Some(why);
             return false;
         }
-        if let Some(a) = self.anchor.filter(|a| a.seq == rec.seq) {
-            self.anchor_seen = Some(bool::from(subtle::ConstantTimeEq::ct_eq(
-                &a.mac[..],
-                &rec.mac[..],
-            )));
+        while let Some(a) = self.anchors.get(self.next_anchor) {
+            if a.seq > rec.seq {
+                break;
+            }
+            // Anchors below the first record (sequence 0) never match anything.
+            let same = a.seq == rec.seq
+                && bool::from(subtle::ConstantTimeEq::ct_eq(&a.mac[..], &rec.mac[..]));
+            if self.differs.is_none() {
+                if same {
+                    self.matched = a.seq;
+                } else {
+                    self.differs = Some(a.seq.max(1));
+                }
+            }
+            self.next_anchor += 1;
         }
         self.report.records += 1;
         self.report.head = Some(AuditAnchor {

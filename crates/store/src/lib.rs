@@ -32,7 +32,9 @@
 //!   record to an HMAC chain (keyed by the sealed audit key) inside the transaction that makes the
 //!   change, so the log and the state cannot disagree. [`Store::audit_verify`] finds a changed,
 //!   removed or reordered record; given a head reported earlier and kept elsewhere,
-//!   [`Store::audit_verify_anchored`] also finds that the newest records were removed.
+//!   [`Store::audit_verify_anchored`] also finds that the newest records were removed. The head
+//!   is signed with an Ed25519 key sealed like the seeds ([`Store::sign_anchor`], [`anchor`]);
+//!   [`Store::audit_verify_anchors`] checks the chain against every published anchor.
 //! * **Storage behind a trait.** [`backend::Backend`] and [`backend::WriteTx`] are all the store
 //!   needs from a database; their docs list what a PostgreSQL backend must guarantee
 //!   (compare-and-set with row conditions, a serialised audit chain, fsync'd commit before the
@@ -51,6 +53,7 @@
 //! Verify records name the actor as `name@client` when a client is given.
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 mod audit;
 pub mod backend;
 mod backup;
@@ -73,6 +76,7 @@ mod types;
 mod verify;
 mod writer;
 
+pub use anchor::{AnchorError, AnchorPublicKey, SignedAnchor, read_anchors};
 pub use directory::{DirectoryImport, Located};
 pub use error::StoreError;
 pub use lots::*;

@@ -50,11 +50,21 @@ impl Store {
     /// yet is created (32 random bytes, mode 0600) before anything is re-wrapped. Point the
     /// configuration at the new key before the next start.
     pub fn rotate_master_key(&self, new: MasterKeySource) -> Result<(), StoreError> {
+        self.rotate_master_key_as(new, &operator())
+    }
+
+    /// [`Store::rotate_master_key`], audited as `actor` (an admin asking a running server).
+    /// The running store uses the new master key as soon as the re-wrap is committed.
+    pub fn rotate_master_key_as(
+        &self,
+        new: MasterKeySource,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         let new_master = MasterKey::load(&new, true)?;
         let store = self.clone();
         let key = self.inner.audit_key.clone();
         let entry = Self::audit_entry(
-            &operator(),
+            actor,
             "store.rotate-master-key",
             "master key",
             None,

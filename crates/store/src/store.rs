@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     pub(crate) keys: RwLock<KeyRing>,
     pub(crate) pepper: Pepper,
     pub(crate) audit_key: Arc<OtpKey>,
+    /// Signs the audit chain's head (zeroized on drop).
+    pub(crate) anchor_key: ed25519_dalek::SigningKey,
     pub(crate) cache: Cache,
     pub(crate) conflicts: AtomicU64,
     /// Wrong codes in staff operations (resynchronisation, bench read-back).
@@ -381,6 +383,7 @@ impl Store {
                 what: "store secret",
                 subject: AUDIT_KEY.into(),
             })?;
+        let anchor_key = load_anchor_key(&ring, backend.as_ref(), &writer)?;
         let cache = Cache::new(cfg.cache_capacity);
         Ok(Store {
             inner: Arc::new(Inner {
@@ -390,6 +393,7 @@ impl Store {
                 keys: RwLock::new(ring),
                 pepper,
                 audit_key: Arc::new(audit_key),
+                anchor_key,
                 cache,
                 conflicts: AtomicU64::new(0),
                 staff_failures: AtomicU64::new(0),
@@ -922,11 +926,49 @@ impl Store {
         &self,
         anchor: Option<AuditAnchor>,
     ) -> Result<AuditReport, StoreError> {
-        let mut check = ChainCheck::new(&self.inner.audit_key, anchor);
+        self.audit_verify_anchors(anchor.into_iter().collect())
+    }
+
+    /// Walk the chain and check that it holds every record the anchors name, unchanged (the
+    /// heads of [`crate::anchor::read_anchors`], whose signatures the caller has checked). The
+    /// report names the earliest sequence number where the chain and the anchors part: a broken
+    /// link, an anchored record that differs (rewritten or replaced chain), or anchored records
+    /// beyond the chain's end (a cut tail, an older database put back).
+    pub fn audit_verify_anchors(
+        &self,
+        anchors: Vec<AuditAnchor>,
+    ) -> Result<AuditReport, StoreError> {
+        if anchors.iter().any(|a| a.seq == 0) {
+            return Err(StoreError::invalid(
+                "anchor",
+                "an anchored sequence number starts at 1",
+            ));
+        }
+        let mut check = ChainCheck::new(&self.inner.audit_key, anchors);
         self.inner
             .backend
             .audit_scan(1, &mut |rec| check.step(&rec))?;
         Ok(check.finish())
+    }
+
+    /// The public half of the key that signs anchors.
+    pub fn anchor_public_key(&self) -> crate::anchor::AnchorPublicKey {
+        crate::anchor::AnchorPublicKey::of(&self.inner.anchor_key)
+    }
+
+    /// Sign the chain's current head as seen by `node` at `at` (none before the first record).
+    pub fn sign_anchor(
+        &self,
+        node: &str,
+        at: u64,
+    ) -> Result<Option<crate::anchor::SignedAnchor>, StoreError> {
+        crate::anchor::check_node(node).map_err(|e| StoreError::invalid("node", e.to_string()))?;
+        let Some(head) = self.audit_head()? else {
+            return Ok(None);
+        };
+        crate::anchor::SignedAnchor::sign(&self.inner.anchor_key, head, at, node)
+            .map(Some)
+            .map_err(|e| StoreError::invalid("node", e.to_string()))
     }
 
     /// The newest audit record's sequence number and MAC (none before the first record).
@@ -1107,4 +1149,38 @@ fn histogram(bounds: &[u64], counts: &[AtomicU64]) -> Vec<(u64, u64)> {
         .zip(counts)
         .map(|(b, c)| (b, c.load(Ordering::Relaxed)))
         .collect()
+}
+
+/// The anchor signing key: unsealed from the store, or made on the first open of a store that
+/// has none yet (in one transaction that keeps a key another opener stored first).
+fn load_anchor_key(
+    ring: &KeyRing,
+    backend: &dyn Backend,
+    writer: &Writer,
+) -> Result<ed25519_dalek::SigningKey, StoreError> {
+    use crate::anchor::ANCHOR_KEY;
+    let (version, blob) = match backend.secret(ANCHOR_KEY)? {
+        Some(found) => found,
+        None => {
+            let fresh = seal::random_key()?;
+            let active = ring.active()?;
+            let v = active.version();
+            let sealed = active.seal(&seal::secret_aad(ANCHOR_KEY, v), &fresh[..])?;
+            writer.run_blocking(move |tx| {
+                if let Some((_, v0, b0)) =
+                    tx.secrets()?.into_iter().find(|(n, _, _)| n == ANCHOR_KEY)
+                {
+                    return Ok((v0, b0));
+                }
+                tx.put_secret(ANCHOR_KEY, v, &sealed)?;
+                Ok((v, sealed))
+            })?
+        }
+    };
+    let plain = ring.open_secret(ANCHOR_KEY, version, &blob)?;
+    let seed: &[u8; 32] = plain[..].try_into().map_err(|_| StoreError::Unseal {
+        what: "store secret",
+        subject: ANCHOR_KEY.into(),
+    })?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(seed))
 }
