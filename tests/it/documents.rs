@@ -32,28 +32,23 @@ p.support,Jean Payet,jean.payet@ac-reunion.fr,SUPPORT,support\n\
 n.un,Noémie Hoarau,noemie.hoarau@ac-reunion.fr,CIRC-NORD,staff\n\
 n.deux,Kévin Grondin,kevin.grondin@ac-reunion.fr,CIRC-NORD,staff\n";
 
-/// Stop `server`, load the directory into its store with the store's own import (the same
-/// all-or-nothing import the directory CSV files go through), and start it again.
+/// Load the directory into `server` with `okey directory import PEOPLE UNITS`, as an operator
+/// does.
 pub fn load_directory(server: &mut Server) {
-    server.kill9();
-    {
-        let store = okey_store::Store::open(okey_store::StoreConfig::in_dir(&server.data_dir))
-            .expect("open the stopped server's store");
-        let mut source = okey_intake::directory::CsvDirectory::new(
-            "units.csv",
-            UNITS_CSV.as_bytes(),
-            "people.csv",
-            PEOPLE_CSV.as_bytes(),
-        );
-        use okey_intake::directory::DirectorySource;
-        let (mut units, mut people) = (Vec::new(), Vec::new());
-        source.units(&mut |u| units.push(u)).expect("units.csv");
-        source.people(&mut |p| people.push(p)).expect("people.csv");
-        store
-            .import_directory(units, people, &okey_store::Actor::new("test", "admin"))
-            .expect("directory import");
-    }
-    server.restart();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (people, units) = (dir.path().join("people.csv"), dir.path().join("units.csv"));
+    std::fs::write(&people, PEOPLE_CSV).expect("people.csv");
+    std::fs::write(&units, UNITS_CSV).expect("units.csv");
+    let out = server.cli(
+        &[
+            "directory",
+            "import",
+            people.to_str().expect("path"),
+            units.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "directory import: {out:?}");
 }
 
 /// A server with the directory, the lycée's lot managed by its head, a district lot managed
@@ -70,8 +65,10 @@ impl School {
         let mut server = Server::start_with(config);
         load_directory(&mut server);
         let s = School {
-            head: server.key_with_role("p.proviseur", "manager").await,
-            ien: server.key_with_role("p.ien", "manager").await,
+            head: server
+                .key_for_person("p.proviseur", "manager", "p.proviseur")
+                .await,
+            ien: server.key_for_person("p.ien", "manager", "p.ien").await,
             support: server.key_with_role("p.support", "support").await,
             server,
         };
@@ -290,7 +287,10 @@ async fn the_hand_over_and_return_receipts_are_the_signed_pdfs_with_every_field(
     );
 
     // The holder types the number back: the printed receipt says when and how.
-    let holder = s.server.key_with_role("e.agent", "manager").await;
+    let holder = s
+        .server
+        .key_for_person("e.agent", "manager", "e.agent")
+        .await;
     let signed = s.json(&holder, &["key", "confirm", "NK-0042", &number]);
     let confirmed_at = signed["confirmed_at"].as_u64().expect("confirmed");
     let text = receipt_pdf(&s, &holder, "NK-0042", dir.path(), "remise-signee.pdf");
@@ -355,7 +355,7 @@ async fn the_hand_over_and_return_receipts_are_the_signed_pdfs_with_every_field(
     has_line(&pdftotext(&path), "Bordereau de remise de clé OTP");
 
     // Someone else's receipt is not theirs to print, and nothing is written.
-    let other = s.server.key_with_role("x.autre", "manager").await;
+    let other = s.server.key_for_person("x.autre", "manager", "n.un").await;
     let denied = dir.path().join("denied.pdf");
     let out = s.run(
         &other,
@@ -441,7 +441,10 @@ async fn the_pdf_comes_over_grpc_to_any_client() {
         pdftotext(&path)
     );
     // Signed already: typing the number back is refused, and the next code changes nothing.
-    let holder = s.server.key_with_role("e.agent", "manager").await;
+    let holder = s
+        .server
+        .key_for_person("e.agent", "manager", "e.agent")
+        .await;
     let out = s.run(&holder, &["key", "confirm", "NK-0043", &pdf.number]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(s.logs_in("NK-0043", 1).await);
