@@ -12,9 +12,9 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use okey_benches::{HmacPrecomputed, hmac_fresh_hotp, totp_rs};
 use okey_otp::{
-    Algorithm, Code, Digits, OcraInput, OcraSuite, OtpKey, OtpState, Pepper, Pin, TotpParams,
-    check_pin_unknown, hotp, ocra, split_passcode, verify_hotp, verify_ocra, verify_totp,
-    verify_unknown,
+    Algorithm, Code, Digits, OcraInput, OcraSuite, OtpKey, OtpState, Pepper, Pin, PinBinding,
+    TotpParams, check_pin_unknown, hotp, ocra, split_passcode, verify_hotp, verify_ocra,
+    verify_totp, verify_unknown,
 };
 
 const KEY: &[u8] = b"12345678901234567890";
@@ -262,13 +262,25 @@ fn pin(c: &mut Criterion) {
     let mut g = c.benchmark_group("pin");
     let pepper = Pepper::new(b"0123456789abcdef0123456789abcdef").expect("pepper");
     let pin = Pin::new("4711").expect("pin");
-    let stored = pepper.verifier("0012345", &pin);
+    let stored = pepper.verifier(PinBinding::Token("0012345"), &pin);
     let wrong = Pin::new("4712").expect("pin");
     g.bench_function("check_right", |b| {
-        b.iter(|| pepper.check(black_box("0012345"), black_box(&pin), &stored))
+        b.iter(|| {
+            pepper.check(
+                black_box(PinBinding::Token("0012345")),
+                black_box(&pin),
+                &stored,
+            )
+        })
     });
     g.bench_function("check_wrong", |b| {
-        b.iter(|| pepper.check(black_box("0012345"), black_box(&wrong), &stored))
+        b.iter(|| {
+            pepper.check(
+                black_box(PinBinding::Token("0012345")),
+                black_box(&wrong),
+                &stored,
+            )
+        })
     });
     g.bench_function("check_unknown_token", |b| {
         b.iter(|| check_pin_unknown(&pepper, black_box(&pin)))

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use okey_otp::{
-    Algorithm, Code, Digits, OtpKey, OtpState, Pepper, Pin, TotpParams, hotp, split_passcode,
+    Algorithm, Code, Digits, OtpKey, OtpState, Pepper, Pin, PinBinding, TotpParams, hotp, split_passcode,
     verify_hotp, verify_totp, verify_unknown,
 };
 
@@ -52,8 +52,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(passcode.pin.is_some(), pin_expected);
         assert!(text.ends_with(&passcode.code.to_text()));
         if let Some(pin) = &passcode.pin {
-            let stored = pepper.verifier("token-1", pin);
-            assert!(bool::from(pepper.check("token-1", pin, &stored)));
+            let stored = pepper.verifier(PinBinding::Holder("holder-1"), pin);
+            assert!(bool::from(pepper.check(PinBinding::Holder("holder-1"), pin, &stored)));
             assert!(!bool::from(okey_otp::check_pin_unknown(&pepper, pin)));
         }
         let _ = verify_hotp(&key, digits, &state, window, &passcode.code);

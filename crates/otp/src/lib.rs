@@ -27,7 +27,8 @@ pub use code::{Code, Digits};
 pub use key::{Algorithm, MAX_KEY_LEN, Mac, OtpKey, digest};
 pub use ocra::{OcraInput, OcraResponse, OcraSuite, QuestionKind, ocra, verify_ocra};
 pub use pin::{
-    MAX_PIN_LEN, MIN_PIN_LEN, Passcode, Pepper, Pin, PinVerifier, check_pin_unknown, split_passcode,
+    MAX_PIN_LEN, MIN_PIN_LEN, Passcode, Pepper, Pin, PinBinding, PinVerifier, check_pin_unknown,
+    split_passcode,
 };
 pub use verify::{
     CodeVerified, DEFAULT_HOTP_RESYNC_WINDOW, DEFAULT_HOTP_WINDOW, DEFAULT_TOTP_RESYNC_SECONDS,

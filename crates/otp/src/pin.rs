@@ -1,10 +1,21 @@
 //! Server-side PINs: `passcode = PIN ‖ OTP`, and a keyed verifier for each token's PIN.
 //!
 //! PINs are short, so a slow password hash would buy little against someone holding the store
-//! and cost a lot on the hot path. Instead the verifier is `HMAC-SHA256(pepper, token ‖ PIN)`, the
-//! pepper being a random key sealed like the seeds: without the pepper, a stolen verifier table
-//! cannot be brute-forced at all. The token identifier is length-prefixed so that no (token, PIN)
-//! pair can collide with another by shifting characters between the two.
+//! and cost a lot on the hot path. Instead the verifier is an HMAC-SHA256 under a pepper, a random
+//! key sealed like the seeds: without the pepper, a stolen verifier table cannot be brute-forced
+//! at all. What the PIN is bound to is a [`PinBinding`]:
+//!
+//! * [`PinBinding::Holder`] (scheme 2, every PIN set on a key that has a holder):
+//!   `HMAC(pepper, "okey-pin-holder\0" ‖ len16(holder) ‖ holder ‖ PIN)`. The verifier belongs to
+//!   the person, not the key: it can be copied to the holder's next key (a renewal keeps the PIN)
+//!   without anyone learning the PIN, and it stops matching the moment the key is someone else's.
+//! * [`PinBinding::Token`] (scheme 1, a key with no holder, and verifiers written before scheme 2):
+//!   `HMAC(pepper, len16(token) ‖ token ‖ PIN)`.
+//!
+//! Identifiers are length-prefixed so that no (subject, PIN) pair collides with another by shifting
+//! characters between the two; the holder scheme's tag starts with the bytes `ok` (0x6f6b), which as
+//! a scheme-1 length prefix would need a token identifier of 28,523 bytes: the two schemes never
+//! produce the same message.
 
 use std::fmt;
 
@@ -78,11 +89,17 @@ impl Pepper {
         Ok(Pepper(OtpKey::new(Algorithm::Sha256, secret)?))
     }
 
-    /// The verifier of `pin` for token `token_id`.
-    pub fn verifier(&self, token_id: &str, pin: &Pin) -> PinVerifier {
-        let id = token_id.as_bytes();
+    /// The verifier of `pin` bound to `binding`.
+    pub fn verifier(&self, binding: PinBinding<'_>, pin: &Pin) -> PinVerifier {
+        let (tag, id): (&[u8], &[u8]) = match binding {
+            PinBinding::Token(t) => (b"", t.as_bytes()),
+            PinBinding::Holder(h) => (HOLDER_TAG, h.as_bytes()),
+        };
         let id_len = u16::try_from(id.len()).unwrap_or(u16::MAX);
-        let mut message = Zeroizing::new(Vec::with_capacity(2 + id.len() + pin.expose().len()));
+        let mut message = Zeroizing::new(Vec::with_capacity(
+            tag.len() + 2 + id.len() + pin.expose().len(),
+        ));
+        message.extend_from_slice(tag);
         message.extend_from_slice(&id_len.to_be_bytes());
         message.extend_from_slice(id.get(..usize::from(id_len)).unwrap_or(id));
         message.extend_from_slice(pin.expose());
@@ -92,9 +109,31 @@ impl Pepper {
         PinVerifier(out)
     }
 
-    /// Check `pin` against a stored verifier in constant time.
-    pub fn check(&self, token_id: &str, pin: &Pin, stored: &PinVerifier) -> Choice {
-        self.verifier(token_id, pin).0.ct_eq(&stored.0)
+    /// Check `pin` against a stored verifier bound to `binding`, in constant time.
+    pub fn check(&self, binding: PinBinding<'_>, pin: &Pin, stored: &PinVerifier) -> Choice {
+        self.verifier(binding, pin).0.ct_eq(&stored.0)
+    }
+}
+
+/// Domain tag of holder-bound verifiers (scheme 2).
+const HOLDER_TAG: &[u8] = b"okey-pin-holder\0";
+
+/// What a PIN verifier is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinBinding<'a> {
+    /// Scheme 1: the token's identifier.
+    Token(&'a str),
+    /// Scheme 2: the holder's identifier (folded as the store keeps holders).
+    Holder(&'a str),
+}
+
+impl PinBinding<'_> {
+    /// The scheme number stored beside the verifier: 1 token-bound, 2 holder-bound.
+    pub const fn scheme(self) -> u8 {
+        match self {
+            PinBinding::Token(_) => 1,
+            PinBinding::Holder(_) => 2,
+        }
     }
 }
 
@@ -144,7 +183,7 @@ pub fn split_passcode(
 /// The PIN check for an unknown token: the same HMAC work as [`Pepper::check`], then `false`.
 pub fn check_pin_unknown(pepper: &Pepper, pin: &Pin) -> Choice {
     let dummy = PinVerifier([0u8; 32]);
-    let _ = std::hint::black_box(pepper.check("", pin, &dummy));
+    let _ = std::hint::black_box(pepper.check(PinBinding::Token(""), pin, &dummy));
     Choice::from(0)
 }
 
@@ -160,20 +199,69 @@ mod tests {
     fn pin_right_and_wrong() {
         let p = pepper();
         let pin = Pin::new("4711").expect("pin");
-        let stored = p.verifier("00042", &pin);
-        assert!(bool::from(p.check("00042", &pin, &stored)));
+        let stored = p.verifier(PinBinding::Token("00042"), &pin);
+        assert!(bool::from(p.check(
+            PinBinding::Token("00042"),
+            &pin,
+            &stored
+        )));
         assert!(!bool::from(p.check(
-            "00042",
+            PinBinding::Token("00042"),
             &Pin::new("4712").expect("pin"),
             &stored
         )));
         // Same PIN, another token: a different verifier (the token is bound in).
-        assert!(!bool::from(p.check("42", &pin, &stored)));
+        assert!(!bool::from(p.check(PinBinding::Token("42"), &pin, &stored)));
         // Shifting characters between token and PIN does not collide.
-        let a = p.verifier("0004", &Pin::new("24711").expect("pin"));
-        let b = p.verifier("00042", &Pin::new("4711").expect("pin"));
+        let a = p.verifier(PinBinding::Token("0004"), &Pin::new("24711").expect("pin"));
+        let b = p.verifier(PinBinding::Token("00042"), &Pin::new("4711").expect("pin"));
         assert_ne!(a, b);
         assert!(!bool::from(check_pin_unknown(&p, &pin)));
+    }
+
+    #[test]
+    fn holder_bound_pin_follows_the_person_not_the_key() {
+        let p = pepper();
+        let pin = Pin::new("4711").expect("pin");
+        let stored = p.verifier(PinBinding::Holder("marie.curie"), &pin);
+        // The same holder's verifier checks on any of their keys: nothing of the key is bound in.
+        assert!(bool::from(p.check(
+            PinBinding::Holder("marie.curie"),
+            &pin,
+            &stored
+        )));
+        // Another holder with the same PIN does not match.
+        assert!(!bool::from(p.check(
+            PinBinding::Holder("paul.curie"),
+            &pin,
+            &stored
+        )));
+        // The two schemes never meet: a token named like the holder is another verifier.
+        assert!(!bool::from(p.check(
+            PinBinding::Token("marie.curie"),
+            &pin,
+            &stored
+        )));
+        assert_eq!(PinBinding::Holder("x").scheme(), 2);
+        assert_eq!(PinBinding::Token("x").scheme(), 1);
+    }
+
+    #[test]
+    fn holder_verifier_is_hmac_sha256_of_tag_length_prefixed_holder_and_pin() {
+        use hmac::{Hmac, KeyInit, Mac};
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
+        mac.update(b"okey-pin-holder");
+        mac.update(&[0]);
+        mac.update(&[0, 11]);
+        mac.update(b"marie.curie");
+        mac.update(b"4711");
+        let expected: [u8; 32] = mac.finalize().into_bytes().into();
+        let got = pepper().verifier(
+            PinBinding::Holder("marie.curie"),
+            &Pin::new("4711").expect("pin"),
+        );
+        assert_eq!(got.0, expected);
     }
 
     #[test]
@@ -185,7 +273,7 @@ mod tests {
         mac.update(b"00042");
         mac.update(b"4711");
         let expected: [u8; 32] = mac.finalize().into_bytes().into();
-        let got = pepper().verifier("00042", &Pin::new("4711").expect("pin"));
+        let got = pepper().verifier(PinBinding::Token("00042"), &Pin::new("4711").expect("pin"));
         assert_eq!(got.0, expected);
     }
 

@@ -88,6 +88,17 @@ pub struct TokenRow {
     /// Handed over, and the holder has not yet signed the receipt: the first accepted code
     /// signs it (in the verify's own commit).
     pub handover_unconfirmed: bool,
+    /// What `pin_verifier` is bound to: 1 the token, 2 the holder (`okey_otp::PinBinding`).
+    pub pin_scheme: u8,
+}
+
+/// The PIN scheme column, checked.
+pub(crate) fn pin_scheme(v: i64) -> Result<u8, StoreError> {
+    match v {
+        1 => Ok(1),
+        2 => Ok(2),
+        _ => Err(StoreError::Corrupt(format!("unknown PIN scheme {v}"))),
+    }
 }
 
 /// The moving part of a token row: what a verify changes.

@@ -63,6 +63,8 @@ const TAG_END: u8 = 5;
 /// (absent for keys in no lot). Without it a restored key that was lost, expired or deactivated
 /// would log in again.
 const TAG_CUSTODY: u8 = 6;
+/// A key's PIN scheme when it is not the token-bound scheme 1, right after its token record.
+const TAG_PIN_SCHEME: u8 = 7;
 
 fn derive(pass: &Zeroizing<String>, header: &[u8]) -> Result<Aes256Gcm, StoreError> {
     let word = |i: usize| -> Result<u32, StoreError> {
@@ -291,6 +293,7 @@ fn decode_token(d: &mut Dec<'_>) -> Result<TokenRow, StoreError> {
         valid_until: None,
         active_until: None,
         handover_unconfirmed: false,
+        pin_scheme: 1,
     })
 }
 
@@ -380,6 +383,18 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
                     row.custody = custody;
                     row.valid_until = valid_until;
                     row.active_until = active_until;
+                }
+                TAG_PIN_SCHEME => {
+                    let bad = || StoreError::BackupFormat("bad PIN scheme record".into());
+                    let serial = d.string()?;
+                    let scheme =
+                        crate::backend::pin_scheme(i64::from(d.u8()?)).map_err(|_| bad())?;
+                    let (row, _, _) = content
+                        .tokens
+                        .last_mut()
+                        .filter(|(r, _, _)| r.serial == serial)
+                        .ok_or_else(bad)?;
+                    row.pin_scheme = scheme;
                 }
                 TAG_API_KEY => {
                     let name = d.string()?;
@@ -547,6 +562,13 @@ impl Store {
                         e.u64(row.created_at);
                         e.u64(row.updated_at);
                     })?;
+                    if row.pin_scheme != 1 {
+                        cw.record(|e| {
+                            e.u8(TAG_PIN_SCHEME);
+                            e.str(&row.serial);
+                            e.u8(row.pin_scheme);
+                        })?;
+                    }
                     if row.custody.is_some()
                         || row.valid_until.is_some()
                         || row.active_until.is_some()

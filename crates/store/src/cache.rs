@@ -37,6 +37,9 @@ pub(crate) struct Hot {
     pub(crate) algorithm: Algorithm,
     pub(crate) digits: u8,
     pub(crate) pin_verifier: Option<[u8; 32]>,
+    /// For a holder-bound PIN verifier (scheme 2), the key's holder it is checked against
+    /// (empty for a key that has none: nothing matches); `None` for a token-bound one.
+    pub(crate) pin_holder: Option<Box<str>>,
     /// The state, custody and validity included (so the gate needs no query).
     pub(crate) state: TokenState,
     /// A software token (an assigned software key may enrol with its first code).
@@ -57,6 +60,7 @@ impl Hot {
             algorithm: row.algorithm,
             digits: row.digits,
             pin_verifier: row.pin_verifier,
+            pin_holder: (row.pin_scheme == 2).then(|| row.holder.as_deref().unwrap_or("").into()),
             state: row.state(),
             software: row.kind == TokenKind::Software,
             version: row.version,
@@ -193,6 +197,7 @@ mod tests {
             algorithm: Algorithm::Sha1,
             digits: 6,
             pin_verifier: None,
+            pin_holder: None,
             state: TokenState {
                 counter: 0,
                 last_step: None,

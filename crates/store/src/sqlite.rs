@@ -133,7 +133,21 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
                version, custody, valid_until, active_until, handover_unconfirmed
         FROM tokens t JOIN token_state s ON s.serial = t.serial;",
     ),
+    (8, PIN_SCHEME),
 ];
+
+/// Migration 8: a PIN verifier names its scheme (`okey_otp::PinBinding`): 1 bound to the token
+/// (every verifier written before), 2 bound to the holder, so that it can follow them to their
+/// next key. PostgreSQL's is the same with BIGINT.
+pub(crate) const PIN_SCHEME: &str =
+    "ALTER TABLE tokens ADD COLUMN pin_scheme INTEGER NOT NULL DEFAULT 1 CHECK (pin_scheme IN (1, 2));
+    DROP VIEW token_rows;
+    CREATE VIEW token_rows AS
+        SELECT t.serial AS serial, kind, otp, step, t0, suite, algorithm, digits, key_version,
+               sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked,
+               locked_until, status, holder, description, pin_verifier, created_at, updated_at,
+               version, custody, valid_until, active_until, handover_unconfirmed, pin_scheme
+        FROM tokens t JOIN token_state s ON s.serial = t.serial;";
 
 /// Migration 5: holders are people's logins, compared without regard to case
 /// (`okey_domain::fold_holder`); rows written before that rule are folded to lower case, so
@@ -157,14 +171,14 @@ pub(crate) const HOLDERS_FOLDED: &str = "UPDATE tokens SET holder = lower(holder
     UPDATE lot_delegates SET person = lower(person) WHERE person <> lower(person)";
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
 const TOKEN_COLS: &str = "serial, kind, otp, step, t0, suite, algorithm, digits, key_version, \
      sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked, locked_until, \
      status, holder, description, pin_verifier, created_at, updated_at, version, custody, \
-     valid_until, active_until, handover_unconfirmed";
+     valid_until, active_until, handover_unconfirmed, pin_scheme";
 
 const READERS: usize = 4;
 
@@ -416,6 +430,7 @@ fn token_from_row(r: &Row<'_>) -> Result<TokenRow, StoreError> {
             .map(|v| to_u64(v, "deactivation time"))
             .transpose()?,
         handover_unconfirmed: r.get::<_, i64>(27)? != 0,
+        pin_scheme: crate::backend::pin_scheme(r.get::<_, i64>(28)?)?,
     })
 }
 
@@ -853,8 +868,8 @@ impl WriteTx for SqliteWriter {
             .prepare_cached(
                 "INSERT INTO tokens (serial, kind, otp, step, t0, suite, algorithm, digits, \
                  key_version, sealed_seed, sealed_pin_hash, holder, description, pin_verifier, \
-                 created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 created_at, pin_scheme) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 t.serial,
@@ -872,6 +887,7 @@ impl WriteTx for SqliteWriter {
                 t.description,
                 t.pin_verifier.as_ref().map(|v| &v[..]),
                 created_at,
+                i64::from(t.pin_scheme),
             ])
             .map_err(duplicate)?;
         self.conn
@@ -908,7 +924,7 @@ impl WriteTx for SqliteWriter {
         }
         let mut stmt = self.conn.prepare_cached(
             "UPDATE tokens SET holder = ?2, description = ?3, pin_verifier = ?4, \
-             sealed_pin_hash = ?5 WHERE serial = ?1",
+             sealed_pin_hash = ?5, pin_scheme = ?6 WHERE serial = ?1",
         )?;
         let n = stmt.execute(params![
             t.serial,
@@ -916,6 +932,7 @@ impl WriteTx for SqliteWriter {
             t.description,
             t.pin_verifier.as_ref().map(|v| &v[..]),
             t.sealed_pin_hash,
+            i64::from(t.pin_scheme),
         ])?;
         if n != 1 {
             return Err(StoreError::Corrupt(format!(

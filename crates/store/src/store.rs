@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use okey_otp::{Algorithm, MAX_COUNTER, OcraSuite, OtpKey, Pepper, Pin};
+use okey_otp::{Algorithm, MAX_COUNTER, OcraSuite, OtpKey, Pepper, Pin, PinBinding};
 use zeroize::Zeroizing;
 
 use crate::StoreError;
@@ -455,6 +455,7 @@ impl Store {
             valid_until: t.valid_until,
             active_until: None,
             handover_unconfirmed: false,
+            pin_scheme: 1,
         })
     }
 
@@ -754,6 +755,51 @@ impl Store {
         Ok(row)
     }
 
+    /// Give the holder's PIN on key `from` to their key `to` (a renewal keeps the PIN), without
+    /// anyone learning it: the holder-bound verifier (scheme 2) is copied as it is, and for a
+    /// PIN-bound OCRA suite the sealed PIN hash is re-sealed under `to`'s name. Both keys must be
+    /// the same person's; a token-bound verifier (set before scheme 2, or while the key had no
+    /// holder) cannot be carried: its holder sets a new PIN. Nothing is written on refusal.
+    pub fn carry_pin(&self, from: &str, to: &str, actor: &Actor) -> Result<(), StoreError> {
+        if from == to {
+            return Err(StoreError::invalid(
+                "to",
+                "the PIN is carried to another key",
+            ));
+        }
+        let now = unix_now();
+        let (from_owned, to_owned) = (from.to_owned(), to.to_owned());
+        let entry = Self::audit_entry(
+            actor,
+            "token.pin",
+            to,
+            Some(to),
+            "ok",
+            &format!("carried from {from}"),
+            now,
+        );
+        let store = self.clone();
+        let row = self.inner.writer.run_blocking(move |tx| {
+            let source = tx
+                .token(&from_owned)?
+                .ok_or_else(|| StoreError::UnknownSerial(from_owned.clone()))?;
+            let mut row = tx
+                .token(&to_owned)?
+                .ok_or_else(|| StoreError::UnknownSerial(to_owned.clone()))?;
+            let expect = row.version;
+            carried_pin(&store, &source, &mut row)?;
+            row.updated_at = now;
+            if !tx.update_token(expect, &row)? {
+                return Err(StoreError::Conflict);
+            }
+            row.version = expect + 1;
+            audit::append(tx, &store.inner.audit_key, entry)?;
+            Ok(row)
+        })?;
+        self.inner.cache.update(to, Hot::of(&row));
+        Ok(())
+    }
+
     /// Give the token to `holder`, or take it back (`None`).
     pub fn assign(
         &self,
@@ -852,9 +898,14 @@ impl Store {
                     None => {
                         row.pin_verifier = None;
                         row.sealed_pin_hash = None;
+                        row.pin_scheme = 1;
                     }
                     Some(p) => {
-                        row.pin_verifier = Some(store.inner.pepper.verifier(&row.serial, p).0);
+                        // A key with a holder gets the holder-bound scheme: the PIN can then
+                        // follow the person to their next key (`carry_pin`).
+                        let binding = pin_binding_for(&row.serial, row.holder.as_deref());
+                        row.pin_verifier = Some(store.inner.pepper.verifier(binding, p).0);
+                        row.pin_scheme = binding.scheme();
                         row.sealed_pin_hash = None;
                         if let OtpKind::Ocra { suite } = &row.otp
                             && let Ok(s) = suite.parse::<OcraSuite>()
@@ -1183,4 +1234,72 @@ fn load_anchor_key(
         subject: ANCHOR_KEY.into(),
     })?;
     Ok(ed25519_dalek::SigningKey::from_bytes(seed))
+}
+
+/// What a PIN set on key `serial` held by `holder` is bound to: the holder when there is one.
+pub(crate) fn pin_binding_for<'a>(serial: &'a str, holder: Option<&'a str>) -> PinBinding<'a> {
+    match holder {
+        Some(h) => PinBinding::Holder(h),
+        None => PinBinding::Token(serial),
+    }
+}
+
+/// `target` with `source`'s PIN, or why not.
+fn carried_pin(store: &Store, source: &TokenRow, target: &mut TokenRow) -> Result<(), StoreError> {
+    let refuse = |why: String| Err(StoreError::Precondition(why));
+    let (Some(holder), Some(verifier)) = (source.holder.as_deref(), source.pin_verifier) else {
+        return refuse(format!(
+            "key {} has no PIN of a holder to carry",
+            source.serial
+        ));
+    };
+    if source.pin_scheme != 2 {
+        return refuse(format!(
+            "the PIN of key {} was set before PINs followed their holder: {holder} sets a new PIN",
+            source.serial
+        ));
+    }
+    if target.holder.as_deref() != Some(holder) {
+        return refuse(format!(
+            "key {} is not {holder}'s: a PIN only follows its holder",
+            target.serial
+        ));
+    }
+    if target.status == TokenStatus::Revoked {
+        return refuse(format!("token {} is revoked", target.serial));
+    }
+    target.sealed_pin_hash = None;
+    if let OtpKind::Ocra { suite } = &target.otp
+        && let Ok(s) = suite.parse::<OcraSuite>()
+        && let Some(alg) = s.pin_hash()
+    {
+        let same_hash = match &source.otp {
+            OtpKind::Ocra { suite } => suite
+                .parse::<OcraSuite>()
+                .ok()
+                .and_then(|s| s.pin_hash())
+                .is_some_and(|a| a == alg),
+            _ => false,
+        };
+        let (true, Some(blob)) = (same_hash, source.sealed_pin_hash.as_ref()) else {
+            return refuse(format!(
+                "key {}'s OCRA suite hashes the PIN itself, and key {} holds no such hash: \
+                 {holder} sets the PIN",
+                target.serial, source.serial
+            ));
+        };
+        let keys = store.keys();
+        let digest = keys.open_pin_hash(&source.serial, source.key_version, blob)?;
+        let k = keys
+            .data
+            .get(&target.key_version)
+            .ok_or_else(|| StoreError::Corrupt("the token's data key is missing".into()))?;
+        target.sealed_pin_hash = Some(k.seal(
+            &seal::pin_hash_aad(&target.serial, target.key_version),
+            &digest,
+        )?);
+    }
+    target.pin_verifier = Some(verifier);
+    target.pin_scheme = 2;
+    Ok(())
 }

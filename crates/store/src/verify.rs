@@ -7,8 +7,8 @@
 //! with the winner's counter in place, the same code is now a replay.
 
 use okey_otp::{
-    CodeVerified, Digits, OcraInput, OcraSuite, OtpKey, OtpState, PinVerifier, TotpParams,
-    check_pin_unknown, split_passcode, verify_hotp, verify_totp, verify_unknown,
+    CodeVerified, Digits, OcraInput, OcraSuite, OtpKey, OtpState, PinBinding, PinVerifier,
+    TotpParams, check_pin_unknown, split_passcode, verify_hotp, verify_totp, verify_unknown,
 };
 use subtle::Choice;
 
@@ -194,7 +194,13 @@ impl Store {
             return Eval::BadFormat;
         };
         let pin_ok = match (&hot.pin_verifier, &pc.pin) {
-            (Some(v), Some(p)) => self.inner.pepper.check(serial, p, &PinVerifier(*v)),
+            (Some(v), Some(p)) => {
+                let binding = match hot.pin_holder.as_deref() {
+                    Some(holder) => PinBinding::Holder(holder),
+                    None => PinBinding::Token(serial),
+                };
+                self.inner.pepper.check(binding, p, &PinVerifier(*v))
+            }
             (None, None) => Choice::from(1),
             _ => Choice::from(0),
         };

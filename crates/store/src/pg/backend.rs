@@ -55,7 +55,7 @@ macro_rules! token_cols {
         "serial, kind, otp, step, t0, suite, algorithm, digits, key_version, sealed_seed, \
          sealed_pin_hash, counter, last_step, drift, failures, locked, locked_until, status, \
          holder, description, pin_verifier, created_at, updated_at, version, custody, \
-         valid_until, active_until, handover_unconfirmed"
+         valid_until, active_until, handover_unconfirmed, pin_scheme"
     };
 }
 
@@ -132,6 +132,7 @@ fn token_from(r: &Row) -> Result<TokenRow, StoreError> {
         valid_until: opt_u64(r, 25, "validity end")?,
         active_until: opt_u64(r, 26, "deactivation time")?,
         handover_unconfirmed: get::<i64>(r, 27)? != 0,
+        pin_scheme: crate::backend::pin_scheme(get::<i64>(r, 28)?)?,
     })
 }
 
@@ -747,8 +748,8 @@ impl WriteTx for PgWriter {
         let n = self.conn.execute(
             "INSERT INTO tokens (serial, kind, otp, step, t0, suite, algorithm, digits, \
              key_version, sealed_seed, sealed_pin_hash, holder, description, pin_verifier, \
-             created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             created_at, pin_scheme) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (serial) DO NOTHING",
             &[
                 &t.serial,
@@ -766,6 +767,7 @@ impl WriteTx for PgWriter {
                 &t.description,
                 &pin,
                 &to_i64(t.created_at, "creation time")?,
+                &i64::from(t.pin_scheme),
             ],
         )?;
         if n != 1 {
@@ -808,13 +810,14 @@ impl WriteTx for PgWriter {
         let pin = t.pin_verifier.as_ref().map(|v| &v[..]);
         let n = self.conn.execute(
             "UPDATE tokens SET holder = $2, description = $3, pin_verifier = $4, \
-             sealed_pin_hash = $5 WHERE serial = $1",
+             sealed_pin_hash = $5, pin_scheme = $6 WHERE serial = $1",
             &[
                 &t.serial,
                 &t.holder,
                 &t.description,
                 &pin,
                 &t.sealed_pin_hash,
+                &i64::from(t.pin_scheme),
             ],
         )?;
         if n != 1 {

@@ -645,7 +645,90 @@ fn migration_5_folds_holders_and_keeps_serials_exact() {
     assert!(s.token("New0").is_err(), "serials are exact");
 }
 
+/// A PIN set on a key that has a holder is bound to the holder: it follows them to their next key
+/// (`carry_pin`, a renewal) without anyone typing it again, works there and only there, and stops
+/// matching on a key that changes hands. A token-bound PIN (a key with no holder) is refused for
+/// carrying. Every refusal writes nothing.
+fn a_holders_pin_follows_them_to_their_next_key(db: &Db) {
+    let s = db.open();
+    let a = actor();
+    for serial in ["OLD", "NEW", "OTHER", "LOOSE"] {
+        let mut t = hotp_token(serial);
+        t.holder = match serial {
+            "OTHER" => Some("paul".into()),
+            "LOOSE" => None,
+            _ => Some("marie".into()),
+        };
+        s.create_token(t, &a).expect("create");
+    }
+    let pin = Pin::new("4711").expect("pin");
+    s.set_pin("OLD", Some(&pin), &a).expect("pin");
+    s.set_pin("LOOSE", Some(&pin), &a).expect("pin");
+    let audit_before = s.audit_tail(1000).expect("audit").len();
+    // Refusals: another person's key, a token-bound PIN, a key without PIN, the same key.
+    for (from, to) in [
+        ("OLD", "OTHER"),
+        ("LOOSE", "NEW"),
+        ("NEW", "OLD"),
+        ("OLD", "OLD"),
+    ] {
+        let e = s.carry_pin(from, to, &a).expect_err("refused");
+        assert!(
+            matches!(e, StoreError::Precondition(_) | StoreError::Invalid { .. }),
+            "{from}->{to}: {e}"
+        );
+    }
+    assert!(!s.token("NEW").expect("get").has_pin);
+    assert!(!s.token("OTHER").expect("get").has_pin);
+    assert_eq!(
+        s.audit_tail(1000).expect("audit").len(),
+        audit_before,
+        "nothing written"
+    );
+    s.carry_pin("OLD", "NEW", &a).expect("carry");
+    assert!(s.token("NEW").expect("get").has_pin);
+    rt().block_on(async {
+        let code = hotp(SEED, 0, 6);
+        let o = verify(&s, "NEW", &format!("4712{code}"), 10).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::WrongPin));
+        let o = verify(&s, "NEW", &format!("4711{code}"), 11).await;
+        assert_eq!(
+            (o.accepted, o.reason),
+            (true, Reason::Accepted),
+            "the carried PIN"
+        );
+        let o = verify(&s, "OLD", &format!("4711{code}"), 12).await;
+        assert!(o.accepted, "still the old key's PIN too: {o:?}");
+    });
+    // Reopened (no cache): the scheme is stored with the verifier.
+    drop(s);
+    let s = db.open();
+    rt().block_on(async {
+        let o = verify(&s, "NEW", &format!("4711{}", hotp(SEED, 1, 6)), 20).await;
+        assert!(o.accepted, "{o:?}");
+    });
+    // A token-bound PIN (set while the key had no holder, like every PIN before holder-bound
+    // verifiers) keeps working when the key is given to someone, but cannot be carried.
+    s.assign("LOOSE", Some("marie"), &a).expect("assign");
+    rt().block_on(async {
+        let o = verify(&s, "LOOSE", &format!("4711{}", hotp(SEED, 0, 6)), 25).await;
+        assert!(o.accepted, "{o:?}");
+    });
+    let e = s.carry_pin("LOOSE", "OTHER", &a).expect_err("token-bound");
+    assert!(
+        e.to_string().contains("sets a new PIN") || e.to_string().contains("not marie"),
+        "{e}"
+    );
+    // The key changes hands: the holder-bound PIN no longer matches, for anyone.
+    s.assign("NEW", Some("paul"), &a).expect("assign");
+    rt().block_on(async {
+        let o = verify(&s, "NEW", &format!("4711{}", hotp(SEED, 2, 6)), 30).await;
+        assert_eq!((o.accepted, o.reason), (false, Reason::WrongPin));
+    });
+}
+
 both!(
+    a_holders_pin_follows_them_to_their_next_key,
     create_get_list_and_reopen,
     hotp_accepts_once_and_moves_forward,
     totp_accepts_once_per_step_and_tracks_drift,
