@@ -184,10 +184,76 @@ pub enum ExportItem {
     Secret(String, u32, Vec<u8>),
     /// A token row.
     Token(Box<TokenRow>),
-    /// An API key and its hash.
-    ApiKey(ApiPrincipal, [u8; 32]),
     /// An audit record.
     Audit(AuditRecord),
+    /// A row of a table the backup carries as it is (every table not in [`TYPED_TABLES`]).
+    Row(TableRow),
+}
+
+/// The tables a backup carries through typed records, because a restore cannot copy them as
+/// they are: data keys and secrets are re-sealed under the new master key, seeds and OCRA PIN
+/// hashes re-sealed under the new data key (`tokens`, with `token_state`), and the audit chain
+/// is re-checked and extended. Every other table is carried row by row, column by column
+/// ([`ExportItem::Row`]), so a table added later is in the next backup without anyone listing
+/// it. A table that keeps blobs sealed under the data keys must be added here with a typed
+/// record that opens and re-seals them: an export refuses a carried table with a column whose
+/// name starts with `sealed`.
+pub const TYPED_TABLES: &[&str] = &["data_keys", "secrets", "tokens", "token_state", "audit"];
+
+/// Tables carried as rows that others refer to, exported (and so restored) first.
+pub(crate) const ROWS_FIRST: &[&str] = &["lots", "units"];
+
+/// Whether an export carries `table` as rows (a table of okey's, not a typed one).
+pub(crate) fn carried_as_rows(table: &str) -> bool {
+    !TYPED_TABLES.contains(&table) && !table.starts_with("sqlite_") && table != "okey_schema"
+}
+
+/// `tables` with [`ROWS_FIRST`] first, the rest by name.
+pub(crate) fn carried_in_order(mut tables: Vec<String>) -> Vec<String> {
+    tables.retain(|t| carried_as_rows(t));
+    tables.sort();
+    tables.sort_by_key(|t| {
+        ROWS_FIRST
+            .iter()
+            .position(|f| f == t)
+            .unwrap_or(ROWS_FIRST.len())
+    });
+    tables
+}
+
+/// Refuse to carry, as it is, a column sealed under a data key the restored store will not have.
+pub(crate) fn check_carried_column(table: &str, column: &str) -> Result<(), StoreError> {
+    if column.starts_with("sealed") {
+        return Err(StoreError::Corrupt(format!(
+            "table {table} keeps sealed column {column}, which a backup cannot carry as it is: \
+             it needs a typed backup record that re-seals it"
+        )));
+    }
+    Ok(())
+}
+
+/// One value of a carried row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// NULL.
+    Null,
+    /// An integer (booleans as 0/1).
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes (never sealed: see [`TYPED_TABLES`]).
+    Blob(Vec<u8>),
+}
+
+/// A row of a carried table: its columns by name, in the order of `cells`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableRow {
+    /// Table name.
+    pub table: String,
+    /// Column names, shared by the rows of one table.
+    pub columns: std::sync::Arc<[String]>,
+    /// The values.
+    pub cells: Vec<Cell>,
 }
 
 /// The read side, safe to share between threads.
@@ -292,6 +358,12 @@ pub trait WriteTx: Send {
     ) -> Result<Vec<TokenRow>, StoreError>;
     /// Whether the store holds no tokens, no API keys and no audit records.
     fn is_empty(&mut self) -> Result<bool, StoreError>;
+    /// Insert a carried row of a backup as it is (restore into an empty store).
+    fn insert_row(&mut self, row: &TableRow) -> Result<(), StoreError>;
+    /// After the last [`WriteTx::insert_row`]: generated ids continue after the restored ones.
+    fn rows_inserted(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// The last audit record's sequence number and MAC.
     fn audit_head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError>;
@@ -339,4 +411,29 @@ pub trait WriteTx: Send {
     ) -> Result<bool, StoreError>;
     /// The directory, in this transaction.
     fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_tables_are_not_carried_as_rows_and_sealed_columns_are_refused() {
+        for t in TYPED_TABLES {
+            assert!(!carried_as_rows(t), "{t}");
+        }
+        assert!(!carried_as_rows("okey_schema"));
+        assert!(!carried_as_rows("sqlite_sequence"));
+        assert!(carried_as_rows("receipts"));
+        let order = carried_in_order(vec![
+            "receipts".into(),
+            "tokens".into(),
+            "lots".into(),
+            "audit".into(),
+            "api_keys".into(),
+        ]);
+        assert_eq!(order, ["lots", "api_keys", "receipts"]);
+        assert!(check_carried_column("attachments", "sealed_content").is_err());
+        assert!(check_carried_column("receipts", "holder").is_ok());
+    }
 }

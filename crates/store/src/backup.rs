@@ -3,7 +3,10 @@
 //! A backup carries what a new store needs to serve the same tokens under *another* master key:
 //! seeds, OCRA PIN hashes and the store secrets (PIN pepper, audit key) in plaintext form, but
 //! only inside an authenticated encryption under a key derived from a passphrase (Argon2id), so
-//! no plaintext seed is ever written. Layout:
+//! no plaintext seed is ever written. Every other table (lots, custody, history, receipts,
+//! orders, the directory, API keys and the person each is bound to, the mail outbox, and any
+//! table added later) is carried row by row as it is (`backend::TYPED_TABLES` says which tables
+//! are not, and why). Layout:
 //!
 //! ```text
 //! "OKEYBAK1" ‖ m_cost u32 ‖ t_cost u32 ‖ p_cost u32 ‖ salt[16]            (the header)
@@ -37,7 +40,7 @@ use zeroize::Zeroizing;
 
 use crate::StoreError;
 use crate::audit;
-use crate::backend::{ExportItem, TokenRow};
+use crate::backend::{Cell, ExportItem, TableRow, TokenRow};
 use crate::clock::unix_now;
 use crate::seal;
 use crate::store::{AUDIT_KEY, Store};
@@ -63,8 +66,15 @@ const TAG_END: u8 = 5;
 /// (absent for keys in no lot). Without it a restored key that was lost, expired or deactivated
 /// would log in again.
 const TAG_CUSTODY: u8 = 6;
-/// A key's PIN scheme when it is not the token-bound scheme 1, right after its token record.
-const TAG_PIN_SCHEME: u8 = 7;
+/// What else a token row holds, right after its token record: the PIN verifier's scheme and
+/// whether its hand-over still waits for the holder's signature.
+const TAG_TOKEN_EXTRA: u8 = 7;
+/// The table and columns of the [`TAG_ROW`] records that follow.
+const TAG_TABLE: u8 = 8;
+/// A row of every other table, carried as it is (`backend::TYPED_TABLES` says which are not).
+const TAG_ROW: u8 = 9;
+/// How many [`TAG_ROW`] records the backup holds, just before [`TAG_END`].
+const TAG_ROW_COUNT: u8 = 10;
 
 fn derive(pass: &Zeroizing<String>, header: &[u8]) -> Result<Aes256Gcm, StoreError> {
     let word = |i: usize| -> Result<u32, StoreError> {
@@ -248,8 +258,10 @@ type BackupToken = (TokenRow, Zeroizing<Vec<u8>>, Option<Zeroizing<Vec<u8>>>);
 struct Content {
     secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
     tokens: Vec<BackupToken>,
+    /// API keys of a backup written before they were carried as rows.
     api_keys: Vec<(ApiPrincipal, [u8; 32])>,
     audit: Vec<AuditRecord>,
+    rows: Vec<TableRow>,
 }
 
 fn decode_token(d: &mut Dec<'_>) -> Result<TokenRow, StoreError> {
@@ -312,7 +324,10 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
         tokens: Vec::new(),
         api_keys: Vec::new(),
         audit: Vec::new(),
+        rows: Vec::new(),
     };
+    let mut table_now: Option<(String, std::sync::Arc<[String]>)> = None;
+    let mut row_count = None;
     let mut index = 0u64;
     let mut ended = false;
     let mut counts = None;
@@ -384,18 +399,59 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
                     row.valid_until = valid_until;
                     row.active_until = active_until;
                 }
-                TAG_PIN_SCHEME => {
-                    let bad = || StoreError::BackupFormat("bad PIN scheme record".into());
+                TAG_TOKEN_EXTRA => {
+                    let bad = || StoreError::BackupFormat("bad token extra record".into());
                     let serial = d.string()?;
                     let scheme =
                         crate::backend::pin_scheme(i64::from(d.u8()?)).map_err(|_| bad())?;
+                    let unconfirmed = match d.u8()? {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(bad()),
+                    };
                     let (row, _, _) = content
                         .tokens
                         .last_mut()
                         .filter(|(r, _, _)| r.serial == serial)
                         .ok_or_else(bad)?;
                     row.pin_scheme = scheme;
+                    row.handover_unconfirmed = unconfirmed;
                 }
+                TAG_TABLE => {
+                    let table = d.string()?;
+                    let n = d.u32()? as usize;
+                    if n == 0 || n > 256 {
+                        return Err(StoreError::BackupFormat(format!(
+                            "table {table} with {n} columns"
+                        )));
+                    }
+                    let mut columns = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        columns.push(d.string()?);
+                    }
+                    table_now = Some((table, columns.into()));
+                }
+                TAG_ROW => {
+                    let (table, columns) = table_now.as_ref().ok_or_else(|| {
+                        StoreError::BackupFormat("a row before its table record".into())
+                    })?;
+                    let mut cells = Vec::with_capacity(columns.len());
+                    for _ in 0..columns.len() {
+                        cells.push(match d.u8()? {
+                            0 => Cell::Null,
+                            1 => Cell::Int(d.u64()? as i64),
+                            2 => Cell::Text(d.string()?),
+                            3 => Cell::Blob(d.bytes()?.to_vec()),
+                            _ => return Err(StoreError::BackupFormat("bad cell".into())),
+                        });
+                    }
+                    content.rows.push(TableRow {
+                        table: table.clone(),
+                        columns: std::sync::Arc::clone(columns),
+                        cells,
+                    });
+                }
+                TAG_ROW_COUNT => row_count = Some(d.u64()?),
                 TAG_API_KEY => {
                     let name = d.string()?;
                     let roles = d.string()?;
@@ -447,7 +503,10 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
         content.api_keys.len() as u64,
         content.audit.len() as u64,
     );
-    if counts != Some(expected) {
+    if counts != Some(expected)
+        || row_count.unwrap_or(0) != content.rows.len() as u64
+        || (row_count.is_none() && !content.rows.is_empty())
+    {
         return Err(StoreError::BackupFormat(
             "the record counts do not match the end record".into(),
         ));
@@ -510,6 +569,7 @@ impl Store {
                 bytes: HEADER_LEN as u64,
             };
             let (mut tokens, mut api_keys, mut audit_records) = (0u64, 0u64, 0u64);
+            let (mut rows, mut table_now) = (0u64, None::<String>);
             self.inner.backend.export(&mut |item| match item {
                 ExportItem::Secret(name, v, blob) => {
                     let plain = self.keys().open_secret(&name, v, &blob)?;
@@ -562,13 +622,12 @@ impl Store {
                         e.u64(row.created_at);
                         e.u64(row.updated_at);
                     })?;
-                    if row.pin_scheme != 1 {
-                        cw.record(|e| {
-                            e.u8(TAG_PIN_SCHEME);
-                            e.str(&row.serial);
-                            e.u8(row.pin_scheme);
-                        })?;
-                    }
+                    cw.record(|e| {
+                        e.u8(TAG_TOKEN_EXTRA);
+                        e.str(&row.serial);
+                        e.u8(row.pin_scheme);
+                        e.u8(u8::from(row.handover_unconfirmed));
+                    })?;
                     if row.custody.is_some()
                         || row.valid_until.is_some()
                         || row.active_until.is_some()
@@ -583,14 +642,41 @@ impl Store {
                     }
                     Ok(())
                 }
-                ExportItem::ApiKey(p, hash) => {
-                    api_keys += 1;
+                ExportItem::Row(row) => {
+                    rows += 1;
+                    if row.table == "api_keys" {
+                        api_keys += 1;
+                    }
+                    if table_now.as_ref() != Some(&row.table) {
+                        cw.record(|e| {
+                            e.u8(TAG_TABLE);
+                            e.str(&row.table);
+                            e.u32(row.columns.len() as u32);
+                            for c in row.columns.iter() {
+                                e.str(c);
+                            }
+                        })?;
+                        table_now = Some(row.table.clone());
+                    }
                     cw.record(|e| {
-                        e.u8(TAG_API_KEY);
-                        e.str(&p.name);
-                        e.str(&p.roles.join(","));
-                        e.u8(u8::from(p.disabled));
-                        e.bytes(&hash);
+                        e.u8(TAG_ROW);
+                        for c in &row.cells {
+                            match c {
+                                Cell::Null => e.u8(0),
+                                Cell::Int(n) => {
+                                    e.u8(1);
+                                    e.u64(*n as u64);
+                                }
+                                Cell::Text(t) => {
+                                    e.u8(2);
+                                    e.str(t);
+                                }
+                                Cell::Blob(b) => {
+                                    e.u8(3);
+                                    e.bytes(b);
+                                }
+                            }
+                        }
                     })
                 }
                 ExportItem::Audit(r) => {
@@ -611,9 +697,14 @@ impl Store {
                 }
             })?;
             cw.record(|e| {
+                e.u8(TAG_ROW_COUNT);
+                e.u64(rows);
+            })?;
+            cw.record(|e| {
                 e.u8(TAG_END);
                 e.u64(tokens);
-                e.u64(api_keys);
+                // API keys are carried as rows: the end record counts typed API key records.
+                e.u64(0);
                 e.u64(audit_records);
             })?;
             cw.flush(true)?;
@@ -679,7 +770,12 @@ impl Store {
         let store = Store::open(cfg)?;
         let report = RestoreReport {
             tokens: content.tokens.len() as u64,
-            api_keys: content.api_keys.len() as u64,
+            api_keys: (content.api_keys.len()
+                + content
+                    .rows
+                    .iter()
+                    .filter(|r| r.table == "api_keys")
+                    .count()) as u64,
             audit_records: content.audit.len() as u64,
             at,
             time_tokens_advanced,
@@ -729,6 +825,10 @@ impl Store {
                     tx.disable_api_key(&p.name)?;
                 }
             }
+            for r in &content.rows {
+                tx.insert_row(r)?;
+            }
+            tx.rows_inserted()?;
             for r in &content.audit {
                 tx.insert_audit(r)?;
             }

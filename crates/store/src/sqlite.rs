@@ -8,7 +8,9 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::StoreError;
-use crate::backend::{Backend, DataKeyRow, ExportItem, TokenRow, TokenState, WriteTx};
+use crate::backend::{
+    Backend, Cell, DataKeyRow, ExportItem, TableRow, TokenRow, TokenState, WriteTx,
+};
 use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
@@ -353,6 +355,65 @@ fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what} in the database")))
 }
 
+/// Every carried table's rows (`crate::backend::TYPED_TABLES`), in the order a restore inserts
+/// them, each table in its primary key's order.
+fn export_rows(
+    conn: &Connection,
+    sink: &mut dyn FnMut(ExportItem) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use rusqlite::types::ValueRef;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for table in crate::backend::carried_in_order(tables) {
+        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+        let columns: std::sync::Arc<[String]> = conn
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_info('{}')",
+                table.replace('\'', "''")
+            ))?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+        for c in columns.iter() {
+            crate::backend::check_carried_column(&table, c)?;
+        }
+        let list = columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn.prepare(&format!("SELECT {list} FROM {quoted} ORDER BY 1"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let mut cells = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                cells.push(match r.get_ref(i)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(n) => Cell::Int(n),
+                    ValueRef::Text(t) => Cell::Text(
+                        String::from_utf8(t.to_vec())
+                            .map_err(|_| StoreError::Corrupt(format!("bad text in {table}")))?,
+                    ),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                    ValueRef::Real(_) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "table {table} holds a floating-point value, which okey never writes"
+                        )));
+                    }
+                });
+            }
+            sink(ExportItem::Row(TableRow {
+                table: table.clone(),
+                columns: columns.clone(),
+                cells,
+            }))?;
+        }
+    }
+    Ok(())
+}
+
 fn token_from_row(r: &Row<'_>) -> Result<TokenRow, StoreError> {
     let otp_name: String = r.get(2)?;
     let otp = match otp_name.as_str() {
@@ -658,23 +719,12 @@ impl Backend for Sqlite {
             while let Some(r) = rows.next()? {
                 sink(ExportItem::Token(Box::new(token_from_row(r)?)))?;
             }
-            let mut stmt =
-                conn.prepare("SELECT name, roles, disabled, key_hash FROM api_keys ORDER BY name")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let h: Vec<u8> = r.get(3)?;
-                let h = <[u8; 32]>::try_from(h.as_slice())
-                    .map_err(|_| StoreError::Corrupt("bad API key hash".into()))?;
-                sink(ExportItem::ApiKey(
-                    principal(r.get(0)?, r.get(1)?, r.get(2)?),
-                    h,
-                ))?;
-            }
             let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY seq"))?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 sink(ExportItem::Audit(audit_from_row(r)?))?;
             }
+            export_rows(&conn, sink)?;
         }
         conn.execute_batch("COMMIT")?;
         Ok(())
@@ -1014,6 +1064,47 @@ impl WriteTx for SqliteWriter {
             |r| r.get(0),
         )?;
         Ok(n == 0)
+    }
+
+    fn insert_row(&mut self, row: &TableRow) -> Result<(), StoreError> {
+        use rusqlite::types::Value;
+        if !crate::backend::carried_as_rows(&row.table) || row.columns.len() != row.cells.len() {
+            return Err(StoreError::BackupFormat(format!(
+                "a row of table {} that a backup does not carry so",
+                row.table
+            )));
+        }
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let list = row
+            .columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let marks = (1..=row.columns.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let values: Vec<Value> = row
+            .cells
+            .iter()
+            .map(|c| match c {
+                Cell::Null => Value::Null,
+                Cell::Int(n) => Value::Integer(*n),
+                Cell::Text(t) => Value::Text(t.clone()),
+                Cell::Blob(b) => Value::Blob(b.clone()),
+            })
+            .collect();
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO {} ({list}) VALUES ({marks})",
+                quote(&row.table)
+            ))
+            .map_err(|e| {
+                StoreError::BackupFormat(format!("table {} does not take this row: {e}", row.table))
+            })?
+            .execute(rusqlite::params_from_iter(values))?;
+        Ok(())
     }
 
     fn audit_head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {

@@ -10,7 +10,9 @@ use tokio_postgres::types::{FromSql, ToSql};
 
 use super::conn::{Conn, Driver, Target, parse_target, wait};
 use crate::StoreError;
-use crate::backend::{Backend, DataKeyRow, ExportItem, TokenRow, TokenState, WriteTx};
+use crate::backend::{
+    Backend, Cell, DataKeyRow, ExportItem, TableRow, TokenRow, TokenState, WriteTx,
+};
 use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
@@ -70,6 +72,79 @@ macro_rules! mail_cols {
         "id, message_id, template, recipients, subject, body, state, attempts, created_at, \
          next_attempt_at, last_error, sent_at"
     };
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Every carried table's rows (`crate::backend::TYPED_TABLES`), in the order a restore inserts
+/// them, inside the export's snapshot.
+fn export_rows(
+    conn: &Conn,
+    sink: &mut dyn FnMut(ExportItem) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use tokio_postgres::types::Type;
+    let tables: Vec<String> = conn
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            &[],
+        )?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect::<Result<_, _>>()?;
+    for table in crate::backend::carried_in_order(tables) {
+        let columns: Arc<[String]> = conn
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 \
+                 ORDER BY ordinal_position",
+                &[&table],
+            )?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<Vec<String>, _>>()?
+            .into();
+        for c in columns.iter() {
+            crate::backend::check_carried_column(&table, c)?;
+        }
+        let list = columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = wait(conn.client.query(
+            &format!("SELECT {list} FROM {} ORDER BY 1", quote(&table)),
+            &[],
+        ))?;
+        for r in &rows {
+            let mut cells = Vec::with_capacity(columns.len());
+            for (i, col) in r.columns().iter().enumerate() {
+                let cell = match *col.type_() {
+                    Type::INT8 => get::<Option<i64>>(r, i)?.map(Cell::Int),
+                    Type::INT4 => get::<Option<i32>>(r, i)?.map(|n| Cell::Int(i64::from(n))),
+                    Type::BOOL => get::<Option<bool>>(r, i)?.map(|b| Cell::Int(i64::from(b))),
+                    Type::TEXT => get::<Option<String>>(r, i)?.map(Cell::Text),
+                    Type::BYTEA => get::<Option<Vec<u8>>>(r, i)?.map(Cell::Blob),
+                    ref other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "table {table} has column {} of type {other}, which a backup \
+                             does not carry",
+                            col.name()
+                        )));
+                    }
+                };
+                cells.push(cell.unwrap_or(Cell::Null));
+            }
+            sink(ExportItem::Row(TableRow {
+                table: table.clone(),
+                columns: columns.clone(),
+                cells,
+            }))?;
+        }
+    }
+    Ok(())
 }
 
 fn token_from(r: &Row) -> Result<TokenRow, StoreError> {
@@ -533,12 +608,6 @@ impl Backend for Postgres {
                 break;
             }
         }
-        for r in conn.query(
-            "SELECT name, roles, disabled, key_hash FROM api_keys ORDER BY name COLLATE \"C\"",
-            &[],
-        )? {
-            sink(ExportItem::ApiKey(principal_from(&r)?, key_hash(&r, 3)?))?;
-        }
         let mut from = 0i64;
         loop {
             let rows = conn.query(
@@ -559,6 +628,7 @@ impl Backend for Postgres {
                 break;
             }
         }
+        export_rows(&conn, sink)?;
         conn.batch("COMMIT")?;
         Ok(())
     }
@@ -903,6 +973,76 @@ impl WriteTx for PgWriter {
             &[],
         )?;
         Ok(get::<i64>(&r, 0)? == 0)
+    }
+
+    fn insert_row(&mut self, row: &TableRow) -> Result<(), StoreError> {
+        use tokio_postgres::types::Type;
+        if !crate::backend::carried_as_rows(&row.table) || row.columns.len() != row.cells.len() {
+            return Err(StoreError::BackupFormat(format!(
+                "a row of table {} that a backup does not carry so",
+                row.table
+            )));
+        }
+        let list = row
+            .columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let marks = (1..=row.columns.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO {} ({list}) OVERRIDING SYSTEM VALUE VALUES ({marks})",
+            quote(&row.table)
+        );
+        let bad = |why: String| {
+            StoreError::BackupFormat(format!("table {} does not take this row: {why}", row.table))
+        };
+        let stmt = wait(self.conn.client.prepare(&sql)).map_err(|e| bad(e.to_string()))?;
+        let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(row.cells.len());
+        for ((ty, cell), col) in stmt.params().iter().zip(&row.cells).zip(row.columns.iter()) {
+            let boxed: Box<dyn ToSql + Sync> = match (ty, cell) {
+                (&Type::INT8, Cell::Int(n)) => Box::new(Some(*n)),
+                (&Type::INT8, Cell::Null) => Box::new(None::<i64>),
+                (&Type::INT4, Cell::Int(n)) => Box::new(Some(
+                    i32::try_from(*n).map_err(|_| bad(format!("{col} out of range")))?,
+                )),
+                (&Type::INT4, Cell::Null) => Box::new(None::<i32>),
+                (&Type::BOOL, Cell::Int(n)) => Box::new(Some(*n != 0)),
+                (&Type::BOOL, Cell::Null) => Box::new(None::<bool>),
+                (&Type::TEXT, Cell::Text(t)) => Box::new(Some(t.clone())),
+                (&Type::TEXT, Cell::Null) => Box::new(None::<String>),
+                (&Type::BYTEA, Cell::Blob(b)) => Box::new(Some(b.clone())),
+                (&Type::BYTEA, Cell::Null) => Box::new(None::<Vec<u8>>),
+                (ty, cell) => return Err(bad(format!("{col} is {ty}, the backup holds {cell:?}"))),
+            };
+            values.push(boxed);
+        }
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b.as_ref()).collect();
+        wait(self.conn.client.execute(&stmt, &refs))?;
+        Ok(())
+    }
+
+    fn rows_inserted(&mut self) -> Result<(), StoreError> {
+        for r in self.conn.query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND is_identity = 'YES'",
+            &[],
+        )? {
+            let (t, c): (String, String) = (get(&r, 0)?, get(&r, 1)?);
+            wait(self.conn.client.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence($1, $2), coalesce(max({}), 0) + 1, \
+                     false) FROM {}",
+                    quote(&c),
+                    quote(&t)
+                ),
+                &[&t, &c],
+            ))?;
+        }
+        Ok(())
     }
 
     fn audit_head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {

@@ -13,7 +13,7 @@ fn at<T>(origin: &str, value: T) -> Located<T> {
     }
 }
 
-fn units() -> Vec<Located<Unit>> {
+pub(crate) fn units() -> Vec<Located<Unit>> {
     let school = |uai: &str| UnitKind::School {
         uai: Uai::parse(uai).expect("uai"),
         under_contract: true,
@@ -44,7 +44,7 @@ fn units() -> Vec<Located<Unit>> {
     ]
 }
 
-fn person(line: usize, id: &str, unit: &str, f: &[Function]) -> Located<Person> {
+pub(crate) fn person(line: usize, id: &str, unit: &str, f: &[Function]) -> Located<Person> {
     at(
         &format!("people.csv line {line}"),
         Person::new(
@@ -59,7 +59,7 @@ fn person(line: usize, id: &str, unit: &str, f: &[Function]) -> Located<Person> 
     )
 }
 
-fn pid(s: &str) -> PersonId {
+pub(crate) fn pid(s: &str) -> PersonId {
     PersonId::parse(s).expect("id")
 }
 
