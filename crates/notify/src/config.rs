@@ -52,6 +52,9 @@ pub struct SmtpConfig {
     pub retry_max_seconds: Option<u64>,
     /// Seconds between looks at the outbox when nothing wakes the sender (default 5).
     pub poll_seconds: Option<u64>,
+    /// IANA time zone of the dates written in mails (default `UTC`; e.g. `Europe/Paris`,
+    /// `Indian/Reunion`). okey carries its own copy of the time zone database.
+    pub time_zone: Option<String>,
 }
 
 /// Why the `[smtp]` table cannot be used; okey refuses to start.

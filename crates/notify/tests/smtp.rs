@@ -121,6 +121,7 @@ fn smtp(port: u16, tls: TlsMode) -> SmtpConfig {
         retry_initial_seconds: Some(1),
         retry_max_seconds: Some(2),
         poll_seconds: Some(1),
+        time_zone: None,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod challenges;
 pub mod clock;
 pub mod codec;
 pub mod config;
+mod dates;
 mod directory;
 pub mod floor;
 mod lifecycle;

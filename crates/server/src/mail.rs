@@ -22,6 +22,8 @@ use crate::status::store_status;
 /// What the service keeps of the mail set-up.
 pub(crate) struct MailContext {
     pub(crate) composer: Composer,
+    /// The zone mails are dated in.
+    pub(crate) zone: jiff::tz::TimeZone,
     pub(crate) waker: Waker,
     pub(crate) metrics: Arc<SenderMetrics>,
 }
@@ -36,6 +38,12 @@ pub(crate) fn start(
     let templates = Templates::load(settings.templates.as_deref())
         .map_err(|e| ServeError::Mail(e.to_string()))?;
     let mailer = SmtpMailer::new(&settings).map_err(|e| ServeError::Mail(e.to_string()))?;
+    let zone = crate::dates::zone(
+        cfg.time_zone
+            .as_deref()
+            .unwrap_or(crate::dates::DEFAULT_ZONE),
+    )
+    .map_err(|e| ServeError::Mail(format!("[smtp] time_zone: {e}")))?;
     let composer = Composer::new(templates, Some(&settings.from));
     let waker = Waker::default();
     let metrics = Arc::new(SenderMetrics::default());
@@ -53,6 +61,7 @@ pub(crate) fn start(
     Ok((
         Arc::new(MailContext {
             composer,
+            zone,
             waker,
             metrics,
         }),
@@ -101,7 +110,7 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                 name => name,
                 serial => serial,
                 lot_name => lot_name,
-                meeting_at => french_utc(*meeting_at),
+                meeting_at => crate::dates::french(*meeting_at, &self.0.zone),
                 place => place,
             },
             Notice::Expired {
@@ -122,7 +131,7 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                     lot_name => lot_name,
                     count => keys.len().to_string(),
                     keys => list,
-                    expired_at => french_utc(clock::now()),
+                    expired_at => crate::dates::french(clock::now(), &self.0.zone),
                 }
             }
             Notice::ReturnDue {
@@ -136,7 +145,7 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                 lot_name => lot_name,
                 serial => serial,
                 holder => holder,
-                since => french_utc(*since),
+                since => crate::dates::french(*since, &self.0.zone),
             },
             Notice::Lost {
                 name,
@@ -148,7 +157,7 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                 name => name,
                 serial => serial,
                 declared_by => by,
-                declared_at => french_utc(*at),
+                declared_at => crate::dates::french(*at, &self.0.zone),
                 comment => comment.clone().unwrap_or_default(),
             },
         };
@@ -160,50 +169,6 @@ impl okey_store::LifecycleMailer for LifecycleMails {
         self.0.waker.wake();
         Ok(mail)
     }
-}
-
-/// "3 décembre 2026 à 06 h 40 UTC" of a Unix time.
-fn french_utc(t: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "janvier",
-        "février",
-        "mars",
-        "avril",
-        "mai",
-        "juin",
-        "juillet",
-        "août",
-        "septembre",
-        "octobre",
-        "novembre",
-        "décembre",
-    ];
-    let days = i64::try_from(t / 86_400).unwrap_or(0);
-    let secs = t % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let name = MONTHS
-        .get(usize::try_from(month - 1).unwrap_or(0))
-        .copied()
-        .unwrap_or("?");
-    let day = if day == 1 {
-        "1er".to_owned()
-    } else {
-        day.to_string()
-    };
-    format!(
-        "{day} {name} {year} à {:02} h {:02} UTC",
-        secs / 3600,
-        (secs / 60) % 60
-    )
 }
 
 #[tonic::async_trait]
@@ -235,7 +200,7 @@ impl proto::mail_service_server::MailService for Arc<Okey> {
                 context! {
                     requested_by => principal.name.clone(),
                     message_number => id.clone(),
-                    queued_at => french_utc(clock::now()),
+                    queued_at => crate::dates::french(clock::now(), &mail.zone),
                 },
                 id,
             )
@@ -339,24 +304,6 @@ pub(crate) fn render(
             out,
             "okey_mail_attempts_total{{result=\"failed\"}} {}",
             s.attempts_failed.load(Ordering::Relaxed)
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn french_utc_dates() {
-        assert_eq!(super::french_utc(0), "1er janvier 1970 à 00 h 00 UTC");
-        // 2026-08-15T09:05:00Z
-        assert_eq!(
-            super::french_utc(1_786_784_700),
-            "15 août 2026 à 09 h 05 UTC"
-        );
-        // 2028-02-29T23:59:00Z
-        assert_eq!(
-            super::french_utc(1_835_481_540),
-            "29 février 2028 à 23 h 59 UTC"
         );
     }
 }

@@ -45,26 +45,7 @@ pub(crate) fn function_fr(f: Function) -> &'static str {
 
 /// A Unix time at `offset` minutes from UTC, as a civil date and time.
 pub(crate) fn local_time(t: u64, offset_minutes: i32) -> doc::LocalDateTime {
-    let t = i64::try_from(t).unwrap_or(i64::MAX / 2) + i64::from(offset_minutes) * 60;
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    doc::LocalDateTime {
-        year: u16::try_from(y).unwrap_or(u16::MAX),
-        month: u8::try_from(m).unwrap_or(0),
-        day: u8::try_from(d).unwrap_or(0),
-        hour: u8::try_from(secs / 3600).unwrap_or(0),
-        minute: u8::try_from(secs % 3600 / 60).unwrap_or(0),
-    }
+    crate::dates::civil(t, &crate::dates::fixed(offset_minutes))
 }
 
 /// A person as printed: the directory's name and first function when they are in it, the id

@@ -1,0 +1,96 @@
+//! Dates as the administration reads them: the French long form ("1er août 2026 à 09 h 05"),
+//! in a time zone (mails: the `[smtp]` table's `time_zone`; receipts: the offset asked for).
+//! Conversions go through jiff and the time zone database it carries, so a machine without
+//! tzdata prints the same dates.
+
+use jiff::Timestamp;
+use jiff::tz::{Offset, TimeZone};
+use okey_documents::LocalDateTime;
+
+/// The zone mails are dated in when the configuration names none.
+pub(crate) const DEFAULT_ZONE: &str = "UTC";
+
+/// The time zone called `name` (IANA, e.g. `Indian/Reunion`), or why not.
+pub(crate) fn zone(name: &str) -> Result<TimeZone, String> {
+    TimeZone::get(name).map_err(|_| {
+        format!(
+            "unknown time zone {name:?}: give an IANA name such as Europe/Paris or Indian/Reunion"
+        )
+    })
+}
+
+/// A fixed offset from UTC, in minutes.
+pub(crate) fn fixed(offset_minutes: i32) -> TimeZone {
+    Offset::from_seconds(offset_minutes.saturating_mul(60))
+        .map(TimeZone::fixed)
+        .unwrap_or(TimeZone::UTC)
+}
+
+fn instant(t: u64) -> Timestamp {
+    i64::try_from(t)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Unix time `t` as a civil date and time in `zone`.
+pub(crate) fn civil(t: u64, zone: &TimeZone) -> LocalDateTime {
+    let dt = zone.to_datetime(instant(t));
+    let small = |v: i8| u8::try_from(v).unwrap_or(0);
+    LocalDateTime {
+        year: u16::try_from(dt.year()).unwrap_or(0),
+        month: small(dt.month()),
+        day: small(dt.day()),
+        hour: small(dt.hour()),
+        minute: small(dt.minute()),
+    }
+}
+
+/// Unix time `t` in French in `zone`, with its offset so that nobody has to guess the zone:
+/// "15 août 2026 à 13 h 05 (UTC+04:00)", "… UTC" at offset zero.
+pub(crate) fn french(t: u64, zone: &TimeZone) -> String {
+    let offset = zone.to_offset(instant(t)).seconds();
+    let when = civil(t, zone).to_french();
+    if offset == 0 {
+        return format!("{when} UTC");
+    }
+    let sign = if offset < 0 { '-' } else { '+' };
+    let m = offset.unsigned_abs() / 60;
+    format!("{when} (UTC{sign}{:02}:{:02})", m / 60, m % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn french_dates_in_a_zone_follow_its_offset_and_summer_time() {
+        let utc = TimeZone::UTC;
+        assert_eq!(french(1_786_784_700, &utc), "15 août 2026 à 09 h 05 UTC");
+        assert_eq!(french(1_835_481_540, &utc), "29 février 2028 à 23 h 59 UTC");
+        let reunion = zone("Indian/Reunion").expect("zone");
+        assert_eq!(
+            french(1_786_784_700, &reunion),
+            "15 août 2026 à 13 h 05 (UTC+04:00)"
+        );
+        let paris = zone("Europe/Paris").expect("zone");
+        assert_eq!(
+            french(0, &zone(DEFAULT_ZONE).expect("zone")),
+            "1er janvier 1970 à 00 h 00 UTC"
+        );
+        // Summer time (UTC+2) in August, winter time (UTC+1) in February.
+        assert_eq!(
+            french(1_786_784_700, &paris),
+            "15 août 2026 à 11 h 05 (UTC+02:00)"
+        );
+        assert_eq!(
+            french(1_835_481_540, &paris),
+            "1er mars 2028 à 00 h 59 (UTC+01:00)"
+        );
+        assert_eq!(
+            french(1_786_784_700, &fixed(-150)),
+            "15 août 2026 à 06 h 35 (UTC-02:30)"
+        );
+        assert!(zone("Mars/Olympus").is_err());
+    }
+}
