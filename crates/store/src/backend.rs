@@ -208,6 +208,43 @@ pub(crate) fn carried_as_rows(table: &str) -> bool {
     !TYPED_TABLES.contains(&table) && !table.starts_with("sqlite_") && table != "okey_schema"
 }
 
+/// A quoted SQL identifier, for the table and column names a backup carries.
+pub(crate) fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The `INSERT` statement that puts `row` back, with the placeholders `mark(1..=n)` of the
+/// backend's dialect (`?1` or `$1`) and `overriding` between the column list and `VALUES`
+/// (PostgreSQL's identity columns take the carried value only with `OVERRIDING SYSTEM VALUE`).
+/// A row of a table a backup does not carry as rows, or with a cell count that does not match its
+/// columns, is refused.
+pub(crate) fn insert_statement(
+    row: &TableRow,
+    mark: fn(usize) -> String,
+    overriding: &str,
+) -> Result<String, StoreError> {
+    if !carried_as_rows(&row.table) || row.columns.len() != row.cells.len() {
+        return Err(StoreError::BackupFormat(format!(
+            "a row of table {} that a backup does not carry so",
+            row.table
+        )));
+    }
+    let list = row
+        .columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let marks = (1..=row.columns.len())
+        .map(mark)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "INSERT INTO {} ({list}){overriding} VALUES ({marks})",
+        quote_ident(&row.table)
+    ))
+}
+
 /// `tables` with [`ROWS_FIRST`] first, the rest by name.
 pub(crate) fn carried_in_order(mut tables: Vec<String>) -> Vec<String> {
     tables.retain(|t| carried_as_rows(t));

@@ -367,7 +367,7 @@ fn export_rows(
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for table in crate::backend::carried_in_order(tables) {
-        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+        let quoted = crate::backend::quote_ident(&table);
         let columns: std::sync::Arc<[String]> = conn
             .prepare(&format!(
                 "SELECT name FROM pragma_table_info('{}')",
@@ -381,7 +381,7 @@ fn export_rows(
         }
         let list = columns
             .iter()
-            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .map(|c| crate::backend::quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
         let mut stmt = conn.prepare(&format!("SELECT {list} FROM {quoted} ORDER BY 1"))?;
@@ -1068,23 +1068,7 @@ impl WriteTx for SqliteWriter {
 
     fn insert_row(&mut self, row: &TableRow) -> Result<(), StoreError> {
         use rusqlite::types::Value;
-        if !crate::backend::carried_as_rows(&row.table) || row.columns.len() != row.cells.len() {
-            return Err(StoreError::BackupFormat(format!(
-                "a row of table {} that a backup does not carry so",
-                row.table
-            )));
-        }
-        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-        let list = row
-            .columns
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let marks = (1..=row.columns.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let sql = crate::backend::insert_statement(row, |i| format!("?{i}"), "")?;
         let values: Vec<Value> = row
             .cells
             .iter()
@@ -1096,10 +1080,7 @@ impl WriteTx for SqliteWriter {
             })
             .collect();
         self.conn
-            .prepare_cached(&format!(
-                "INSERT INTO {} ({list}) VALUES ({marks})",
-                quote(&row.table)
-            ))
+            .prepare_cached(&sql)
             .map_err(|e| {
                 StoreError::BackupFormat(format!("table {} does not take this row: {e}", row.table))
             })?

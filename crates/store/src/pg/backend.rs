@@ -74,10 +74,6 @@ macro_rules! mail_cols {
     };
 }
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
 /// Every carried table's rows (`crate::backend::TYPED_TABLES`), in the order a restore inserts
 /// them, inside the export's snapshot.
 fn export_rows(
@@ -111,11 +107,14 @@ fn export_rows(
         }
         let list = columns
             .iter()
-            .map(|c| quote(c))
+            .map(|c| crate::backend::quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
         let rows = wait(conn.client.query(
-            &format!("SELECT {list} FROM {} ORDER BY 1", quote(&table)),
+            &format!(
+                "SELECT {list} FROM {} ORDER BY 1",
+                crate::backend::quote_ident(&table)
+            ),
             &[],
         ))?;
         for r in &rows {
@@ -977,26 +976,8 @@ impl WriteTx for PgWriter {
 
     fn insert_row(&mut self, row: &TableRow) -> Result<(), StoreError> {
         use tokio_postgres::types::Type;
-        if !crate::backend::carried_as_rows(&row.table) || row.columns.len() != row.cells.len() {
-            return Err(StoreError::BackupFormat(format!(
-                "a row of table {} that a backup does not carry so",
-                row.table
-            )));
-        }
-        let list = row
-            .columns
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let marks = (1..=row.columns.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO {} ({list}) OVERRIDING SYSTEM VALUE VALUES ({marks})",
-            quote(&row.table)
-        );
+        let sql =
+            crate::backend::insert_statement(row, |i| format!("${i}"), " OVERRIDING SYSTEM VALUE")?;
         let bad = |why: String| {
             StoreError::BackupFormat(format!("table {} does not take this row: {why}", row.table))
         };
@@ -1036,8 +1017,8 @@ impl WriteTx for PgWriter {
                 &format!(
                     "SELECT setval(pg_get_serial_sequence($1, $2), coalesce(max({}), 0) + 1, \
                      false) FROM {}",
-                    quote(&c),
-                    quote(&t)
+                    crate::backend::quote_ident(&c),
+                    crate::backend::quote_ident(&t)
                 ),
                 &[&t, &c],
             ))?;

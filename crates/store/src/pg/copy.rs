@@ -29,9 +29,7 @@ impl CopyReport {
     }
 }
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+use crate::backend::quote_ident as quote;
 
 fn mismatch(table: &str, why: String) -> StoreError {
     StoreError::Corrupt(format!(
