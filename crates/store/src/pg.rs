@@ -269,17 +269,9 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (8, PIN_SCHEME),
 ];
 
-/// Migration 8 (`crate::sqlite::PIN_SCHEME`), with PostgreSQL's integer type (every integer
-/// column here is BIGINT, as `copy_sqlite_to_postgres` expects).
-const PIN_SCHEME: &str =
-    "ALTER TABLE tokens ADD COLUMN pin_scheme BIGINT NOT NULL DEFAULT 1 CHECK (pin_scheme IN (1, 2));
-    DROP VIEW token_rows;
-    CREATE VIEW token_rows AS
-        SELECT t.serial AS serial, kind, otp, step, t0, suite, algorithm, digits, key_version,
-               sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked,
-               locked_until, status, holder, description, pin_verifier, created_at, updated_at,
-               version, custody, valid_until, active_until, handover_unconfirmed, pin_scheme
-        FROM tokens t JOIN token_state s ON s.serial = t.serial;";
+/// Migration 8 (`crate::sqlite::pin_scheme_migration`), with PostgreSQL's integer type (every
+/// integer column here is BIGINT, as `copy_sqlite_to_postgres` expects).
+const PIN_SCHEME: &str = crate::sqlite::pin_scheme_migration!("BIGINT");
 
 /// The newest PostgreSQL schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 8;

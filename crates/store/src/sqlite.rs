@@ -140,16 +140,27 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
 
 /// Migration 8: a PIN verifier names its scheme (`okey_otp::PinBinding`): 1 bound to the token
 /// (every verifier written before), 2 bound to the holder, so that it can follow them to their
-/// next key. PostgreSQL's is the same with BIGINT.
-pub(crate) const PIN_SCHEME: &str =
-    "ALTER TABLE tokens ADD COLUMN pin_scheme INTEGER NOT NULL DEFAULT 1 CHECK (pin_scheme IN (1, 2));
+/// next key. `$int` is the integer type: INTEGER here, BIGINT on PostgreSQL (`pg::MIGRATIONS`).
+macro_rules! pin_scheme_migration {
+    ($int:literal) => {
+        concat!(
+            "ALTER TABLE tokens ADD COLUMN pin_scheme ",
+            $int,
+            " NOT NULL DEFAULT 1 CHECK (pin_scheme IN (1, 2));
     DROP VIEW token_rows;
     CREATE VIEW token_rows AS
         SELECT t.serial AS serial, kind, otp, step, t0, suite, algorithm, digits, key_version,
                sealed_seed, sealed_pin_hash, counter, last_step, drift, failures, locked,
                locked_until, status, holder, description, pin_verifier, created_at, updated_at,
                version, custody, valid_until, active_until, handover_unconfirmed, pin_scheme
-        FROM tokens t JOIN token_state s ON s.serial = t.serial;";
+        FROM tokens t JOIN token_state s ON s.serial = t.serial;"
+        )
+    };
+}
+pub(crate) use pin_scheme_migration;
+
+/// Migration 8 on SQLite.
+const PIN_SCHEME: &str = pin_scheme_migration!("INTEGER");
 
 /// Migration 5: holders are people's logins, compared without regard to case
 /// (`okey_domain::fold_holder`); rows written before that rule are folded to lower case, so
