@@ -729,6 +729,25 @@ impl Store {
     where
         F: FnOnce(&mut TokenRow, &Store) -> Result<(), StoreError> + Send + 'static,
     {
+        self.modify_reading(serial, action, reason, actor, move |_, row, store| {
+            f(row, store)
+        })
+    }
+
+    /// [`Store::modify`] whose change may read other rows in the same transaction.
+    fn modify_reading<F>(
+        &self,
+        serial: &str,
+        action: &'static str,
+        reason: String,
+        actor: &Actor,
+        f: F,
+    ) -> Result<TokenRow, StoreError>
+    where
+        F: FnOnce(&mut dyn WriteTx, &mut TokenRow, &Store) -> Result<(), StoreError>
+            + Send
+            + 'static,
+    {
         let now = unix_now();
         let serial_owned = serial.to_owned();
         let entry = Self::audit_entry(actor, action, serial, Some(serial), "ok", &reason, now);
@@ -738,7 +757,7 @@ impl Store {
                 .token(&serial_owned)?
                 .ok_or_else(|| StoreError::UnknownSerial(serial_owned.clone()))?;
             let expect = row.version;
-            f(&mut row, &store)?;
+            f(tx, &mut row, &store)?;
             row.updated_at = now;
             if !tx.update_token(expect, &row)? {
                 return Err(StoreError::Conflict);
@@ -767,36 +786,19 @@ impl Store {
                 "the PIN is carried to another key",
             ));
         }
-        let now = unix_now();
-        let (from_owned, to_owned) = (from.to_owned(), to.to_owned());
-        let entry = Self::audit_entry(
-            actor,
-            "token.pin",
+        let from_owned = from.to_owned();
+        self.modify_reading(
             to,
-            Some(to),
-            "ok",
-            &format!("carried from {from}"),
-            now,
-        );
-        let store = self.clone();
-        let row = self.inner.writer.run_blocking(move |tx| {
-            let source = tx
-                .token(&from_owned)?
-                .ok_or_else(|| StoreError::UnknownSerial(from_owned.clone()))?;
-            let mut row = tx
-                .token(&to_owned)?
-                .ok_or_else(|| StoreError::UnknownSerial(to_owned.clone()))?;
-            let expect = row.version;
-            carried_pin(&store, &source, &mut row)?;
-            row.updated_at = now;
-            if !tx.update_token(expect, &row)? {
-                return Err(StoreError::Conflict);
-            }
-            row.version = expect + 1;
-            audit::append(tx, &store.inner.audit_key, entry)?;
-            Ok(row)
-        })?;
-        self.inner.cache.update(to, Hot::of(&row));
+            "token.pin",
+            format!("carried from {from}"),
+            actor,
+            move |tx, row, store| {
+                let source = tx
+                    .token(&from_owned)?
+                    .ok_or_else(|| StoreError::UnknownSerial(from_owned.clone()))?;
+                carried_pin(store, &source, row)
+            },
+        )?;
         Ok(())
     }
 
