@@ -18,6 +18,7 @@ pub mod org;
 pub mod request;
 mod roles;
 mod status;
+pub mod support;
 
 pub use ids::{
     IdError, MAX_HOLDER_LEN, MAX_SERIAL_LEN, fold_holder, validate_holder, validate_principal_name,

@@ -125,11 +125,30 @@ pub enum Operation {
     /// The directory: one person or unit. Beside the role, a manager or portal sees only the
     /// people and units of the lots their person manages.
     ShowDirectory,
+    /// Support cases (SupportService): open one. Beside the role, the acting person must be
+    /// one [`crate::support::may_open`] allows (a direction team, an ENT correspondent, a
+    /// primary school director).
+    OpenCase,
+    /// Support cases: the queue and one case. A manager or portal sees only the cases its
+    /// person declared; internal notes only the support desk.
+    ListCases,
+    ShowCase,
+    /// Support cases: a reply (mailed to the declarant) or an internal note (support only). A
+    /// manager or portal replies only on the cases its person declared.
+    ReplyCase,
+    /// Support cases: give one to a support agent, resolve it (mailed), register the serials a
+    /// "keys not in okey" case lists into the school's lot.
+    AssignCase,
+    ResolveCase,
+    RegisterCaseKeys,
+    /// A key that does not work: its diagnosis, and a temporary key bound to the holder's PIN.
+    DiagnoseKey,
+    IssueTemporaryKey,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 47] = [
+    pub const ALL: [Operation; 56] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -177,6 +196,15 @@ impl Operation {
         Operation::ListMailQueue,
         Operation::ImportDirectory,
         Operation::ShowDirectory,
+        Operation::OpenCase,
+        Operation::ListCases,
+        Operation::ShowCase,
+        Operation::ReplyCase,
+        Operation::AssignCase,
+        Operation::ResolveCase,
+        Operation::RegisterCaseKeys,
+        Operation::DiagnoseKey,
+        Operation::IssueTemporaryKey,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -231,6 +259,15 @@ impl Operation {
             Operation::ListMailQueue => &[Admin, Support],
             Operation::ImportDirectory => &[Admin],
             Operation::ShowDirectory => &[Admin, Support, Auditor, Manager, Portal],
+            Operation::OpenCase | Operation::ReplyCase => &[Admin, Support, Manager, Portal],
+            Operation::ListCases | Operation::ShowCase => {
+                &[Admin, Support, Auditor, Manager, Portal]
+            }
+            Operation::AssignCase
+            | Operation::ResolveCase
+            | Operation::RegisterCaseKeys
+            | Operation::DiagnoseKey
+            | Operation::IssueTemporaryKey => &[Admin, Support],
         }
     }
 
@@ -325,6 +362,13 @@ mod tests {
             Operation::Verify,
             Operation::TriggerChallenge,
             Operation::ImportDirectory,
+            Operation::OpenCase,
+            Operation::ReplyCase,
+            Operation::AssignCase,
+            Operation::ResolveCase,
+            Operation::RegisterCaseKeys,
+            Operation::DiagnoseKey,
+            Operation::IssueTemporaryKey,
         ];
         for op in writes {
             assert!(authorize(&[Role::Auditor], op).is_err(), "{op:?}");
@@ -351,6 +395,10 @@ mod tests {
                     | Operation::ConfirmHandOver
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
+                    | Operation::OpenCase
+                    | Operation::ListCases
+                    | Operation::ShowCase
+                    | Operation::ReplyCase
             );
             assert_eq!(ok, expected, "{op:?}");
         }
@@ -378,6 +426,10 @@ mod tests {
                     | Operation::ConfirmHandOver
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
+                    | Operation::OpenCase
+                    | Operation::ListCases
+                    | Operation::ShowCase
+                    | Operation::ReplyCase
             );
             assert_eq!(ok, expected, "{op:?}");
         }
