@@ -125,11 +125,22 @@ pub enum Operation {
     /// The directory: one person or unit. Beside the role, a manager or portal sees only the
     /// people and units of the lots their person manages.
     ShowDirectory,
+    FileRequest,
+    ListRequests,
+    ShowRequest,
+    DecideRequest,
+    CancelRequest,
+    SignCharter,
+    SetRequestPin,
+    BookPickup,
+    OfferPickupSlot,
+    ListPickupSlots,
+    PublishCharter,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 47] = [
+    pub const ALL: [Operation; 58] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -177,6 +188,17 @@ impl Operation {
         Operation::ListMailQueue,
         Operation::ImportDirectory,
         Operation::ShowDirectory,
+        Operation::FileRequest,
+        Operation::ListRequests,
+        Operation::ShowRequest,
+        Operation::DecideRequest,
+        Operation::CancelRequest,
+        Operation::SignCharter,
+        Operation::SetRequestPin,
+        Operation::BookPickup,
+        Operation::OfferPickupSlot,
+        Operation::ListPickupSlots,
+        Operation::PublishCharter,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -231,6 +253,19 @@ impl Operation {
             Operation::ListMailQueue => &[Admin, Support],
             Operation::ImportDirectory => &[Admin],
             Operation::ShowDirectory => &[Admin, Support, Auditor, Manager, Portal],
+            // Key requests are made by a person: the request's parties (requester, validator,
+            // N+2, lot manager, support centre) decide the rest, in the store.
+            Operation::FileRequest
+            | Operation::ListRequests
+            | Operation::ShowRequest
+            | Operation::DecideRequest
+            | Operation::CancelRequest
+            | Operation::SignCharter
+            | Operation::SetRequestPin
+            | Operation::BookPickup
+            | Operation::OfferPickupSlot
+            | Operation::ListPickupSlots => &[Admin, Support, Manager, Portal],
+            Operation::PublishCharter => &[Admin],
         }
     }
 
@@ -332,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manager_only_acts_on_lots_and_keys() {
+    fn a_manager_only_acts_on_lots_keys_and_requests() {
         for op in Operation::ALL {
             let ok = authorize(&[Role::Manager], op).is_ok();
             let expected = matches!(
@@ -351,13 +386,23 @@ mod tests {
                     | Operation::ConfirmHandOver
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
+                    | Operation::FileRequest
+                    | Operation::ListRequests
+                    | Operation::ShowRequest
+                    | Operation::DecideRequest
+                    | Operation::CancelRequest
+                    | Operation::SignCharter
+                    | Operation::SetRequestPin
+                    | Operation::BookPickup
+                    | Operation::OfferPickupSlot
+                    | Operation::ListPickupSlots
             );
             assert_eq!(ok, expected, "{op:?}");
         }
     }
 
     #[test]
-    fn a_portal_reaches_the_lifecycle_and_directory_reads_only() {
+    fn a_portal_reaches_the_lifecycle_requests_and_directory_reads_only() {
         for op in Operation::ALL {
             let ok = authorize(&[Role::Portal], op).is_ok();
             let expected = matches!(
@@ -378,6 +423,16 @@ mod tests {
                     | Operation::ConfirmHandOver
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
+                    | Operation::FileRequest
+                    | Operation::ListRequests
+                    | Operation::ShowRequest
+                    | Operation::DecideRequest
+                    | Operation::CancelRequest
+                    | Operation::SignCharter
+                    | Operation::SetRequestPin
+                    | Operation::BookPickup
+                    | Operation::OfferPickupSlot
+                    | Operation::ListPickupSlots
             );
             assert_eq!(ok, expected, "{op:?}");
         }
