@@ -8,7 +8,7 @@ use okey_server::proto::{
     audit_service_client::AuditServiceClient, auth_service_client::AuthServiceClient,
     caller_service_client::CallerServiceClient, directory_service_client::DirectoryServiceClient,
     lifecycle_service_client::LifecycleServiceClient, mail_service_client::MailServiceClient,
-    token_service_client::TokenServiceClient,
+    request_service_client::RequestServiceClient, token_service_client::TokenServiceClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -119,6 +119,7 @@ pub struct Clients {
     pub lifecycle: LifecycleServiceClient<Authed>,
     pub mail: MailServiceClient<Authed>,
     pub directory: DirectoryServiceClient<Authed>,
+    pub requests: RequestServiceClient<Authed>,
 }
 
 impl ClientArgs {
@@ -183,7 +184,8 @@ impl Clients {
             callers: CallerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             lifecycle: LifecycleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             mail: MailServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            directory: DirectoryServiceClient::with_interceptor(channel, bearer),
+            directory: DirectoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            requests: RequestServiceClient::with_interceptor(channel, bearer),
         }
     }
 }

@@ -18,6 +18,7 @@ mod lifecycle_cmd;
 mod mail_cmd;
 mod otp;
 mod prompt;
+mod request_cmd;
 mod serve_cmd;
 mod store_cmd;
 mod verify_client;
@@ -60,6 +61,10 @@ enum Command {
     Key(lifecycle_cmd::KeyArgs),
     /// E-mail: send a test mail through the relay, list the outbox.
     Mail(mail_cmd::MailArgs),
+    /// Key requests: new, list, show, approve, refuse, cancel, charter, pin, appointment.
+    Request(request_cmd::RequestArgs),
+    /// Charters: publish a new version (admin).
+    Charter(request_cmd::CharterArgs),
     /// Load benchmark of Verify (starts its own server unless --server is given).
     Bench(bench::BenchArgs),
     /// Offline store maintenance: encrypted backup and restore, key rotation.
@@ -117,6 +122,8 @@ fn main() -> ExitCode {
         Command::Lot(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::lot(args))),
         Command::Key(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::key(args))),
         Command::Mail(args) => runtime().and_then(|rt| rt.block_on(mail_cmd::run(args))),
+        Command::Request(args) => runtime().and_then(|rt| rt.block_on(request_cmd::request(args))),
+        Command::Charter(args) => runtime().and_then(|rt| rt.block_on(request_cmd::charter(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     result.unwrap_or_else(|e| fail(&e))

@@ -144,11 +144,22 @@ pub enum Operation {
     /// A key that does not work: its diagnosis, and a temporary key bound to the holder's PIN.
     DiagnoseKey,
     IssueTemporaryKey,
+    FileRequest,
+    ListRequests,
+    ShowRequest,
+    DecideRequest,
+    CancelRequest,
+    SignCharter,
+    SetRequestPin,
+    BookPickup,
+    OfferPickupSlot,
+    ListPickupSlots,
+    PublishCharter,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 56] = [
+    pub const ALL: [Operation; 67] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -205,6 +216,17 @@ impl Operation {
         Operation::RegisterCaseKeys,
         Operation::DiagnoseKey,
         Operation::IssueTemporaryKey,
+        Operation::FileRequest,
+        Operation::ListRequests,
+        Operation::ShowRequest,
+        Operation::DecideRequest,
+        Operation::CancelRequest,
+        Operation::SignCharter,
+        Operation::SetRequestPin,
+        Operation::BookPickup,
+        Operation::OfferPickupSlot,
+        Operation::ListPickupSlots,
+        Operation::PublishCharter,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -268,6 +290,19 @@ impl Operation {
             | Operation::RegisterCaseKeys
             | Operation::DiagnoseKey
             | Operation::IssueTemporaryKey => &[Admin, Support],
+            // Key requests are made by a person: the request's parties (requester, validator,
+            // N+2, lot manager, support centre) decide the rest, in the store.
+            Operation::FileRequest
+            | Operation::ListRequests
+            | Operation::ShowRequest
+            | Operation::DecideRequest
+            | Operation::CancelRequest
+            | Operation::SignCharter
+            | Operation::SetRequestPin
+            | Operation::BookPickup
+            | Operation::OfferPickupSlot
+            | Operation::ListPickupSlots => &[Admin, Support, Manager, Portal],
+            Operation::PublishCharter => &[Admin],
         }
     }
 
@@ -376,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manager_only_acts_on_lots_and_keys() {
+    fn a_manager_only_acts_on_lots_keys_and_requests() {
         for op in Operation::ALL {
             let ok = authorize(&[Role::Manager], op).is_ok();
             let expected = matches!(
@@ -399,13 +434,23 @@ mod tests {
                     | Operation::ListCases
                     | Operation::ShowCase
                     | Operation::ReplyCase
+                    | Operation::FileRequest
+                    | Operation::ListRequests
+                    | Operation::ShowRequest
+                    | Operation::DecideRequest
+                    | Operation::CancelRequest
+                    | Operation::SignCharter
+                    | Operation::SetRequestPin
+                    | Operation::BookPickup
+                    | Operation::OfferPickupSlot
+                    | Operation::ListPickupSlots
             );
             assert_eq!(ok, expected, "{op:?}");
         }
     }
 
     #[test]
-    fn a_portal_reaches_the_lifecycle_and_directory_reads_only() {
+    fn a_portal_reaches_the_lifecycle_requests_and_directory_reads_only() {
         for op in Operation::ALL {
             let ok = authorize(&[Role::Portal], op).is_ok();
             let expected = matches!(
@@ -430,6 +475,16 @@ mod tests {
                     | Operation::ListCases
                     | Operation::ShowCase
                     | Operation::ReplyCase
+                    | Operation::FileRequest
+                    | Operation::ListRequests
+                    | Operation::ShowRequest
+                    | Operation::DecideRequest
+                    | Operation::CancelRequest
+                    | Operation::SignCharter
+                    | Operation::SetRequestPin
+                    | Operation::BookPickup
+                    | Operation::OfferPickupSlot
+                    | Operation::ListPickupSlots
             );
             assert_eq!(ok, expected, "{op:?}");
         }

@@ -160,6 +160,14 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                 declared_at => crate::dates::french(*at, &self.0.zone),
                 comment => comment.clone().unwrap_or_default(),
             },
+            Notice::Request(r) => context! {
+                id => r.id.to_string(),
+                requester => r.requester,
+                reason => r.reason,
+                validator => r.validator,
+                lot_name => r.lot_name,
+                detail => r.detail,
+            },
         };
         let mail = self
             .0

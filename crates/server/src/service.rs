@@ -45,6 +45,8 @@ pub(crate) struct Okey {
     pub(crate) mail: Option<Arc<crate::mail::MailContext>>,
     /// The `[master_key]` table, for online rotations.
     pub(crate) master_key: crate::config::MasterKeyConfig,
+    /// The `[requests]` table.
+    pub(crate) requests: crate::config::RequestsConfig,
 }
 
 impl Okey {
@@ -61,6 +63,7 @@ impl Okey {
             metrics,
             mail,
             master_key: config.master_key.clone(),
+            requests: config.requests.clone(),
         }
     }
 }

@@ -72,6 +72,8 @@ pub enum Notice {
         /// When.
         at: u64,
     },
+    /// A key request moved (submitted, approved, refused, out of stock, ready, ...).
+    Request(crate::requests::RequestNotice),
 }
 
 impl Notice {
@@ -82,6 +84,7 @@ impl Notice {
             Notice::Expired { .. } => "key.expired",
             Notice::ReturnDue { .. } => "key.return_due",
             Notice::Lost { .. } => "key.lost",
+            Notice::Request(r) => r.mail.template(),
         }
     }
 }

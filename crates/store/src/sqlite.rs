@@ -16,6 +16,7 @@ use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, To
 
 mod custody;
 mod directory;
+mod requests;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "okey.db";
@@ -136,6 +137,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         FROM tokens t JOIN token_state s ON s.serial = t.serial;",
     ),
     (8, PIN_SCHEME),
+    (9, requests::MIGRATION),
 ];
 
 /// Migration 8: a PIN verifier names its scheme (`okey_otp::PinBinding`): 1 bound to the token
@@ -184,7 +186,7 @@ pub(crate) const HOLDERS_FOLDED: &str = "UPDATE tokens SET holder = lower(holder
     UPDATE lot_delegates SET person = lower(person) WHERE person <> lower(person)";
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
@@ -735,6 +737,7 @@ impl Backend for Sqlite {
             while let Some(r) = rows.next()? {
                 sink(ExportItem::Audit(audit_from_row(r)?))?;
             }
+            requests::export_attachments(&conn, sink)?;
             export_rows(&conn, sink)?;
         }
         conn.execute_batch("COMMIT")?;
@@ -1241,6 +1244,10 @@ impl WriteTx for SqliteWriter {
     }
 
     fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx {
+        self
+    }
+
+    fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx {
         self
     }
     fn enqueue_mail(&mut self, mail: &NewMail, now: u64) -> Result<u64, StoreError> {

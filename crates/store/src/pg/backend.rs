@@ -627,6 +627,7 @@ impl Backend for Postgres {
                 break;
             }
         }
+        super::requests::export_attachments(&conn, sink)?;
         export_rows(&conn, sink)?;
         conn.batch("COMMIT")?;
         Ok(())
@@ -1217,6 +1218,10 @@ impl WriteTx for PgWriter {
     }
 
     fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx {
+        self
+    }
+
+    fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx {
         self
     }
 }
