@@ -310,6 +310,8 @@ pub trait Backend: Send + Sync + 'static {
     fn mail_stats(&self) -> Result<OutboxStats, StoreError>;
     /// The directory (reads).
     fn directory(&self) -> &dyn crate::directory_db::DirectoryRead;
+    /// The support desk's tables.
+    fn support(&self) -> &dyn crate::support_db::SupportRead;
 }
 
 /// The write session, owned by the writer thread.
@@ -411,6 +413,8 @@ pub trait WriteTx: Send {
     ) -> Result<bool, StoreError>;
     /// The directory, in this transaction.
     fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx;
+    /// The support desk's tables.
+    fn support(&mut self) -> &mut dyn crate::support_db::SupportTx;
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod conn;
 mod copy;
 mod custody;
 mod directory;
+mod support;
 mod tls;
 
 pub use backend::Postgres;
@@ -267,6 +268,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         FROM tokens t JOIN token_state s ON s.serial = t.serial;",
     ),
     (8, PIN_SCHEME),
+    (10, support::MIGRATION),
 ];
 
 /// Migration 8 (`crate::sqlite::PIN_SCHEME`), with PostgreSQL's integer type (every integer
@@ -282,7 +284,7 @@ const PIN_SCHEME: &str =
         FROM tokens t JOIN token_state s ON s.serial = t.serial;";
 
 /// The newest PostgreSQL schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Brings the database behind `client` to [`SCHEMA_VERSION`] and returns the version found
 /// before. Safe to call from several nodes at once: the first applies, the others wait on the

@@ -871,12 +871,14 @@ fn fill_every_table(db: &Db) -> Store {
             message_id: "<okey.backup@example.org>".into(),
             template: "test".into(),
             to: vec!["marie.hoarau@ac-example.fr".into()],
+            cc: Vec::new(),
             subject: "Clé prête".into(),
             body: "Bonjour.\n".into(),
         },
         &actor(),
     )
     .expect("mail");
+    crate::support::fill(&s);
     s
 }
 
