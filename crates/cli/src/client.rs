@@ -119,6 +119,7 @@ pub struct Clients {
     pub lifecycle: LifecycleServiceClient<Authed>,
     pub mail: MailServiceClient<Authed>,
     pub directory: DirectoryServiceClient<Authed>,
+    pub support: okey_server::proto::support_service_client::SupportServiceClient<Authed>,
 }
 
 impl ClientArgs {
@@ -183,7 +184,11 @@ impl Clients {
             callers: CallerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             lifecycle: LifecycleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             mail: MailServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            directory: DirectoryServiceClient::with_interceptor(channel, bearer),
+            directory: DirectoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            support:
+                okey_server::proto::support_service_client::SupportServiceClient::with_interceptor(
+                    channel, bearer,
+                ),
         }
     }
 }

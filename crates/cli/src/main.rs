@@ -20,6 +20,7 @@ mod otp;
 mod prompt;
 mod serve_cmd;
 mod store_cmd;
+mod support_cmd;
 mod verify_client;
 
 /// mimalloc (vendored C, built by cc): each thread allocates from its own pages and frees across
@@ -58,6 +59,8 @@ enum Command {
     Lot(lifecycle_cmd::LotArgs),
     /// A key's custody: show, lost, return, found, handover, scrap, recycle, receipt.
     Key(lifecycle_cmd::KeyArgs),
+    /// Support cases: open, list, show, reply, assign, resolve.
+    Case(support_cmd::CaseArgs),
     /// E-mail: send a test mail through the relay, list the outbox.
     Mail(mail_cmd::MailArgs),
     /// Load benchmark of Verify (starts its own server unless --server is given).
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Directory(args) => runtime().and_then(|rt| rt.block_on(directory_cmd::run(args))),
         Command::Lot(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::lot(args))),
         Command::Key(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::key(args))),
+        Command::Case(args) => runtime().and_then(|rt| rt.block_on(support_cmd::case(args))),
         Command::Mail(args) => runtime().and_then(|rt| rt.block_on(mail_cmd::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };

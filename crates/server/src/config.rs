@@ -53,6 +53,9 @@ pub struct ServeConfig {
     pub radius: Option<okey_radius::RadiusConfig>,
     /// The mail relay (`[smtp]`); without it mails stay in the outbox until one is configured.
     pub smtp: Option<okey_notify::SmtpConfig>,
+    /// How long a temporary key issued by support works before it stops on its own, in
+    /// seconds (default 10 days; at most 60 days). A request may ask for a number of days.
+    pub temporary_key_seconds: u64,
 }
 
 /// Which database holds the store.
@@ -356,6 +359,7 @@ impl Default for ServeConfig {
             key_job_seconds: 300,
             radius: None,
             smtp: None,
+            temporary_key_seconds: 10 * 86_400,
         }
     }
 }
@@ -441,6 +445,11 @@ impl ServeConfig {
         if let Some(node) = &self.audit.node {
             okey_store::anchor::check_node(node)
                 .map_err(|e| ConfigError::Invalid(format!("audit.node: {e}")))?;
+        }
+        if self.temporary_key_seconds == 0
+            || self.temporary_key_seconds > okey_store::MAX_TEMPORARY_DAYS * 86_400
+        {
+            return bad("temporary_key_seconds must be 1 to 5184000 (60 days)");
         }
         if self.key_job_seconds > 86_400 {
             return bad("key_job_seconds must be 0 (off) to 86400");
