@@ -120,6 +120,7 @@ pub struct Clients {
     pub mail: MailServiceClient<Authed>,
     pub directory: DirectoryServiceClient<Authed>,
     pub requests: RequestServiceClient<Authed>,
+    pub support: okey_server::proto::support_service_client::SupportServiceClient<Authed>,
 }
 
 impl ClientArgs {
@@ -185,7 +186,11 @@ impl Clients {
             lifecycle: LifecycleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             mail: MailServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             directory: DirectoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            requests: RequestServiceClient::with_interceptor(channel, bearer),
+            requests: RequestServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            support:
+                okey_server::proto::support_service_client::SupportServiceClient::with_interceptor(
+                    channel, bearer,
+                ),
         }
     }
 }

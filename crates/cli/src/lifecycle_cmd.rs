@@ -212,6 +212,20 @@ enum KeyCommand {
         #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
         utc_offset: String,
     },
+    /// Why the key does not work: state, lock, failures, last login, last refusals, validity,
+    /// TOTP drift, and the action that fits (support).
+    Diagnose { serial: String },
+    /// Issue a temporary key for the holder of SERIAL, bound to their PIN, that stops working
+    /// on its own (default 10 days); SERIAL is disabled, not deleted (support).
+    Temporary {
+        serial: String,
+        /// Validity in days (1 to 60; default the server's, 10 days).
+        #[arg(long)]
+        days: Option<u32>,
+        /// The support case it is issued on.
+        #[arg(long)]
+        case: Option<String>,
+    },
 }
 
 type Client = LifecycleServiceClient<Authed>;
@@ -868,7 +882,28 @@ fn print_order(j: bool, o: &proto::Order) {
 
 /// `okey key ...`.
 pub async fn key(args: KeyArgs) -> anyhow::Result<ExitCode> {
-    answer(key_inner(args).await)
+    let KeyArgs {
+        client,
+        json,
+        command,
+    } = args;
+    match command {
+        // The support desk's (SupportService).
+        KeyCommand::Diagnose { serial } => {
+            crate::support_cmd::diagnose(&client, json, serial).await
+        }
+        KeyCommand::Temporary { serial, days, case } => {
+            crate::support_cmd::temporary(&client, json, serial, days, case).await
+        }
+        command => answer(
+            key_inner(KeyArgs {
+                client,
+                json,
+                command,
+            })
+            .await,
+        ),
+    }
 }
 
 fn change(serial: String, action: proto::KeyChangeAction) -> proto::ChangeKeyRequest {
@@ -908,6 +943,10 @@ async fn key_inner(args: KeyArgs) -> anyhow::Result<ExitCode> {
     let mut c = connect(&args.client).await?;
     let j = args.json;
     let req = match args.command {
+        // Dispatched by `key` to the support desk's commands before this.
+        KeyCommand::Diagnose { .. } | KeyCommand::Temporary { .. } => {
+            bail!("okey key diagnose and okey key temporary go to the SupportService")
+        }
         KeyCommand::Show { serial } => {
             let d = c.show_key(proto::KeyRef { serial }).await?.into_inner();
             let k = d.key.clone().unwrap_or_default();

@@ -21,6 +21,7 @@ mod prompt;
 mod request_cmd;
 mod serve_cmd;
 mod store_cmd;
+mod support_cmd;
 mod verify_client;
 
 /// mimalloc (vendored C, built by cc): each thread allocates from its own pages and frees across
@@ -59,6 +60,8 @@ enum Command {
     Lot(lifecycle_cmd::LotArgs),
     /// A key's custody: show, lost, return, found, handover, scrap, recycle, receipt.
     Key(lifecycle_cmd::KeyArgs),
+    /// Support cases: open, list, show, reply, assign, resolve.
+    Case(support_cmd::CaseArgs),
     /// E-mail: send a test mail through the relay, list the outbox.
     Mail(mail_cmd::MailArgs),
     /// Key requests: new, list, show, approve, refuse, cancel, charter, pin, appointment.
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Command::Directory(args) => runtime().and_then(|rt| rt.block_on(directory_cmd::run(args))),
         Command::Lot(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::lot(args))),
         Command::Key(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::key(args))),
+        Command::Case(args) => runtime().and_then(|rt| rt.block_on(support_cmd::case(args))),
         Command::Mail(args) => runtime().and_then(|rt| rt.block_on(mail_cmd::run(args))),
         Command::Request(args) => runtime().and_then(|rt| rt.block_on(request_cmd::request(args))),
         Command::Charter(args) => runtime().and_then(|rt| rt.block_on(request_cmd::charter(args))),

@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// Seconds between runs of the scheduled key job: expiry, deactivations (0: off).
     #[arg(long, env = "OKEY_KEY_JOB_SECONDS")]
     key_job_seconds: Option<u64>,
+    /// How long a temporary key issued by support works, in seconds (default 10 days).
+    #[arg(long, env = "OKEY_TEMPORARY_KEY_SECONDS")]
+    temporary_key_seconds: Option<u64>,
     /// Seconds between signed anchors of the audit chain (0: none).
     #[arg(long, env = "OKEY_AUDIT_ANCHOR_INTERVAL_SECONDS")]
     audit_anchor_interval_seconds: Option<u64>,
@@ -128,6 +131,10 @@ impl ServeArgs {
             self.audit_head_log_seconds,
         );
         set(&mut config.key_job_seconds, self.key_job_seconds);
+        set(
+            &mut config.temporary_key_seconds,
+            self.temporary_key_seconds,
+        );
         set(
             &mut config.audit.anchor_interval_seconds,
             self.audit_anchor_interval_seconds,

@@ -96,6 +96,7 @@ impl Composer {
             message_id,
             template: name.to_owned(),
             to: to.to_vec(),
+            cc: Vec::new(),
             subject: r.subject,
             body: r.body,
         })

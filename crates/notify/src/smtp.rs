@@ -101,6 +101,12 @@ pub fn build_message(from: &Mailbox, row: &MailRow) -> Result<Message, SendError
             .map_err(|e| bad(format!("recipient {to:?} is not a mail address: {e}")))?;
         b = b.to(mb);
     }
+    for cc in &row.mail.cc {
+        let mb: Mailbox = cc
+            .parse()
+            .map_err(|e| bad(format!("copy recipient {cc:?} is not a mail address: {e}")))?;
+        b = b.cc(mb);
+    }
     b.body(row.mail.body.clone())
         .map_err(|e| bad(format!("cannot build the message: {e}")))
 }

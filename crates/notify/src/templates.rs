@@ -162,6 +162,40 @@ pub const KNOWN: &[KnownTemplate] = &[
             ("detail", "3"),
         ],
     },
+    KnownTemplate {
+        name: "case.opened",
+        default: include_str!("../templates/case.opened.txt"),
+        variables: &[
+            ("number", "9740100R-2026-0007"),
+            ("name", "Éloïse Técher"),
+            ("subject", "Clé OTP refusée"),
+            ("priority", "majeure"),
+            ("opened_at", "3 décembre 2026 à 06 h 40 UTC"),
+        ],
+    },
+    KnownTemplate {
+        name: "case.reply",
+        default: include_str!("../templates/case.reply.txt"),
+        variables: &[
+            ("number", "9740100R-2026-0007"),
+            ("subject", "Clé OTP refusée"),
+            ("author", "Centre d'assistance"),
+            (
+                "reply",
+                "Pouvez-vous nous indiquer l'heure du dernier refus ?",
+            ),
+        ],
+    },
+    KnownTemplate {
+        name: "case.resolved",
+        default: include_str!("../templates/case.resolved.txt"),
+        variables: &[
+            ("number", "9740100R-2026-0007"),
+            ("subject", "Clé OTP refusée"),
+            ("resolution", "La clé a été déverrouillée."),
+            ("resolved_at", "3 décembre 2026 à 06 h 40 UTC"),
+        ],
+    },
 ];
 
 /// Why the templates cannot be loaded or a mail rendered.

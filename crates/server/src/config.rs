@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub smtp: Option<okey_notify::SmtpConfig>,
     /// Key requests (`[requests]`): PIN rules and validator reminders.
     pub requests: RequestsConfig,
+    /// How long a temporary key issued by support works before it stops on its own, in
+    /// seconds (default 10 days; at most 60 days). A request may ask for a number of days.
+    pub temporary_key_seconds: u64,
 }
 
 /// The `[requests]` table.
@@ -396,6 +399,7 @@ impl Default for ServeConfig {
             radius: None,
             smtp: None,
             requests: RequestsConfig::default(),
+            temporary_key_seconds: 10 * 86_400,
         }
     }
 }
@@ -495,6 +499,11 @@ impl ServeConfig {
         if let Some(node) = &self.audit.node {
             okey_store::anchor::check_node(node)
                 .map_err(|e| ConfigError::Invalid(format!("audit.node: {e}")))?;
+        }
+        if self.temporary_key_seconds == 0
+            || self.temporary_key_seconds > okey_store::MAX_TEMPORARY_DAYS * 86_400
+        {
+            return bad("temporary_key_seconds must be 1 to 5184000 (60 days)");
         }
         if self.key_job_seconds > 86_400 {
             return bad("key_job_seconds must be 0 (off) to 86400");

@@ -30,6 +30,7 @@ pub mod seed_files;
 pub mod serve;
 mod service;
 pub mod status;
+mod support;
 
 /// The generated protobuf and gRPC code of `okey.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]

@@ -168,6 +168,41 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                 lot_name => r.lot_name,
                 detail => r.detail,
             },
+            Notice::CaseOpened {
+                number,
+                name,
+                subject,
+                priority,
+                opened_at,
+            } => context! {
+                number => number,
+                name => name,
+                subject => subject,
+                priority => priority,
+                opened_at => crate::dates::french(*opened_at, &self.0.zone),
+            },
+            Notice::CaseReply {
+                number,
+                subject,
+                author,
+                body,
+            } => context! {
+                number => number,
+                subject => subject,
+                author => author,
+                reply => body,
+            },
+            Notice::CaseResolved {
+                number,
+                subject,
+                resolution,
+                resolved_at,
+            } => context! {
+                number => number,
+                subject => subject,
+                resolution => resolution,
+                resolved_at => crate::dates::french(*resolved_at, &self.0.zone),
+            },
         };
         let mail = self
             .0

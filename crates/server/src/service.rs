@@ -47,6 +47,8 @@ pub(crate) struct Okey {
     pub(crate) master_key: crate::config::MasterKeyConfig,
     /// The `[requests]` table.
     pub(crate) requests: crate::config::RequestsConfig,
+    /// How long a temporary key works (`temporary_key_seconds`).
+    pub(crate) temporary_key_seconds: u64,
 }
 
 impl Okey {
@@ -64,6 +66,7 @@ impl Okey {
             mail,
             master_key: config.master_key.clone(),
             requests: config.requests.clone(),
+            temporary_key_seconds: config.temporary_key_seconds,
         }
     }
 }
@@ -296,14 +299,14 @@ pub(crate) fn token_to_proto(t: &TokenInfo) -> proto::Token {
     }
 }
 
-fn random_seed(algorithm: Algorithm) -> Result<Zeroizing<Vec<u8>>, Status> {
+pub(crate) fn random_seed(algorithm: Algorithm) -> Result<Zeroizing<Vec<u8>>, Status> {
     let mut seed = Zeroizing::new(vec![0u8; algorithm.output_len()]);
     getrandom::fill(seed.as_mut_slice())
         .map_err(|_| Status::unavailable("the system random generator failed"))?;
     Ok(seed)
 }
 
-fn random_serial() -> Result<String, Status> {
+pub(crate) fn random_serial() -> Result<String, Status> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b)
         .map_err(|_| Status::unavailable("the system random generator failed"))?;

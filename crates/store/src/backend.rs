@@ -356,6 +356,8 @@ pub trait Backend: Send + Sync + 'static {
     fn mail_stats(&self) -> Result<OutboxStats, StoreError>;
     /// The directory (reads).
     fn directory(&self) -> &dyn crate::directory_db::DirectoryRead;
+    /// The support desk's tables.
+    fn support(&self) -> &dyn crate::support_db::SupportRead;
 }
 
 /// The write session, owned by the writer thread.
@@ -459,6 +461,8 @@ pub trait WriteTx: Send {
     fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx;
     /// Requests, charters, pickup slots and attachments, in this transaction.
     fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx;
+    /// The support desk's tables.
+    fn support(&mut self) -> &mut dyn crate::support_db::SupportTx;
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ mod rotate;
 mod seal;
 pub mod sqlite;
 mod store;
+mod support;
+pub mod support_db;
 mod types;
 mod verify;
 mod writer;
@@ -91,5 +93,6 @@ pub use requests::{
     RequestView,
 };
 pub use store::{Store, create_private_dir};
+pub use support::{CaseView, MAX_CASES, MAX_TEMPORARY_DAYS, NewCase};
 pub use types::*;
 pub use zeroize::Zeroizing;

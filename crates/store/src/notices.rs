@@ -74,6 +74,41 @@ pub enum Notice {
     },
     /// A key request moved (submitted, approved, refused, out of stock, ready, ...).
     Request(crate::requests::RequestNotice),
+    /// A support case was opened: its number, to the declarant.
+    CaseOpened {
+        /// The case number.
+        number: String,
+        /// The declarant's name.
+        name: String,
+        /// The case's subject.
+        subject: String,
+        /// Its priority, in French.
+        priority: String,
+        /// When (Unix seconds).
+        opened_at: u64,
+    },
+    /// A reply on a support case (never an internal note).
+    CaseReply {
+        /// The case number.
+        number: String,
+        /// The case's subject.
+        subject: String,
+        /// Who replied.
+        author: String,
+        /// The reply.
+        body: String,
+    },
+    /// A support case was resolved.
+    CaseResolved {
+        /// The case number.
+        number: String,
+        /// The case's subject.
+        subject: String,
+        /// How.
+        resolution: String,
+        /// When (Unix seconds).
+        resolved_at: u64,
+    },
 }
 
 impl Notice {
@@ -85,6 +120,9 @@ impl Notice {
             Notice::ReturnDue { .. } => "key.return_due",
             Notice::Lost { .. } => "key.lost",
             Notice::Request(r) => r.mail.template(),
+            Notice::CaseOpened { .. } => "case.opened",
+            Notice::CaseReply { .. } => "case.reply",
+            Notice::CaseResolved { .. } => "case.resolved",
         }
     }
 }
@@ -114,7 +152,7 @@ impl Store {
         }
     }
 
-    fn lifecycle_mailer(&self) -> Option<Arc<dyn LifecycleMailer>> {
+    pub(crate) fn lifecycle_mailer(&self) -> Option<Arc<dyn LifecycleMailer>> {
         self.inner.mailer.read().ok().and_then(|m| m.clone())
     }
 

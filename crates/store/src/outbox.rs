@@ -30,6 +30,8 @@ pub struct NewMail {
     pub template: String,
     /// Recipients' addresses.
     pub to: Vec<String>,
+    /// Addresses in copy (`Cc`), none for most mails.
+    pub cc: Vec<String>,
     /// Subject (one line).
     pub subject: String,
     /// Plain-text body.
@@ -128,13 +130,13 @@ fn check(m: &NewMail) -> Result<(), StoreError> {
             "must be 1 to 64 letters, digits, '.', '_' or '-'",
         ));
     }
-    if m.to.is_empty() || m.to.len() > MAX_RECIPIENTS {
+    if m.to.is_empty() || m.to.len() + m.cc.len() > MAX_RECIPIENTS {
         return Err(StoreError::invalid(
             "recipients",
             format!("a mail has 1 to {MAX_RECIPIENTS} recipients"),
         ));
     }
-    for a in &m.to {
+    for a in m.to.iter().chain(&m.cc) {
         // The sender parses addresses fully; here only what could break the stored list.
         if a.is_empty() || a.len() > 254 || a.chars().any(|c| c.is_control() || c == ' ') {
             return Err(StoreError::invalid(

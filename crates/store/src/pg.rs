@@ -24,6 +24,7 @@ mod copy;
 mod custody;
 mod directory;
 mod requests;
+mod support;
 mod tls;
 
 pub use backend::Postgres;
@@ -269,6 +270,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (8, PIN_SCHEME),
     (9, requests::MIGRATION),
+    (10, support::MIGRATION),
 ];
 
 /// Migration 8 (`crate::sqlite::pin_scheme_migration`), with PostgreSQL's integer type (every
@@ -276,7 +278,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
 const PIN_SCHEME: &str = crate::sqlite::pin_scheme_migration!("BIGINT");
 
 /// The newest PostgreSQL schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 9;
+
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Brings the database behind `client` to [`SCHEMA_VERSION`] and returns the version found
 /// before. Safe to call from several nodes at once: the first applies, the others wait on the

@@ -17,6 +17,7 @@ use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, To
 mod custody;
 mod directory;
 mod requests;
+mod support;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "okey.db";
@@ -138,6 +139,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (8, PIN_SCHEME),
     (9, requests::MIGRATION),
+    (10, support::MIGRATION),
 ];
 
 /// Migration 8: a PIN verifier names its scheme (`okey_otp::PinBinding`): 1 bound to the token
@@ -186,7 +188,8 @@ pub(crate) const HOLDERS_FOLDED: &str = "UPDATE tokens SET holder = lower(holder
     UPDATE lot_delegates SET person = lower(person) WHERE person <> lower(person)";
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 9;
+
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
@@ -824,6 +827,10 @@ impl Backend for Sqlite {
     fn directory(&self) -> &dyn crate::directory_db::DirectoryRead {
         self
     }
+
+    fn support(&self) -> &dyn crate::support_db::SupportRead {
+        self
+    }
 }
 
 fn read_data_keys(conn: &Connection) -> Result<Vec<DataKeyRow>, StoreError> {
@@ -1250,11 +1257,16 @@ impl WriteTx for SqliteWriter {
     fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx {
         self
     }
+    fn support(&mut self) -> &mut dyn crate::support_db::SupportTx {
+        self
+    }
+
     fn enqueue_mail(&mut self, mail: &NewMail, now: u64) -> Result<u64, StoreError> {
         let now = to_i64(now, "time")?;
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO outbox (message_id, template, recipients, subject, body, state, \
-             attempts, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+             attempts, created_at, next_attempt_at, cc) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
         )?;
         match stmt.execute(params![
             mail.message_id,
@@ -1262,7 +1274,8 @@ impl WriteTx for SqliteWriter {
             mail.to.join("\n"),
             mail.subject,
             mail.body,
-            now
+            now,
+            mail.cc.join("\n"),
         ]) {
             Ok(_) => to_u64(self.conn.last_insert_rowid(), "mail id"),
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -1309,7 +1322,7 @@ impl WriteTx for SqliteWriter {
 }
 
 const MAIL_COLS: &str = "id, message_id, template, recipients, subject, body, state, attempts, \
-     created_at, next_attempt_at, last_error, sent_at";
+     created_at, next_attempt_at, last_error, sent_at, cc";
 
 fn mail_from_row(r: &Row<'_>) -> Result<MailRow, StoreError> {
     let recipients: String = r.get(3)?;
@@ -1320,6 +1333,7 @@ fn mail_from_row(r: &Row<'_>) -> Result<MailRow, StoreError> {
             message_id: r.get(1)?,
             template: r.get(2)?,
             to: recipients.split('\n').map(str::to_owned).collect(),
+            cc: crate::support_db::lines(&r.get::<_, String>(12)?),
             subject: r.get(4)?,
             body: r.get(5)?,
         },

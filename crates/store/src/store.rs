@@ -418,7 +418,7 @@ impl Store {
         &self.inner.cfg
     }
 
-    fn seal_new(&self, t: &NewToken, now: u64) -> Result<TokenRow, StoreError> {
+    pub(crate) fn seal_new(&self, t: &NewToken, now: u64) -> Result<TokenRow, StoreError> {
         check_new(t)?;
         // The key must load (length, algorithm) before anything is written.
         OtpKey::new(t.algorithm, &t.seed)
@@ -1247,7 +1247,11 @@ pub(crate) fn pin_binding_for<'a>(serial: &'a str, holder: Option<&'a str>) -> P
 }
 
 /// `target` with `source`'s PIN, or why not.
-fn carried_pin(store: &Store, source: &TokenRow, target: &mut TokenRow) -> Result<(), StoreError> {
+pub(crate) fn carried_pin(
+    store: &Store,
+    source: &TokenRow,
+    target: &mut TokenRow,
+) -> Result<(), StoreError> {
     let refuse = |why: String| Err(StoreError::Precondition(why));
     let (Some(holder), Some(verifier)) = (source.holder.as_deref(), source.pin_verifier) else {
         return refuse(format!(

@@ -70,7 +70,7 @@ macro_rules! audit_cols {
 macro_rules! mail_cols {
     () => {
         "id, message_id, template, recipients, subject, body, state, attempts, created_at, \
-         next_attempt_at, last_error, sent_at"
+         next_attempt_at, last_error, sent_at, cc"
     };
 }
 
@@ -279,6 +279,7 @@ fn mail_from(r: &Row) -> Result<MailRow, StoreError> {
             message_id: get(r, 1)?,
             template: get(r, 2)?,
             to: recipients.split('\n').map(str::to_owned).collect(),
+            cc: crate::support_db::lines(&get::<String>(r, 12)?),
             subject: get(r, 4)?,
             body: get(r, 5)?,
         },
@@ -736,6 +737,10 @@ impl Backend for Postgres {
     fn directory(&self) -> &dyn crate::directory_db::DirectoryRead {
         self
     }
+
+    fn support(&self) -> &dyn crate::support_db::SupportRead {
+        self
+    }
 }
 
 /// The audit chain head as this transaction last wrote or read it: `None` when unknown.
@@ -1168,8 +1173,8 @@ impl WriteTx for PgWriter {
         let now = to_i64(now, "time")?;
         let row = self.conn.query_opt(
             "INSERT INTO outbox (message_id, template, recipients, subject, body, state, \
-             attempts, created_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
+             attempts, created_at, next_attempt_at, cc) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7) \
              ON CONFLICT (message_id) DO NOTHING RETURNING id",
             &[
                 &mail.message_id,
@@ -1178,6 +1183,7 @@ impl WriteTx for PgWriter {
                 &mail.subject,
                 &mail.body,
                 &now,
+                &mail.cc.join("\n"),
             ],
         )?;
         match row {
@@ -1222,6 +1228,10 @@ impl WriteTx for PgWriter {
     }
 
     fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx {
+        self
+    }
+
+    fn support(&mut self) -> &mut dyn crate::support_db::SupportTx {
         self
     }
 }

@@ -871,6 +871,7 @@ fn fill_every_table(db: &Db) -> Store {
             message_id: "<okey.backup@example.org>".into(),
             template: "test".into(),
             to: vec!["marie.hoarau@ac-example.fr".into()],
+            cc: Vec::new(),
             subject: "Clé prête".into(),
             body: "Bonjour.\n".into(),
         },
@@ -956,6 +957,7 @@ fn fill_every_table(db: &Db) -> Store {
         .offer_slot("S", NOW + 86_400, "secrétariat", &head, NOW)
         .expect("slot");
     s.book_slot(id, slot.id, &teacher, NOW).expect("book");
+    crate::support::fill(&s);
     s
 }
 

@@ -15,3 +15,4 @@ mod outbox;
 mod pg;
 mod rotation;
 mod sealing;
+mod support;

@@ -11,6 +11,7 @@ fn mail(n: u32) -> NewMail {
         message_id: format!("<okey.{n}@example.org>"),
         template: "test".into(),
         to: vec!["marie.hoarau@ac-example.fr".into(), "b@example.org".into()],
+        cc: Vec::new(),
         subject: "Clé prête à être retirée".into(),
         body: "Bonjour,\n\nvotre clé est prête.\n".into(),
     }

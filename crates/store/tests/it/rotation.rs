@@ -217,6 +217,9 @@ impl backend::Backend for StaleOnce {
     fn directory(&self) -> &dyn okey_store::directory_db::DirectoryRead {
         self.db.directory()
     }
+    fn support(&self) -> &dyn okey_store::support_db::SupportRead {
+        self.db.support()
+    }
 }
 
 /// Resync, OCRA and bench confirmation check the status and lock gate on a row, and when that
