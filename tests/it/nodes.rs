@@ -1,7 +1,8 @@
 //! Two `okey serve` processes on one PostgreSQL database (a throwaway cluster the test starts):
 //! the same code sent to both at once is accepted once, a revocation on one is refused on the
 //! other at once, and a node killed with SIGKILL under load loses no acknowledged verify and
-//! lets no replay through the other.
+//! lets no replay through the other; a challenge issued by one is answered once through the
+//! other; each mail of the shared outbox is sent once, by one of the two (a real SMTP server).
 
 use std::time::Duration;
 
@@ -13,12 +14,17 @@ const SEED_HEX: &str = "3132333435363738393031323334353637383930";
 
 /// Two nodes on one fresh database; None (after saying why) without PostgreSQL.
 fn two_nodes() -> Option<(Server, Server)> {
+    two_nodes_with("")
+}
+
+/// Two nodes on one fresh database, both with the `tables` (TOML tables after `[store]`).
+fn two_nodes_with(tables: &str) -> Option<(Server, Server)> {
     let Some(cluster) = Cluster::shared() else {
         eprintln!("skipped: the PostgreSQL server binaries are not installed");
         return None;
     };
     let store = format!(
-        "[store]\nbackend = \"postgres\"\nurl = \"{}\"\n",
+        "[store]\nbackend = \"postgres\"\nurl = \"{}\"\n{tables}",
         cluster.fresh_db()
     );
     let a = Server::start_with(&store);
@@ -173,5 +179,171 @@ async fn a_node_killed_under_load_loses_nothing_it_acknowledged() {
                 "{serial} code {last} replayed through A after its restart"
             );
         }
+    }
+}
+
+const OCRA_SUITE: &str = "OCRA-1:HOTP-SHA1-6:QN08";
+
+fn ocra_response(question: &str) -> String {
+    use okey_otp::{OcraInput, OcraSuite, OtpKey, ocra};
+    let suite: OcraSuite = OCRA_SUITE.parse().expect("suite");
+    let key = OtpKey::new(suite.algorithm(), &seed()).expect("key");
+    ocra(
+        &key,
+        &suite,
+        &OcraInput {
+            question,
+            ..OcraInput::default()
+        },
+    )
+    .expect("ocra")
+    .as_str()
+    .to_owned()
+}
+
+async fn answer(c: &mut okey_e2e::Client, serial: &str, tx: &str, resp: &str) -> (bool, String) {
+    let r = c
+        .auth
+        .verify(proto::VerifyRequest {
+            transaction_id: tx.to_owned(),
+            ..verify_serial(serial, resp)
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    (r.result == proto::VerifyResult::Accept as i32, r.reason)
+}
+
+#[tokio::test]
+async fn a_challenge_issued_by_one_node_is_answered_once_through_the_other() {
+    let Some((a, b)) = two_nodes() else {
+        return;
+    };
+    let mut ca = a.admin().await;
+    let mut cb = b.admin().await;
+    ca.tokens
+        .import_tokens(proto::ImportTokensRequest {
+            tokens: vec![proto::ImportedToken {
+                serial: "CR-N".into(),
+                kind: proto::TokenKind::Hardware as i32,
+                otp: Some(proto::OtpParameters {
+                    r#type: proto::OtpType::Ocra as i32,
+                    ocra_suite: OCRA_SUITE.into(),
+                    ..Default::default()
+                }),
+                seed_hex: SEED_HEX.into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("import");
+    let subject = || {
+        Some(proto::Subject {
+            kind: Some(proto::subject::Kind::Serial("CR-N".into())),
+        })
+    };
+    for round in 0..5 {
+        // Issued by A, answered by B and A at once with the right response: one accept.
+        let t = ca
+            .auth
+            .trigger_challenge(proto::TriggerChallengeRequest {
+                subject: subject(),
+                client: None,
+            })
+            .await
+            .expect("trigger on A")
+            .into_inner();
+        let good = ocra_response(&t.challenge);
+        let mut tasks = Vec::new();
+        for c in [&cb, &ca, &cb] {
+            let (mut c, tx, good) = (c.clone(), t.transaction_id.clone(), good.clone());
+            tasks.push(tokio::spawn(async move {
+                answer(&mut c, "CR-N", &tx, &good).await
+            }));
+        }
+        let mut accepted = 0;
+        for task in tasks {
+            let (ok, reason) = task.await.expect("task");
+            accepted += usize::from(ok);
+            assert!(ok || reason == "challenge_used", "round {round}: {reason}");
+        }
+        assert_eq!(accepted, 1, "round {round}: one accept across two nodes");
+    }
+    // Issued through B by an empty passcode, answered through A; then spent on both.
+    let r = cb
+        .auth
+        .verify(proto::VerifyRequest {
+            subject: subject(),
+            ..Default::default()
+        })
+        .await
+        .expect("ask B")
+        .into_inner();
+    assert_eq!(r.result, proto::VerifyResult::Challenge as i32);
+    let good = ocra_response(&r.challenge);
+    assert_eq!(
+        answer(&mut ca, "CR-N", &r.transaction_id, &good).await,
+        (true, "accepted".to_owned())
+    );
+    for c in [&mut cb, &mut ca] {
+        let (ok, reason) = answer(c, "CR-N", &r.transaction_id, &good).await;
+        assert!(!ok);
+        assert_eq!(reason, "challenge_used");
+    }
+}
+
+#[test]
+fn each_mail_of_the_shared_outbox_goes_out_once() {
+    let sink = okey_e2e::SmtpSink::start(0);
+    let smtp = format!(
+        "[smtp]\nrelay = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"okey <okey@ac-example.fr>\"\nretry_initial_seconds = 1\n\
+         retry_max_seconds = 1\npoll_seconds = 1\ntimeout_seconds = 5\n",
+        sink.port
+    );
+    let Some((a, b)) = two_nodes_with(&smtp) else {
+        return;
+    };
+    // Mails enqueued through both nodes, while both senders run.
+    let n = 24;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let out = node.cli(
+            &["mail", "test", "--to", &format!("agent{i}@ac-example.fr")],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "okey mail test: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        ids.push(
+            printed
+                .split_whitespace()
+                .find(|w| w.starts_with("<okey.") && w.ends_with('>'))
+                .unwrap_or_else(|| panic!("no Message-ID in {printed:?}"))
+                .to_owned(),
+        );
+    }
+    let got = sink.wait_for(n, Duration::from_secs(60));
+    assert_eq!(got.len(), n, "not every mail arrived");
+    // A few more rounds of both senders: nothing comes twice.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut received: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|m| m["message_id"].as_str().expect("message id").to_owned())
+        .collect();
+    received.sort();
+    ids.sort();
+    assert_eq!(received, ids, "each mail exactly once");
+    // Both nodes see every mail sent.
+    for node in [&a, &b] {
+        let out = node.cli(&["mail", "queue", "--all", "--json"], &[]);
+        let q: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(q["pending"], 0, "{q}");
+        assert_eq!(q["sent"], n as u64, "{q}");
     }
 }

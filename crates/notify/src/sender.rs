@@ -1,10 +1,13 @@
 //! The sender: delivers the outbox's due mails, one at a time, with exponential back-off.
 //!
-//! It runs as its own task and only reads the outbox and records outcomes, so a relay that is
-//! down or slow delays mail and never a workflow (which only inserted a row). A mail accepted by
-//! the relay is marked sent right after; if okey dies between the two, the mail is sent again
-//! after the restart with the same Message-ID and Date (at-least-once delivery that a reader
-//! can recognise), and a mail whose change was committed is never lost.
+//! It runs as its own task and only leases outbox rows and records outcomes, so a relay that is
+//! down or slow delays mail and never a workflow (which only inserted a row). Each mail is
+//! leased durably before it is sent ([`Store::claim_mail`]): with several okey nodes on one
+//! database, one of them sends it; a node that dies mid-send leaves it leased until the lease
+//! (four SMTP timeouts, at least a minute) runs out, and another node then sends it. A mail
+//! accepted by the relay is marked sent right after; if okey dies between the two, the mail is
+//! sent again after the lease with the same Message-ID and Date (at-least-once delivery that a
+//! reader can recognise), and a mail whose change was committed is never lost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,28 +50,72 @@ pub struct SenderConfig {
     pub retry: Retry,
     /// Longest sleep between looks at the outbox.
     pub poll: Duration,
+    /// How long a mail stays leased to this sender while it tries to deliver it.
+    pub lease: Duration,
+    /// This sender's name in the leases (random, drawn at start).
+    pub node: u64,
 }
 
-/// Deliver what is due now; returns how many mails were attempted.
+impl SenderConfig {
+    /// Settings for a relay whose every step is bounded by `timeout`: the lease is four such
+    /// timeouts (connection, greeting, envelope, data), at least a minute.
+    pub fn new(retry: Retry, poll: Duration, timeout: Duration) -> SenderConfig {
+        let mut node = [0u8; 8];
+        // Without randomness two senders could share a name; the process id still tells them
+        // apart on one machine.
+        if getrandom::fill(&mut node).is_err() {
+            node[..4].copy_from_slice(&std::process::id().to_be_bytes());
+        }
+        SenderConfig {
+            retry,
+            poll,
+            lease: timeout.saturating_mul(4).max(Duration::from_secs(60)),
+            node: u64::from_be_bytes(node),
+        }
+    }
+
+    fn node_name(&self) -> String {
+        format!("{:016x}", self.node)
+    }
+}
+
+/// Mails leased at once: each is delivered within its own lease.
+const CLAIM: u32 = 1;
+
+/// Deliver what is due now (and not leased to another sender); returns how many mails were
+/// attempted.
 pub async fn send_due<M: Mailer>(
     store: &Store,
     mailer: &M,
     cfg: &SenderConfig,
     metrics: &SenderMetrics,
 ) -> usize {
-    let due = match store.mail_due(unix_now(), 32) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the mail outbox");
-            return 0;
+    let node = cfg.node_name();
+    let mut n = 0;
+    while n < BATCH {
+        let due = match store
+            .claim_mail(unix_now(), cfg.lease.as_secs(), &node, CLAIM)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot lease mails from the outbox");
+                break;
+            }
+        };
+        if due.is_empty() {
+            break;
         }
-    };
-    let n = due.len();
-    for row in due {
-        attempt(store, mailer, cfg, metrics, &row).await;
+        for row in due {
+            n += 1;
+            attempt(store, mailer, cfg, metrics, &row).await;
+        }
     }
     n
 }
+
+/// Most mails attempted by one [`send_due`].
+const BATCH: usize = 32;
 
 async fn attempt<M: Mailer>(
     store: &Store,
@@ -122,7 +169,7 @@ pub async fn run<M: Mailer>(
 ) {
     loop {
         // Keep going while a full batch came back.
-        while send_due(&store, &mailer, &cfg, &metrics).await >= 32 {}
+        while send_due(&store, &mailer, &cfg, &metrics).await >= BATCH {}
         let sleep = match store.mail_next_due() {
             Ok(Some(at)) => Duration::from_secs(at.saturating_sub(unix_now())).min(cfg.poll),
             _ => cfg.poll,

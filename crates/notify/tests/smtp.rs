@@ -126,10 +126,7 @@ fn smtp(port: u16, tls: TlsMode) -> SmtpConfig {
 }
 
 fn sender_cfg(retry: Retry) -> SenderConfig {
-    SenderConfig {
-        retry,
-        poll: Duration::from_secs(1),
-    }
+    SenderConfig::new(retry, Duration::from_secs(1), Duration::from_secs(5))
 }
 
 fn test_mail(c: &Composer, to: &[&str]) -> okey_store::outbox::NewMail {

@@ -50,10 +50,7 @@ pub(crate) fn start(
     let task = tokio::spawn(sender::run(
         store.clone(),
         mailer,
-        SenderConfig {
-            retry: settings.retry,
-            poll: settings.poll,
-        },
+        SenderConfig::new(settings.retry, settings.poll, settings.timeout),
         metrics.clone(),
         waker.clone(),
     ));

@@ -402,7 +402,9 @@ impl Okey {
             if let Some((serial, suite)) = self.ocra_token_of(&subject, is_user)? {
                 let (tx, challenge) = self
                     .challenges
-                    .issue(&serial, &suite, now)
+                    .issue(&self.store, &serial, &suite, now)
+                    .await
+                    .map_err(store_status)?
                     .map_err(challenge_status)?;
                 self.audit(
                     &actor,
@@ -499,7 +501,12 @@ impl Okey {
         if transaction.len() > 64 {
             return Err(Status::invalid_argument("the transaction id is too long"));
         }
-        let challenge = match self.challenges.take(transaction, now) {
+        let taken = self
+            .challenges
+            .take(&self.store, transaction, now)
+            .await
+            .map_err(store_status)?;
+        let challenge = match taken {
             Ok(c) => c,
             Err(e) => {
                 let reason = match e {
@@ -629,7 +636,9 @@ impl proto::auth_service_server::AuthService for Arc<Okey> {
         };
         let (tx, challenge) = self
             .challenges
-            .issue(&serial, &suite, now)
+            .issue(&self.store, &serial, &suite, now)
+            .await
+            .map_err(store_status)?
             .map_err(challenge_status)?;
         self.audit(
             &actor_of(&principal),

@@ -27,6 +27,7 @@
 use okey_domain::KeyState;
 
 use crate::StoreError;
+use crate::challenge::{ChallengeRow, ChallengeState};
 use crate::custody_db::{CustodyRead, CustodyTx};
 use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{
@@ -212,9 +213,17 @@ pub const TYPED_TABLES: &[&str] = &[
 /// Tables carried as rows that others refer to, exported (and so restored) first.
 pub(crate) const ROWS_FIRST: &[&str] = &["lots", "units"];
 
+/// Tables a backup deliberately leaves out. `challenges`: they live a few minutes, and a
+/// restored open challenge could be answered a second time (an OCRA response without counter
+/// or time depends on the question alone); after a restore, users ask for new ones.
+pub const NOT_CARRIED: &[&str] = &["challenges"];
+
 /// Whether an export carries `table` as rows (a table of okey's, not a typed one).
 pub(crate) fn carried_as_rows(table: &str) -> bool {
-    !TYPED_TABLES.contains(&table) && !table.starts_with("sqlite_") && table != "okey_schema"
+    !TYPED_TABLES.contains(&table)
+        && !NOT_CARRIED.contains(&table)
+        && !table.starts_with("sqlite_")
+        && table != "okey_schema"
 }
 
 /// A quoted SQL identifier, for the table and column names a backup carries.
@@ -463,6 +472,34 @@ pub trait WriteTx: Send {
     fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx;
     /// The support desk's tables.
     fn support(&mut self) -> &mut dyn crate::support_db::SupportTx;
+
+    /// Insert an open challenge (its transaction id must be new).
+    fn insert_challenge(&mut self, c: &ChallengeRow) -> Result<(), StoreError>;
+    /// The transaction ids of a token's open challenges, oldest first.
+    fn open_challenges(&mut self, serial: &str) -> Result<Vec<String>, StoreError>;
+    /// Move an open challenge to `state` and return it, as one conditional statement (of two
+    /// sessions spending it at once, exactly one gets it); None if it is not open.
+    fn spend_challenge(
+        &mut self,
+        transaction: &str,
+        state: ChallengeState,
+    ) -> Result<Option<ChallengeRow>, StoreError>;
+    /// One challenge in whatever state.
+    fn challenge(&mut self, transaction: &str) -> Result<Option<ChallengeRow>, StoreError>;
+    /// Open challenges not expired at `now`.
+    fn open_challenge_count(&mut self, now: u64) -> Result<u64, StoreError>;
+    /// Forget challenges that expired before `before`.
+    fn forget_challenges(&mut self, before: u64) -> Result<(), StoreError>;
+    /// Lease up to `limit` pending mails due at `now` whose lease (if any) has run out to
+    /// `node` until `until`, oldest first, and return them. With several nodes, rows another
+    /// session is leasing at the same moment are skipped, never leased twice.
+    fn claim_mail(
+        &mut self,
+        now: u64,
+        until: u64,
+        node: &str,
+        limit: u32,
+    ) -> Result<Vec<MailRow>, StoreError>;
 }
 
 #[cfg(test)]

@@ -59,6 +59,7 @@ mod audit;
 pub mod backend;
 mod backup;
 mod cache;
+pub mod challenge;
 mod clock;
 pub mod custody_db;
 mod directory;

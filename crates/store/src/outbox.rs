@@ -2,8 +2,8 @@
 //! that causes it, so a committed change always has its mail and a rolled-back one never does.
 //!
 //! A workflow that sends mail calls [`enqueue`] on its [`WriteTx`] inside its write job (next to
-//! its compare-and-set and its audit record). A sender (crate `okey-notify`) later reads the due
-//! rows with [`Store::mail_due`], delivers them and records the outcome with
+//! its compare-and-set and its audit record). A sender (crate `okey-notify`) later leases the due
+//! rows with [`Store::claim_mail`] (so that of several nodes one sends each mail), delivers them and records the outcome with
 //! [`Store::mail_sent`], [`Store::mail_retry`] or [`Store::mail_failed`]. Each row carries the
 //! Message-ID chosen when it was enqueued, so every delivery attempt of one row, before or after
 //! a crash, is the same message: a relay or reader that sees it twice can tell.
@@ -202,7 +202,36 @@ impl Store {
         self.inner.backend.mail_due(now, limit)
     }
 
-    /// The earliest next attempt among pending mails.
+    /// Lease up to `limit` pending mails due at `now` to the sender named `node` for `lease`
+    /// seconds, durably, and return them, oldest first. A mail leased by a sender is not leased
+    /// again (by it or by a sender on another node) until its outcome is recorded or the lease
+    /// runs out: with several nodes on one database each mail is sent by one of them, and a
+    /// node that dies mid-send leaves its mails to another once the lease has passed.
+    pub async fn claim_mail(
+        &self,
+        now: u64,
+        lease: u64,
+        node: &str,
+        limit: u32,
+    ) -> Result<Vec<MailRow>, StoreError> {
+        if node.is_empty() || node.len() > 64 || !node.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(StoreError::invalid(
+                "sender name",
+                "1 to 64 printable ASCII characters",
+            ));
+        }
+        if lease == 0 {
+            return Err(StoreError::invalid("lease", "at least one second"));
+        }
+        let node = node.to_owned();
+        let until = now.saturating_add(lease);
+        self.inner
+            .writer
+            .run(true, move |tx| tx.claim_mail(now, until, &node, limit))
+            .await
+    }
+
+    /// The earliest next attempt among pending mails (or the end of a lease on one).
     pub fn mail_next_due(&self) -> Result<Option<u64>, StoreError> {
         self.inner.backend.mail_next_due()
     }

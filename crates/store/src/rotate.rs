@@ -46,6 +46,43 @@ fn reseal_row(
 }
 
 impl Store {
+    /// Read the wrapped data keys again, after another node sharing the database rotated them:
+    /// unwrap the versions this node does not hold and follow the active one. Keys retired
+    /// there stay in memory here (nothing in the database is sealed under them any more, and a
+    /// write sealed under one is refused by its commit's check). A master key rotated on the
+    /// other node is loaded again from this node's configured source; when that source still
+    /// holds the old key the unwrap fails and this node refuses what needs the new data key
+    /// (fail closed) until it is pointed at the new master key.
+    pub(crate) fn refresh_data_keys(&self) -> Result<(), StoreError> {
+        let rows = self.inner.backend.data_keys()?;
+        let mut ring = self.keys_mut();
+        let mut fresh = Vec::new();
+        for r in &rows {
+            if ring.data.contains_key(&r.version) {
+                continue;
+            }
+            let raw = match ring.master.unwrap(r.version, &r.wrapped) {
+                Ok(raw) => raw,
+                Err(_) => {
+                    let master = MasterKey::load(&self.inner.cfg.master_key, false)?;
+                    let raw = master.unwrap(r.version, &r.wrapped)?;
+                    tracing::info!("the master key was rotated on another node; reloaded it");
+                    ring.master = master;
+                    raw
+                }
+            };
+            fresh.push(SealKey::new(r.version, &raw)?);
+        }
+        for k in fresh {
+            tracing::info!(version = k.version(), "a data key made on another node");
+            ring.data.insert(k.version(), k);
+        }
+        if let Some(active) = rows.iter().find(|r| r.active) {
+            ring.active = active.version;
+        }
+        Ok(())
+    }
+
     /// Re-wrap the data keys under a new master key, online. A file source that does not exist
     /// yet is created (32 random bytes, mode 0600) before anything is re-wrapped. Point the
     /// configuration at the new key before the next start.
@@ -109,6 +146,8 @@ impl Store {
     /// Generate a new data key and re-seal every seed and secret under it in batches, while
     /// verifies keep working. Old data keys are deleted at the end.
     pub fn rotate_data_key(&self) -> Result<RotationReport, StoreError> {
+        // Number the new key after every key in the database, made here or on another node.
+        self.refresh_data_keys()?;
         let raw = seal::random_key()?;
         let version = {
             let ring = self.keys();
@@ -125,12 +164,20 @@ impl Store {
         let to = std::sync::Arc::new(to);
         let to1 = to.clone();
         self.write_blocking(move |tx| {
+            let ring = store.keys();
+            // The new key is wrapped under this node's master key: refused (nothing written)
+            // when another node sharing the database moved the store to another master key.
+            for dk in tx.data_keys()? {
+                if dk.version >= version {
+                    return Err(StoreError::Conflict);
+                }
+                ring.master.unwrap(dk.version, &dk.wrapped)?;
+            }
             tx.put_data_key(&DataKeyRow {
                 version,
                 wrapped,
                 active: true,
             })?;
-            let ring = store.keys();
             for (name, v, blob) in tx.secrets()? {
                 let plain = ring.open_secret(&name, v, &blob)?;
                 let sealed = to1.seal(&seal::secret_aad(&name, version), &plain)?;

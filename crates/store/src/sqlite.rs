@@ -11,6 +11,7 @@ use crate::StoreError;
 use crate::backend::{
     Backend, Cell, DataKeyRow, ExportItem, TableRow, TokenRow, TokenState, WriteTx,
 };
+use crate::challenge::{ChallengeRow, ChallengeState};
 use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
@@ -140,7 +141,27 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (8, PIN_SCHEME),
     (9, requests::MIGRATION),
     (10, support::MIGRATION),
+    (11, NODES),
 ];
+
+/// Migration 11: what several nodes share through the database. OCRA challenges live in the
+/// store (single use by an `UPDATE ... WHERE state = 'open'`), so that one issued by a node can
+/// be answered through another; a mail being sent is leased to one node (`claimed_until`,
+/// `claimed_by`) so that two nodes never send it at once, and another takes it over when the
+/// lease runs out. PostgreSQL's is the same with BIGINT.
+pub(crate) const NODES: &str = "CREATE TABLE challenges (
+        id INTEGER PRIMARY KEY,
+        transaction_id TEXT NOT NULL UNIQUE,
+        serial TEXT NOT NULL,
+        question TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'used', 'replaced'))
+    );
+    CREATE INDEX challenges_open ON challenges (serial, id) WHERE state = 'open';
+    CREATE INDEX challenges_expiry ON challenges (expires_at);
+    ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;";
 
 /// Migration 8: a PIN verifier names its scheme (`okey_otp::PinBinding`): 1 bound to the token
 /// (every verifier written before), 2 bound to the holder, so that it can follow them to their
@@ -188,8 +209,7 @@ pub(crate) const HOLDERS_FOLDED: &str = "UPDATE tokens SET holder = lower(holder
     UPDATE lot_delegates SET person = lower(person) WHERE person <> lower(person)";
 
 /// The newest schema version this build knows.
-
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// The columns of the `token_rows` view (static part in `tokens`, moving part in the narrow
 /// `token_state`, so a verify rewrites a small row and dirties few pages).
@@ -764,7 +784,10 @@ impl Backend for Sqlite {
     fn mail_next_due(&self) -> Result<Option<u64>, StoreError> {
         let conn = self.reader();
         let v: Option<i64> = conn
-            .prepare_cached("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")?
+            .prepare_cached(
+                "SELECT min(CASE WHEN claimed_until > next_attempt_at THEN claimed_until \
+                 ELSE next_attempt_at END) FROM outbox WHERE state = 'pending'",
+            )?
             .query_row([], |r| r.get(0))?;
         v.map(|v| to_u64(v, "next attempt")).transpose()
     }
@@ -1304,21 +1327,129 @@ impl WriteTx for SqliteWriter {
             MailState::Pending => self
                 .conn
                 .prepare_cached(
-                    "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 \
-                 WHERE id = ?1 AND state = 'pending'",
+                    "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4, \
+                 claimed_until = NULL, claimed_by = NULL WHERE id = ?1 AND state = 'pending'",
                 )?
                 .execute(params![id, attempts, at, error])?,
             MailState::Sent | MailState::Failed => self
                 .conn
                 .prepare_cached(
                     "UPDATE outbox SET state = ?2, attempts = ?3, sent_at = CASE WHEN ?2 = 'sent' \
-                 THEN ?4 END, last_error = coalesce(?5, last_error) \
-                 WHERE id = ?1 AND state = 'pending'",
+                 THEN ?4 END, last_error = coalesce(?5, last_error), claimed_until = NULL, \
+                 claimed_by = NULL WHERE id = ?1 AND state = 'pending'",
                 )?
                 .execute(params![id, state.as_str(), attempts, at, error])?,
         };
         Ok(n == 1)
     }
+
+    fn insert_challenge(&mut self, c: &ChallengeRow) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO challenges (transaction_id, serial, question, issued_at, expires_at, \
+                 state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                c.transaction,
+                c.serial,
+                c.question,
+                to_i64(c.issued_at, "time")?,
+                to_i64(c.expires_at, "time")?,
+                c.state.as_str()
+            ])?;
+        Ok(())
+    }
+
+    fn open_challenges(&mut self, serial: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT transaction_id FROM challenges WHERE serial = ?1 AND state = 'open' \
+             ORDER BY id",
+        )?;
+        let out = stmt
+            .query_map([serial], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
+    fn spend_challenge(
+        &mut self,
+        transaction: &str,
+        state: ChallengeState,
+    ) -> Result<Option<ChallengeRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "UPDATE challenges SET state = ?2 WHERE transaction_id = ?1 AND state = 'open' \
+             RETURNING {CHALLENGE_COLS}"
+        ))?;
+        let mut rows = stmt.query(params![transaction, state.as_str()])?;
+        rows.next()?.map(challenge_from_row).transpose()
+    }
+
+    fn challenge(&mut self, transaction: &str) -> Result<Option<ChallengeRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CHALLENGE_COLS} FROM challenges WHERE transaction_id = ?1"
+        ))?;
+        let mut rows = stmt.query([transaction])?;
+        rows.next()?.map(challenge_from_row).transpose()
+    }
+
+    fn open_challenge_count(&mut self, now: u64) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM challenges WHERE state = 'open' AND expires_at >= ?1",
+            )?
+            .query_row([to_i64(now, "time")?], |r| r.get(0))?;
+        to_u64(n, "count")
+    }
+
+    fn forget_challenges(&mut self, before: u64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM challenges WHERE expires_at < ?1")?
+            .execute([to_i64(before, "time")?])?;
+        Ok(())
+    }
+
+    fn claim_mail(
+        &mut self,
+        now: u64,
+        until: u64,
+        node: &str,
+        limit: u32,
+    ) -> Result<Vec<MailRow>, StoreError> {
+        // One writer per database file: the UPDATE's own condition is the whole lease.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "UPDATE outbox SET claimed_until = ?2, claimed_by = ?3 WHERE id IN ( \
+             SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 \
+             AND (claimed_until IS NULL OR claimed_until <= ?1) ORDER BY id LIMIT ?4) \
+             RETURNING {MAIL_COLS}"
+        ))?;
+        let mut rows = stmt.query(params![
+            to_i64(now, "time")?,
+            to_i64(until, "time")?,
+            node,
+            i64::from(limit)
+        ])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(mail_from_row(r)?);
+        }
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+}
+
+const CHALLENGE_COLS: &str = "transaction_id, serial, question, issued_at, expires_at, state";
+
+fn challenge_from_row(r: &Row<'_>) -> Result<ChallengeRow, StoreError> {
+    let state: String = r.get(5)?;
+    Ok(ChallengeRow {
+        transaction: r.get(0)?,
+        serial: r.get(1)?,
+        question: r.get(2)?,
+        issued_at: to_u64(r.get(3)?, "time")?,
+        expires_at: to_u64(r.get(4)?, "time")?,
+        state: ChallengeState::parse(&state)?,
+    })
 }
 
 const MAIL_COLS: &str = "id, message_id, template, recipients, subject, body, state, attempts, \

@@ -555,7 +555,8 @@ impl Store {
             });
             match res {
                 Ok(()) => return Ok((n, first)),
-                Err(StoreError::Conflict) => continue,
+                // Perhaps another node rotated the data key: follow it, then seal again.
+                Err(StoreError::Conflict) => self.refresh_data_keys()?,
                 Err(e) => return Err(e),
             }
         }
@@ -622,7 +623,8 @@ impl Store {
                     self.inner.cache.remove(&row.serial);
                     return Ok(info_of(&row));
                 }
-                Err(StoreError::Conflict) => continue,
+                // Perhaps another node rotated the data key: follow it, then seal again.
+                Err(StoreError::Conflict) => self.refresh_data_keys()?,
                 Err(e) => return Err(e),
             }
         }

@@ -335,6 +335,10 @@ impl Store {
             .backend
             .token(&row.serial)?
             .ok_or_else(|| StoreError::UnknownSerial(row.serial.clone()))?;
+        if !self.keys().data.contains_key(&row.key_version) {
+            // Sealed under a data key made by another node sharing the database.
+            self.refresh_data_keys()?;
+        }
         let key = self.unseal(&row)?;
         self.inner
             .cache

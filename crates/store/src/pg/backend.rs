@@ -13,6 +13,7 @@ use crate::StoreError;
 use crate::backend::{
     Backend, Cell, DataKeyRow, ExportItem, TableRow, TokenRow, TokenState, WriteTx,
 };
+use crate::challenge::{ChallengeRow, ChallengeState};
 use crate::outbox::{MailRow, MailState, NewMail, OutboxStats};
 use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, TokenFilter};
 
@@ -64,6 +65,12 @@ macro_rules! token_cols {
 macro_rules! audit_cols {
     () => {
         "seq, at, actor, action, subject, serial, result, reason, prev, mac"
+    };
+}
+
+macro_rules! challenge_cols {
+    () => {
+        "transaction_id, serial, question, issued_at, expires_at, state"
     };
 }
 
@@ -695,7 +702,8 @@ impl Backend for Postgres {
 
     fn mail_next_due(&self) -> Result<Option<u64>, StoreError> {
         let r = self.reader()?.query_one(
-            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'",
+            "SELECT min(CASE WHEN claimed_until > next_attempt_at THEN claimed_until \
+             ELSE next_attempt_at END) FROM outbox WHERE state = 'pending'",
             &[],
         )?;
         opt_u64(&r, 0, "next attempt")
@@ -1208,14 +1216,14 @@ impl WriteTx for PgWriter {
         let attempts = i64::from(attempts);
         let n = match state {
             MailState::Pending => self.conn.execute(
-                "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 \
-                 WHERE id = $1 AND state = 'pending'",
+                "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, \
+                 claimed_until = NULL, claimed_by = NULL WHERE id = $1 AND state = 'pending'",
                 &[&id, &attempts, &at, &error],
             )?,
             MailState::Sent | MailState::Failed => self.conn.execute(
                 "UPDATE outbox SET state = $2, attempts = $3, \
                  sent_at = CASE WHEN $2 = 'sent' THEN $4::bigint END, \
-                 last_error = coalesce($5, last_error) \
+                 last_error = coalesce($5, last_error), claimed_until = NULL, claimed_by = NULL \
                  WHERE id = $1 AND state = 'pending'",
                 &[&id, &state.as_str(), &attempts, &at, &error],
             )?,
@@ -1234,6 +1242,119 @@ impl WriteTx for PgWriter {
     fn support(&mut self) -> &mut dyn crate::support_db::SupportTx {
         self
     }
+    fn insert_challenge(&mut self, c: &ChallengeRow) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO challenges (transaction_id, serial, question, issued_at, expires_at, \
+             state) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &c.transaction,
+                &c.serial,
+                &c.question,
+                &to_i64(c.issued_at, "time")?,
+                &to_i64(c.expires_at, "time")?,
+                &c.state.as_str(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn open_challenges(&mut self, serial: &str) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .query(
+                "SELECT transaction_id FROM challenges WHERE serial = $1 AND state = 'open' \
+                 ORDER BY id",
+                &[&serial],
+            )?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect()
+    }
+
+    fn spend_challenge(
+        &mut self,
+        transaction: &str,
+        state: ChallengeState,
+    ) -> Result<Option<ChallengeRow>, StoreError> {
+        // Under READ COMMITTED a second session waits for the first's row lock, then re-checks
+        // `state = 'open'` on the row the first committed: it finds none.
+        one(
+            &self.conn,
+            concat!(
+                "UPDATE challenges SET state = $2 WHERE transaction_id = $1 AND state = 'open' \
+                 RETURNING ",
+                challenge_cols!()
+            ),
+            &[&transaction, &state.as_str()],
+            challenge_from,
+        )
+    }
+
+    fn challenge(&mut self, transaction: &str) -> Result<Option<ChallengeRow>, StoreError> {
+        one(
+            &self.conn,
+            concat!(
+                "SELECT ",
+                challenge_cols!(),
+                " FROM challenges WHERE transaction_id = $1"
+            ),
+            &[&transaction],
+            challenge_from,
+        )
+    }
+
+    fn open_challenge_count(&mut self, now: u64) -> Result<u64, StoreError> {
+        let r = self.conn.query_one(
+            "SELECT count(*) FROM challenges WHERE state = 'open' AND expires_at >= $1",
+            &[&to_i64(now, "time")?],
+        )?;
+        to_u64(get(&r, 0)?, "count")
+    }
+
+    fn forget_challenges(&mut self, before: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM challenges WHERE expires_at < $1",
+            &[&to_i64(before, "time")?],
+        )?;
+        Ok(())
+    }
+
+    fn claim_mail(
+        &mut self,
+        now: u64,
+        until: u64,
+        node: &str,
+        limit: u32,
+    ) -> Result<Vec<MailRow>, StoreError> {
+        // SKIP LOCKED: rows another node's transaction is leasing right now are left to it.
+        let mut rows = mails_from(self.conn.query(
+            concat!(
+                "UPDATE outbox SET claimed_until = $2, claimed_by = $3 WHERE id IN ( \
+                 SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
+                 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY id LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) RETURNING ",
+                mail_cols!()
+            ),
+            &[
+                &to_i64(now, "time")?,
+                &to_i64(until, "time")?,
+                &node,
+                &i64::from(limit),
+            ],
+        )?)?;
+        rows.sort_by_key(|m| m.id);
+        Ok(rows)
+    }
+}
+
+fn challenge_from(r: &Row) -> Result<ChallengeRow, StoreError> {
+    Ok(ChallengeRow {
+        transaction: get(r, 0)?,
+        serial: get(r, 1)?,
+        question: get(r, 2)?,
+        issued_at: to_u64(get(r, 3)?, "time")?,
+        expires_at: to_u64(get(r, 4)?, "time")?,
+        state: ChallengeState::parse(&get::<String>(r, 5)?)?,
+    })
 }
 
 /// Run `sql` and decode every row.

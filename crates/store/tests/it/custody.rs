@@ -958,6 +958,15 @@ fn fill_every_table(db: &Db) -> Store {
         .expect("slot");
     s.book_slot(id, slot.id, &teacher, NOW).expect("book");
     crate::support::fill(&s);
+    rt().block_on(s.issue_challenge(
+        "0123456789abcdef0123456789abcdef".into(),
+        "K2".into(),
+        "12345678".into(),
+        NOW,
+        120,
+    ))
+    .expect("challenge")
+    .expect("issued");
     s
 }
 
@@ -1002,6 +1011,12 @@ fn a_backup_carries_every_table_and_the_restored_store_works() {
             "data_keys" => continue,
             "audit" => {
                 assert_eq!(restored.len(), rows.len() + 1, "the restore's own record");
+                continue;
+            }
+            // Left out on purpose (`backend::NOT_CARRIED` says why): held, and not restored.
+            t if okey_store::backend::NOT_CARRIED.contains(&t) => {
+                assert!(rows.len() > 1, "table {t} holds a row before the backup");
+                assert_eq!(restored.len(), 1, "table {t} is not carried");
                 continue;
             }
             _ => {}
@@ -1091,6 +1106,9 @@ fn a_postgres_backup_carries_every_table() {
         match t.as_str() {
             "data_keys" => {}
             "audit" => assert_eq!(restored, n + 1, "{t}"),
+            t if okey_store::backend::NOT_CARRIED.contains(&t) => {
+                assert_eq!((n, restored), (1, 0), "{t} is held and not carried");
+            }
             _ => assert_eq!(restored, n, "{t}"),
         }
     }

@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod basics;
+mod challenges;
 mod common;
 mod concurrency;
 mod crash;

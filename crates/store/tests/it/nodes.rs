@@ -229,3 +229,131 @@ fn nodes_starting_at_once_on_an_empty_database_set_it_up_once() {
     });
     assert!(stores[2].audit_verify().expect("audit").ok());
 }
+
+/// A challenge issued through one node is answered through either, exactly once, when both
+/// take it at the same moment.
+#[test]
+fn a_challenge_issued_on_one_node_is_taken_once_across_both() {
+    let Some((_db, a, b)) = two_nodes(LockoutPolicy::default()) else {
+        return;
+    };
+    let now = 1_800_000_000;
+    rt().block_on(async {
+        for round in 0..30u64 {
+            let tx = format!("{round:032x}");
+            let issuer = if round % 2 == 0 { &a } else { &b };
+            issuer
+                .issue_challenge(tx.clone(), "C1".into(), format!("{round:08}"), now, 120)
+                .await
+                .expect("issue")
+                .expect("issued");
+            let mut tasks = Vec::new();
+            for node in [&a, &b, &a, &b] {
+                let (s, tx) = (node.clone(), tx.clone());
+                tasks.push(tokio::spawn(
+                    async move { s.take_challenge(&tx, now + 1).await },
+                ));
+            }
+            let mut taken = 0;
+            for t in tasks {
+                match t.await.expect("task").expect("take") {
+                    Ok(c) => {
+                        assert_eq!(c.question, format!("{round:08}"));
+                        taken += 1;
+                    }
+                    Err(e) => assert_eq!(e, challenge::ChallengeRefusal::Used, "round {round}"),
+                }
+            }
+            assert_eq!(taken, 1, "round {round}: one taker across two nodes");
+        }
+    });
+}
+
+/// Two nodes leasing the outbox at once: every mail is leased by exactly one of them.
+#[test]
+fn two_nodes_leasing_the_outbox_at_once_lease_each_mail_once() {
+    let Some((_db, a, b)) = two_nodes(LockoutPolicy::default()) else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for n in 0..60 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        ids.push(
+            node.enqueue_mail(
+                outbox::NewMail {
+                    message_id: format!("<okey.n{n}@example.org>"),
+                    template: "test".into(),
+                    to: vec!["marie.hoarau@ac-example.fr".into()],
+                    cc: vec![],
+                    subject: "Clé prête".into(),
+                    body: "Bonjour.\n".into(),
+                },
+                &actor(),
+            )
+            .expect("enqueue"),
+        );
+    }
+    let now = u64::MAX / 4;
+    let leased: Vec<u64> = rt().block_on(async {
+        let mut tasks = Vec::new();
+        for (i, node) in [&a, &b, &a, &b].into_iter().enumerate() {
+            let s = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = s
+                        .claim_mail(now, 300, &format!("sender-{i}"), 3)
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        break got;
+                    }
+                    got.extend(batch.into_iter().map(|m| m.id));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("task"));
+        }
+        all
+    });
+    let mut sorted = leased.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ids, "each mail leased exactly once: {leased:?}");
+}
+
+/// A data key rotated on one node: the other opens seeds sealed under the new key, seals its
+/// own new keys under it, and its old ones keep working on both.
+#[test]
+fn a_data_key_rotated_on_one_node_is_followed_by_the_other() {
+    let Some((_db, a, b)) = two_nodes(LockoutPolicy::default()) else {
+        return;
+    };
+    a.create_token(hotp_token("D1"), &actor()).expect("create");
+    rt().block_on(async {
+        assert!(verify(&b, "D1", &hotp(SEED, 0, 6), 1).await.accepted);
+    });
+    let report = a.rotate_data_key().expect("rotate on A");
+    assert_eq!(report.new_version, 2);
+    // Created on A under key 2, verified on B, which has never seen key 2.
+    a.create_token(hotp_token("D2"), &actor()).expect("create");
+    // Created on B, whose active key (1) A has retired: B follows and seals under 2.
+    b.create_token(hotp_token("D3"), &actor())
+        .expect("create on B");
+    rt().block_on(async {
+        assert!(verify(&b, "D2", &hotp(SEED, 0, 6), 2).await.accepted);
+        assert!(verify(&a, "D3", &hotp(SEED, 0, 6), 3).await.accepted);
+        assert!(verify(&b, "D1", &hotp(SEED, 1, 6), 4).await.accepted);
+        assert!(verify(&a, "D1", &hotp(SEED, 2, 6), 5).await.accepted);
+    });
+    // B rotates next: it numbers its key after A's, never over it.
+    let report = b.rotate_data_key().expect("rotate on B");
+    assert_eq!(report.new_version, 3);
+    rt().block_on(async {
+        assert!(verify(&a, "D2", &hotp(SEED, 1, 6), 6).await.accepted);
+    });
+    for node in [&a, &b] {
+        assert!(node.audit_verify().expect("audit").ok());
+    }
+}
