@@ -16,3 +16,6 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 cargo nextest run --locked --workspace --no-fail-fast "$@"
+
+# The staff portal in a real browser (tests/portal).
+bash tests/portal/run.sh

@@ -188,6 +188,8 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env("OKEY_LOG", if self.log.is_some() { "info" } else { "warn" })
+            // Tests run side by side: each portal on a port of its own.
+            .env("OKEY_PORTAL_LISTEN", "127.0.0.1:0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

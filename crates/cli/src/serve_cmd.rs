@@ -86,6 +86,37 @@ pub struct ServeArgs {
     /// The node name signed into each audit anchor (default the host name).
     #[arg(long, env = "OKEY_AUDIT_NODE")]
     audit_node: Option<String>,
+    /// Start the staff web portal (true or false; default true).
+    #[arg(long, env = "OKEY_PORTAL_ENABLED")]
+    portal_enabled: Option<bool>,
+    /// The portal's HTTP listen address (default 127.0.0.1:8080).
+    #[arg(long, env = "OKEY_PORTAL_LISTEN")]
+    portal_listen: Option<SocketAddr>,
+    /// The portal's address as browsers see it (https://... behind a TLS proxy: Secure cookies).
+    #[arg(long, env = "OKEY_PORTAL_PUBLIC_URL")]
+    portal_public_url: Option<String>,
+    /// The OpenID Connect provider's issuer URL the portal logs people in with.
+    #[arg(long, env = "OKEY_PORTAL_ISSUER")]
+    portal_issuer: Option<String>,
+    /// The portal's client id at that provider.
+    #[arg(long, env = "OKEY_PORTAL_CLIENT_ID")]
+    portal_client_id: Option<String>,
+    /// A file (mode 0600) holding the portal's client secret.
+    #[arg(long, env = "OKEY_PORTAL_CLIENT_SECRET_FILE")]
+    portal_client_secret_file: Option<PathBuf>,
+    /// The ID token claim holding the person's directory id (default preferred_username).
+    #[arg(long, env = "OKEY_PORTAL_PERSON_CLAIM")]
+    portal_person_claim: Option<String>,
+    /// Minutes a portal session lasts from login (1 to 1440).
+    #[arg(long, env = "OKEY_PORTAL_SESSION_MINUTES")]
+    portal_session_minutes: Option<u64>,
+    /// Offset from UTC, in minutes, of the dates on receipts the portal prints.
+    #[arg(
+        long,
+        env = "OKEY_PORTAL_UTC_OFFSET_MINUTES",
+        allow_hyphen_values = true
+    )]
+    portal_utc_offset_minutes: Option<i32>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "OKEY_LOG_JSON")]
     log_json: bool,
@@ -164,6 +195,34 @@ impl ServeArgs {
         if let Some(v) = &self.audit_node {
             config.audit.node = Some(v.clone());
         }
+        let p = &mut config.portal;
+        if let Some(v) = self.portal_enabled {
+            p.enabled = v;
+        }
+        if let Some(v) = self.portal_listen {
+            p.listen = v;
+        }
+        for (slot, v) in [
+            (&mut p.public_url, &self.portal_public_url),
+            (&mut p.issuer, &self.portal_issuer),
+            (&mut p.client_id, &self.portal_client_id),
+        ] {
+            if let Some(v) = v {
+                *slot = Some(v.clone());
+            }
+        }
+        if let Some(v) = &self.portal_client_secret_file {
+            p.client_secret_file = Some(v.clone());
+        }
+        if let Some(v) = &self.portal_person_claim {
+            p.person_claim = v.clone();
+        }
+        if let Some(v) = self.portal_session_minutes {
+            p.session_minutes = v;
+        }
+        if let Some(v) = self.portal_utc_offset_minutes {
+            p.utc_offset_minutes = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -191,8 +250,34 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(okey_server::run(config))?;
+    runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serve gRPC (and the portal beside it) until SIGINT or SIGTERM, then shut down gracefully.
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let mut server = okey_server::start(config.clone()).await?;
+    okey_server::serve::announce(&server);
+    let portal = match server.portal_key.take() {
+        Some(key) => match okey_portal::start(&config.portal, server.addr, key).await {
+            Ok(p) => {
+                eprintln!("okey: portal on {}/", p.public_url);
+                Some(p)
+            }
+            Err(e) => {
+                let _ = server.stop().await;
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
+    okey_server::serve::wait_for_signal().await?;
+    eprintln!("okey: shutting down");
+    if let Some(p) = portal {
+        p.stop().await;
+    }
+    server.stop().await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub struct ServeConfig {
     /// How long a temporary key issued by support works before it stops on its own, in
     /// seconds (default 10 days; at most 60 days). A request may ask for a number of days.
     pub temporary_key_seconds: u64,
+    /// The staff web portal (`[portal]`): on by default, on its own loopback listener.
+    pub portal: PortalConfig,
 }
 
 /// The `[requests]` table.
@@ -183,6 +185,15 @@ impl StoreTable {
 
 /// Read a secret file that its group and others may not read; trailing newlines dropped.
 fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    read_private_for(path, "[store] url_file", "the database password")
+}
+
+/// [`read_private`] for the setting `what`, which holds `holds`.
+fn read_private_for(
+    path: &Path,
+    what: &str,
+    holds: &str,
+) -> Result<zeroize::Zeroizing<String>, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let read_err = |source| ConfigError::Read {
         path: path.to_owned(),
@@ -192,8 +203,8 @@ fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>, ConfigError> 
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::Invalid(format!(
-            "[store] url_file {} has mode {mode:04o}; it holds the database password and must \
-             be readable by its owner only (chmod 600)",
+            "{what} {} has mode {mode:04o}; it holds {holds} and must be readable by its owner \
+             only (chmod 600)",
             path.display()
         )));
     }
@@ -400,7 +411,110 @@ impl Default for ServeConfig {
             smtp: None,
             requests: RequestsConfig::default(),
             temporary_key_seconds: 10 * 86_400,
+            portal: PortalConfig::default(),
         }
+    }
+}
+
+/// The `[portal]` table: the staff web portal that `okey serve` starts beside gRPC. It logs
+/// people in through the administration's OpenID Connect provider and acts for them through
+/// okey's own gRPC services; without `issuer` and `client_id` it serves its pages but nobody
+/// can log in.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// Start the portal (default true).
+    pub enabled: bool,
+    /// Its HTTP listen address (default 127.0.0.1:8080; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The portal's address as browsers see it (`https://...` behind a TLS reverse proxy):
+    /// the OpenID Connect redirect URI is built on it, and an `https` address makes the
+    /// cookies `Secure`. Default: `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// The OpenID Connect provider's issuer URL (discovery at `/.well-known/openid-configuration`).
+    pub issuer: Option<String>,
+    /// The portal's client id at the provider.
+    pub client_id: Option<String>,
+    /// A file (mode 0600) holding the client secret; none: a public client (PKCE only).
+    pub client_secret_file: Option<PathBuf>,
+    /// The ID token claim whose value is the person's directory id (default `preferred_username`).
+    pub person_claim: String,
+    /// Minutes a session lasts from login (1 to 1440; default 60).
+    pub session_minutes: u64,
+    /// Offset from UTC, in minutes, at which printed receipts give their dates (default 0).
+    pub utc_offset_minutes: i32,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            issuer: None,
+            client_id: None,
+            client_secret_file: None,
+            person_claim: "preferred_username".to_owned(),
+            session_minutes: 60,
+            utc_offset_minutes: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for PortalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalConfig")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("person_claim", &self.person_claim)
+            .field("session_minutes", &self.session_minutes)
+            .field("utc_offset_minutes", &self.utc_offset_minutes)
+            .finish()
+    }
+}
+
+impl PortalConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |s: String| Err(ConfigError::Invalid(format!("[portal] {s}")));
+        if self.session_minutes == 0 || self.session_minutes > 1440 {
+            return bad("session_minutes must be 1 to 1440".into());
+        }
+        if self.utc_offset_minutes.abs() > 840 {
+            return bad("utc_offset_minutes must be -840 to 840".into());
+        }
+        if self.issuer.is_some() != self.client_id.is_some() {
+            return bad("give issuer and client_id together".into());
+        }
+        let claim_ok = !self.person_claim.is_empty()
+            && self.person_claim.len() <= 64
+            && self
+                .person_claim
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !claim_ok {
+            return bad("person_claim must be a claim name (letters, digits, _ - .)".into());
+        }
+        for (name, url) in [("public_url", &self.public_url), ("issuer", &self.issuer)] {
+            if let Some(u) = url
+                && !(u.starts_with("https://") || u.starts_with("http://"))
+            {
+                return bad(format!("{name} must be an http:// or https:// URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client secret, read from `client_secret_file` (refused unless only its owner may
+    /// read it); `None` without one.
+    pub fn client_secret(&self) -> Result<Option<zeroize::Zeroizing<String>>, ConfigError> {
+        self.client_secret_file
+            .as_deref()
+            .map(|p| read_private_for(p, "[portal] client_secret_file", "the client secret"))
+            .transpose()
     }
 }
 
@@ -519,6 +633,7 @@ impl ServeConfig {
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         self.store.check()?;
+        self.portal.check()?;
         if self.master_key.pkcs11()?.is_some()
             && (self.master_key_file.is_some() || self.master_key_env.is_some())
         {

@@ -13,6 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use okey_domain::Role;
+use zeroize::Zeroizing;
+
 use crate::callers::{generate_key, hash_key};
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, serve_metrics};
@@ -82,6 +85,9 @@ pub struct RunningServer {
     pub created_admin_key: Option<PathBuf>,
     /// The store, shared with the service.
     pub store: Store,
+    /// The in-memory API key (role `portal`) the staff portal calls the services with, when
+    /// `[portal]` is enabled.
+    pub portal_key: Option<Zeroizing<String>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
@@ -135,6 +141,10 @@ impl RunningServer {
         }
     }
 }
+
+/// The principal name of the staff portal's in-memory key, as the audit chain records it
+/// ("okey-portal for PERSON").
+pub const PORTAL_CALLER: &str = "okey-portal";
 
 /// The path of the first admin credential.
 pub fn admin_key_path(data_dir: &Path) -> PathBuf {
@@ -260,6 +270,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => (None, None),
     };
     let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone(), mail));
+    let portal_key = if config.portal.enabled {
+        Some(
+            okey.callers
+                .add_builtin(PORTAL_CALLER, vec![Role::Portal])
+                .map_err(|e| ServeError::Runtime(format!("random generator: {e}")))?,
+        )
+    } else {
+        None
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in SERVED {
@@ -378,6 +397,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         radius_addr,
         created_admin_key,
         store,
+        portal_key,
         shutdown: Some(tx),
         task,
         metrics_task,
@@ -421,6 +441,14 @@ async fn log_audit_head(store: &Store, last: &mut Option<u64>) {
 /// Serve until SIGINT or SIGTERM, then shut down gracefully.
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let server = start(config).await?;
+    announce(&server);
+    wait_for_signal().await?;
+    eprintln!("okey: shutting down");
+    server.stop().await
+}
+
+/// Say on stderr where the service listens (and where the first admin credential went).
+pub fn announce(server: &RunningServer) {
     if let Some(path) = &server.created_admin_key {
         eprintln!(
             "okey: created the first admin credential in {} (mode 0600); use it with --api-key-file or OKEY_API_KEY",
@@ -434,12 +462,15 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     if let Some(r) = server.radius_addr {
         eprintln!("okey: RADIUS on udp {r}");
     }
+}
+
+/// Wait for SIGINT or SIGTERM.
+pub async fn wait_for_signal() -> Result<(), ServeError> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| ServeError::Runtime(format!("signal handler: {e}")))?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
-    eprintln!("okey: shutting down");
-    server.stop().await
+    Ok(())
 }

@@ -1,0 +1,208 @@
+//! OpenID Connect login: the authorisation code flow with PKCE (S256) and a nonce, through the
+//! `openidconnect` crate.
+//!
+//! The provider's metadata and signing keys are discovered from the issuer on the first login
+//! (and again after a failure), so `okey serve` starts while the provider is down. The ID token
+//! is accepted only when its signature verifies with the provider's published keys (the
+//! algorithms the provider announces; never `none`), its issuer is the configured one, its
+//! audience holds this client, it has not expired, and it carries the nonce of this login.
+//! The person is the value of the configured claim of that verified token.
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse,
+};
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Why a login failed. The sentence is for the log; the person sees a French page.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The provider could not be reached or described itself wrongly.
+    #[error("provider discovery: {0}")]
+    Discovery(String),
+    /// The code exchange failed.
+    #[error("code exchange: {0}")]
+    Exchange(String),
+    /// The ID token is missing or was refused (signature, issuer, audience, expiry, nonce).
+    #[error("ID token refused: {0}")]
+    IdToken(String),
+    /// The configured claim is absent or not a person id.
+    #[error("claim {claim}: {why}")]
+    Claim {
+        /// The claim's name.
+        claim: String,
+        /// Why.
+        why: String,
+    },
+}
+
+/// The login set-up of one provider.
+pub struct Oidc {
+    issuer: IssuerUrl,
+    client_id: ClientId,
+    secret: Option<Zeroizing<String>>,
+    redirect: RedirectUrl,
+    claim: String,
+    http: openidconnect::reqwest::Client,
+    client: Mutex<Option<Client>>,
+}
+
+/// Where to send the browser, and what to remember until it comes back.
+pub struct Start {
+    /// The provider's authorisation URL.
+    pub url: String,
+    /// The `state` parameter.
+    pub state: Zeroizing<String>,
+    /// The nonce.
+    pub nonce: Zeroizing<String>,
+    /// The PKCE verifier.
+    pub pkce_verifier: Zeroizing<String>,
+}
+
+impl Oidc {
+    /// A provider at `issuer` where this portal is `client_id` (with `secret` if confidential),
+    /// coming back to `redirect`, the person being the ID token's claim `claim`.
+    pub fn new(
+        issuer: &str,
+        client_id: &str,
+        secret: Option<Zeroizing<String>>,
+        redirect: &str,
+        claim: &str,
+    ) -> Result<Self, String> {
+        let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| format!("issuer: {e}"))?;
+        let redirect =
+            RedirectUrl::new(redirect.to_owned()).map_err(|e| format!("redirect URI: {e}"))?;
+        // No redirects: a provider's endpoints answer directly (SSRF through a redirect is
+        // not possible then).
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Oidc {
+            issuer,
+            client_id: ClientId::new(client_id.to_owned()),
+            secret,
+            redirect,
+            claim: claim.to_owned(),
+            http,
+            client: Mutex::new(None),
+        })
+    }
+
+    async fn client(&self) -> Result<Client, LoginError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
+            .await
+            .map_err(|e| LoginError::Discovery(error_chain(&e)))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            self.client_id.clone(),
+            self.secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.as_str().to_owned())),
+        )
+        .set_redirect_uri(self.redirect.clone());
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Begin a login: the provider's URL with a fresh state, nonce and PKCE challenge.
+    pub async fn start(&self) -> Result<Start, LoginError> {
+        let client = self.client().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("profile".to_owned()))
+            .add_scope(Scope::new("email".to_owned()))
+            .set_pkce_challenge(challenge)
+            .url();
+        Ok(Start {
+            url: url.to_string(),
+            state: Zeroizing::new(state.secret().clone()),
+            nonce: Zeroizing::new(nonce.secret().clone()),
+            pkce_verifier: Zeroizing::new(verifier.secret().clone()),
+        })
+    }
+
+    /// Finish a login: exchange `code`, check the ID token, and return the configured claim.
+    pub async fn finish(
+        &self,
+        code: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+    ) -> Result<String, LoginError> {
+        let client = self.client().await?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| LoginError::Exchange(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| LoginError::Exchange(error_chain(&e)))?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| LoginError::IdToken("the provider sent no ID token".into()))?;
+        let verifier = client.id_token_verifier();
+        let nonce = Nonce::new(nonce.to_owned());
+        id_token
+            .claims(&verifier, &nonce)
+            .map_err(|e| LoginError::IdToken(error_chain(&e)))?;
+        // The claims were verified above; read the configured one from the same token.
+        self.claim_of(&id_token.to_string())
+    }
+
+    /// The configured claim of a compact JWS whose signature has been checked.
+    fn claim_of(&self, compact: &str) -> Result<String, LoginError> {
+        let bad = |why: &str| LoginError::Claim {
+            claim: self.claim.clone(),
+            why: why.to_owned(),
+        };
+        let payload = compact
+            .split('.')
+            .nth(1)
+            .ok_or_else(|| bad("the ID token is not a compact JWS"))?;
+        let bytes = data_encoding::BASE64URL_NOPAD
+            .decode(payload.as_bytes())
+            .map_err(|_| bad("the ID token's payload is not base64url"))?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| bad("the ID token's payload is not JSON"))?;
+        let value = claims
+            .get(&self.claim)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("absent from the ID token, or not a string"))?;
+        okey_domain::org::PersonId::parse(value)
+            .map(|id| id.as_str().to_owned())
+            .map_err(|e| bad(&e.to_string()))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

@@ -1,0 +1,969 @@
+//! Routes, the security headers, the login and the handlers. Each handler turns a form or a
+//! path into one gRPC request made for the session's person, and renders the answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use okey_server::proto;
+use okey_server::proto::directory_service_client::DirectoryServiceClient;
+use okey_server::proto::lifecycle_service_client::LifecycleServiceClient;
+use serde::Deserialize;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use zeroize::Zeroizing;
+
+use crate::oidc::Oidc;
+use crate::pages;
+use crate::session::{Session, Sessions};
+
+/// Where the provider sends the browser back.
+pub const CALLBACK: &str = "/oidc/retour";
+const SESSION_COOKIE: &str = "okey_session";
+const LOGIN_COOKIE: &str = "okey_connexion";
+
+/// The Content-Security-Policy of every answer: nothing but this origin's style sheet; no
+/// script, no frame, forms only to this origin.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
+/// okey's gRPC services, called as the portal for one person at a time.
+pub struct Grpc {
+    channel: Channel,
+    bearer: Zeroizing<String>,
+}
+
+impl Grpc {
+    /// A lazy channel to `addr` (loopback when `addr` is a wildcard).
+    pub fn new(addr: SocketAddr, key: Zeroizing<String>) -> Result<Self, String> {
+        let host = if addr.ip().is_unspecified() {
+            match addr {
+                SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+                SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+            }
+        } else {
+            addr
+        };
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))
+            .map_err(|e| format!("gRPC address {host}: {e}"))?
+            .connect_lazy();
+        Ok(Grpc {
+            channel,
+            bearer: Zeroizing::new(format!("Bearer {}", key.as_str())),
+        })
+    }
+
+    fn request<T>(&self, person: &str, message: T) -> Result<tonic::Request<T>, PageError> {
+        let mut r = tonic::Request::new(message);
+        let mut auth = MetadataValue::try_from(self.bearer.as_str())
+            .map_err(|_| PageError::Internal("the portal key is not ASCII".into()))?;
+        auth.set_sensitive(true);
+        r.metadata_mut().insert("authorization", auth);
+        let acting = MetadataValue::try_from(person)
+            .map_err(|_| PageError::Internal("a person id is not ASCII".into()))?;
+        r.metadata_mut()
+            .insert(okey_server::callers::ACTING_PERSON, acting);
+        Ok(r)
+    }
+
+    fn lifecycle(&self) -> LifecycleServiceClient<Channel> {
+        LifecycleServiceClient::new(self.channel.clone())
+    }
+
+    fn directory(&self) -> DirectoryServiceClient<Channel> {
+        DirectoryServiceClient::new(self.channel.clone())
+    }
+}
+
+/// Shared state of the portal.
+pub struct App {
+    pub grpc: Grpc,
+    pub oidc: Option<Oidc>,
+    pub sessions: Sessions,
+    /// Cookies are `Secure` (the public URL is https).
+    pub secure: bool,
+    pub utc_offset_minutes: i32,
+}
+
+type Shared = Arc<App>;
+
+/// Every refusal and failure, rendered as a French page.
+#[derive(Debug)]
+pub enum PageError {
+    /// No live session.
+    LoginRequired,
+    /// A form without this session's CSRF token.
+    Csrf,
+    /// A login that did not complete.
+    Login(String),
+    /// Login is not configured.
+    NoProvider,
+    /// The server refused or failed.
+    Grpc(tonic::Status),
+    /// Bad input caught here.
+    Invalid(String),
+    /// Anything else (details logged only).
+    Internal(String),
+}
+
+impl From<tonic::Status> for PageError {
+    fn from(s: tonic::Status) -> Self {
+        PageError::Grpc(s)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, text, detail) = match &self {
+            PageError::LoginRequired => (
+                StatusCode::UNAUTHORIZED,
+                "Connexion requise",
+                "Cette page demande d'être connecté. Votre session a peut-être expiré ou pris fin.",
+                None,
+            ),
+            PageError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Formulaire refusé",
+                "Ce formulaire ne porte pas le jeton de sécurité de votre session : rien n'a été \
+                 modifié. Rechargez la page et recommencez.",
+                None,
+            ),
+            PageError::Login(why) => {
+                tracing::warn!(why = %why, "portal login refused");
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "Connexion refusée",
+                    "La connexion n'a pas pu être vérifiée (jeton d'identité invalide, expiré ou \
+                     inattendu, ou personne inconnue de l'annuaire). Recommencez la connexion.",
+                    None,
+                )
+            }
+            PageError::NoProvider => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Connexion non configurée",
+                "Aucun fournisseur d'identité n'est configuré pour ce portail (table [portal] : \
+                 issuer et client_id).",
+                None,
+            ),
+            PageError::Invalid(why) => (
+                StatusCode::BAD_REQUEST,
+                "Saisie incorrecte",
+                "La demande n'est pas valide : rien n'a été modifié.",
+                Some(why.clone()),
+            ),
+            PageError::Internal(why) => {
+                tracing::error!(why = %why, "portal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Erreur du portail",
+                    "Une erreur est survenue. Réessayez plus tard ; si elle persiste, contactez \
+                     le centre de support.",
+                    None,
+                )
+            }
+            PageError::Grpc(s) => grpc_page(s),
+        };
+        let login = matches!(self, PageError::LoginRequired | PageError::Login(_));
+        let mut r = (
+            status,
+            pages::error_page(title, text, detail.as_deref(), login),
+        )
+            .into_response();
+        r.extensions_mut().insert(Rendered);
+        r
+    }
+}
+
+fn grpc_page(s: &tonic::Status) -> (StatusCode, &'static str, &'static str, Option<String>) {
+    let detail = Some(s.message().to_owned());
+    match s.code() {
+        Code::PermissionDenied => (
+            StatusCode::FORBIDDEN,
+            "Accès refusé",
+            "Vous n'avez pas le droit de faire cela, ou cette clef, ce lot ou cette personne ne \
+             relève pas de vos fonctions. Rien n'a été modifié.",
+            detail,
+        ),
+        Code::NotFound => (
+            StatusCode::NOT_FOUND,
+            "Introuvable",
+            "Ce que vous cherchez n'existe pas.",
+            detail,
+        ),
+        Code::InvalidArgument => (
+            StatusCode::BAD_REQUEST,
+            "Saisie incorrecte",
+            "La demande n'est pas valide : rien n'a été modifié.",
+            detail,
+        ),
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => (
+            StatusCode::CONFLICT,
+            "Action impossible",
+            "Cette action n'est pas possible dans l'état actuel de la clef ou du lot. Rien n'a \
+             été modifié.",
+            detail,
+        ),
+        _ => {
+            tracing::error!(code = ?s.code(), message = s.message(), "the portal's gRPC call failed");
+            (
+                StatusCode::BAD_GATEWAY,
+                "Service indisponible",
+                "Le service okey ne répond pas. Réessayez dans un instant.",
+                None,
+            )
+        }
+    }
+}
+
+/// Marks an answer as one of the portal's own pages (the error page middleware leaves it).
+#[derive(Clone, Copy)]
+struct Rendered;
+
+type Page = Result<Response, PageError>;
+
+fn page(markup: maud::Markup) -> Page {
+    let mut r = markup.into_response();
+    r.extensions_mut().insert(Rendered);
+    Ok(r)
+}
+
+fn see_other(to: &str) -> Page {
+    let mut r = Redirect::to(to).into_response();
+    r.extensions_mut().insert(Rendered);
+    Ok(r)
+}
+
+/// The logged-in person of a request.
+pub struct User {
+    pub session: Session,
+    cookie: Zeroizing<String>,
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl FromRequestParts<Shared> for User {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, PageError> {
+        let id = cookie(&parts.headers, SESSION_COOKIE).ok_or(PageError::LoginRequired)?;
+        let session = app.sessions.get(id).ok_or(PageError::LoginRequired)?;
+        Ok(User {
+            session,
+            cookie: Zeroizing::new(id.to_owned()),
+        })
+    }
+}
+
+impl User {
+    fn check(&self, csrf: &str) -> Result<(), PageError> {
+        if self.session.csrf_matches(csrf) {
+            Ok(())
+        } else {
+            tracing::warn!(person = %self.session.person, "portal form without its CSRF token");
+            Err(PageError::Csrf)
+        }
+    }
+}
+
+/// An optional user, for the pages anyone may see.
+pub struct MaybeUser(Option<User>);
+
+impl FromRequestParts<Shared> for MaybeUser {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, PageError> {
+        Ok(MaybeUser(User::from_request_parts(parts, app).await.ok()))
+    }
+}
+
+fn set_cookie(app: &App, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+    let secure = if app.secure { "; Secure" } else { "" };
+    let text =
+        format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Security headers on every answer, and the French error page for every error that is not
+/// one of the portal's own pages (unknown route, wrong method, unreadable form).
+async fn guard(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<Rendered>().is_none()
+    {
+        let (title, text) = match status {
+            StatusCode::NOT_FOUND => (
+                "Page introuvable",
+                "Cette adresse ne correspond à aucune page du portail.",
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "Action non permise",
+                "Cette adresse ne s'utilise pas ainsi.",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "Envoi trop volumineux",
+                "Ce que vous avez envoyé est trop gros.",
+            ),
+            s if s.is_client_error() => (
+                "Demande incorrecte",
+                "La demande n'a pas pu être lue : rien n'a été modifié.",
+            ),
+            _ => (
+                "Erreur du portail",
+                "Une erreur est survenue. Réessayez plus tard.",
+            ),
+        };
+        response = (status, pages::error(title, text, None)).into_response();
+    }
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn hsts(State(app): State<Shared>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if app.secure {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
+}
+
+/// The portal's routes.
+pub fn router(app: Shared) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/portal.css", get(stylesheet))
+        .route("/connexion", get(login))
+        .route(CALLBACK, get(callback))
+        .route("/deconnexion", post(logout))
+        .route("/lots", get(lots))
+        .route("/lots/{lot}", get(lot_keys))
+        .route("/lots/{lot}/commandes", get(orders).post(order))
+        .route("/lots/{lot}/commandes/{id}/annuler", post(cancel_order))
+        .route("/clefs/{serial}", get(key))
+        .route("/clefs/{serial}/perdue", post(key_lost))
+        .route("/clefs/{serial}/stock", post(key_restock))
+        .route("/clefs/{serial}/remise", post(key_hand_over))
+        .route("/clefs/{serial}/restitution", post(key_return))
+        .route("/clefs/{serial}/bordereaux/{number}", get(receipt_pdf))
+        .route("/support", get(support))
+        .route("/support/{serial}/retrouvee", post(found))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn_with_state(app.clone(), hsts))
+        .layer(middleware::from_fn(guard))
+        .with_state(app)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::error(
+            "Page introuvable",
+            "Cette adresse ne correspond à aucune page du portail.",
+            None,
+        ),
+    )
+        .into_response()
+}
+
+async fn stylesheet() -> Response {
+    let mut r = (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        pages::CSS,
+    )
+        .into_response();
+    r.extensions_mut().insert(Rendered);
+    r
+}
+
+async fn home(State(app): State<Shared>, MaybeUser(user): MaybeUser) -> Page {
+    let Some(user) = user else {
+        return page(pages::welcome(app.oidc.is_some()));
+    };
+    let s = &user.session;
+    let lots = app
+        .grpc
+        .lifecycle()
+        .list_lots(app.grpc.request(&s.person, proto::ListLotsRequest {})?)
+        .await?
+        .into_inner()
+        .lots;
+    let me = person_entry(&app, &s.person, &s.person).await;
+    page(pages::home(s, me.as_ref(), &lots))
+}
+
+/// The directory entry of `id`, as `viewer` may see it (`None` when refused or absent).
+async fn person_entry(app: &App, viewer: &str, id: &str) -> Option<proto::DirectoryPerson> {
+    let req = app
+        .grpc
+        .request(viewer, proto::DirectoryRef { id: id.to_owned() })
+        .ok()?;
+    match app.grpc.directory().show_directory_entry(req).await {
+        Ok(r) => match r.into_inner().entry {
+            Some(proto::directory_entry::Entry::Person(p)) => Some(p),
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
+async fn login(State(app): State<Shared>) -> Page {
+    let oidc = app.oidc.as_ref().ok_or(PageError::NoProvider)?;
+    let start = oidc.start().await.map_err(|e| {
+        tracing::error!(error = %e, "portal login cannot start");
+        PageError::Grpc(tonic::Status::unavailable("provider"))
+    })?;
+    let id = app
+        .sessions
+        .begin_login(start.state, start.nonce, start.pkce_verifier)
+        .map_err(|e| PageError::Internal(format!("random generator: {e}")))?;
+    let mut r = Redirect::to(&start.url).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            &app,
+            LOGIN_COOKIE,
+            &id,
+            CALLBACK,
+            crate::session::LOGIN_TTL.as_secs(),
+        ),
+    );
+    r.extensions_mut().insert(Rendered);
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+async fn callback(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Page {
+    let oidc = app.oidc.as_ref().ok_or(PageError::NoProvider)?;
+    if let Some(e) = q.error {
+        return Err(PageError::Login(format!("the provider answered {e}")));
+    }
+    let pending = cookie(&headers, LOGIN_COOKIE)
+        .and_then(|id| app.sessions.take_login(id))
+        .ok_or_else(|| PageError::Login("no pending login for this browser".into()))?;
+    let state = q.state.unwrap_or_default();
+    if !crate::session::same(&state, &pending.state) {
+        return Err(PageError::Login(
+            "the state does not match this login".into(),
+        ));
+    }
+    let code = q
+        .code
+        .filter(|c| !c.is_empty() && c.len() <= 2048)
+        .ok_or_else(|| PageError::Login("no authorisation code".into()))?;
+    let person = oidc
+        .finish(&code, &pending.nonce, &pending.pkce_verifier)
+        .await
+        .map_err(|e| PageError::Login(e.to_string()))?;
+    // The person must be in the directory: the server's own check (Okey::acting) decides.
+    app.grpc
+        .lifecycle()
+        .list_lots(app.grpc.request(&person, proto::ListLotsRequest {})?)
+        .await
+        .map_err(|s| PageError::Login(format!("{person}: {}", s.message())))?;
+    let name = person_entry(&app, &person, &person)
+        .await
+        .map(|p| p.name)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| person.clone());
+    let id = app
+        .sessions
+        .open(&person, &name)
+        .map_err(|e| PageError::Internal(format!("random generator: {e}")))?;
+    tracing::info!(person = %person, "portal login");
+    let mut r = Redirect::to("/").into_response();
+    let h = r.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&app, SESSION_COOKIE, &id, "/", app.sessions.ttl().as_secs()),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&app, LOGIN_COOKIE, "", CALLBACK, 0),
+    );
+    r.extensions_mut().insert(Rendered);
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(app): State<Shared>,
+    user: User,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    app.sessions.close(&user.cookie);
+    tracing::info!(person = %user.session.person, "portal logout");
+    let mut r = page(pages::logged_out())?;
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&app, SESSION_COOKIE, "", "/", 0),
+    );
+    Ok(r)
+}
+
+async fn lots(State(app): State<Shared>, user: User) -> Page {
+    let s = &user.session;
+    let lots = app
+        .grpc
+        .lifecycle()
+        .list_lots(app.grpc.request(&s.person, proto::ListLotsRequest {})?)
+        .await?
+        .into_inner()
+        .lots;
+    page(pages::lots(s, &lots))
+}
+
+/// The filter and sort of the keys table.
+#[derive(Deserialize, Default)]
+pub struct KeyFilter {
+    /// A key state name (`delivered`, ...), empty: all.
+    #[serde(default)]
+    pub etat: String,
+    /// Part of a holder's id or a serial, case-insensitive.
+    #[serde(default)]
+    pub recherche: String,
+    /// `serie`, `etat`, `titulaire` or `validite`.
+    #[serde(default)]
+    pub tri: String,
+    /// `desc` for descending.
+    #[serde(default)]
+    pub ordre: String,
+}
+
+async fn show_lot(app: &App, person: &str, lot: &str) -> Result<proto::LotDetail, PageError> {
+    Ok(app
+        .grpc
+        .lifecycle()
+        .show_lot(
+            app.grpc
+                .request(person, proto::LotRef { id: lot.to_owned() })?,
+        )
+        .await?
+        .into_inner())
+}
+
+async fn lot_keys(
+    State(app): State<Shared>,
+    user: User,
+    Path(lot): Path<String>,
+    Query(filter): Query<KeyFilter>,
+) -> Page {
+    let s = &user.session;
+    let detail = show_lot(&app, &s.person, &lot).await?;
+    page(pages::lot_keys(s, &detail, &filter))
+}
+
+async fn orders(State(app): State<Shared>, user: User, Path(lot): Path<String>) -> Page {
+    let s = &user.session;
+    let detail = show_lot(&app, &s.person, &lot).await?;
+    page(pages::orders(s, &detail))
+}
+
+#[derive(Deserialize)]
+struct OrderForm {
+    #[serde(default)]
+    csrf: String,
+    quantite: String,
+    #[serde(default)]
+    commentaire: String,
+}
+
+async fn order(
+    State(app): State<Shared>,
+    user: User,
+    Path(lot): Path<String>,
+    axum::Form(f): axum::Form<OrderForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let quantity: u32 = f
+        .quantite
+        .trim()
+        .parse()
+        .ok()
+        .filter(|q| (1..=10_000).contains(q))
+        .ok_or_else(|| PageError::Invalid("la quantité est un nombre de 1 à 10 000".into()))?;
+    app.grpc
+        .lifecycle()
+        .order_keys(app.grpc.request(
+            &user.session.person,
+            proto::OrderKeysRequest {
+                lot: lot.clone(),
+                quantity,
+                comment: f.commentaire.trim().to_owned(),
+            },
+        )?)
+        .await?;
+    see_other(&format!("/lots/{}/commandes", pages::path(&lot)))
+}
+
+async fn cancel_order(
+    State(app): State<Shared>,
+    user: User,
+    Path((lot, id)): Path<(String, u64)>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let detail = show_lot(&app, &user.session.person, &lot).await?;
+    if !detail.orders.iter().any(|o| o.id == id) {
+        return Err(PageError::Invalid(format!(
+            "la commande {id} n'est pas de ce lot"
+        )));
+    }
+    app.grpc
+        .lifecycle()
+        .close_order(app.grpc.request(
+            &user.session.person,
+            proto::CloseOrderRequest {
+                id,
+                serials: Vec::new(),
+                cancel: true,
+            },
+        )?)
+        .await?;
+    see_other(&format!("/lots/{}/commandes", pages::path(&lot)))
+}
+
+async fn show_key(app: &App, person: &str, serial: &str) -> Result<proto::KeyDetail, PageError> {
+    Ok(app
+        .grpc
+        .lifecycle()
+        .show_key(app.grpc.request(
+            person,
+            proto::KeyRef {
+                serial: serial.to_owned(),
+            },
+        )?)
+        .await?
+        .into_inner())
+}
+
+#[derive(Deserialize)]
+struct Flash {
+    #[serde(default)]
+    fait: String,
+}
+
+async fn key(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    Query(flash): Query<Flash>,
+) -> Page {
+    let s = &user.session;
+    let detail = show_key(&app, &s.person, &serial).await?;
+    page(pages::key(s, &detail, &flash.fait))
+}
+
+#[derive(Deserialize)]
+struct LostForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    commentaire: String,
+}
+
+async fn change(
+    app: &App,
+    user: &User,
+    serial: &str,
+    action: proto::KeyChangeAction,
+    comment: String,
+) -> Result<(), PageError> {
+    app.grpc
+        .lifecycle()
+        .change_key(app.grpc.request(
+            &user.session.person,
+            proto::ChangeKeyRequest {
+                serial: serial.to_owned(),
+                action: action as i32,
+                comment,
+                person: String::new(),
+                at: 0,
+            },
+        )?)
+        .await?;
+    Ok(())
+}
+
+fn back_to_key(serial: &str, done: &str) -> Page {
+    see_other(&format!("/clefs/{}?fait={done}", pages::path(serial)))
+}
+
+async fn key_lost(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<LostForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    change(
+        &app,
+        &user,
+        &serial,
+        proto::KeyChangeAction::Lost,
+        f.commentaire.trim().to_owned(),
+    )
+    .await?;
+    back_to_key(&serial, "perdue")
+}
+
+async fn key_restock(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    change(
+        &app,
+        &user,
+        &serial,
+        proto::KeyChangeAction::Restock,
+        String::new(),
+    )
+    .await?;
+    back_to_key(&serial, "stock")
+}
+
+#[derive(Deserialize)]
+struct HandOverForm {
+    #[serde(default)]
+    csrf: String,
+    titulaire: String,
+    #[serde(default)]
+    lieu: String,
+}
+
+async fn key_hand_over(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<HandOverForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let to = f.titulaire.trim();
+    if to.is_empty() {
+        return Err(PageError::Invalid(
+            "indiquez le titulaire (identifiant de l'annuaire)".into(),
+        ));
+    }
+    let done = app
+        .grpc
+        .lifecycle()
+        .hand_over(app.grpc.request(
+            &user.session.person,
+            proto::HandOverRequest {
+                items: vec![proto::HandOverItem {
+                    serial: serial.clone(),
+                    to: to.to_owned(),
+                    place: f.lieu.trim().to_owned(),
+                    until: 0,
+                }],
+            },
+        )?)
+        .await?
+        .into_inner();
+    if done.handed_over.is_empty() {
+        return Err(PageError::Internal("a hand-over answered no key".into()));
+    }
+    back_to_key(&serial, "remise")
+}
+
+#[derive(Deserialize)]
+struct ReturnForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    etat: String,
+    #[serde(default)]
+    lieu: String,
+}
+
+async fn key_return(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<ReturnForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let condition = match f.etat.as_str() {
+        "" | "good" => "good",
+        "damaged" => "damaged",
+        "broken" => "broken",
+        _ => {
+            return Err(PageError::Invalid(
+                "l'état rendu est bon, abîmé ou cassé".into(),
+            ));
+        }
+    };
+    app.grpc
+        .lifecycle()
+        .return_key(app.grpc.request(
+            &user.session.person,
+            proto::ReturnKeyRequest {
+                serial: serial.clone(),
+                condition: condition.to_owned(),
+                place: f.lieu.trim().to_owned(),
+            },
+        )?)
+        .await?;
+    back_to_key(&serial, "restitution")
+}
+
+async fn receipt_pdf(
+    State(app): State<Shared>,
+    user: User,
+    Path((serial, number)): Path<(String, String)>,
+) -> Page {
+    let pdf = app
+        .grpc
+        .lifecycle()
+        .get_receipt_pdf(app.grpc.request(
+            &user.session.person,
+            proto::GetReceiptRequest {
+                serial,
+                number,
+                utc_offset_minutes: app.utc_offset_minutes,
+            },
+        )?)
+        .await?
+        .into_inner();
+    let safe: String = pdf
+        .number
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let mut r = Response::new(Body::from(pdf.pdf));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pdf"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"bordereau-{safe}.pdf\""))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r.extensions_mut().insert(Rendered);
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct SupportQuery {
+    #[serde(default)]
+    numero: String,
+}
+
+async fn support(State(app): State<Shared>, user: User, Query(q): Query<SupportQuery>) -> Page {
+    let s = &user.session;
+    let serial = q.numero.trim();
+    if serial.is_empty() {
+        return page(pages::support(s, "", None, None, None));
+    }
+    let detail = show_key(&app, &s.person, serial).await?;
+    let holder = match detail.key.as_ref().map(|k| k.holder.as_str()) {
+        Some(h) if !h.is_empty() => person_entry(&app, &s.person, h).await,
+        _ => None,
+    };
+    page(pages::support(
+        s,
+        serial,
+        Some(&detail),
+        holder.as_ref(),
+        None,
+    ))
+}
+
+async fn found(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let s = &user.session;
+    let decision = app
+        .grpc
+        .lifecycle()
+        .found_key(app.grpc.request(
+            &s.person,
+            proto::KeyRef {
+                serial: serial.clone(),
+            },
+        )?)
+        .await?
+        .into_inner();
+    let detail = show_key(&app, &s.person, &serial).await?;
+    page(pages::support(
+        s,
+        &serial,
+        Some(&detail),
+        None,
+        Some(&decision),
+    ))
+}

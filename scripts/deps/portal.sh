@@ -1,0 +1,7 @@
+# The portal's browser tests (tests/portal): Debian's Chromium driven by npm's playwright-core,
+# against npm's oidc-provider as the OpenID Connect provider (installed by tests/portal/run.sh
+# from its package-lock.json); pdftotext reads the receipt they download.
+need_deb chromium chromium
+need_deb pdftotext poppler-utils
+need_deb node nodejs
+need_deb npm npm
