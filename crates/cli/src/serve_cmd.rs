@@ -117,6 +117,18 @@ pub struct ServeArgs {
         allow_hyphen_values = true
     )]
     portal_utc_offset_minutes: Option<i32>,
+    /// Shortest PIN a requester may choose (default 4).
+    #[arg(long, env = "OKEY_REQUESTS_PIN_MIN_LEN")]
+    requests_pin_min_len: Option<usize>,
+    /// Longest PIN a requester may choose (default 8).
+    #[arg(long, env = "OKEY_REQUESTS_PIN_MAX_LEN")]
+    requests_pin_max_len: Option<usize>,
+    /// PINs of digits only (true, the default) or of letters and digits (false).
+    #[arg(long, env = "OKEY_REQUESTS_PIN_DIGITS_ONLY")]
+    requests_pin_digits_only: Option<bool>,
+    /// Days after which a waiting request reminds its validator, comma-separated (default 3,7).
+    #[arg(long, env = "OKEY_REQUESTS_REMIND_AFTER_DAYS", value_delimiter = ',')]
+    requests_remind_after_days: Option<Vec<u32>>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "OKEY_LOG_JSON")]
     log_json: bool,
@@ -222,6 +234,21 @@ impl ServeArgs {
         }
         if let Some(v) = self.portal_utc_offset_minutes {
             p.utc_offset_minutes = v;
+        }
+        let r = &mut config.requests;
+        for (slot, v) in [
+            (&mut r.pin_min_len, self.requests_pin_min_len),
+            (&mut r.pin_max_len, self.requests_pin_max_len),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        if let Some(v) = self.requests_pin_digits_only {
+            r.pin_digits_only = v;
+        }
+        if let Some(v) = &self.requests_remind_after_days {
+            r.remind_after_days = v.clone();
         }
         config.validate()?;
         Ok(config)
