@@ -686,3 +686,84 @@ async fn a_renewal_keeps_the_pin_of_the_previous_key() {
         .0
     );
 }
+
+/// RFC 4648 base32 decoding, written out so the test does not share okey's decoder.
+fn base32(text: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut n, mut out) = (0u64, 0, Vec::new());
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = alphabet.iter().position(|a| *a == c).expect("base32") as u64;
+        bits = (bits << 5) | v;
+        n += 5;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+/// 002, software key: once approved, the requester picks Android, gets the instructions and
+/// the otpauth QR code; the key stays pending and the request approved until the first valid
+/// code (PIN ‖ TOTP) confirms both.
+#[tokio::test]
+async fn a_software_key_enrolled_by_qr_is_confirmed_by_its_first_code() {
+    let b = org(&[]).await;
+    let s = &b.s;
+    let attach = pdf(b.dir.path(), "mission.pdf");
+    let r = s.json(
+        &b.other,
+        &[
+            "request",
+            "new",
+            "--type",
+            "software",
+            "--reason",
+            "astreinte",
+            "--attach",
+            &attach,
+        ],
+    );
+    let id = id_of(&r);
+    assert_eq!(r["validator"], "p.ien", "{r}");
+    // Not before approval, charter and PIN.
+    let out = s.run(
+        &b.other,
+        &["request", "enrol", &id.to_string(), "--platform", "android"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    s.ok(&s.ien, &["request", "approve", &id.to_string()]);
+    charter_and_pin(&b, &b.other, id, Some("4096"));
+    let r = s.json(
+        &b.other,
+        &["request", "enrol", &id.to_string(), "--platform", "android"],
+    );
+    assert!(
+        r["instructions"]
+            .as_str()
+            .is_some_and(|i| i.contains("Android")),
+        "{r}"
+    );
+    let uri = r["otpauth_uri"].as_str().expect("uri");
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    let serial = r["serial"].as_str().expect("serial").to_owned();
+    assert_eq!(r["state"], "approved");
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .expect("secret");
+    let seed = base32(secret);
+    let tok = s.admin_ok(&["token", "show", &serial]);
+    assert!(tok.contains("pending"), "{tok}");
+    let step = okey_server::clock::now() / 30;
+    let mut c = s.server.admin().await;
+    let (ok, why) = check(
+        &mut c,
+        okey_e2e::verify_serial(&serial, &format!("4096{}", reference_hotp(&seed, step, 6))),
+    )
+    .await;
+    assert!(ok, "first code: {why}");
+    assert_eq!(b.show(&b.other, id)["state"], "completed");
+    let tok = s.admin_ok(&["token", "show", &serial]);
+    assert!(tok.contains("active") && !tok.contains("pending"), "{tok}");
+}

@@ -136,11 +136,12 @@ pub enum Operation {
     OfferPickupSlot,
     ListPickupSlots,
     PublishCharter,
+    EnrolSoftwareKey,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 58] = [
+    pub const ALL: [Operation; 59] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -199,6 +200,7 @@ impl Operation {
         Operation::OfferPickupSlot,
         Operation::ListPickupSlots,
         Operation::PublishCharter,
+        Operation::EnrolSoftwareKey,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -264,7 +266,8 @@ impl Operation {
             | Operation::SetRequestPin
             | Operation::BookPickup
             | Operation::OfferPickupSlot
-            | Operation::ListPickupSlots => &[Admin, Support, Manager, Portal],
+            | Operation::ListPickupSlots
+            | Operation::EnrolSoftwareKey => &[Admin, Support, Manager, Portal],
             Operation::PublishCharter => &[Admin],
         }
     }
@@ -396,6 +399,7 @@ mod tests {
                     | Operation::BookPickup
                     | Operation::OfferPickupSlot
                     | Operation::ListPickupSlots
+                    | Operation::EnrolSoftwareKey
             );
             assert_eq!(ok, expected, "{op:?}");
         }
@@ -433,6 +437,7 @@ mod tests {
                     | Operation::BookPickup
                     | Operation::OfferPickupSlot
                     | Operation::ListPickupSlots
+                    | Operation::EnrolSoftwareKey
             );
             assert_eq!(ok, expected, "{op:?}");
         }

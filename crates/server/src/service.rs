@@ -296,14 +296,14 @@ pub(crate) fn token_to_proto(t: &TokenInfo) -> proto::Token {
     }
 }
 
-fn random_seed(algorithm: Algorithm) -> Result<Zeroizing<Vec<u8>>, Status> {
+pub(crate) fn random_seed(algorithm: Algorithm) -> Result<Zeroizing<Vec<u8>>, Status> {
     let mut seed = Zeroizing::new(vec![0u8; algorithm.output_len()]);
     getrandom::fill(seed.as_mut_slice())
         .map_err(|_| Status::unavailable("the system random generator failed"))?;
     Ok(seed)
 }
 
-fn random_serial() -> Result<String, Status> {
+pub(crate) fn random_serial() -> Result<String, Status> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b)
         .map_err(|_| Status::unavailable("the system random generator failed"))?;

@@ -418,7 +418,7 @@ impl Store {
         &self.inner.cfg
     }
 
-    fn seal_new(&self, t: &NewToken, now: u64) -> Result<TokenRow, StoreError> {
+    pub(crate) fn seal_new(&self, t: &NewToken, now: u64) -> Result<TokenRow, StoreError> {
         check_new(t)?;
         // The key must load (length, algorithm) before anything is written.
         OtpKey::new(t.algorithm, &t.seed)
