@@ -451,6 +451,10 @@ impl Server {
                 bearer.clone(),
             ),
             directory: proto::directory_service_client::DirectoryServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            requests: proto::request_service_client::RequestServiceClient::with_interceptor(
                 channel, bearer,
             ),
         }
@@ -499,6 +503,7 @@ pub struct Client {
     pub lifecycle: proto::lifecycle_service_client::LifecycleServiceClient<Authed>,
     pub mail: proto::mail_service_client::MailServiceClient<Authed>,
     pub directory: proto::directory_service_client::DirectoryServiceClient<Authed>,
+    pub requests: proto::request_service_client::RequestServiceClient<Authed>,
 }
 
 impl Client {

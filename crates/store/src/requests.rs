@@ -637,7 +637,7 @@ impl Store {
         now: u64,
     ) -> Result<RequestView, StoreError> {
         let me = by.person.clone().ok_or_else(|| {
-            StoreError::Forbidden(
+            StoreError::Precondition(
                 "requests are filed by a person: the API key must be bound to a directory person"
                     .into(),
             )
@@ -908,7 +908,10 @@ impl Store {
         let me = by
             .person
             .clone()
-            .ok_or_else(|| StoreError::Forbidden("requests are sent by their requester".into()))?;
+            .ok_or_else(|| StoreError::Precondition(
+                    "requests are sent by their requester: the API key must be bound to a directory person"
+                        .into(),
+                ))?;
         let (p, who, _, _) = self.requester_facts(&me)?;
         let named = match validator.as_deref() {
             Some(v) => Some(self.validators(&p, Some(v))?),
@@ -1340,6 +1343,9 @@ impl Store {
         by: &Acting,
         now: u64,
     ) -> Result<PickupSlot, StoreError> {
+        if lot.is_empty() || lot.len() > crate::lots::MAX_ID_LEN {
+            return Err(StoreError::invalid("lot", "1 to 64 characters"));
+        }
         if !by.manages.iter().any(|m| m == lot) {
             return Err(StoreError::Forbidden(format!(
                 "{} does not manage lot {lot} and may not offer its pickup slots",
