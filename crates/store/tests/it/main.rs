@@ -13,5 +13,6 @@ mod migrate;
 mod nodes;
 mod outbox;
 mod pg;
+mod requests;
 mod rotation;
 mod sealing;
