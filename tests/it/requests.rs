@@ -767,3 +767,55 @@ async fn a_software_key_enrolled_by_qr_is_confirmed_by_its_first_code() {
     let tok = s.admin_ok(&["token", "show", &serial]);
     assert!(tok.contains("active") && !tok.contains("pending"), "{tok}");
 }
+
+/// Person scope of the request operations: an inspector who is neither the requester's N+1
+/// nor N+2 may not see, decide or cancel it, nor offer slots in a lot they do not manage; the
+/// head offers them in their own lot. Each refusal is exit 1 and writes nothing.
+#[tokio::test]
+async fn a_person_acts_only_on_requests_and_lots_in_their_scope() {
+    let b = org(&[]).await;
+    let s = &b.s;
+    let id = id_of(&file(&b, &b.agent, &[])).to_string();
+    let at = (okey_server::clock::now() + 86_400).to_string();
+    for args in [
+        vec!["request", "show", id.as_str()],
+        vec!["request", "approve", id.as_str()],
+        vec!["request", "refuse", id.as_str(), "--reason", "non"],
+        vec!["request", "cancel", id.as_str()],
+        vec![
+            "request",
+            "slots",
+            LYCEE,
+            "--offer",
+            at.as_str(),
+            "--place",
+            "ailleurs",
+        ],
+    ] {
+        let out = s.run(&s.ien, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+    }
+    let r = b.show(&b.agent, id.parse().expect("id"));
+    assert_eq!(r["state"], "submitted");
+    assert_eq!(r["events"].as_array().map(Vec::len), Some(2), "{r}");
+    let slots = s.json(&s.head, &["request", "slots", LYCEE]);
+    assert_eq!(slots, Value::Array(vec![]));
+    s.ok(
+        &s.head,
+        &[
+            "request",
+            "slots",
+            LYCEE,
+            "--offer",
+            &at,
+            "--place",
+            "Secrétariat",
+        ],
+    );
+    assert_eq!(
+        s.json(&s.head, &["request", "slots", LYCEE])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
