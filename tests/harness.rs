@@ -457,6 +457,10 @@ impl Server {
                 bearer.clone(),
             ),
             support: proto::support_service_client::SupportServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            requests: proto::request_service_client::RequestServiceClient::with_interceptor(
                 channel, bearer,
             ),
         }
@@ -506,6 +510,7 @@ pub struct Client {
     pub mail: proto::mail_service_client::MailServiceClient<Authed>,
     pub directory: proto::directory_service_client::DirectoryServiceClient<Authed>,
     pub support: proto::support_service_client::SupportServiceClient<Authed>,
+    pub requests: proto::request_service_client::RequestServiceClient<Authed>,
 }
 
 impl Client {

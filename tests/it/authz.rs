@@ -92,6 +92,32 @@ const TABLE: &[(&str, &[&str])] = &[
         "ShowDirectoryEntry",
         &["admin", "support", "auditor", "manager", "portal"],
     ),
+    ("FileRequest", &["admin", "support", "manager", "portal"]),
+    (
+        "AttachToRequest",
+        &["admin", "support", "manager", "portal"],
+    ),
+    ("SubmitRequest", &["admin", "support", "manager", "portal"]),
+    ("ListRequests", &["admin", "support", "manager", "portal"]),
+    ("ShowRequest", &["admin", "support", "manager", "portal"]),
+    ("DecideRequest", &["admin", "support", "manager", "portal"]),
+    ("CancelRequest", &["admin", "support", "manager", "portal"]),
+    ("SignCharter", &["admin", "support", "manager", "portal"]),
+    ("SetRequestPin", &["admin", "support", "manager", "portal"]),
+    ("BookPickup", &["admin", "support", "manager", "portal"]),
+    (
+        "OfferPickupSlot",
+        &["admin", "support", "manager", "portal"],
+    ),
+    (
+        "ListPickupSlots",
+        &["admin", "support", "manager", "portal"],
+    ),
+    (
+        "EnrolSoftwareKey",
+        &["admin", "support", "manager", "portal"],
+    ),
+    ("PublishCharter", &["admin"]),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -361,6 +387,90 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "ShowDirectoryEntry" => code(
             c.directory
                 .show_directory_entry(proto::DirectoryRef::default())
+                .await
+                .map(drop),
+        ),
+        "FileRequest" => code(
+            c.requests
+                .file_request(proto::FileRequestRequest::default())
+                .await
+                .map(drop),
+        ),
+        "AttachToRequest" => code(
+            c.requests
+                .attach_to_request(proto::AttachToRequestRequest::default())
+                .await
+                .map(drop),
+        ),
+        "SubmitRequest" => code(
+            c.requests
+                .submit_request(proto::SubmitRequestRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListRequests" => code(
+            c.requests
+                .list_requests(proto::ListRequestsRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ShowRequest" => code(
+            c.requests
+                .show_request(proto::RequestRef::default())
+                .await
+                .map(drop),
+        ),
+        "DecideRequest" => code(
+            c.requests
+                .decide_request(proto::DecideRequestRequest::default())
+                .await
+                .map(drop),
+        ),
+        "CancelRequest" => code(
+            c.requests
+                .cancel_request(proto::RequestRef::default())
+                .await
+                .map(drop),
+        ),
+        "SignCharter" => code(
+            c.requests
+                .sign_charter(proto::SignCharterRequest::default())
+                .await
+                .map(drop),
+        ),
+        "SetRequestPin" => code(
+            c.requests
+                .set_request_pin(proto::SetRequestPinRequest::default())
+                .await
+                .map(drop),
+        ),
+        "BookPickup" => code(
+            c.requests
+                .book_pickup(proto::BookPickupRequest::default())
+                .await
+                .map(drop),
+        ),
+        "OfferPickupSlot" => code(
+            c.requests
+                .offer_pickup_slot(proto::OfferPickupSlotRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListPickupSlots" => code(
+            c.requests
+                .list_pickup_slots(proto::ListPickupSlotsRequest::default())
+                .await
+                .map(drop),
+        ),
+        "EnrolSoftwareKey" => code(
+            c.requests
+                .enrol_software_key(proto::EnrolSoftwareKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "PublishCharter" => code(
+            c.requests
+                .publish_charter(proto::PublishCharterRequest::default())
                 .await
                 .map(drop),
         ),

@@ -37,6 +37,12 @@ enum KeyType {
     Software,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Platform {
+    Android,
+    Ios,
+}
+
 #[derive(Debug, Subcommand)]
 enum RequestCommand {
     /// Ask for a key. With attachments it goes to your validator at once (unless --draft);
@@ -105,6 +111,16 @@ enum RequestCommand {
         id: u64,
         #[arg(long)]
         slot: u64,
+    },
+    /// Software key: pick your phone's platform, get the install instructions and the QR code;
+    /// your first code confirms the key.
+    Enrol {
+        id: u64,
+        #[arg(long, value_enum)]
+        platform: Platform,
+        /// Also print the URI as a QR code in the terminal.
+        #[arg(long)]
+        qr: bool,
     },
     /// Pickup slots: list a lot's, or offer one in a lot you manage.
     Slots {
@@ -396,6 +412,37 @@ async fn request_inner(args: RequestArgs) -> anyhow::Result<ExitCode> {
             .book_pickup(proto::BookPickupRequest { id, slot })
             .await?
             .into_inner(),
+        RequestCommand::Enrol { id, platform, qr } => {
+            let r = c
+                .enrol_software_key(proto::EnrolSoftwareKeyRequest {
+                    id,
+                    platform: match platform {
+                        Platform::Android => "android",
+                        Platform::Ios => "ios",
+                    }
+                    .into(),
+                })
+                .await?
+                .into_inner();
+            let uri = zeroize::Zeroizing::new(r.otpauth_uri);
+            if j {
+                let mut v = r.detail.as_ref().map(detail_json).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.insert("otpauth_uri".into(), Value::String(uri.to_string()));
+                    m.insert("instructions".into(), Value::String(r.instructions.clone()));
+                }
+                println!("{v}");
+            } else {
+                println!("{}", r.instructions);
+                println!("{}", uri.as_str());
+                if qr {
+                    let parsed = okey_intake::KeyUri::parse(&uri)
+                        .map_err(|e| anyhow::anyhow!("the server sent a bad URI: {e}"))?;
+                    println!("{}", parsed.qr_terminal(false)?.as_str());
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         RequestCommand::Slots { lot, offer, place } => {
             if let Some(at) = offer {
                 let s = c

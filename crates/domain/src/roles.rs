@@ -155,11 +155,12 @@ pub enum Operation {
     OfferPickupSlot,
     ListPickupSlots,
     PublishCharter,
+    EnrolSoftwareKey,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 67] = [
+    pub const ALL: [Operation; 68] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -227,6 +228,7 @@ impl Operation {
         Operation::OfferPickupSlot,
         Operation::ListPickupSlots,
         Operation::PublishCharter,
+        Operation::EnrolSoftwareKey,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -301,7 +303,8 @@ impl Operation {
             | Operation::SetRequestPin
             | Operation::BookPickup
             | Operation::OfferPickupSlot
-            | Operation::ListPickupSlots => &[Admin, Support, Manager, Portal],
+            | Operation::ListPickupSlots
+            | Operation::EnrolSoftwareKey => &[Admin, Support, Manager, Portal],
             Operation::PublishCharter => &[Admin],
         }
     }
@@ -444,6 +447,7 @@ mod tests {
                     | Operation::BookPickup
                     | Operation::OfferPickupSlot
                     | Operation::ListPickupSlots
+                    | Operation::EnrolSoftwareKey
             );
             assert_eq!(ok, expected, "{op:?}");
         }
@@ -485,6 +489,7 @@ mod tests {
                     | Operation::BookPickup
                     | Operation::OfferPickupSlot
                     | Operation::ListPickupSlots
+                    | Operation::EnrolSoftwareKey
             );
             assert_eq!(ok, expected, "{op:?}");
         }

@@ -347,6 +347,62 @@ impl proto::request_service_server::RequestService for Arc<Okey> {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "EnrolSoftwareKey"))]
+    async fn enrol_software_key(
+        &self,
+        request: Request<proto::EnrolSoftwareKeyRequest>,
+    ) -> Result<Response<proto::EnrolSoftwareKeyResponse>, Status> {
+        let p = self
+            .callers
+            .authorize(&request, Operation::EnrolSoftwareKey)
+            .await?;
+        let acting = self.acting(&p)?;
+        let r = request.into_inner();
+        let instructions = match r.platform.as_str() {
+            "android" => {
+                "Android : installez depuis Google Play une application d'authentification                  (par exemple FreeOTP ou Google Authenticator), choisissez « Scanner un code QR »                  et scannez le code affiché, puis saisissez sur okey le premier code qu'elle donne."
+            }
+            "ios" => {
+                "iOS (iPhone) : installez depuis l'App Store une application d'authentification                  (par exemple FreeOTP ou Google Authenticator), choisissez « Scanner un code QR »                  et scannez le code affiché, puis saisissez sur okey le premier code qu'elle donne."
+            }
+            _ => return Err(Status::invalid_argument("platform must be android or ios")),
+        };
+        let account = acting.person.clone().unwrap_or_default();
+        let serial = crate::service::random_serial()?;
+        let seed = crate::service::random_seed(okey_store::Algorithm::Sha1)?;
+        let uri = okey_intake::KeyUri::builder(account, seed.clone())
+            .issuer("okey".to_owned())
+            .digits(6)
+            .algorithm(okey_intake::HashAlgorithm::Sha1)
+            .totp(30)
+            .build()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let token = okey_store::NewToken {
+            valid_until: None,
+            serial,
+            kind: okey_store::TokenKind::Software,
+            otp: okey_store::OtpKind::Totp { step: 30, t0: 0 },
+            algorithm: okey_store::Algorithm::Sha1,
+            digits: 6,
+            seed,
+            counter: 0,
+            drift: 0,
+            status: okey_store::TokenStatus::Pending,
+            holder: None,
+            description: Some(format!("software key of request {}", r.id)),
+        };
+        let v = self
+            .store
+            .enrol_software(r.id, &r.platform, token, &acting, clock::now())
+            .map_err(store_status)?;
+        let text = uri.to_uri();
+        Ok(Response::new(proto::EnrolSoftwareKeyResponse {
+            detail: Some(detail(v).into_inner()),
+            otpauth_uri: text.as_str().to_owned(),
+            instructions: instructions.to_owned(),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(op = "PublishCharter"))]
     async fn publish_charter(
         &self,

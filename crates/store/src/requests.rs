@@ -360,7 +360,7 @@ fn system(actor: &Actor, lot: &str) -> Acting {
 #[allow(clippy::too_many_arguments)]
 fn step(
     tx: &mut dyn WriteTx,
-    store: &Store,
+    akey: &okey_otp::OtpKey,
     r: &mut RequestRow,
     action: RequestAction,
     parties: &[RequestParty],
@@ -395,7 +395,7 @@ fn step(
     r.updated_at = now;
     write(
         tx,
-        store,
+        akey,
         r,
         action.as_str(),
         Some(before),
@@ -410,7 +410,7 @@ fn step(
 #[allow(clippy::too_many_arguments)]
 fn write(
     tx: &mut dyn WriteTx,
-    store: &Store,
+    akey: &okey_otp::OtpKey,
     r: &mut RequestRow,
     action: &str,
     before: Option<RequestState>,
@@ -424,13 +424,13 @@ fn write(
         return Err(StoreError::Conflict);
     }
     r.version = expect + 1;
-    event(tx, store, r, action, before, actor, who, comment, now)
+    event(tx, akey, r, action, before, actor, who, comment, now)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn event(
     tx: &mut dyn WriteTx,
-    store: &Store,
+    akey: &okey_otp::OtpKey,
     r: &RequestRow,
     action: &str,
     before: Option<RequestState>,
@@ -459,7 +459,7 @@ fn event(
     }
     audit::append(
         tx,
-        &store.inner.audit_key,
+        akey,
         Store::audit_entry(
             actor,
             &format!("request.{action}"),
@@ -637,7 +637,7 @@ impl Store {
         now: u64,
     ) -> Result<RequestView, StoreError> {
         let me = by.person.clone().ok_or_else(|| {
-            StoreError::Forbidden(
+            StoreError::Precondition(
                 "requests are filed by a person: the API key must be bound to a directory person"
                     .into(),
             )
@@ -738,7 +738,7 @@ impl Store {
             );
             event(
                 tx,
-                store,
+                &store.inner.audit_key,
                 &r,
                 "file",
                 None,
@@ -795,7 +795,7 @@ impl Store {
         r.submitted_at = Some(now);
         step(
             tx,
-            self,
+            &self.inner.audit_key,
             r,
             RequestAction::Submit,
             &parties_of(by, r),
@@ -810,7 +810,7 @@ impl Store {
             r.decision_reason = Some(why.to_owned());
             step(
                 tx,
-                self,
+                &self.inner.audit_key,
                 r,
                 RequestAction::AutoApprove,
                 &[RequestParty::System],
@@ -883,7 +883,7 @@ impl Store {
                 .join(", ");
             write(
                 tx,
-                store,
+                &store.inner.audit_key,
                 &mut r,
                 "attach",
                 Some(RequestState::Draft),
@@ -908,7 +908,10 @@ impl Store {
         let me = by
             .person
             .clone()
-            .ok_or_else(|| StoreError::Forbidden("requests are sent by their requester".into()))?;
+            .ok_or_else(|| StoreError::Precondition(
+                    "requests are sent by their requester: the API key must be bound to a directory person"
+                        .into(),
+                ))?;
         let (p, who, _, _) = self.requester_facts(&me)?;
         let named = match validator.as_deref() {
             Some(v) => Some(self.validators(&p, Some(v))?),
@@ -964,7 +967,7 @@ impl Store {
             };
             step(
                 tx,
-                store,
+                &store.inner.audit_key,
                 &mut r,
                 action,
                 &parties,
@@ -1015,7 +1018,7 @@ impl Store {
                 .filter(|_| r.state == RequestState::ReadyForPickup.as_str());
             step(
                 tx,
-                store,
+                &store.inner.audit_key,
                 &mut r,
                 RequestAction::Cancel,
                 &parties,
@@ -1104,7 +1107,7 @@ impl Store {
             let me = r.requester.clone();
             write(
                 tx,
-                store,
+                &store.inner.audit_key,
                 &mut r,
                 "charter",
                 Some(state),
@@ -1167,7 +1170,7 @@ impl Store {
             let me = r.requester.clone();
             write(
                 tx,
-                store,
+                &store.inner.audit_key,
                 &mut r,
                 "pin",
                 Some(state),
@@ -1202,7 +1205,7 @@ impl Store {
         let Some(serial) = avail.into_iter().next() else {
             step(
                 tx,
-                self,
+                &self.inner.audit_key,
                 r,
                 RequestAction::OutOfStock,
                 &[RequestParty::System],
@@ -1236,7 +1239,7 @@ impl Store {
         r.serial = Some(serial.clone());
         step(
             tx,
-            self,
+            &self.inner.audit_key,
             r,
             RequestAction::KeyReady,
             &[RequestParty::System],
@@ -1270,7 +1273,7 @@ impl Store {
         };
         step(
             tx,
-            self,
+            &self.inner.audit_key,
             &mut r,
             RequestAction::StockArrived,
             &[RequestParty::System],
@@ -1313,7 +1316,7 @@ impl Store {
         let who = by.person.clone().unwrap_or_else(|| by.actor.name.clone());
         step(
             tx,
-            self,
+            &self.inner.audit_key,
             &mut r,
             RequestAction::Complete,
             &[RequestParty::LotManager],
@@ -1340,6 +1343,9 @@ impl Store {
         by: &Acting,
         now: u64,
     ) -> Result<PickupSlot, StoreError> {
+        if lot.is_empty() || lot.len() > crate::lots::MAX_ID_LEN {
+            return Err(StoreError::invalid("lot", "1 to 64 characters"));
+        }
         if !by.manages.iter().any(|m| m == lot) {
             return Err(StoreError::Forbidden(format!(
                 "{} does not manage lot {lot} and may not offer its pickup slots",
@@ -1443,7 +1449,7 @@ impl Store {
             let me = r.requester.clone();
             write(
                 tx,
-                store,
+                &store.inner.audit_key,
                 &mut r,
                 "appointment",
                 Some(state),
@@ -1613,7 +1619,7 @@ impl Store {
                 to.extend(store.email_of(r.second_validator.as_deref())?);
                 write(
                     tx,
-                    store,
+                    &store.inner.audit_key,
                     &mut r,
                     "remind",
                     Some(RequestState::Submitted),
@@ -1629,4 +1635,106 @@ impl Store {
         })?;
         Ok(n)
     }
+
+    /// The requester of an approved software request installs the app (`platform`: android or
+    /// ios) and gets the key `token` (its otpauth URI is built by the caller from the seed it
+    /// chose): the key is created pending, held by the requester, with the request's PIN
+    /// verifier, and the request stays approved until the key's first valid code completes it
+    /// (002: the screen persists until done).
+    pub fn enrol_software(
+        &self,
+        id: u64,
+        platform: &str,
+        token: crate::types::NewToken,
+        by: &Acting,
+        now: u64,
+    ) -> Result<RequestView, StoreError> {
+        let platform = match platform {
+            "android" | "ios" => platform.to_owned(),
+            _ => return Err(StoreError::invalid("platform", "android or ios")),
+        };
+        let by = by.clone();
+        self.request_write(move |tx, store, _| {
+            let mut r = read(tx, id)?;
+            if by.person.as_deref() != Some(r.requester.as_str()) {
+                return Err(if parties_of(&by, &r).is_empty() {
+                    not_a_party(&by, id)
+                } else {
+                    StoreError::Forbidden(format!("only the requester enrols the key of request {id}"))
+                });
+            }
+            let state = r.state()?;
+            if r.key() != RequestedKey::Software || state != RequestState::Approved {
+                return Err(StoreError::Precondition(format!(
+                    "request {id} is a {} request that is {state}: a software key is enrolled once a software request is approved",
+                    r.key_type
+                )));
+            }
+            if r.charter_version.is_none() || r.pin_verifier.is_none() {
+                return Err(StoreError::Precondition(format!(
+                    "request {id}: sign the charter and choose the PIN before enrolling the key"
+                )));
+            }
+            if let Some(s) = &r.serial {
+                return Err(StoreError::Precondition(format!(
+                    "request {id} already has key {s}: confirm it with its first code"
+                )));
+            }
+            let mut row = store.seal_new(&token, now)?;
+            row.status = crate::types::TokenStatus::Pending;
+            row.holder = Some(r.requester.clone());
+            row.pin_verifier = r.pin_verifier;
+            row.pin_scheme = 2;
+            // The first accepted code confirms the key, in the verify's own commit.
+            row.handover_unconfirmed = true;
+            tx.insert_token(&row)?;
+            r.serial = Some(row.serial.clone());
+            r.updated_at = now;
+            let me = r.requester.clone();
+            write(
+                tx,
+                &store.inner.audit_key,
+                &mut r,
+                "enrol",
+                Some(state),
+                &by.actor,
+                &me,
+                Some(format!("software key {} on {platform}", row.serial)),
+                now,
+            )
+        })?;
+        self.request_view(id, None)
+    }
+}
+
+/// Called in the commit of a key's first accepted code: the approved software request that
+/// enrolled it is completed (okey's move, audited with that commit).
+pub(crate) fn confirmed_by_first_code(
+    tx: &mut dyn WriteTx,
+    akey: &okey_otp::OtpKey,
+    serial: &str,
+    at: u64,
+) -> Result<(), StoreError> {
+    let found = tx
+        .requests()
+        .requests_in_state(RequestState::Approved.as_str())?
+        .into_iter()
+        .find(|r| r.key() == RequestedKey::Software && r.serial.as_deref() == Some(serial));
+    let Some(mut r) = found else {
+        return Ok(());
+    };
+    step(
+        tx,
+        akey,
+        &mut r,
+        RequestAction::Complete,
+        &[RequestParty::System],
+        false,
+        &Actor::new("okey", "system"),
+        "okey",
+        Some(format!(
+            "software key {serial} confirmed by its first valid code"
+        )),
+        at,
+    )
 }

@@ -385,6 +385,7 @@ impl Store {
                 }
                 if let Some(serial) = &signs {
                     tx.custody().confirm_latest_handover(serial, entry.at)?;
+                    crate::requests::confirmed_by_first_code(tx, &key, serial, entry.at)?;
                 }
                 audit::append(tx, &key, entry)?;
                 Ok(())

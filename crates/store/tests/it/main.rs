@@ -14,6 +14,7 @@ mod migrate;
 mod nodes;
 mod outbox;
 mod pg;
+mod requests;
 mod rotation;
 mod sealing;
 mod support;
