@@ -20,4 +20,5 @@ mod pskc_policy;
 mod radius;
 mod seed_files;
 mod stock_clients;
+mod support;
 mod tls;

@@ -210,7 +210,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .await?;
         let acting = self.acting(&p)?;
         let Some(declarant) = acting.person.clone() else {
-            return Err(Status::permission_denied(format!(
+            return Err(Status::failed_precondition(format!(
                 "{} acts for nobody: a case is opened by a person of the directory (a key \
                  bound to them, or a portal naming them)",
                 p.name
@@ -287,14 +287,13 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
-        let declarant =
-            if reads_all(&p) {
-                None
-            } else {
-                Some(acting.person.clone().ok_or_else(|| {
-                    Status::permission_denied(format!("{} acts for nobody", p.name))
-                })?)
-            };
+        let declarant = if reads_all(&p) {
+            None
+        } else {
+            Some(acting.person.clone().ok_or_else(|| {
+                Status::failed_precondition(format!("{} acts for nobody", p.name))
+            })?)
+        };
         let filter = CaseFilter {
             open_only: !r.all,
             declarant,
