@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("okey/v1/mail.proto"),
         root.join("okey/v1/directory.proto"),
         root.join("okey/v1/support.proto"),
+        root.join("okey/v1/requests.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

@@ -18,6 +18,7 @@ mod operations;
 mod org_scope;
 mod pskc_policy;
 mod radius;
+mod requests;
 mod seed_files;
 mod stock_clients;
 mod support;

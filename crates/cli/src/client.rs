@@ -8,7 +8,7 @@ use okey_server::proto::{
     audit_service_client::AuditServiceClient, auth_service_client::AuthServiceClient,
     caller_service_client::CallerServiceClient, directory_service_client::DirectoryServiceClient,
     lifecycle_service_client::LifecycleServiceClient, mail_service_client::MailServiceClient,
-    token_service_client::TokenServiceClient,
+    request_service_client::RequestServiceClient, token_service_client::TokenServiceClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -120,6 +120,7 @@ pub struct Clients {
     pub mail: MailServiceClient<Authed>,
     pub directory: DirectoryServiceClient<Authed>,
     pub support: okey_server::proto::support_service_client::SupportServiceClient<Authed>,
+    pub requests: RequestServiceClient<Authed>,
 }
 
 impl ClientArgs {
@@ -187,8 +188,10 @@ impl Clients {
             directory: DirectoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             support:
                 okey_server::proto::support_service_client::SupportServiceClient::with_interceptor(
-                    channel, bearer,
+                    channel.clone(),
+                    bearer.clone(),
                 ),
+            requests: RequestServiceClient::with_interceptor(channel, bearer),
         }
     }
 }

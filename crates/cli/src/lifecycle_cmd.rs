@@ -236,7 +236,7 @@ async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
 }
 
 /// Refusals are answers (exit 1), not errors.
-fn answer(r: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+pub(crate) fn answer(r: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
     match r {
         Err(e) => match e.downcast_ref::<tonic::Status>() {
             Some(s) if matches!(s.code(), Code::FailedPrecondition | Code::PermissionDenied) => {
@@ -261,7 +261,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// `YYYY-MM-DD` (midnight UTC), `YYYY-MM-DDTHH:MM` (UTC) or Unix seconds.
-fn parse_time(s: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }

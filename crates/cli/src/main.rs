@@ -18,6 +18,7 @@ mod lifecycle_cmd;
 mod mail_cmd;
 mod otp;
 mod prompt;
+mod request_cmd;
 mod serve_cmd;
 mod store_cmd;
 mod support_cmd;
@@ -63,6 +64,10 @@ enum Command {
     Case(support_cmd::CaseArgs),
     /// E-mail: send a test mail through the relay, list the outbox.
     Mail(mail_cmd::MailArgs),
+    /// Key requests: new, list, show, approve, refuse, cancel, charter, pin, appointment.
+    Request(request_cmd::RequestArgs),
+    /// Charters: publish a new version (admin).
+    Charter(request_cmd::CharterArgs),
     /// Load benchmark of Verify (starts its own server unless --server is given).
     Bench(bench::BenchArgs),
     /// Offline store maintenance: encrypted backup and restore, key rotation.
@@ -121,6 +126,8 @@ fn main() -> ExitCode {
         Command::Key(args) => runtime().and_then(|rt| rt.block_on(lifecycle_cmd::key(args))),
         Command::Case(args) => runtime().and_then(|rt| rt.block_on(support_cmd::case(args))),
         Command::Mail(args) => runtime().and_then(|rt| rt.block_on(mail_cmd::run(args))),
+        Command::Request(args) => runtime().and_then(|rt| rt.block_on(request_cmd::request(args))),
+        Command::Charter(args) => runtime().and_then(|rt| rt.block_on(request_cmd::charter(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     result.unwrap_or_else(|e| fail(&e))

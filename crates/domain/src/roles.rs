@@ -125,6 +125,17 @@ pub enum Operation {
     /// The directory: one person or unit. Beside the role, a manager or portal sees only the
     /// people and units of the lots their person manages.
     ShowDirectory,
+    FileRequest,
+    ListRequests,
+    ShowRequest,
+    DecideRequest,
+    CancelRequest,
+    SignCharter,
+    SetRequestPin,
+    BookPickup,
+    OfferPickupSlot,
+    ListPickupSlots,
+    PublishCharter,
     /// Support cases (SupportService): open one. Beside the role, the acting person must be
     /// one [`crate::support::may_open`] allows (a direction team, an ENT correspondent, a
     /// primary school director).
@@ -148,7 +159,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 56] = [
+    pub const ALL: [Operation; 67] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -196,6 +207,17 @@ impl Operation {
         Operation::ListMailQueue,
         Operation::ImportDirectory,
         Operation::ShowDirectory,
+        Operation::FileRequest,
+        Operation::ListRequests,
+        Operation::ShowRequest,
+        Operation::DecideRequest,
+        Operation::CancelRequest,
+        Operation::SignCharter,
+        Operation::SetRequestPin,
+        Operation::BookPickup,
+        Operation::OfferPickupSlot,
+        Operation::ListPickupSlots,
+        Operation::PublishCharter,
         Operation::OpenCase,
         Operation::ListCases,
         Operation::ShowCase,
@@ -259,6 +281,19 @@ impl Operation {
             Operation::ListMailQueue => &[Admin, Support],
             Operation::ImportDirectory => &[Admin],
             Operation::ShowDirectory => &[Admin, Support, Auditor, Manager, Portal],
+            // Key requests are made by a person: the request's parties (requester, validator,
+            // N+2, lot manager, support centre) decide the rest, in the store.
+            Operation::FileRequest
+            | Operation::ListRequests
+            | Operation::ShowRequest
+            | Operation::DecideRequest
+            | Operation::CancelRequest
+            | Operation::SignCharter
+            | Operation::SetRequestPin
+            | Operation::BookPickup
+            | Operation::OfferPickupSlot
+            | Operation::ListPickupSlots => &[Admin, Support, Manager, Portal],
+            Operation::PublishCharter => &[Admin],
             Operation::OpenCase | Operation::ReplyCase => &[Admin, Support, Manager, Portal],
             Operation::ListCases | Operation::ShowCase => {
                 &[Admin, Support, Auditor, Manager, Portal]
@@ -376,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manager_only_acts_on_lots_and_keys() {
+    fn a_manager_only_acts_on_lots_keys_and_requests() {
         for op in Operation::ALL {
             let ok = authorize(&[Role::Manager], op).is_ok();
             let expected = matches!(
@@ -395,6 +430,16 @@ mod tests {
                     | Operation::ConfirmHandOver
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
+                    | Operation::FileRequest
+                    | Operation::ListRequests
+                    | Operation::ShowRequest
+                    | Operation::DecideRequest
+                    | Operation::CancelRequest
+                    | Operation::SignCharter
+                    | Operation::SetRequestPin
+                    | Operation::BookPickup
+                    | Operation::OfferPickupSlot
+                    | Operation::ListPickupSlots
                     | Operation::OpenCase
                     | Operation::ListCases
                     | Operation::ShowCase
@@ -405,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn a_portal_reaches_the_lifecycle_and_directory_reads_only() {
+    fn a_portal_reaches_the_lifecycle_requests_and_directory_reads_only() {
         for op in Operation::ALL {
             let ok = authorize(&[Role::Portal], op).is_ok();
             let expected = matches!(
@@ -426,6 +471,16 @@ mod tests {
                     | Operation::ConfirmHandOver
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
+                    | Operation::FileRequest
+                    | Operation::ListRequests
+                    | Operation::ShowRequest
+                    | Operation::DecideRequest
+                    | Operation::CancelRequest
+                    | Operation::SignCharter
+                    | Operation::SetRequestPin
+                    | Operation::BookPickup
+                    | Operation::OfferPickupSlot
+                    | Operation::ListPickupSlots
                     | Operation::OpenCase
                     | Operation::ListCases
                     | Operation::ShowCase

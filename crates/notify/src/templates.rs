@@ -112,6 +112,90 @@ pub const KNOWN: &[KnownTemplate] = &[
             ("resolved_at", "3 décembre 2026 à 06 h 40 UTC"),
         ],
     },
+    KnownTemplate {
+        name: "request.waiting",
+        default: include_str!("../templates/request.waiting.txt"),
+        variables: &[
+            ("id", "42"),
+            ("requester", "Éloïse Técher"),
+            ("reason", "accès aux applications de gestion"),
+            ("validator", "Marie-Hélène Lefèvre"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("detail", "3"),
+        ],
+    },
+    KnownTemplate {
+        name: "request.reminder",
+        default: include_str!("../templates/request.reminder.txt"),
+        variables: &[
+            ("id", "42"),
+            ("requester", "Éloïse Técher"),
+            ("reason", "accès aux applications de gestion"),
+            ("validator", "Marie-Hélène Lefèvre"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("detail", "3"),
+        ],
+    },
+    KnownTemplate {
+        name: "request.approved",
+        default: include_str!("../templates/request.approved.txt"),
+        variables: &[
+            ("id", "42"),
+            ("requester", "Éloïse Técher"),
+            ("reason", "accès aux applications de gestion"),
+            ("validator", "Marie-Hélène Lefèvre"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("detail", "3"),
+        ],
+    },
+    KnownTemplate {
+        name: "request.refused",
+        default: include_str!("../templates/request.refused.txt"),
+        variables: &[
+            ("id", "42"),
+            ("requester", "Éloïse Técher"),
+            ("reason", "accès aux applications de gestion"),
+            ("validator", "Marie-Hélène Lefèvre"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("detail", "3"),
+        ],
+    },
+    KnownTemplate {
+        name: "request.out_of_stock",
+        default: include_str!("../templates/request.out_of_stock.txt"),
+        variables: &[
+            ("id", "42"),
+            ("requester", "Éloïse Técher"),
+            ("reason", "accès aux applications de gestion"),
+            ("validator", "Marie-Hélène Lefèvre"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("detail", "3"),
+        ],
+    },
+    KnownTemplate {
+        name: "request.stock_arrived",
+        default: include_str!("../templates/request.stock_arrived.txt"),
+        variables: &[
+            ("id", "42"),
+            ("requester", "Éloïse Técher"),
+            ("reason", "accès aux applications de gestion"),
+            ("validator", "Marie-Hélène Lefèvre"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("detail", "3"),
+        ],
+    },
+    KnownTemplate {
+        name: "request.ready",
+        default: include_str!("../templates/request.ready.txt"),
+        variables: &[
+            ("id", "42"),
+            ("requester", "Éloïse Técher"),
+            ("reason", "accès aux applications de gestion"),
+            ("validator", "Marie-Hélène Lefèvre"),
+            ("lot_name", "Lot du lycée Leconte de Lisle"),
+            ("detail", "3"),
+        ],
+    },
 ];
 
 /// Why the templates cannot be loaded or a mail rendered.

@@ -56,6 +56,45 @@ pub struct ServeConfig {
     /// How long a temporary key issued by support works before it stops on its own, in
     /// seconds (default 10 days; at most 60 days). A request may ask for a number of days.
     pub temporary_key_seconds: u64,
+    /// Key requests (`[requests]`): PIN rules and validator reminders.
+    pub requests: RequestsConfig,
+}
+
+/// The `[requests]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestsConfig {
+    /// Shortest PIN a requester may choose.
+    pub pin_min_len: usize,
+    /// Longest PIN.
+    pub pin_max_len: usize,
+    /// PINs of digits only (a keypad PIN) or of letters and digits.
+    pub pin_digits_only: bool,
+    /// A request waiting this many days for its validator reminds them, once per value
+    /// (default: after 3 and after 7 days); empty for no reminder.
+    pub remind_after_days: Vec<u32>,
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        RequestsConfig {
+            pin_min_len: 4,
+            pin_max_len: 8,
+            pin_digits_only: true,
+            remind_after_days: vec![3, 7],
+        }
+    }
+}
+
+impl RequestsConfig {
+    /// The PIN rules.
+    pub fn pin_policy(&self) -> okey_domain::request::PinPolicy {
+        okey_domain::request::PinPolicy {
+            min_len: self.pin_min_len,
+            max_len: self.pin_max_len,
+            digits_only: self.pin_digits_only,
+        }
+    }
 }
 
 /// Which database holds the store.
@@ -360,6 +399,7 @@ impl Default for ServeConfig {
             radius: None,
             smtp: None,
             temporary_key_seconds: 10 * 86_400,
+            requests: RequestsConfig::default(),
         }
     }
 }
@@ -435,6 +475,20 @@ impl ServeConfig {
                  for a lock that lasts until support lifts it",
                 okey_store::MAX_SOFT_LOCK_SECONDS
             )));
+        }
+        if self.requests.pin_min_len < 4
+            || self.requests.pin_max_len > 16
+            || self.requests.pin_min_len > self.requests.pin_max_len
+        {
+            return bad("requests.pin_min_len and pin_max_len must satisfy 4 <= min <= max <= 16");
+        }
+        if self
+            .requests
+            .remind_after_days
+            .iter()
+            .any(|d| *d == 0 || *d > 365)
+        {
+            return bad("requests.remind_after_days must be days from 1 to 365");
         }
         if self.audit_head_log_seconds > 86_400 {
             return bad("audit_head_log_seconds must be 0 (off) to 86400");

@@ -25,6 +25,7 @@ mod mail;
 pub mod metrics;
 mod radius;
 mod receipt_pdf;
+mod requests;
 pub mod seed_files;
 pub mod serve;
 mod service;

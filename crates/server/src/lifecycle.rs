@@ -854,6 +854,13 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
             .store
             .run_due(clock::now(), &actor_of(&p))
             .map_err(store_status)?;
+        self.store
+            .remind_requests(
+                self.requests.remind_after_days.clone(),
+                &actor_of(&p),
+                clock::now(),
+            )
+            .map_err(store_status)?;
         Ok(Response::new(proto::RunScheduledJobsResponse {
             events: events
                 .into_iter()
@@ -871,7 +878,11 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
 /// Run the scheduled job every `every` until the store is dropped: keys past their validity
 /// end are marked expired, and handed-over keys past their deactivation time go on their lot
 /// manager's list (each change audited as `okey-scheduler`).
-pub(crate) fn spawn_scheduler(store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_scheduler(
+    store: Store,
+    every: Duration,
+    remind_after_days: Vec<u32>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let actor = Actor::new("okey-scheduler", "scheduler");
         let mut tick = tokio::time::interval(every);
@@ -892,6 +903,17 @@ pub(crate) fn spawn_scheduler(store: Store, every: Duration) -> tokio::task::Joi
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "the scheduled key job failed"),
                 Err(e) => tracing::error!(error = %e, "the scheduled key job panicked"),
+            }
+            let (s, a, days) = (store.clone(), actor.clone(), remind_after_days.clone());
+            match tokio::task::spawn_blocking(move || s.remind_requests(days, &a, clock::now()))
+                .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(reminders = n, "validators reminded of waiting requests")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "the request reminder job failed"),
+                Err(e) => tracing::error!(error = %e, "the request reminder job panicked"),
             }
         }
     })

@@ -195,6 +195,14 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                 resolution => resolution,
                 resolved_at => crate::dates::french(*resolved_at, &self.0.zone),
             },
+            Notice::Request(r) => context! {
+                id => r.id.to_string(),
+                requester => r.requester,
+                reason => r.reason,
+                validator => r.validator,
+                lot_name => r.lot_name,
+                detail => r.detail,
+            },
         };
         let mail = self
             .0

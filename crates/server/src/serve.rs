@@ -204,7 +204,7 @@ pub(crate) fn server_builder() -> Server {
 
 /// Every gRPC service the listener serves, by its full name: each is reported `SERVING` by
 /// `grpc.health.v1.Health` and listed by reflection. A service added to the router is added here.
-pub const SERVED: [&str; 11] = [
+pub const SERVED: [&str; 12] = [
     proto::auth_service_server::SERVICE_NAME,
     proto::token_service_server::SERVICE_NAME,
     proto::audit_service_server::SERVICE_NAME,
@@ -216,6 +216,7 @@ pub const SERVED: [&str; 11] = [
     tonic_health::pb::health_server::SERVICE_NAME,
     tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
     tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+    proto::request_service_server::SERVICE_NAME,
 ];
 
 /// Open the store and start serving; returns once the listeners are bound.
@@ -344,6 +345,9 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         .add_service(proto::support_service_server::SupportServiceServer::new(
             okey.clone(),
         ))
+        .add_service(proto::request_service_server::RequestServiceServer::new(
+            okey.clone(),
+        ))
         .add_service(proto::caller_service_server::CallerServiceServer::new(okey));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -365,6 +369,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         crate::lifecycle::spawn_scheduler(
             store.clone(),
             Duration::from_secs(config.key_job_seconds),
+            config.requests.remind_after_days.clone(),
         )
     });
     Ok(RunningServer {

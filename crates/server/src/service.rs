@@ -47,6 +47,8 @@ pub(crate) struct Okey {
     pub(crate) master_key: crate::config::MasterKeyConfig,
     /// How long a temporary key works (`temporary_key_seconds`).
     pub(crate) temporary_key_seconds: u64,
+    /// The `[requests]` table.
+    pub(crate) requests: crate::config::RequestsConfig,
 }
 
 impl Okey {
@@ -64,6 +66,7 @@ impl Okey {
             mail,
             master_key: config.master_key.clone(),
             temporary_key_seconds: config.temporary_key_seconds,
+            requests: config.requests.clone(),
         }
     }
 }

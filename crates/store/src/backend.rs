@@ -188,6 +188,8 @@ pub enum ExportItem {
     Audit(AuditRecord),
     /// A row of a table the backup carries as it is (every table not in [`TYPED_TABLES`]).
     Row(TableRow),
+    /// An attachment, its content sealed under a data key (the backup opens it).
+    Attachment(Box<crate::attachments::AttachmentRow>),
 }
 
 /// The tables a backup carries through typed records, because a restore cannot copy them as
@@ -198,7 +200,14 @@ pub enum ExportItem {
 /// it. A table that keeps blobs sealed under the data keys must be added here with a typed
 /// record that opens and re-seals them: an export refuses a carried table with a column whose
 /// name starts with `sealed`.
-pub const TYPED_TABLES: &[&str] = &["data_keys", "secrets", "tokens", "token_state", "audit"];
+pub const TYPED_TABLES: &[&str] = &[
+    "data_keys",
+    "secrets",
+    "tokens",
+    "token_state",
+    "audit",
+    "attachments",
+];
 
 /// Tables carried as rows that others refer to, exported (and so restored) first.
 pub(crate) const ROWS_FIRST: &[&str] = &["lots", "units"];
@@ -415,6 +424,8 @@ pub trait WriteTx: Send {
     fn directory(&mut self) -> &mut dyn crate::directory_db::DirectoryTx;
     /// The support desk's tables.
     fn support(&mut self) -> &mut dyn crate::support_db::SupportTx;
+    /// Requests, charters, pickup slots and attachments, in this transaction.
+    fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx;
 }
 
 #[cfg(test)]

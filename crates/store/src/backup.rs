@@ -75,6 +75,8 @@ const TAG_TABLE: u8 = 8;
 const TAG_ROW: u8 = 9;
 /// How many [`TAG_ROW`] records the backup holds, just before [`TAG_END`].
 const TAG_ROW_COUNT: u8 = 10;
+/// An attachment with its content opened (sealed again under the restored store's data key).
+const TAG_ATTACHMENT: u8 = 11;
 
 fn derive(pass: &Zeroizing<String>, header: &[u8]) -> Result<Aes256Gcm, StoreError> {
     let word = |i: usize| -> Result<u32, StoreError> {
@@ -262,6 +264,7 @@ struct Content {
     api_keys: Vec<(ApiPrincipal, [u8; 32])>,
     audit: Vec<AuditRecord>,
     rows: Vec<TableRow>,
+    attachments: Vec<(crate::attachments::AttachmentRow, Zeroizing<Vec<u8>>)>,
 }
 
 fn decode_token(d: &mut Dec<'_>) -> Result<TokenRow, StoreError> {
@@ -325,6 +328,7 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
         api_keys: Vec::new(),
         audit: Vec::new(),
         rows: Vec::new(),
+        attachments: Vec::new(),
     };
     let mut table_now: Option<(String, std::sync::Arc<[String]>)> = None;
     let mut row_count = None;
@@ -452,6 +456,26 @@ fn read_backup(input: &Path, pass: &Zeroizing<String>) -> Result<Content, StoreE
                     });
                 }
                 TAG_ROW_COUNT => row_count = Some(d.u64()?),
+                TAG_ATTACHMENT => {
+                    let bad = || StoreError::BackupFormat("bad attachment record".into());
+                    let row = crate::attachments::AttachmentRow {
+                        id: d.u64()?,
+                        owner: d.string()?,
+                        name: d.string()?,
+                        media_type: d.string()?,
+                        size: d.u64()?,
+                        sha256: d.hash()?,
+                        key_version: 0,
+                        sealed_content: Vec::new(),
+                        created_by: d.string()?,
+                        created_at: d.u64()?,
+                    };
+                    let plain = Zeroizing::new(d.bytes()?.to_vec());
+                    if plain.len() as u64 != row.size {
+                        return Err(bad());
+                    }
+                    content.attachments.push((row, plain));
+                }
                 TAG_API_KEY => {
                     let name = d.string()?;
                     let roles = d.string()?;
@@ -679,6 +703,21 @@ impl Store {
                         }
                     })
                 }
+                ExportItem::Attachment(a) => {
+                    let plain = crate::attachments::open(&self.keys(), &a)?;
+                    cw.record(|e| {
+                        e.u8(TAG_ATTACHMENT);
+                        e.u64(a.id);
+                        e.str(&a.owner);
+                        e.str(&a.name);
+                        e.str(&a.media_type);
+                        e.u64(a.size);
+                        e.bytes(&a.sha256);
+                        e.str(&a.created_by);
+                        e.u64(a.created_at);
+                        e.bytes(&plain);
+                    })
+                }
                 ExportItem::Audit(r) => {
                     audit_records += 1;
                     cw.record(|e| {
@@ -827,6 +866,15 @@ impl Store {
             }
             for r in &content.rows {
                 tx.insert_row(r)?;
+            }
+            for (a, plain) in &content.attachments {
+                let mut a = a.clone();
+                a.key_version = v;
+                a.sealed_content = active.seal(
+                    &crate::attachments::attachment_aad(&a.owner, &a.sha256, v),
+                    plain,
+                )?;
+                tx.requests().insert_attachment(&a)?;
             }
             tx.rows_inserted()?;
             for r in &content.audit {

@@ -54,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 pub mod anchor;
+pub mod attachments;
 mod audit;
 pub mod backend;
 mod backup;
@@ -68,6 +69,8 @@ mod lots;
 mod notices;
 pub mod outbox;
 pub mod pg;
+pub mod request_db;
+mod requests;
 mod rotate;
 mod seal;
 pub mod sqlite;
@@ -79,11 +82,16 @@ mod verify;
 mod writer;
 
 pub use anchor::{AnchorError, AnchorPublicKey, SignedAnchor, read_anchors};
+pub use attachments::{AttachmentInfo, NewAttachment};
 pub use directory::{DirectoryImport, Located};
 pub use error::StoreError;
 pub use lots::*;
 pub use notices::{LifecycleMailer, Notice};
 pub use okey_otp::{OcraSuite, Pin};
+pub use requests::{
+    Charter, NewRequest, PickupSlot, RequestEvent, RequestMail, RequestNotice, RequestRow,
+    RequestView,
+};
 pub use store::{Store, create_private_dir};
 pub use support::{CaseView, MAX_CASES, MAX_TEMPORARY_DAYS, NewCase};
 pub use types::*;

@@ -1337,7 +1337,7 @@ fn summary(lot: LotRow, counts: &[(String, String, u64)], orders: &[Order]) -> L
 
 /// One change inside the writer's transaction: check, write the row by compare-and-set, the
 /// lot row, the history, the receipt and the audit record.
-fn apply(
+pub(crate) fn apply(
     tx: &mut dyn crate::backend::WriteTx,
     store: &Store,
     serial: &str,
@@ -1419,6 +1419,8 @@ fn apply(
             row.holder = Some(to.clone());
             row.active_until = until;
             row.handover_unconfirmed = true;
+            // A key request waiting for this key is completed, and the key gets its PIN.
+            store.on_handover(tx, &mut row, &to, by, now)?;
             let r = Receipt {
                 number: receipt_number(ReceiptKind::HandOver)?,
                 kind: ReceiptKind::HandOver,
@@ -1533,6 +1535,10 @@ fn apply(
         comment: comment.clone(),
     };
     tx.custody().insert_event(&event)?;
+    if action == KeyAction::Register {
+        // A key request waiting for stock in this lot goes on.
+        store.stock_arrived(tx, &c.lot, &by.actor, now)?;
+    }
     match action {
         KeyAction::DeclareLost => {
             if let Some(holder) = before.holder.as_deref()

@@ -107,6 +107,8 @@ pub enum Notice {
         /// When (Unix seconds).
         resolved_at: u64,
     },
+    /// A key request moved (submitted, approved, refused, out of stock, ready, ...).
+    Request(crate::requests::RequestNotice),
 }
 
 impl Notice {
@@ -120,6 +122,7 @@ impl Notice {
             Notice::CaseOpened { .. } => "case.opened",
             Notice::CaseReply { .. } => "case.reply",
             Notice::CaseResolved { .. } => "case.resolved",
+            Notice::Request(r) => r.mail.template(),
         }
     }
 }

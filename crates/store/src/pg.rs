@@ -23,6 +23,7 @@ mod conn;
 mod copy;
 mod custody;
 mod directory;
+mod requests;
 mod support;
 mod tls;
 
@@ -268,6 +269,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         FROM tokens t JOIN token_state s ON s.serial = t.serial;",
     ),
     (8, PIN_SCHEME),
+    (9, requests::MIGRATION),
     (10, support::MIGRATION),
 ];
 

@@ -178,6 +178,7 @@ impl Store {
             for row in &rows {
                 reseal_row(tx, &ring, &to3, row)?;
             }
+            crate::attachments::reseal_all(tx, &ring, &to3)?;
             let mut retired = Vec::new();
             for dk in tx.data_keys()? {
                 if dk.version != version {

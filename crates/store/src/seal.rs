@@ -90,7 +90,7 @@ impl SealKey {
 }
 
 /// Associated data: a domain label, the owner (length-prefixed) and the key version.
-fn aad(label: &[u8], owner: &str, version: u32) -> Vec<u8> {
+pub(crate) fn aad(label: &[u8], owner: &str, version: u32) -> Vec<u8> {
     let mut a = Vec::with_capacity(label.len() + 2 + owner.len() + 4);
     a.extend_from_slice(label);
     a.extend_from_slice(&(owner.len() as u16).to_be_bytes());

@@ -16,6 +16,7 @@ use crate::types::{Algorithm, ApiPrincipal, AuditEntry, AuditRecord, OtpKind, To
 
 mod custody;
 mod directory;
+mod requests;
 mod support;
 
 /// File name of the database inside the data directory.
@@ -137,6 +138,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         FROM tokens t JOIN token_state s ON s.serial = t.serial;",
     ),
     (8, PIN_SCHEME),
+    (9, requests::MIGRATION),
     (10, support::MIGRATION),
 ];
 
@@ -726,6 +728,7 @@ impl Backend for Sqlite {
             while let Some(r) = rows.next()? {
                 sink(ExportItem::Audit(audit_from_row(r)?))?;
             }
+            requests::export_attachments(&conn, sink)?;
             export_rows(&conn, sink)?;
         }
         conn.execute_batch("COMMIT")?;
@@ -1259,6 +1262,10 @@ impl WriteTx for SqliteWriter {
     }
 
     fn support(&mut self) -> &mut dyn crate::support_db::SupportTx {
+        self
+    }
+
+    fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx {
         self
     }
 

@@ -629,6 +629,7 @@ impl Backend for Postgres {
                 break;
             }
         }
+        super::requests::export_attachments(&conn, sink)?;
         export_rows(&conn, sink)?;
         conn.batch("COMMIT")?;
         Ok(())
@@ -1246,6 +1247,10 @@ impl WriteTx for PgWriter {
     }
 
     fn support(&mut self) -> &mut dyn crate::support_db::SupportTx {
+        self
+    }
+
+    fn requests(&mut self) -> &mut dyn crate::request_db::RequestTx {
         self
     }
 }

@@ -878,6 +878,85 @@ fn fill_every_table(db: &Db) -> Store {
         &actor(),
     )
     .expect("mail");
+    // A key request with its attachment, charter signature, PIN and booked pickup slot.
+    s.create_lot(
+        LotRow {
+            unit: "0750654D".into(),
+            ..lot("S", "2d")
+        },
+        &actor(),
+    )
+    .expect("school lot");
+    s.create_token(hotp_token("K3"), &actor()).expect("token");
+    s.change_key(
+        "K3",
+        KeyChange::Register {
+            lot: "S".into(),
+            valid_until: None,
+        },
+        &support(),
+        NOW,
+    )
+    .expect("register");
+    s.publish_charter(
+        "CH-2026",
+        "Charte",
+        b"%PDF-1.7 charte".to_vec(),
+        &actor(),
+        NOW,
+    )
+    .expect("charter");
+    let teacher = Acting {
+        actor: Actor::new("teacher-key", "manager"),
+        person: Some("teacher".into()),
+        central: vec![],
+        manages: vec![],
+    };
+    let head = Acting {
+        actor: Actor::new("marie", "manager"),
+        person: Some("head".into()),
+        central: vec![],
+        manages: vec!["S".into()],
+    };
+    let r = s
+        .file_request(
+            NewRequest {
+                need: okey_domain::request::Need::NewKey,
+                key: okey_domain::request::RequestedKey::Hardware,
+                reason: "accès aux applications".into(),
+                validator: None,
+                attachments: vec![NewAttachment {
+                    name: "arrete.pdf".into(),
+                    declared: Some("application/pdf".into()),
+                    content: b"%PDF-1.7 arrete de nomination".to_vec(),
+                }],
+                submit: true,
+            },
+            &teacher,
+            NOW,
+        )
+        .expect("request");
+    assert_eq!(r.row.state, "submitted");
+    let id = r.row.id;
+    s.decide_request(id, true, None, &head, NOW)
+        .expect("approve");
+    s.sign_charter(id, "ch-2026", true, &teacher, NOW)
+        .expect("charter");
+    let r = s
+        .set_request_pin(
+            id,
+            &Pin::new("2580").expect("pin"),
+            &okey_domain::request::PinPolicy::default(),
+            &teacher,
+            NOW,
+        )
+        .expect("pin");
+    assert_eq!(r.row.state, "ready_for_pickup");
+    assert_eq!(r.row.serial.as_deref(), Some("K3"));
+    let slot = s
+        .offer_slot("S", NOW + 86_400, "secrétariat", &head, NOW)
+        .expect("slot");
+    s.book_slot(id, slot.id, &teacher, NOW).expect("book");
     crate::support::fill(&s);
     s
 }
@@ -914,6 +993,7 @@ fn a_backup_carries_every_table_and_the_restored_store_works() {
         "version",
         "wrapped",
         "sealed",
+        "sealed_content",
     ];
     let mut compared = 0;
     for (table, rows) in &before {

@@ -325,14 +325,14 @@ pub(crate) fn fill(s: &Store) {
     s.create_token(
         NewToken {
             holder: Some("head".into()),
-            ..hotp_token("K3")
+            ..hotp_token("K4")
         },
         &actor(),
     )
     .expect("token");
-    s.set_pin("K3", Some(&Pin::new("4711").expect("pin")), &actor())
+    s.set_pin("K4", Some(&Pin::new("4711").expect("pin")), &actor())
         .expect("pin");
-    s.issue_temporary_key("K3", temporary("T3"), Some(c.number), &actor(), NOW)
+    s.issue_temporary_key("K4", temporary("T4"), Some(c.number), &actor(), NOW)
         .expect("temporary");
 }
 

@@ -1,0 +1,688 @@
+//! Key requests (seeds 001 and 002) end to end: a real `okey serve`, the `okey` CLI acting as
+//! directory people through keys bound to them, and a real SMTP server on loopback reading the
+//! mails each step sends.
+
+use std::path::Path;
+use std::time::Duration;
+
+use okey_e2e::{RFC_SECRET_HEX, SmtpSink, check, reference_hotp, unused_port, verify_user};
+use serde_json::Value;
+
+use crate::documents::{LYCEE, School};
+
+const HEAD_MAIL: &str = "marie-helene.lefevre@ac-reunion.fr";
+const AGENT_MAIL: &str = "eloise.techer@ac-reunion.fr";
+const CHARTER_NUMBER: &str = "CH-2026-07";
+
+fn smtp_config(port: u16) -> String {
+    format!(
+        "[smtp]\n\
+         relay = \"127.0.0.1\"\n\
+         port = {port}\n\
+         tls = \"none\"\n\
+         from = \"okey <okey@ac-reunion.fr>\"\n\
+         retry_initial_seconds = 1\n\
+         retry_max_seconds = 1\n\
+         poll_seconds = 1\n\
+         timeout_seconds = 5\n"
+    )
+}
+
+/// The mails received for `address` with a subject containing `subject`.
+fn mails_to<'a>(got: &'a [Value], address: &str, subject: &str) -> Vec<&'a Value> {
+    got.iter()
+        .filter(|m| {
+            m["rcpt_tos"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|a| a == address))
+                && m["subject"].as_str().is_some_and(|s| s.contains(subject))
+        })
+        .collect()
+}
+
+/// Wait until exactly one mail to `address` about `subject` arrived; return its body on one line.
+fn one_mail(sink: &SmtpSink, address: &str, subject: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = sink.received();
+        let found = mails_to(&got, address, subject);
+        if found.len() == 1 || std::time::Instant::now() > deadline {
+            assert_eq!(
+                found.len(),
+                1,
+                "mails to {address} about {subject:?}: {}",
+                serde_json::to_string_pretty(&got).unwrap_or_default()
+            );
+            return found[0]["body"]
+                .as_str()
+                .expect("body")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pdf(dir: &Path, name: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n",
+    )
+    .expect("pdf");
+    p.to_str().expect("path").to_owned()
+}
+
+struct Bench {
+    s: School,
+    sink: SmtpSink,
+    agent: String,
+    other: String,
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn new(serials: &[&str]) -> Bench {
+        let sink = SmtpSink::start(unused_port());
+        let s = School::new(&smtp_config(sink.port), serials).await;
+        let agent = s
+            .server
+            .key_for_person("e.agent", "manager", "e.agent")
+            .await;
+        let other = s.server.key_for_person("n.un", "manager", "n.un").await;
+        let dir = tempfile::tempdir().expect("dir");
+        let charter = dir.path().join("charte.pdf");
+        std::fs::write(&charter, b"%PDF-1.7 Charte d'utilisation ... CH-2026-07").expect("charter");
+        s.admin_ok(&[
+            "charter",
+            "publish",
+            charter.to_str().expect("path"),
+            "--number",
+            CHARTER_NUMBER,
+        ]);
+        Bench {
+            s,
+            sink,
+            agent,
+            other,
+            dir,
+        }
+    }
+
+    fn show(&self, key: &str, id: u64) -> Value {
+        self.s.json(key, &["request", "show", &id.to_string()])
+    }
+
+    fn requests_of(&self, key: &str) -> Vec<Value> {
+        self.s
+            .json(key, &["request", "list"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn id_of(v: &Value) -> u64 {
+    v["id"].as_u64().expect("request id")
+}
+
+/// 001 and 002, the 2D hardware path: a request with its attachment reaches the head of
+/// school by mail, the head approves, the requester signs the charter and chooses the PIN, a
+/// key is reserved from the lycée's lot and the requester is told to collect it, books a slot,
+/// the head hands the key over, and the first login with PIN ‖ OTP is accepted.
+#[tokio::test]
+async fn a_2d_hardware_request_goes_from_draft_to_hand_over_and_a_first_login() {
+    let b = Bench::new(&["R1"]).await;
+    let s = &b.s;
+    s.ok(&s.support.clone(), &["lot", "register", LYCEE, "R1"]);
+    let at = (okey_server::clock::now() + 2 * 86_400).to_string();
+    let slot = s.json(
+        &s.head,
+        &[
+            "request",
+            "slots",
+            LYCEE,
+            "--offer",
+            &at,
+            "--place",
+            "Secrétariat, bureau 12",
+        ],
+    );
+    let slot = slot["slot"].as_u64().expect("slot id");
+
+    let attach = pdf(b.dir.path(), "arrete.pdf");
+    let r = s.json(
+        &b.agent,
+        &[
+            "request",
+            "new",
+            "--type",
+            "hardware",
+            "--reason",
+            "accès aux applications de gestion",
+            "--attach",
+            &attach,
+        ],
+    );
+    let id = id_of(&r);
+    assert_eq!(r["state"], "submitted", "{r}");
+    assert_eq!(r["validator"], "p.proviseur");
+    assert_eq!(r["lot"], LYCEE);
+    assert_eq!(r["attachments"][0]["media_type"], "application/pdf");
+    let body = one_mail(&b.sink, HEAD_MAIL, "à valider");
+    assert!(body.contains("Éloïse Técher"), "{body}");
+    assert!(body.contains("accès aux applications de gestion"), "{body}");
+
+    // The head's home list shows what waits for them.
+    let waiting = s.json(&s.head, &["request", "list", "--waiting-for-me"]);
+    assert_eq!(waiting.as_array().map(Vec::len), Some(1), "{waiting}");
+    assert_eq!(id_of(&waiting[0]), id);
+
+    let r = s.json(&s.head, &["request", "approve", &id.to_string()]);
+    assert_eq!(r["state"], "approved", "{r}");
+    one_mail(&b.sink, AGENT_MAIL, "est validée");
+
+    // A wrong charter number is bad input (exit 2), nothing signed.
+    let out = s.run(
+        &b.agent,
+        &[
+            "request",
+            "charter",
+            &id.to_string(),
+            "--number",
+            "CH-2025-01",
+            "--accept",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the number printed"),
+        "{out:?}"
+    );
+    assert_eq!(b.show(&b.agent, id)["charter_version"], 0);
+    let r = s.json(
+        &b.agent,
+        &[
+            "request",
+            "charter",
+            &id.to_string(),
+            "--number",
+            "ch-2026-07",
+            "--accept",
+        ],
+    );
+    assert_eq!(r["charter_version"], 1, "{r}");
+
+    // A weak PIN is refused, its sentence does not repeat it, nothing is kept.
+    let out = s.server.cli(
+        &["request", "pin", &id.to_string()],
+        &[("OKEY_API_KEY", &b.agent), ("OKEY_PIN", "1234")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("too easy to guess") && !err.contains("1234"),
+        "{err}"
+    );
+    assert_eq!(b.show(&b.agent, id)["pin_set"], false);
+    let out = s.server.cli(
+        &["request", "pin", &id.to_string(), "--json"],
+        &[("OKEY_API_KEY", &b.agent), ("OKEY_PIN", "2580")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["state"], "ready_for_pickup", "{r}");
+    assert_eq!(r["serial"], "R1");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("2580"));
+    let body = one_mail(&b.sink, AGENT_MAIL, "votre clé est prête");
+    assert!(body.contains("Lot du lycée Leconte de Lisle"), "{body}");
+
+    let r = s.json(
+        &b.agent,
+        &[
+            "request",
+            "appointment",
+            &id.to_string(),
+            "--slot",
+            &slot.to_string(),
+        ],
+    );
+    assert_eq!(r["appointment"]["slot"], slot, "{r}");
+    assert_eq!(r["appointment"]["place"], "Secrétariat, bureau 12");
+
+    // 001 step 5: the head marks the key handed over; the request is completed and the key
+    // has the PIN the requester chose (nobody else typed it).
+    s.ok(&s.head, &["key", "handover", "R1", "--to", "e.agent"]);
+    let r = b.show(&b.agent, id);
+    assert_eq!(r["state"], "completed", "{r}");
+    let mut c = s.server.admin().await;
+    let seed = hex::decode(RFC_SECRET_HEX).expect("hex");
+    let wrong = format!("1234{}", reference_hotp(&seed, 0, 6));
+    assert!(!check(&mut c, verify_user("e.agent", &wrong)).await.0);
+    let right = format!("2580{}", reference_hotp(&seed, 1, 6));
+    let (ok, why) = check(&mut c, verify_user("e.agent", &right)).await;
+    assert!(ok, "first login with PIN and OTP: {why}");
+    // The audit chain holds every step.
+    let audit = s.admin_ok(&["audit", "list", "--limit", "200"]);
+    for step in [
+        "request.file",
+        "request.submit",
+        "request.approve",
+        "request.charter",
+        "request.pin",
+        "request.key_ready",
+        "request.appointment",
+        "request.complete",
+    ] {
+        assert!(audit.contains(step), "{step} in the audit: {audit}");
+    }
+}
+
+/// The refusals: a refusal with its reason mailed to the requester, a draft without
+/// attachments that never reaches the validator, someone else's request, approving one's own,
+/// oversized and disguised attachments (nothing written), and staff of a school outside
+/// contract.
+#[tokio::test]
+async fn refusals_drafts_and_bad_input_write_nothing() {
+    let b = Bench::new(&[]).await;
+    let s = &b.s;
+
+    // A draft without attachments: no mail to the head, nothing on their list.
+    let r = s.json(
+        &b.agent,
+        &[
+            "request",
+            "new",
+            "--type",
+            "hardware",
+            "--reason",
+            "remplacement",
+        ],
+    );
+    let draft = id_of(&r);
+    assert_eq!(r["state"], "draft", "{r}");
+    let out = s.run(&b.agent, &["request", "submit", &draft.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stays a draft"),
+        "{out:?}"
+    );
+    let waiting = s.json(&s.head, &["request", "list", "--waiting-for-me"]);
+    assert_eq!(waiting.as_array().map(Vec::len), Some(0), "{waiting}");
+
+    // One open request per need.
+    let attach = pdf(b.dir.path(), "arrete.pdf");
+    let out = s.run(
+        &b.agent,
+        &[
+            "request", "new", "--type", "hardware", "--reason", "x", "--attach", &attach,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already have an open request"));
+
+    // Disguised and oversized attachments: refused, nothing kept.
+    let script = b.dir.path().join("justificatif.pdf");
+    std::fs::write(&script, b"#!/bin/sh\nrm -rf /\n").expect("script");
+    let big = b.dir.path().join("scan.pdf");
+    let mut content = b"%PDF-1.7\n".to_vec();
+    content.resize(5 * 1024 * 1024 + 1, b' ');
+    std::fs::write(&big, content).expect("big");
+    for (file, says) in [(&script, "not a PDF, PNG or JPEG"), (&big, "at most 5 MiB")] {
+        let out = s.run(
+            &b.agent,
+            &[
+                "request",
+                "attach",
+                &draft.to_string(),
+                file.to_str().expect("path"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{out:?}"
+        );
+    }
+    assert_eq!(b.show(&b.agent, draft)["attachments"], Value::Array(vec![]));
+
+    // Someone else's request: not seen, not cancelled.
+    let out = s.run(&b.other, &["request", "show", &draft.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = s.run(&b.other, &["request", "cancel", &draft.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(b.show(&b.agent, draft)["state"], "draft");
+
+    // With its attachment the draft goes to the head; its requester cannot approve it.
+    s.ok(
+        &b.agent,
+        &["request", "attach", &draft.to_string(), &attach],
+    );
+    let r = s.json(&b.agent, &["request", "submit", &draft.to_string()]);
+    assert_eq!(r["state"], "submitted", "{r}");
+    one_mail(&b.sink, HEAD_MAIL, "à valider");
+    let out = s.run(&b.agent, &["request", "approve", &draft.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not by the requester"),
+        "{out:?}"
+    );
+    assert_eq!(b.show(&b.agent, draft)["state"], "submitted");
+
+    // A refusal says why, to the requester.
+    let out = s.run(
+        &s.head,
+        &["request", "refuse", &draft.to_string(), "--reason", ""],
+    );
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let r = s.json(
+        &s.head,
+        &[
+            "request",
+            "refuse",
+            &draft.to_string(),
+            "--reason",
+            "pas de besoin justifié",
+        ],
+    );
+    assert_eq!(r["state"], "refused", "{r}");
+    let body = one_mail(&b.sink, AGENT_MAIL, "est refusée");
+    assert!(body.contains("pas de besoin justifié"), "{body}");
+    assert_eq!(b.requests_of(&b.agent).len(), 1);
+}
+
+const UNITS: &str = "id,kind,name,parent,under_contract\n\
+RECTORAT,rectorat,Rectorat de La Réunion,,\n\
+SUPPORT,support_centre,Centre de support,RECTORAT,\n\
+CIRC-NORD,district,Circonscription Saint-Denis Nord,RECTORAT,\n\
+9740001H,school,Lycée Leconte de Lisle,RECTORAT,yes\n\
+9741234Y,school,Cours privé du Nord,RECTORAT,no\n\
+9740100R,school,École Jean Albany,CIRC-NORD,yes\n";
+
+const PEOPLE: &str = "id,name,email,unit,functions\n\
+p.proviseur,Marie-Hélène Lefèvre,marie-helene.lefevre@ac-reunion.fr,9740001H,head\n\
+e.agent,Éloïse Técher,eloise.techer@ac-reunion.fr,9740001H,staff\n\
+p.ien,François Grégoire,francois.gregoire@ac-reunion.fr,CIRC-NORD,ien\n\
+p.support,Jean Payet,jean.payet@ac-reunion.fr,SUPPORT,support\n\
+n.un,Noémie Hoarau,noemie.hoarau@ac-reunion.fr,CIRC-NORD,staff\n\
+h.prive,Hugo Lebon,hugo.lebon@ac-reunion.fr,9741234Y,staff\n\
+d.directeur,Denis Fontaine,denis.fontaine@ac-reunion.fr,9740100R,director\n\
+t.prof,Tania Rivière,tania.riviere@ac-reunion.fr,9740100R,staff\n";
+
+const CIRC: &str = "1D-CIRC-NORD";
+const IEN_MAIL: &str = "francois.gregoire@ac-reunion.fr";
+
+/// A server with the wider directory above (a school outside contract, a 1D school with its
+/// director), the lycée's and the district's lots, and `serials` imported.
+async fn org(serials: &[&str]) -> Bench {
+    let sink = SmtpSink::start(unused_port());
+    let server = okey_e2e::Server::start_with(&smtp_config(sink.port));
+    let dir = tempfile::tempdir().expect("dir");
+    let (people, units) = (dir.path().join("people.csv"), dir.path().join("units.csv"));
+    std::fs::write(&people, PEOPLE).expect("people");
+    std::fs::write(&units, UNITS).expect("units");
+    let out = server.cli(
+        &[
+            "directory",
+            "import",
+            people.to_str().expect("path"),
+            units.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "directory import: {out:?}");
+    let s = School {
+        head: server
+            .key_for_person("p.proviseur", "manager", "p.proviseur")
+            .await,
+        ien: server.key_for_person("p.ien", "manager", "p.ien").await,
+        support: server.key_with_role("p.support", "support").await,
+        server,
+    };
+    for (id, kind, unit, name) in [
+        (LYCEE, "2d", "9740001H", "Lot du lycée Leconte de Lisle"),
+        (CIRC, "1d", "CIRC-NORD", "Lot de la circonscription Nord"),
+    ] {
+        s.admin_ok(&[
+            "lot", "create", id, "--kind", kind, "--unit", unit, "--name", name,
+        ]);
+    }
+    if !serials.is_empty() {
+        let mut admin = s.server.admin().await;
+        admin
+            .tokens
+            .import_tokens(okey_server::proto::ImportTokensRequest {
+                tokens: serials
+                    .iter()
+                    .map(|x| okey_e2e::hotp_token(x, RFC_SECRET_HEX))
+                    .collect(),
+            })
+            .await
+            .expect("import");
+    }
+    let agent = s
+        .server
+        .key_for_person("e.agent", "manager", "e.agent")
+        .await;
+    let other = s.server.key_for_person("n.un", "manager", "n.un").await;
+    let charter = dir.path().join("charte.pdf");
+    std::fs::write(&charter, b"%PDF-1.7 Charte CH-2026-07").expect("charter");
+    s.admin_ok(&[
+        "charter",
+        "publish",
+        charter.to_str().expect("path"),
+        "--number",
+        CHARTER_NUMBER,
+    ]);
+    Bench {
+        s,
+        sink,
+        agent,
+        other,
+        dir,
+    }
+}
+
+fn file(b: &Bench, key: &str, extra: &[&str]) -> Value {
+    let attach = pdf(b.dir.path(), "justificatif.pdf");
+    let mut args = vec![
+        "request",
+        "new",
+        "--type",
+        "hardware",
+        "--reason",
+        "accès aux applications",
+        "--attach",
+        &attach,
+    ];
+    args.extend_from_slice(extra);
+    b.s.json(key, &args)
+}
+
+fn charter_and_pin(b: &Bench, key: &str, id: u64, pin: Option<&str>) -> Value {
+    b.s.json(
+        key,
+        &[
+            "request",
+            "charter",
+            &id.to_string(),
+            "--number",
+            CHARTER_NUMBER,
+            "--accept",
+        ],
+    );
+    match pin {
+        Some(p) => {
+            let out = b.s.server.cli(
+                &["request", "pin", &id.to_string(), "--json"],
+                &[("OKEY_API_KEY", key), ("OKEY_PIN", p)],
+            );
+            assert!(out.status.success(), "{out:?}");
+            serde_json::from_slice(&out.stdout).expect("json")
+        }
+        None => b.show(key, id),
+    }
+}
+
+/// 001: "les établissements hors contrat ne sont pas traités sous OKEY".
+#[tokio::test]
+async fn staff_of_a_school_outside_contract_are_refused_with_a_sentence_saying_so() {
+    let b = org(&[]).await;
+    let prive =
+        b.s.server
+            .key_for_person("h.prive", "manager", "h.prive")
+            .await;
+    let attach = pdf(b.dir.path(), "a.pdf");
+    let out = b.s.run(
+        &prive,
+        &[
+            "request", "new", "--type", "hardware", "--reason", "x", "--attach", &attach,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outside contract (hors contrat)"), "{err}");
+    assert!(b.requests_of(&prive).is_empty());
+}
+
+/// 002: when the N+1 is absent, the N+2 approves; the history says so.
+#[tokio::test]
+async fn the_n2_approves_while_the_n1_is_absent() {
+    let b = org(&[]).await;
+    let prof =
+        b.s.server
+            .key_for_person("t.prof", "manager", "t.prof")
+            .await;
+    let r = file(&b, &prof, &[]);
+    let id = id_of(&r);
+    assert_eq!(r["validator"], "d.directeur", "{r}");
+    assert_eq!(r["second_validator"], "p.ien", "{r}");
+    one_mail(&b.sink, "denis.fontaine@ac-reunion.fr", "à valider");
+    // Someone who is neither may not decide.
+    let out = b.s.run(&b.other, &["request", "approve", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let r = b.s.json(&b.s.ien, &["request", "approve", &id.to_string()]);
+    assert_eq!(
+        r["state"], "waiting_for_stock",
+        "approved, and the district lot is empty: {r}"
+    );
+    assert_eq!(r["decided_by"], "p.ien");
+    let approve = r["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["action"] == "approve")
+        .cloned()
+        .expect("approve event");
+    assert_eq!(approve["actor"], "p.ien");
+    assert!(
+        approve["comment"]
+            .as_str()
+            .is_some_and(|c| c.contains("as N+2")),
+        "{approve}"
+    );
+    one_mail(&b.sink, "tania.riviere@ac-reunion.fr", "est validée");
+}
+
+/// 002: a 1D school director's request is approved at once, and the audit says why.
+#[tokio::test]
+async fn a_1d_directors_request_is_approved_at_once_and_the_audit_says_why() {
+    let b = org(&["C1"]).await;
+    b.s.ok(&b.s.support.clone(), &["lot", "register", CIRC, "C1"]);
+    let dir =
+        b.s.server
+            .key_for_person("d.directeur", "manager", "d.directeur")
+            .await;
+    let r = file(&b, &dir, &[]);
+    assert_eq!(r["state"], "approved", "{r}");
+    assert_eq!(r["decided_by"], "okey");
+    assert_eq!(
+        r["decision_reason"],
+        "automatic approval: 1D school director in post"
+    );
+    let audit = b.s.admin_ok(&["audit", "list", "--limit", "100"]);
+    assert!(
+        audit.contains("request.auto_approve")
+            && audit.contains("automatic approval: 1D school director in post"),
+        "{audit}"
+    );
+    // Nobody was asked to validate it.
+    assert!(mails_to(&b.sink.received(), IEN_MAIL, "à valider").is_empty());
+    one_mail(&b.sink, "denis.fontaine@ac-reunion.fr", "est validée");
+    let r = charter_and_pin(&b, &dir, id_of(&r), Some("7319"));
+    assert_eq!(r["state"], "ready_for_pickup", "{r}");
+    assert_eq!(r["serial"], "C1");
+}
+
+/// 001: no key left in the lycée: the head and the requester are told; the head orders, the
+/// order is fulfilled, the requester is told a key arrived and the request goes on to its
+/// hand-over.
+#[tokio::test]
+async fn out_of_stock_then_an_order_restocks_and_the_request_completes() {
+    let b = org(&["R9"]).await;
+    let s = &b.s;
+    let r = file(&b, &b.agent, &[]);
+    let id = id_of(&r);
+    let r = s.json(&s.head, &["request", "approve", &id.to_string()]);
+    assert_eq!(r["state"], "waiting_for_stock", "{r}");
+    for to in [AGENT_MAIL, HEAD_MAIL] {
+        let body = one_mail(&b.sink, to, "plus de clé disponible");
+        assert!(body.contains("Lot du lycée Leconte de Lisle"), "{body}");
+    }
+    let r = charter_and_pin(&b, &b.agent, id, Some("2580"));
+    assert_eq!(r["state"], "waiting_for_stock", "{r}");
+    let order = s.json(&s.head, &["lot", "order", LYCEE, "--quantity", "1"]);
+    let order_id = order["id"].as_u64().expect("order id").to_string();
+    s.ok(&s.support.clone(), &["lot", "fulfil", &order_id, "R9"]);
+    one_mail(&b.sink, AGENT_MAIL, "une clé est disponible");
+    let r = b.show(&b.agent, id);
+    assert_eq!(r["state"], "ready_for_pickup", "{r}");
+    assert_eq!(r["serial"], "R9");
+    s.ok(&s.head, &["key", "handover", "R9", "--to", "e.agent"]);
+    assert_eq!(b.show(&b.agent, id)["state"], "completed");
+}
+
+/// 002: "le code PIN de votre nouvelle clef sera identique à celui de la précédente": the
+/// renewal's key logs in with the old PIN and its own code, and nobody typed the PIN again.
+#[tokio::test]
+async fn a_renewal_keeps_the_pin_of_the_previous_key() {
+    let b = org(&["R1", "R2"]).await;
+    let s = &b.s;
+    s.ok(&s.support.clone(), &["lot", "register", LYCEE, "R1"]);
+    let id = id_of(&file(&b, &b.agent, &[]));
+    s.ok(&s.head, &["request", "approve", &id.to_string()]);
+    charter_and_pin(&b, &b.agent, id, Some("2580"));
+    s.ok(&s.head, &["key", "handover", "R1", "--to", "e.agent"]);
+    assert_eq!(b.show(&b.agent, id)["state"], "completed");
+
+    s.ok(&s.support.clone(), &["lot", "register", LYCEE, "R2"]);
+    let r = file(&b, &b.agent, &["--renewal"]);
+    let renewal = id_of(&r);
+    assert_eq!(r["need"], "renewal");
+    assert_eq!(r["pin_set"], true, "{r}");
+    assert_eq!(r["pin_source"], "carried from R1");
+    s.ok(&s.head, &["request", "approve", &renewal.to_string()]);
+    let r = charter_and_pin(&b, &b.agent, renewal, None);
+    assert_eq!(r["state"], "ready_for_pickup", "no PIN asked: {r}");
+    assert_eq!(r["serial"], "R2");
+    s.ok(&s.head, &["key", "handover", "R2", "--to", "e.agent"]);
+    let mut c = s.server.admin().await;
+    let seed = hex::decode(RFC_SECRET_HEX).expect("hex");
+    let code = reference_hotp(&seed, 0, 6);
+    let (ok, why) = check(
+        &mut c,
+        okey_e2e::verify_serial("R2", &format!("2580{code}")),
+    )
+    .await;
+    assert!(ok, "old PIN and the new key's code: {why}");
+    let code = reference_hotp(&seed, 1, 6);
+    assert!(
+        !check(
+            &mut c,
+            okey_e2e::verify_serial("R2", &format!("0000{code}"))
+        )
+        .await
+        .0
+    );
+}
