@@ -235,6 +235,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
         let mut attachments = Vec::with_capacity(r.attachments.len());
         let mut lines = Vec::with_capacity(r.attachments.len());
         for a in &r.attachments {
+            // Checked here to fill the form; checked again when sealed, in the store.
             let declared = (!a.media_type.is_empty()).then_some(a.media_type.as_str());
             let t = check_attachment(&a.name, declared, &a.content).map_err(invalid)?;
             lines.push(format!(
@@ -266,6 +267,15 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
                 attachments,
             },
             attachment_lines: lines,
+            files: r
+                .attachments
+                .into_iter()
+                .map(|a| okey_store::NewAttachment {
+                    declared: (!a.media_type.is_empty()).then_some(a.media_type),
+                    name: a.name,
+                    content: a.content,
+                })
+                .collect(),
             serial: (!r.serial.is_empty()).then_some(r.serial),
             serials: r.serials,
         };
