@@ -118,6 +118,21 @@ const TABLE: &[(&str, &[&str])] = &[
         &["admin", "support", "manager", "portal"],
     ),
     ("PublishCharter", &["admin"]),
+    ("OpenCase", &["admin", "support", "manager", "portal"]),
+    (
+        "ListCases",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
+    (
+        "ShowCase",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
+    ("ReplyCase", &["admin", "support", "manager", "portal"]),
+    ("AssignCase", &["admin", "support"]),
+    ("ResolveCase", &["admin", "support"]),
+    ("RegisterCaseKeys", &["admin", "support"]),
+    ("DiagnoseKey", &["admin", "support"]),
+    ("IssueTemporaryKey", &["admin", "support"]),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -471,6 +486,60 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "PublishCharter" => code(
             c.requests
                 .publish_charter(proto::PublishCharterRequest::default())
+                .await
+                .map(drop),
+        ),
+        "OpenCase" => code(
+            c.support
+                .open_case(proto::OpenCaseRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListCases" => code(
+            c.support
+                .list_cases(proto::ListCasesRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ShowCase" => code(
+            c.support
+                .show_case(proto::ShowCaseRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ReplyCase" => code(
+            c.support
+                .reply_case(proto::ReplyCaseRequest::default())
+                .await
+                .map(drop),
+        ),
+        "AssignCase" => code(
+            c.support
+                .assign_case(proto::AssignCaseRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ResolveCase" => code(
+            c.support
+                .resolve_case(proto::ResolveCaseRequest::default())
+                .await
+                .map(drop),
+        ),
+        "RegisterCaseKeys" => code(
+            c.support
+                .register_case_keys(proto::RegisterCaseKeysRequest::default())
+                .await
+                .map(drop),
+        ),
+        "DiagnoseKey" => code(
+            c.support
+                .diagnose_key(proto::DiagnoseKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "IssueTemporaryKey" => code(
+            c.support
+                .issue_temporary_key(proto::IssueTemporaryKeyRequest::default())
                 .await
                 .map(drop),
         ),

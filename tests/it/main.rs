@@ -21,4 +21,5 @@ mod radius;
 mod requests;
 mod seed_files;
 mod stock_clients;
+mod support;
 mod tls;

@@ -478,3 +478,112 @@ async fn every_lifecycle_operation_by_every_function_in_and_out_of_scope() {
         failures.join("\n")
     );
 }
+
+/// A minimal, complete case form (seed 004's fields and a PNG screenshot).
+fn case_request() -> proto::OpenCaseRequest {
+    proto::OpenCaseRequest {
+        kind: "other".into(),
+        priority: proto::CasePriority::Minor as i32,
+        name: "Nom Prénom".into(),
+        function: "Fonction".into(),
+        phone: "0262 00 00 00".into(),
+        unit_town: "Saint-Denis".into(),
+        subject: "Objet".into(),
+        population: "enseignant".into(),
+        description: "Description précise.".into(),
+        location: "Accueil > Applications".into(),
+        attachments: vec![proto::CaseAttachment {
+            name: "capture.png".into(),
+            media_type: "image/png".into(),
+            content: b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// Seed 004: the direction team of a secondary school (head, deputy) and the ENT correspondents
+/// open support cases, and seed 003 adds primary school directors (and their acting director);
+/// every other function is refused. A case is read and answered by its declarant and the desk,
+/// not by another school's head; the desk's operations stay the desk's.
+#[tokio::test]
+async fn a_support_case_is_opened_by_the_functions_seed_004_names_and_read_by_its_declarant() {
+    let server = Server::start();
+    server.import_directory(UNITS, PEOPLE);
+    let portal = server.key_with_role("portal-1", "portal").await;
+    let may_open = ["f.head", "f.deputy", "f.director", "f.acting", "f.ent"];
+    let mut failures = Vec::new();
+    let mut opened = Vec::new();
+    for (person, _, _, _) in FUNCTIONS {
+        let mut c = server.client_acting(&portal, person).await;
+        let got = c.support.open_case(case_request()).await;
+        let expected = may_open.contains(&person);
+        match (got, expected) {
+            (Ok(case), true) => opened.push((person, case.into_inner().number)),
+            (Err(s), false) if s.code() == Code::PermissionDenied => {}
+            (Ok(_), false) => failures.push(format!("{person} opened a case")),
+            (Err(s), _) => failures.push(format!(
+                "{person}: {:?} {} (expected {})",
+                s.code(),
+                s.message(),
+                if expected {
+                    "opened"
+                } else {
+                    "PERMISSION_DENIED"
+                }
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Each declarant reads and answers their own case; the head of school does not read the
+    // director's, and nobody acting through the portal assigns, resolves or diagnoses.
+    let director_case = &opened
+        .iter()
+        .find(|(p, _)| *p == "f.director")
+        .expect("the director's case")
+        .1;
+    let mut head = server.client_acting(&portal, "f.head").await;
+    let e = head
+        .support
+        .show_case(proto::ShowCaseRequest {
+            number: director_case.clone(),
+        })
+        .await
+        .expect_err("another declarant's case");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = head
+        .support
+        .reply_case(proto::ReplyCaseRequest {
+            number: director_case.clone(),
+            body: "réponse".into(),
+            internal: false,
+        })
+        .await
+        .expect_err("another declarant's case");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let mut director = server.client_acting(&portal, "f.director").await;
+    director
+        .support
+        .reply_case(proto::ReplyCaseRequest {
+            number: director_case.clone(),
+            body: "précision".into(),
+            internal: false,
+        })
+        .await
+        .expect("the declarant answers on their case");
+    let listed = director
+        .support
+        .list_cases(proto::ListCasesRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.cases.len(), 1, "their own case only");
+    let e = director
+        .support
+        .resolve_case(proto::ResolveCaseRequest {
+            number: director_case.clone(),
+            resolution: "fait".into(),
+        })
+        .await
+        .expect_err("the desk resolves");
+    assert_eq!(e.code(), Code::PermissionDenied);
+}

@@ -189,7 +189,8 @@ impl Clients {
             requests: RequestServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             support:
                 okey_server::proto::support_service_client::SupportServiceClient::with_interceptor(
-                    channel, bearer,
+                    channel.clone(),
+                    bearer.clone(),
                 ),
         }
     }

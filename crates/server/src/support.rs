@@ -210,7 +210,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .await?;
         let acting = self.acting(&p)?;
         let Some(declarant) = acting.person.clone() else {
-            return Err(Status::permission_denied(format!(
+            return Err(Status::failed_precondition(format!(
                 "{} acts for nobody: a case is opened by a person of the directory (a key \
                  bound to them, or a portal naming them)",
                 p.name
@@ -235,6 +235,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
         let mut attachments = Vec::with_capacity(r.attachments.len());
         let mut lines = Vec::with_capacity(r.attachments.len());
         for a in &r.attachments {
+            // Checked here to fill the form; checked again when sealed, in the store.
             let declared = (!a.media_type.is_empty()).then_some(a.media_type.as_str());
             let t = check_attachment(&a.name, declared, &a.content).map_err(invalid)?;
             lines.push(format!(
@@ -266,6 +267,15 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
                 attachments,
             },
             attachment_lines: lines,
+            files: r
+                .attachments
+                .into_iter()
+                .map(|a| okey_store::NewAttachment {
+                    declared: (!a.media_type.is_empty()).then_some(a.media_type),
+                    name: a.name,
+                    content: a.content,
+                })
+                .collect(),
             serial: (!r.serial.is_empty()).then_some(r.serial),
             serials: r.serials,
         };
@@ -287,14 +297,13 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
-        let declarant =
-            if reads_all(&p) {
-                None
-            } else {
-                Some(acting.person.clone().ok_or_else(|| {
-                    Status::permission_denied(format!("{} acts for nobody", p.name))
-                })?)
-            };
+        let declarant = if reads_all(&p) {
+            None
+        } else {
+            Some(acting.person.clone().ok_or_else(|| {
+                Status::failed_precondition(format!("{} acts for nobody", p.name))
+            })?)
+        };
         let filter = CaseFilter {
             open_only: !r.all,
             declarant,

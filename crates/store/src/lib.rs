@@ -94,6 +94,6 @@ pub use requests::{
     RequestView,
 };
 pub use store::{Store, create_private_dir};
-pub use support::{CaseView, MAX_CASES, MAX_TEMPORARY_DAYS, NewCase};
+pub use support::{CaseView, MAX_CASES, MAX_TEMPORARY_DAYS, NewCase, case_owner};
 pub use types::*;
 pub use zeroize::Zeroizing;

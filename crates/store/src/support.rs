@@ -30,7 +30,7 @@ pub const MAX_CASES: u32 = 1_000;
 pub const MAX_TEMPORARY_DAYS: u64 = 60;
 
 /// A case to open.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct NewCase {
     /// The declarant: a directory person.
     pub declarant: String,
@@ -42,6 +42,8 @@ pub struct NewCase {
     pub form: CaseForm,
     /// The attachments' descriptions, one line each (name, type, size, digest).
     pub attachment_lines: Vec<String>,
+    /// The attachments themselves: sealed with the case, owner `case:NUMBER`.
+    pub files: Vec<crate::attachments::NewAttachment>,
     /// The key concerned (required for the kinds that name one).
     pub serial: Option<String>,
     /// The serials of a "keys not in okey" case.
@@ -55,6 +57,11 @@ pub struct CaseView {
     pub case: CaseRow,
     /// Its messages, oldest first (internal notes included: the caller filters them).
     pub messages: Vec<CaseMessage>,
+}
+
+/// The owner of a case's attachments in the attachment store.
+pub fn case_owner(number: &str) -> String {
+    format!("case:{number}")
 }
 
 fn refused(e: CaseError) -> StoreError {
@@ -157,6 +164,7 @@ impl Store {
             .unwrap_or_else(|| person.unit.as_str().to_owned());
         let year = rules::year_of(now);
         let f = new.form;
+        let files = new.files;
         let case = CaseRow {
             number: String::new(),
             unit: unit.clone(),
@@ -190,6 +198,11 @@ impl Store {
             let mut case = case;
             case.number = rules::case_number(&unit, year, seq);
             tx.support().insert_case(&case)?;
+            let sealed =
+                store.seal_attachments(&case_owner(&case.number), &files, &case.declarant, now)?;
+            for a in &sealed {
+                tx.requests().insert_attachment(a)?;
+            }
             let notice = Notice::CaseOpened {
                 number: case.number.clone(),
                 name: person.name.clone(),

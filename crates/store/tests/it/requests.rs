@@ -23,6 +23,7 @@ impl LifecycleMailer for Names {
             message_id: format!("<okey.{n}@example.org>"),
             template: notice.template().to_owned(),
             to: to.to_vec(),
+            cc: vec![],
             subject: notice.template().to_owned(),
             body: "x\n".into(),
         })

@@ -14,6 +14,9 @@ use okey_store::*;
 use crate::common::*;
 use crate::directory::{person, units};
 
+/// A PNG's signature and IHDR header: enough for the content check.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR";
+
 /// 2026-06-01T00:00:00Z.
 const NOW: u64 = 1_780_272_000;
 
@@ -60,7 +63,12 @@ pub(crate) fn new_case(declarant: &str, priority: Priority, subject: &str) -> Ne
         kind: CaseKind::Other,
         priority,
         form: form(subject),
-        attachment_lines: vec!["capture.png image/png 68 bytes".into()],
+        attachment_lines: vec!["capture.png image/png 16 bytes".into()],
+        files: vec![NewAttachment {
+            name: "capture.png".into(),
+            declared: None,
+            content: PNG.to_vec(),
+        }],
         serial: None,
         serials: Vec::new(),
     }
@@ -109,6 +117,14 @@ fn cases_are_numbered_mailed_and_queued(db: &Db) {
         .expect("open");
     assert_eq!(a.number, "0750654D-2026-0001");
     assert_eq!(a.state, CaseState::Open);
+    // The screenshot is kept sealed with the case, and opens to the same bytes.
+    let files = s.attachment_infos(&case_owner(&a.number)).expect("infos");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].media_type, "image/png");
+    let (_, content) = s
+        .attachment_content(&case_owner(&a.number), files[0].id)
+        .expect("content");
+    assert_eq!(content.as_slice(), PNG);
     let b = s
         .open_case(
             new_case("head", Priority::Blocking, "ENT down"),
@@ -325,14 +341,14 @@ pub(crate) fn fill(s: &Store) {
     s.create_token(
         NewToken {
             holder: Some("head".into()),
-            ..hotp_token("K3")
+            ..hotp_token("K4")
         },
         &actor(),
     )
     .expect("token");
-    s.set_pin("K3", Some(&Pin::new("4711").expect("pin")), &actor())
+    s.set_pin("K4", Some(&Pin::new("4711").expect("pin")), &actor())
         .expect("pin");
-    s.issue_temporary_key("K3", temporary("T3"), Some(c.number), &actor(), NOW)
+    s.issue_temporary_key("K4", temporary("T4"), Some(c.number), &actor(), NOW)
         .expect("temporary");
 }
 
