@@ -347,3 +347,69 @@ fn each_mail_of_the_shared_outbox_goes_out_once() {
         assert_eq!(q["sent"], n as u64, "{q}");
     }
 }
+
+/// A node dies while sending a mail (its relay never answers): the mail stays leased to it, no
+/// other node sends it before the lease runs out, and the second node sends it once after.
+#[test]
+fn a_mail_leased_by_a_node_killed_mid_send_goes_out_once_through_the_other_after_the_lease() {
+    let Some(cluster) = Cluster::shared() else {
+        eprintln!("skipped: the PostgreSQL server binaries are not installed");
+        return;
+    };
+    let store = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{}\"\n",
+        cluster.fresh_db()
+    );
+    let smtp = |port: u16| {
+        format!(
+            "[smtp]\nrelay = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"okey <okey@ac-example.fr>\"\nretry_initial_seconds = 1\n\
+             retry_max_seconds = 1\npoll_seconds = 1\ntimeout_seconds = 5\n"
+        )
+    };
+    // A's relay accepts the connection and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let mut a = Server::start_with(&format!("{store}{}", smtp(silent_port)));
+    let out = a.cli(&["mail", "test", "--to", "marie.hoarau@ac-example.fr"], &[]);
+    assert!(
+        out.status.success(),
+        "okey mail test: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A leased the mail and is in the middle of sending it: killed there.
+    accepted_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("A's sender reached its relay");
+    let killed = std::time::Instant::now();
+    a.kill9();
+    let sink = okey_e2e::SmtpSink::start(0);
+    let _b = Server::start_node(
+        &format!(
+            "master_key_file = \"{}\"\n{store}{}",
+            a.data_dir.join("master.key").display(),
+            smtp(sink.port)
+        ),
+        &a.admin_key,
+    );
+    // The lease is four SMTP timeouts, at least a minute: B leaves the mail alone until then.
+    let early = sink.wait_for(1, Duration::from_secs(50).saturating_sub(killed.elapsed()));
+    assert!(early.is_empty(), "sent during A's lease: {early:?}");
+    let got = sink.wait_for(1, Duration::from_secs(40));
+    assert_eq!(got.len(), 1, "B never took the mail over");
+    assert!(
+        killed.elapsed() >= Duration::from_secs(55),
+        "{:?}",
+        killed.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.received().len(), 1, "sent more than once");
+}

@@ -64,6 +64,12 @@ pub struct BenchArgs {
     /// end on a loopback UDP port), and print RADIUS verifies/s as a ratio to gRPC's.
     #[arg(long)]
     radius: bool,
+    /// Also run the same load on PostgreSQL, side by side with the SQLite run: one in-process
+    /// okey node on the database, then a second node beside it on the same database with the
+    /// load spread over both. The file holds the connection string of an empty database (one
+    /// line, mode 0600: a password is never on the command line).
+    #[arg(long, value_name = "FILE")]
+    postgres_url_file: Option<std::path::PathBuf>,
     /// gRPC connections to spread the load over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -270,6 +276,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "--floor runs the transport floor in this process beside an okey server of its own; it cannot be combined with --server"
         );
     }
+    if args.postgres_url_file.is_some() && args.server.is_some() {
+        bail!(
+            "--postgres-url-file runs okey nodes in this process on that database; it cannot be combined with --server"
+        );
+    }
     let mut reports = Vec::new();
     if let Some(server) = &args.server {
         let client = ClientArgs {
@@ -299,6 +310,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         for mode in modes {
             reports.extend(in_process(&args, mode).await?);
+        }
+        if let Some(url_file) = &args.postgres_url_file {
+            reports.extend(postgres(&args, url_file).await?);
         }
         if args.floor {
             reports.push(floor(&args).await?);
@@ -352,6 +366,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     floor.verifies_per_second
                 );
             }
+        }
+        let sqlite = reports.first().filter(|r| r.server == "okey");
+        for pg in reports
+            .iter()
+            .filter(|r| r.server.starts_with("okey-postgres"))
+        {
+            if let Some(sqlite) = sqlite {
+                println!(
+                    "{} vs SQLite ({}): {:.2}x the throughput ({:.0} vs {:.0} verifies/s), p99 {:.3} vs {:.3} ms",
+                    pg.server,
+                    pg.durability,
+                    pg.verifies_per_second / sqlite.verifies_per_second.max(1e-9),
+                    pg.verifies_per_second,
+                    sqlite.verifies_per_second,
+                    pg.p99_ms,
+                    sqlite.p99_ms
+                );
+            }
+        }
+        if let (Some(one), Some(two)) = (
+            reports.iter().find(|r| r.server == PG_ONE),
+            reports.iter().find(|r| r.server == PG_TWO),
+        ) {
+            println!(
+                "PostgreSQL, two nodes vs one: {:.2}x the throughput ({:.0} vs {:.0} verifies/s)",
+                two.verifies_per_second / one.verifies_per_second.max(1e-9),
+                two.verifies_per_second,
+                one.verifies_per_second
+            );
         }
         if let (Some(okey), Some(floor)) = (reports.first(), find("transport-floor", "none")) {
             println!(
@@ -501,6 +544,84 @@ async fn in_process(args: &BenchArgs, durability: Durability) -> anyhow::Result<
     }
     server.stop().await?;
     Ok(reports)
+}
+
+/// The report names of the PostgreSQL runs.
+const PG_ONE: &str = "okey-postgres-1-node";
+const PG_TWO: &str = "okey-postgres-2-nodes";
+
+/// The same load on PostgreSQL: one okey node in this process, then a second one on the same
+/// database (sharing the first's master key, as a second machine would) with the connections
+/// and workers spread over both. Each run imports its own tokens.
+async fn postgres(
+    args: &BenchArgs,
+    url_file: &std::path::Path,
+) -> anyhow::Result<Vec<BenchReport>> {
+    use okey_server::config::{StoreKind, StoreTable};
+    let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let store = StoreTable {
+        backend: StoreKind::Postgres,
+        url: None,
+        url_file: Some(url_file.to_owned()),
+    };
+    let node = |name: &str, master: Option<std::path::PathBuf>| ServeConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.path().join(name),
+        durability: args.durability,
+        store: store.clone(),
+        master_key_file: master,
+        ..ServeConfig::default()
+    };
+    let name = match args.durability {
+        Durability::Group => "group-commit",
+        Durability::PerCommit => "per-commit",
+    };
+    let a = okey_server::start(node("a", None)).await?;
+    let key_file = a.created_admin_key.clone().context(
+        "the PostgreSQL database already holds an okey store: --postgres-url-file needs an empty database",
+    )?;
+    let client = |addr: std::net::SocketAddr| ClientArgs {
+        server: format!("http://{addr}"),
+        api_key: None,
+        api_key_file: Some(key_file.clone()),
+        tls: TlsArgs::default(),
+    };
+    let client_a = client(a.addr);
+    let key = client_a.key()?;
+    let on_a = connect_verifiers(&client_a, &key, args.connections, args.client).await?;
+    let mut one = load(
+        args,
+        Target::Okey(Box::new(client_a.connect().await?)),
+        on_a.clone(),
+        name.into(),
+        Some(&a.store),
+        false,
+    )
+    .await?;
+    one.server = PG_ONE;
+
+    let b = okey_server::start(node("b", Some(dir.path().join("a").join("master.key")))).await?;
+    let on_b = connect_verifiers(&client(b.addr), &key, args.connections, args.client).await?;
+    // Alternate the nodes' connections: worker w uses connection w mod 2n, half on each node.
+    let both: Vec<Verifier> = on_a
+        .into_iter()
+        .zip(on_b)
+        .flat_map(|(x, y)| [x, y])
+        .collect();
+    // Each node's store counts only its own transactions: no per-transaction figures here.
+    let mut two = load(
+        args,
+        Target::Okey(Box::new(client_a.connect().await?)),
+        both,
+        name.into(),
+        None,
+        false,
+    )
+    .await?;
+    two.server = PG_TWO;
+    b.stop().await?;
+    a.stop().await?;
+    Ok(vec![one, two])
 }
 
 /// Median time to write 4 KiB to a file in `dir` and flush it to the disk (`fdatasync`), over
