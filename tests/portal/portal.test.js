@@ -53,6 +53,28 @@ let tamper = null; // null, 'forge' or 'expire': how the relay rewrites the next
 let portalUrl;
 let issuer;
 let signingKey; // the provider's real private key (the test made it)
+let grpcAddr;
+
+/** RFC 4226 HOTP of the test seed at `counter`, computed here (independently of okey). */
+function hotp(counter) {
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(counter));
+  const mac = crypto.createHmac('sha1', Buffer.from(SEED, 'hex')).update(msg).digest();
+  const off = mac[19] & 0xf;
+  const bin = ((mac[off] & 0x7f) << 24) | (mac[off + 1] << 16) | (mac[off + 2] << 8) | mac[off + 3];
+  return String(bin % 1e6).padStart(6, '0');
+}
+
+/** Whether okey accepts `code` for `serial` (`okey verify`: exit 0 accepted, 1 rejected). */
+function verify(serial, code) {
+  try {
+    cli(grpcAddr, ['verify', '--serial', serial], { OKEY_PASSCODE: code });
+    return true;
+  } catch (e) {
+    if (e.status === 1) return false;
+    throw e;
+  }
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -189,6 +211,7 @@ before(async () => {
   const secretFile = path.join(tmp, 'client.secret');
   fs.writeFileSync(secretFile, `${CLIENT_SECRET}\n`, { mode: 0o600 });
   const grpc = `127.0.0.1:${grpcPort}`;
+  grpcAddr = grpc;
   portalUrl = `http://127.0.0.1:${portalPort}`;
   const log = fs.openSync(path.join(ARTIFACTS, 'okey-serve.log'), 'w');
   okey = spawn(OKEY, [
@@ -363,6 +386,18 @@ test("another school's key and lot are not reachable by URL", async () => {
   assert.ok([403, 404].includes(pdf.status()), `receipt of another school: ${pdf.status()}`);
 });
 
+test('a lot manager cannot unlock or resync: the support centre does', async () => {
+  const { page, context } = manager;
+  await page.goto(`${portalUrl}/clefs/A-0001`);
+  const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+  const r = await context.request.post(`${portalUrl}/support/A-0001/deblocage`, {
+    form: { csrf },
+    maxRedirects: 0,
+  });
+  assert.equal(r.status(), 403);
+  assert.match(await r.text(), /Accès refusé/);
+});
+
 test('every answer carries the security headers', async () => {
   const r = await fetch(`${portalUrl}/`);
   const csp = r.headers.get('content-security-policy');
@@ -437,6 +472,26 @@ test('the support centre finds a key by serial, its owner, and the found-key dec
     assert.match(await b.page.textContent('[role=status]'), /appartient à un titulaire/);
     await shot(b.page, '07-support');
     await axe(b.page, 'support');
+
+    // Unlock: A-0001 (handed over, so it may log in) locked by ten wrong codes refuses even
+    // its right code until it is unlocked.
+    for (let i = 0; i < 10; i += 1) assert.equal(verify('A-0001', '000000'), false);
+    assert.equal(verify('A-0001', hotp(0)), false, 'locked');
+    await b.page.goto(`${portalUrl}/support?numero=A-0001`);
+    await b.page.getByRole('button', { name: 'Débloquer la clef' }).click();
+    assert.match(await b.page.textContent('[role=status]'), /débloquée/);
+    assert.equal(verify('A-0001', hotp(0)), true, 'accepted once unlocked');
+
+    // Resync: A-0001 drifted to counter 500, beyond the look-ahead window.
+    assert.equal(verify('A-0001', hotp(500)), false, 'outside the window');
+    await b.page.goto(`${portalUrl}/support?numero=A-0001`);
+    await b.page.getByLabel('Premier code').fill(hotp(501));
+    await b.page.getByLabel('Code suivant').fill(hotp(502));
+    await b.page.getByRole('button', { name: 'Resynchroniser' }).click();
+    assert.match(await b.page.textContent('[role=status]'), /resynchronisée/);
+    await shot(b.page, '08-resynchronisation');
+    assert.equal(verify('A-0001', hotp(502)), false, 'a code used by the resync is not replayed');
+    assert.equal(verify('A-0001', hotp(503)), true, 'the next code is accepted');
   } finally {
     await b.close();
   }
