@@ -355,6 +355,32 @@ test('the lot manager hands a key over and downloads its PDF receipt', async () 
   assert.match(text, /Frédéric Staff|f\.staff/);
 });
 
+test('the lot manager orders keys for their lot and cancels the order', async () => {
+  const { page } = manager;
+  await page.goto(`${portalUrl}/lots/2D-A`);
+  await page.getByRole('link', { name: 'Commandes de clefs de ce lot' }).click();
+  assert.match(await page.textContent('main'), /Aucune commande/);
+  await page.getByLabel('Nombre de clefs').fill('25');
+  await page.getByLabel('Commentaire (facultatif)').fill('Rentrée de septembre');
+  await page.getByRole('button', { name: 'Commander' }).click();
+  const row = page.locator('table tbody tr').first();
+  assert.match(await row.textContent(), /25.*en cours.*Rentrée de septembre/s);
+  await axe(page, 'commandes');
+  await shot(page, '03b-commandes');
+  await page.getByRole('button', { name: /Annuler la commande/ }).click();
+  assert.match(await page.locator('table tbody tr').first().textContent(), /annulée/);
+  // Bad input: nothing ordered, a French page says why.
+  const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+  const bad = await manager.context.request.post(`${portalUrl}/lots/2D-A/commandes`, {
+    form: { csrf, quantite: '0' },
+    maxRedirects: 0,
+  });
+  assert.equal(bad.status(), 400);
+  assert.match(await bad.text(), /Saisie incorrecte/);
+  await page.reload();
+  assert.equal(await page.locator('table tbody tr').count(), 1, 'no second order');
+});
+
 test('a form without the session CSRF token is refused and changes nothing', async () => {
   const { page, context } = manager;
   const r = await context.request.post(`${portalUrl}/clefs/A-0002/perdue`, {
