@@ -410,6 +410,28 @@ test("another school's key and lot are not reachable by URL", async () => {
   assert.equal(lot.status(), 403);
   const pdf = await page.goto(`${portalUrl}/clefs/B-0001/bordereaux/x`);
   assert.ok([403, 404].includes(pdf.status()), `receipt of another school: ${pdf.status()}`);
+  // Nor by a form with this session's own CSRF token.
+  await page.goto(`${portalUrl}/clefs/A-0002`);
+  const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+  const lost = await manager.context.request.post(`${portalUrl}/clefs/B-0001/perdue`, {
+    form: { csrf, commentaire: 'pas la mienne' },
+    maxRedirects: 0,
+  });
+  assert.equal(lost.status(), 403);
+  assert.match(await lost.text(), /Accès refusé/);
+});
+
+test('someone the directory does not hold cannot log in', async () => {
+  const b = await browser();
+  try {
+    await login(b.page, 'x.inconnu');
+    assert.match(await b.page.textContent('main'), /Connexion refusée/);
+    const r = await b.page.goto(`${portalUrl}/`);
+    assert.equal(r.status(), 200);
+    assert.match(await b.page.textContent('main'), /Se connecter/, 'still logged out');
+  } finally {
+    await b.close();
+  }
 });
 
 test('a lot manager cannot unlock or resync: the support centre does', async () => {
