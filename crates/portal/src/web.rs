@@ -110,6 +110,8 @@ pub enum PageError {
     Login(String),
     /// Login is not configured.
     NoProvider,
+    /// The identity provider cannot be reached (details logged only).
+    Provider(String),
     /// The server refused or failed.
     Grpc(tonic::Status),
     /// Bad input caught here.
@@ -157,6 +159,16 @@ impl IntoResponse for PageError {
                  issuer et client_id).",
                 None,
             ),
+            PageError::Provider(why) => {
+                tracing::error!(why = %why, "the identity provider cannot be used");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "Fournisseur d'identité indisponible",
+                    "Le service de connexion de l'académie ne répond pas. Réessayez dans un \
+                     instant.",
+                    None,
+                )
+            }
             PageError::Invalid(why) => (
                 StatusCode::BAD_REQUEST,
                 "Saisie incorrecte",
@@ -466,10 +478,10 @@ async fn person_entry(app: &App, viewer: &str, id: &str) -> Option<proto::Direct
 
 async fn login(State(app): State<Shared>) -> Page {
     let oidc = app.oidc.as_ref().ok_or(PageError::NoProvider)?;
-    let start = oidc.start().await.map_err(|e| {
-        tracing::error!(error = %e, "portal login cannot start");
-        PageError::Grpc(tonic::Status::unavailable("provider"))
-    })?;
+    let start = oidc
+        .start()
+        .await
+        .map_err(|e| PageError::Provider(e.to_string()))?;
     let id = app
         .sessions
         .begin_login(start.state, start.nonce, start.pkce_verifier)
@@ -521,7 +533,10 @@ async fn callback(
     let person = oidc
         .finish(&code, &pending.nonce, &pending.pkce_verifier)
         .await
-        .map_err(|e| PageError::Login(e.to_string()))?;
+        .map_err(|e| match e {
+            crate::oidc::LoginError::Discovery(_) => PageError::Provider(e.to_string()),
+            _ => PageError::Login(e.to_string()),
+        })?;
     // The person must be in the directory: the server's own check (Okey::acting) decides.
     app.grpc
         .lifecycle()
