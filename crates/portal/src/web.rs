@@ -1026,9 +1026,9 @@ struct ResyncForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
-    premier: String,
+    premier: Zeroizing<String>,
     #[serde(default)]
-    second: String,
+    second: Zeroizing<String>,
 }
 
 async fn resync(
