@@ -5,3 +5,5 @@ need_deb chromium chromium
 need_deb pdftotext poppler-utils
 need_deb node nodejs
 need_deb npm npm
+# A font for the screenshots (Chromium installed without its recommended packages).
+need_deb_file /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core

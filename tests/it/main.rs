@@ -16,6 +16,7 @@ mod mail;
 mod nodes;
 mod operations;
 mod org_scope;
+mod portal_desk;
 mod pskc_policy;
 mod radius;
 mod requests;

@@ -53,6 +53,28 @@ let tamper = null; // null, 'forge' or 'expire': how the relay rewrites the next
 let portalUrl;
 let issuer;
 let signingKey; // the provider's real private key (the test made it)
+let grpcAddr;
+
+/** RFC 4226 HOTP of the test seed at `counter`, computed here (independently of okey). */
+function hotp(counter) {
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(counter));
+  const mac = crypto.createHmac('sha1', Buffer.from(SEED, 'hex')).update(msg).digest();
+  const off = mac[19] & 0xf;
+  const bin = ((mac[off] & 0x7f) << 24) | (mac[off + 1] << 16) | (mac[off + 2] << 8) | mac[off + 3];
+  return String(bin % 1e6).padStart(6, '0');
+}
+
+/** Whether okey accepts `code` for `serial` (`okey verify`: exit 0 accepted, 1 rejected). */
+function verify(serial, code) {
+  try {
+    cli(grpcAddr, ['verify', '--serial', serial], { OKEY_PASSCODE: code });
+    return true;
+  } catch (e) {
+    if (e.status === 1) return false;
+    throw e;
+  }
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -189,6 +211,7 @@ before(async () => {
   const secretFile = path.join(tmp, 'client.secret');
   fs.writeFileSync(secretFile, `${CLIENT_SECRET}\n`, { mode: 0o600 });
   const grpc = `127.0.0.1:${grpcPort}`;
+  grpcAddr = grpc;
   portalUrl = `http://127.0.0.1:${portalPort}`;
   const log = fs.openSync(path.join(ARTIFACTS, 'okey-serve.log'), 'w');
   okey = spawn(OKEY, [
@@ -332,6 +355,32 @@ test('the lot manager hands a key over and downloads its PDF receipt', async () 
   assert.match(text, /Frédéric Staff|f\.staff/);
 });
 
+test('the lot manager orders keys for their lot and cancels the order', async () => {
+  const { page } = manager;
+  await page.goto(`${portalUrl}/lots/2D-A`);
+  await page.getByRole('link', { name: 'Commandes de clefs de ce lot' }).click();
+  assert.match(await page.textContent('main'), /Aucune commande/);
+  await page.getByLabel('Nombre de clefs').fill('25');
+  await page.getByLabel('Commentaire (facultatif)').fill('Rentrée de septembre');
+  await page.getByRole('button', { name: 'Commander' }).click();
+  const row = page.locator('table tbody tr').first();
+  assert.match(await row.textContent(), /25.*en cours.*Rentrée de septembre/s);
+  await axe(page, 'commandes');
+  await shot(page, '03b-commandes');
+  await page.getByRole('button', { name: /Annuler la commande/ }).click();
+  assert.match(await page.locator('table tbody tr').first().textContent(), /annulée/);
+  // Bad input: nothing ordered, a French page says why.
+  const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+  const bad = await manager.context.request.post(`${portalUrl}/lots/2D-A/commandes`, {
+    form: { csrf, quantite: '0' },
+    maxRedirects: 0,
+  });
+  assert.equal(bad.status(), 400);
+  assert.match(await bad.text(), /Saisie incorrecte/);
+  await page.reload();
+  assert.equal(await page.locator('table tbody tr').count(), 1, 'no second order');
+});
+
 test('a form without the session CSRF token is refused and changes nothing', async () => {
   const { page, context } = manager;
   const r = await context.request.post(`${portalUrl}/clefs/A-0002/perdue`, {
@@ -361,6 +410,40 @@ test("another school's key and lot are not reachable by URL", async () => {
   assert.equal(lot.status(), 403);
   const pdf = await page.goto(`${portalUrl}/clefs/B-0001/bordereaux/x`);
   assert.ok([403, 404].includes(pdf.status()), `receipt of another school: ${pdf.status()}`);
+  // Nor by a form with this session's own CSRF token.
+  await page.goto(`${portalUrl}/clefs/A-0002`);
+  const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+  const lost = await manager.context.request.post(`${portalUrl}/clefs/B-0001/perdue`, {
+    form: { csrf, commentaire: 'pas la mienne' },
+    maxRedirects: 0,
+  });
+  assert.equal(lost.status(), 403);
+  assert.match(await lost.text(), /Accès refusé/);
+});
+
+test('someone the directory does not hold cannot log in', async () => {
+  const b = await browser();
+  try {
+    await login(b.page, 'x.inconnu');
+    assert.match(await b.page.textContent('main'), /Connexion refusée/);
+    const r = await b.page.goto(`${portalUrl}/`);
+    assert.equal(r.status(), 200);
+    assert.match(await b.page.textContent('main'), /Se connecter/, 'still logged out');
+  } finally {
+    await b.close();
+  }
+});
+
+test('a lot manager cannot unlock or resync: the support centre does', async () => {
+  const { page, context } = manager;
+  await page.goto(`${portalUrl}/clefs/A-0001`);
+  const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+  const r = await context.request.post(`${portalUrl}/support/A-0001/deblocage`, {
+    form: { csrf },
+    maxRedirects: 0,
+  });
+  assert.equal(r.status(), 403);
+  assert.match(await r.text(), /Accès refusé/);
 });
 
 test('every answer carries the security headers', async () => {
@@ -437,6 +520,26 @@ test('the support centre finds a key by serial, its owner, and the found-key dec
     assert.match(await b.page.textContent('[role=status]'), /appartient à un titulaire/);
     await shot(b.page, '07-support');
     await axe(b.page, 'support');
+
+    // Unlock: A-0001 (handed over, so it may log in) locked by ten wrong codes refuses even
+    // its right code until it is unlocked.
+    for (let i = 0; i < 10; i += 1) assert.equal(verify('A-0001', '000000'), false);
+    assert.equal(verify('A-0001', hotp(0)), false, 'locked');
+    await b.page.goto(`${portalUrl}/support?numero=A-0001`);
+    await b.page.getByRole('button', { name: 'Débloquer la clef' }).click();
+    assert.match(await b.page.textContent('[role=status]'), /débloquée/);
+    assert.equal(verify('A-0001', hotp(0)), true, 'accepted once unlocked');
+
+    // Resync: A-0001 drifted to counter 500, beyond the look-ahead window.
+    assert.equal(verify('A-0001', hotp(500)), false, 'outside the window');
+    await b.page.goto(`${portalUrl}/support?numero=A-0001`);
+    await b.page.getByLabel('Premier code').fill(hotp(501));
+    await b.page.getByLabel('Code suivant').fill(hotp(502));
+    await b.page.getByRole('button', { name: 'Resynchroniser' }).click();
+    assert.match(await b.page.textContent('[role=status]'), /resynchronisée/);
+    await shot(b.page, '08-resynchronisation');
+    assert.equal(verify('A-0001', hotp(502)), false, 'a code used by the resync is not replayed');
+    assert.equal(verify('A-0001', hotp(503)), true, 'the next code is accepted');
   } finally {
     await b.close();
   }

@@ -296,7 +296,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 return Err(e.into());
             }
         },
-        None => None,
+        None => {
+            if config.portal.enabled {
+                eprintln!(
+                    "okey: portal not started: it calls the gRPC listener in plain HTTP/2, and \
+                     [tls] is set (set [portal] enabled = false to silence this)"
+                );
+            }
+            None
+        }
     };
     okey_server::serve::wait_for_signal().await?;
     eprintln!("okey: shutting down");

@@ -22,7 +22,8 @@ pub enum Role {
     Manager,
     /// A trusted front end (the staff portal) that authenticates people itself and acts on
     /// behalf of one of them per request, named in the `okey-acting-person` metadata: the
-    /// lifecycle and directory reads only, each limited by that person's functions and scope.
+    /// lifecycle and directory reads only, each limited by that person's functions and scope,
+    /// and the support centre's unlock and resync for a person of the support centre.
     Portal,
 }
 
@@ -246,10 +247,12 @@ impl Operation {
             Operation::GetToken | Operation::ListTokens => &[Admin, Support, Technician, Auditor],
             Operation::AssignToken
             | Operation::SetPin
-            | Operation::UnlockToken
             | Operation::EnableToken
             | Operation::DisableToken => &[Admin, Support],
-            Operation::ResyncToken => &[Admin, Support, Technician],
+            // A portal unlocks and resyncs for a person of the support centre only (checked
+            // from their functions by the handler).
+            Operation::UnlockToken => &[Admin, Support, Portal],
+            Operation::ResyncToken => &[Admin, Support, Technician, Portal],
             Operation::RevokeToken => &[Admin],
             Operation::BeginInitialisation
             | Operation::CompleteInitialisation
@@ -490,6 +493,8 @@ mod tests {
                     | Operation::OfferPickupSlot
                     | Operation::ListPickupSlots
                     | Operation::EnrolSoftwareKey
+                    | Operation::UnlockToken
+                    | Operation::ResyncToken
             );
             assert_eq!(ok, expected, "{op:?}");
         }

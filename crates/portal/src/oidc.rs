@@ -206,3 +206,49 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oidc(claim: &str) -> Oidc {
+        Oidc::new(
+            "https://sso.example",
+            "okey-portal",
+            None,
+            "http://127.0.0.1:8080/oidc/retour",
+            claim,
+        )
+        .expect("settings")
+    }
+
+    fn token(payload: &str) -> String {
+        let b = |s: &str| data_encoding::BASE64URL_NOPAD.encode(s.as_bytes());
+        format!("{}.{}.c2ln", b(r#"{"alg":"RS256"}"#), b(payload))
+    }
+
+    #[test]
+    fn the_person_is_the_configured_claim_checked_as_a_person_id() {
+        let o = oidc("preferred_username");
+        let t = token(r#"{"sub":"x1","preferred_username":"F.Head","email":"f@e.fr"}"#);
+        assert_eq!(o.claim_of(&t).expect("claim"), "f.head", "folded");
+        assert_eq!(oidc("sub").claim_of(&t).expect("claim"), "x1");
+        for payload in [
+            r#"{"sub":"x1"}"#,
+            r#"{"preferred_username":7}"#,
+            r#"{"preferred_username":"a b"}"#,
+            r#"{"preferred_username":""}"#,
+        ] {
+            let err = o.claim_of(&token(payload)).expect_err(payload).to_string();
+            assert!(err.contains("preferred_username"), "{err}");
+        }
+        assert!(o.claim_of("not-a-jws").is_err());
+        assert!(o.claim_of("a.!!!.c").is_err());
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(Oidc::new("not a url", "c", None, "http://x/cb", "sub").is_err());
+        assert!(Oidc::new("https://sso.example", "c", None, "not a url", "sub").is_err());
+    }
+}

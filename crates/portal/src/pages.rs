@@ -618,6 +618,7 @@ pub fn support(
     d: Option<&proto::KeyDetail>,
     holder: Option<&proto::DirectoryPerson>,
     decision: Option<&proto::FoundKeyResponse>,
+    notice: Option<&str>,
 ) -> Markup {
     layout(
         "Rechercher une clef",
@@ -627,6 +628,9 @@ pub fn support(
                 label for="numero" { "Numéro de série" }
                 input id="numero" name="numero" type="search" value=(serial) required;
                 p { button type="submit" { "Rechercher" } }
+            }
+            @if let Some(n) = notice {
+                p.notice role="status" { (n) }
             }
             @if let Some(f) = decision {
                 div.notice role="status" {
@@ -643,6 +647,22 @@ pub fn support(
                 form method="post" action={ "/support/" (path(&k.serial)) "/retrouvee" } {
                     input type="hidden" name="csrf" value=(s.csrf.as_str());
                     p { button type="submit" { "Clef retrouvée : que faire ?" } }
+                }
+                form method="post" action={ "/support/" (path(&k.serial)) "/deblocage" } {
+                    input type="hidden" name="csrf" value=(s.csrf.as_str());
+                    p { button type="submit" { "Débloquer la clef" } " (remet à zéro le compteur d'échecs)" }
+                }
+                form method="post" action={ "/support/" (path(&k.serial)) "/resynchronisation" } {
+                    fieldset {
+                        legend { "Resynchroniser la clef" }
+                        input type="hidden" name="csrf" value=(s.csrf.as_str());
+                        p { "Saisissez deux codes consécutifs affichés par la clef." }
+                        label for="premier" { "Premier code" }
+                        input id="premier" name="premier" type="text" inputmode="numeric" autocomplete="off" required;
+                        label for="second" { "Code suivant" }
+                        input id="second" name="second" type="text" inputmode="numeric" autocomplete="off" required;
+                        p { button type="submit" { "Resynchroniser" } }
+                    }
                 }
                 p { a href={ "/clefs/" (path(&k.serial)) } { "Gérer la clef " (k.serial) } }
                 @if let Some(d) = d { (history(d)) }

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use okey_server::proto;
 use okey_server::proto::directory_service_client::DirectoryServiceClient;
 use okey_server::proto::lifecycle_service_client::LifecycleServiceClient;
+use okey_server::proto::token_service_client::TokenServiceClient;
 use serde::Deserialize;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -77,6 +78,10 @@ impl Grpc {
         LifecycleServiceClient::new(self.channel.clone())
     }
 
+    fn tokens(&self) -> TokenServiceClient<Channel> {
+        TokenServiceClient::new(self.channel.clone())
+    }
+
     fn directory(&self) -> DirectoryServiceClient<Channel> {
         DirectoryServiceClient::new(self.channel.clone())
     }
@@ -105,6 +110,8 @@ pub enum PageError {
     Login(String),
     /// Login is not configured.
     NoProvider,
+    /// The identity provider cannot be reached (details logged only).
+    Provider(String),
     /// The server refused or failed.
     Grpc(tonic::Status),
     /// Bad input caught here.
@@ -152,6 +159,16 @@ impl IntoResponse for PageError {
                  issuer et client_id).",
                 None,
             ),
+            PageError::Provider(why) => {
+                tracing::error!(why = %why, "the identity provider cannot be used");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "Fournisseur d'identité indisponible",
+                    "Le service de connexion de l'académie ne répond pas. Réessayez dans un \
+                     instant.",
+                    None,
+                )
+            }
             PageError::Invalid(why) => (
                 StatusCode::BAD_REQUEST,
                 "Saisie incorrecte",
@@ -394,6 +411,8 @@ pub fn router(app: Shared) -> Router {
         .route("/clefs/{serial}/bordereaux/{number}", get(receipt_pdf))
         .route("/support", get(support))
         .route("/support/{serial}/retrouvee", post(found))
+        .route("/support/{serial}/deblocage", post(unlock))
+        .route("/support/{serial}/resynchronisation", post(resync))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(middleware::from_fn_with_state(app.clone(), hsts))
@@ -459,10 +478,10 @@ async fn person_entry(app: &App, viewer: &str, id: &str) -> Option<proto::Direct
 
 async fn login(State(app): State<Shared>) -> Page {
     let oidc = app.oidc.as_ref().ok_or(PageError::NoProvider)?;
-    let start = oidc.start().await.map_err(|e| {
-        tracing::error!(error = %e, "portal login cannot start");
-        PageError::Grpc(tonic::Status::unavailable("provider"))
-    })?;
+    let start = oidc
+        .start()
+        .await
+        .map_err(|e| PageError::Provider(e.to_string()))?;
     let id = app
         .sessions
         .begin_login(start.state, start.nonce, start.pkce_verifier)
@@ -514,7 +533,10 @@ async fn callback(
     let person = oidc
         .finish(&code, &pending.nonce, &pending.pkce_verifier)
         .await
-        .map_err(|e| PageError::Login(e.to_string()))?;
+        .map_err(|e| match e {
+            crate::oidc::LoginError::Discovery(_) => PageError::Provider(e.to_string()),
+            _ => PageError::Login(e.to_string()),
+        })?;
     // The person must be in the directory: the server's own check (Okey::acting) decides.
     app.grpc
         .lifecycle()
@@ -923,7 +945,7 @@ async fn support(State(app): State<Shared>, user: User, Query(q): Query<SupportQ
     let s = &user.session;
     let serial = q.numero.trim();
     if serial.is_empty() {
-        return page(pages::support(s, "", None, None, None));
+        return page(pages::support(s, "", None, None, None, None));
     }
     let detail = show_key(&app, &s.person, serial).await?;
     let holder = match detail.key.as_ref().map(|k| k.holder.as_str()) {
@@ -935,6 +957,7 @@ async fn support(State(app): State<Shared>, user: User, Query(q): Query<SupportQ
         serial,
         Some(&detail),
         holder.as_ref(),
+        None,
         None,
     ))
 }
@@ -965,5 +988,84 @@ async fn found(
         Some(&detail),
         None,
         Some(&decision),
+        None,
+    ))
+}
+
+async fn unlock(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let s = &user.session;
+    app.grpc
+        .tokens()
+        .unlock_token(app.grpc.request(
+            &s.person,
+            proto::TokenRef {
+                serial: serial.clone(),
+            },
+        )?)
+        .await?;
+    let detail = show_key(&app, &s.person, &serial).await?;
+    let notice = "La clef est débloquée : son compteur d'échecs est remis à zéro.";
+    page(pages::support(
+        s,
+        &serial,
+        Some(&detail),
+        None,
+        None,
+        Some(notice),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ResyncForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    premier: Zeroizing<String>,
+    #[serde(default)]
+    second: Zeroizing<String>,
+}
+
+async fn resync(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<ResyncForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let s = &user.session;
+    let first = Zeroizing::new(f.premier.trim().to_owned());
+    let second = Zeroizing::new(f.second.trim().to_owned());
+    let ok = |c: &str| (6..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit());
+    if !(ok(&first) && ok(&second)) {
+        return Err(PageError::Invalid(
+            "saisissez deux codes de 6 à 10 chiffres".into(),
+        ));
+    }
+    app.grpc
+        .tokens()
+        .resync_token(app.grpc.request(
+            &s.person,
+            proto::ResyncTokenRequest {
+                serial: serial.clone(),
+                first_code: first.to_string(),
+                second_code: second.to_string(),
+            },
+        )?)
+        .await?;
+    let detail = show_key(&app, &s.person, &serial).await?;
+    let notice = "La clef est resynchronisée.";
+    page(pages::support(
+        s,
+        &serial,
+        Some(&detail),
+        None,
+        None,
+        Some(notice),
     ))
 }

@@ -86,7 +86,7 @@ pub struct RunningServer {
     /// The store, shared with the service.
     pub store: Store,
     /// The in-memory API key (role `portal`) the staff portal calls the services with, when
-    /// `[portal]` is enabled.
+    /// `[portal]` is enabled (and the gRPC listener has no `[tls]`).
     pub portal_key: Option<Zeroizing<String>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -270,7 +270,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => (None, None),
     };
     let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone(), mail));
-    let portal_key = if config.portal.enabled {
+    // The portal calls the gRPC listener in plain HTTP/2 on loopback: not beside [tls].
+    let portal_key = if config.portal.enabled && config.tls.is_none() {
         Some(
             okey.callers
                 .add_builtin(PORTAL_CALLER, vec![Role::Portal])

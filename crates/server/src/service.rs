@@ -71,6 +71,33 @@ impl Okey {
     }
 }
 
+impl Okey {
+    /// The audit actor of a support-centre operation (unlock, resync). A portal caller does it
+    /// only for a person whose functions make them the support centre (refused, counted and
+    /// audited otherwise); other callers hold a role the operation allows.
+    async fn support_desk(&self, p: &Principal, operation: Operation) -> Result<Actor, Status> {
+        if !p.roles.contains(&Role::Portal) {
+            return Ok(actor_of(p));
+        }
+        let acting = self.acting(p)?;
+        if acting.central.contains(&okey_domain::Party::SupportCentre) {
+            return Ok(crate::lifecycle::actor_of(p));
+        }
+        Err(self
+            .callers
+            .deny(
+                p,
+                operation,
+                format!(
+                    "{} acts for {}, who is not of the support centre",
+                    p.name,
+                    acting.person.as_deref().unwrap_or("nobody")
+                ),
+            )
+            .await)
+    }
+}
+
 pub(crate) fn actor_of(principal: &Principal) -> Actor {
     Actor {
         name: principal.name.clone(),
@@ -1231,15 +1258,12 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
                 "give two codes of the token's length",
             ));
         }
+        let actor = self
+            .support_desk(&principal, Operation::ResyncToken)
+            .await?;
         let outcome = self
             .store
-            .resync(
-                &req.serial,
-                &first,
-                &second,
-                clock::now(),
-                &actor_of(&principal),
-            )
+            .resync(&req.serial, &first, &second, clock::now(), &actor)
             .await
             .map_err(store_status)?;
         if !outcome.accepted {
@@ -1263,10 +1287,10 @@ impl proto::token_service_server::TokenService for Arc<Okey> {
             .await?;
         let serial = request.into_inner().serial;
         serial_arg(&serial)?;
-        let info = self
-            .store
-            .unlock(&serial, &actor_of(&principal))
-            .map_err(store_status)?;
+        let actor = self
+            .support_desk(&principal, Operation::UnlockToken)
+            .await?;
+        let info = self.store.unlock(&serial, &actor).map_err(store_status)?;
         Ok(Response::new(token_to_proto(&info)))
     }
 
