@@ -75,9 +75,10 @@ fn a_mail_killed_before_its_send_goes_out_exactly_once_after_restart() {
     let out = server.cli(&["caller", "list"], &[]);
     assert!(out.status.success());
 
-    // Let the sender fail at least once against the dead relay.
+    // Let the sender fail at least once against the dead relay (polled for up to 30 s: a
+    // loaded machine may take a while to run the first attempt).
     let mut q = queue(&server);
-    for _ in 0..50 {
+    for _ in 0..300 {
         if q["mails"][0]["attempts"].as_u64().unwrap_or(0) >= 1 {
             break;
         }
