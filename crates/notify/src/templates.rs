@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 
+/// What every key request mail receives (`Notice::Request`), with sample values.
+const REQUEST_VARIABLES: &[(&str, &str)] = &[
+    ("id", "42"),
+    ("requester", "Éloïse Técher"),
+    ("reason", "accès aux applications de gestion"),
+    ("validator", "Marie-Hélène Lefèvre"),
+    ("lot_name", "Lot du lycée Leconte de Lisle"),
+    ("detail", "3"),
+];
+
 /// A template okey sends: its name, its embedded default and sample values of its variables.
 pub struct KnownTemplate {
     /// Name (the file is `NAME.txt`).
@@ -81,86 +91,37 @@ pub const KNOWN: &[KnownTemplate] = &[
     KnownTemplate {
         name: "request.waiting",
         default: include_str!("../templates/request.waiting.txt"),
-        variables: &[
-            ("id", "42"),
-            ("requester", "Éloïse Técher"),
-            ("reason", "accès aux applications de gestion"),
-            ("validator", "Marie-Hélène Lefèvre"),
-            ("lot_name", "Lot du lycée Leconte de Lisle"),
-            ("detail", "3"),
-        ],
+        variables: REQUEST_VARIABLES,
     },
     KnownTemplate {
         name: "request.reminder",
         default: include_str!("../templates/request.reminder.txt"),
-        variables: &[
-            ("id", "42"),
-            ("requester", "Éloïse Técher"),
-            ("reason", "accès aux applications de gestion"),
-            ("validator", "Marie-Hélène Lefèvre"),
-            ("lot_name", "Lot du lycée Leconte de Lisle"),
-            ("detail", "3"),
-        ],
+        variables: REQUEST_VARIABLES,
     },
     KnownTemplate {
         name: "request.approved",
         default: include_str!("../templates/request.approved.txt"),
-        variables: &[
-            ("id", "42"),
-            ("requester", "Éloïse Técher"),
-            ("reason", "accès aux applications de gestion"),
-            ("validator", "Marie-Hélène Lefèvre"),
-            ("lot_name", "Lot du lycée Leconte de Lisle"),
-            ("detail", "3"),
-        ],
+        variables: REQUEST_VARIABLES,
     },
     KnownTemplate {
         name: "request.refused",
         default: include_str!("../templates/request.refused.txt"),
-        variables: &[
-            ("id", "42"),
-            ("requester", "Éloïse Técher"),
-            ("reason", "accès aux applications de gestion"),
-            ("validator", "Marie-Hélène Lefèvre"),
-            ("lot_name", "Lot du lycée Leconte de Lisle"),
-            ("detail", "3"),
-        ],
+        variables: REQUEST_VARIABLES,
     },
     KnownTemplate {
         name: "request.out_of_stock",
         default: include_str!("../templates/request.out_of_stock.txt"),
-        variables: &[
-            ("id", "42"),
-            ("requester", "Éloïse Técher"),
-            ("reason", "accès aux applications de gestion"),
-            ("validator", "Marie-Hélène Lefèvre"),
-            ("lot_name", "Lot du lycée Leconte de Lisle"),
-            ("detail", "3"),
-        ],
+        variables: REQUEST_VARIABLES,
     },
     KnownTemplate {
         name: "request.stock_arrived",
         default: include_str!("../templates/request.stock_arrived.txt"),
-        variables: &[
-            ("id", "42"),
-            ("requester", "Éloïse Técher"),
-            ("reason", "accès aux applications de gestion"),
-            ("validator", "Marie-Hélène Lefèvre"),
-            ("lot_name", "Lot du lycée Leconte de Lisle"),
-            ("detail", "3"),
-        ],
+        variables: REQUEST_VARIABLES,
     },
     KnownTemplate {
         name: "request.ready",
         default: include_str!("../templates/request.ready.txt"),
-        variables: &[
-            ("id", "42"),
-            ("requester", "Éloïse Técher"),
-            ("reason", "accès aux applications de gestion"),
-            ("validator", "Marie-Hélène Lefèvre"),
-            ("lot_name", "Lot du lycée Leconte de Lisle"),
-            ("detail", "3"),
-        ],
+        variables: REQUEST_VARIABLES,
     },
     KnownTemplate {
         name: "case.opened",
