@@ -15,6 +15,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# The end-to-end tests run this binary; built here once, the tests' own build is a no-op (the
+# same command as tests/harness.rs) instead of stalling the first tests to start.
+cargo build --locked --quiet -p okey --bin okey
 cargo nextest run --locked --workspace --no-fail-fast "$@"
 
 # The staff portal in a real browser (tests/portal).
