@@ -133,6 +133,10 @@ const TABLE: &[(&str, &[&str])] = &[
     ("RegisterCaseKeys", &["admin", "support"]),
     ("DiagnoseKey", &["admin", "support"]),
     ("IssueTemporaryKey", &["admin", "support"]),
+    (
+        "GetRequestAttachment",
+        &["admin", "support", "manager", "portal"],
+    ),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -540,6 +544,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "IssueTemporaryKey" => code(
             c.support
                 .issue_temporary_key(proto::IssueTemporaryKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetRequestAttachment" => code(
+            c.requests
+                .get_request_attachment(proto::GetRequestAttachmentRequest::default())
                 .await
                 .map(drop),
         ),

@@ -819,3 +819,70 @@ async fn a_person_acts_only_on_requests_and_lots_in_their_scope() {
         Some(1)
     );
 }
+
+/// An attachment comes back byte for byte to the request's parties (its requester and its
+/// validator), and is refused to anyone else with nothing written; an attachment the request
+/// does not have is not found.
+#[tokio::test]
+async fn an_attachment_is_read_back_by_the_requests_parties_only() {
+    let b = org(&[]).await;
+    let s = &b.s;
+    let r = file(&b, &b.agent, &[]);
+    let id = id_of(&r).to_string();
+    let att = r["attachments"][0]["id"].as_u64().expect("attachment id");
+    let sent = std::fs::read(b.dir.path().join("justificatif.pdf")).expect("sent");
+    for (who, key) in [("requester", &b.agent), ("validator", &s.head)] {
+        let out = b.dir.path().join(format!("{who}.pdf"));
+        let got = s.json(
+            key,
+            &[
+                "request",
+                "attachment",
+                &id,
+                &att.to_string(),
+                "--output",
+                out.to_str().expect("path"),
+            ],
+        );
+        assert_eq!(got["name"], "justificatif.pdf", "{who}: {got}");
+        assert_eq!(got["media_type"], "application/pdf", "{who}: {got}");
+        assert_eq!(std::fs::read(&out).expect("written"), sent, "{who}");
+    }
+    for (who, key) in [
+        ("an inspector of another unit", &s.ien),
+        ("a colleague", &b.other),
+    ] {
+        let out = b.dir.path().join("refused.pdf");
+        let run = s.run(
+            key,
+            &[
+                "request",
+                "attachment",
+                &id,
+                &att.to_string(),
+                "--output",
+                out.to_str().expect("path"),
+            ],
+        );
+        assert_eq!(run.status.code(), Some(1), "{who}: {run:?}");
+        assert!(!out.exists(), "{who}: nothing written");
+    }
+    let out = b.dir.path().join("missing.pdf");
+    let run = s.run(
+        &b.agent,
+        &[
+            "request",
+            "attachment",
+            &id,
+            &(att + 1000).to_string(),
+            "--output",
+            out.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("has no attachment"),
+        "{run:?}"
+    );
+    assert!(!out.exists());
+}

@@ -42,7 +42,9 @@ f.head,Françoise Head,f.head@ac-example.fr,9740001H,head
 f.staff,Frédéric Staff,f.staff@ac-example.fr,9740001H,staff
 b.head,Bernard Head,b.head@ac-example.fr,0750654D,head
 s.agent,Sophie Agent,s.agent@ac-example.fr,SUPPORT,support
+c.prof,Claire Prof,c.prof@ac-example.fr,9740001H,staff
 `;
+const CHARTER_NUMBER = 'CH-2026-07';
 const SEED = '3132333435363738393031323334353637383930';
 
 let tmp;
@@ -54,6 +56,8 @@ let portalUrl;
 let issuer;
 let signingKey; // the provider's real private key (the test made it)
 let grpcAddr;
+let smtp; // the SMTP server (aiosmtpd, scripts/smtp-sink.py) and the file it writes
+let mailFile;
 
 /** RFC 4226 HOTP of the test seed at `counter`, computed here (independently of okey). */
 function hotp(counter) {
@@ -73,6 +77,62 @@ function verify(serial, code) {
   } catch (e) {
     if (e.status === 1) return false;
     throw e;
+  }
+}
+
+/** A small, well-formed one-page PDF saying `text` (offsets of its xref table computed). */
+function realPdf(text) {
+  const esc = text.replace(/[\\()]/g, (c) => `\\${c}`);
+  const stream = `BT /F1 14 Tf 72 720 Td (${esc}) Tj ET`;
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>',
+    `<< /Length ${stream.length} >>\nstream\n${stream}\nendstream`,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  let out = '%PDF-1.4\n';
+  const offsets = [];
+  objects.forEach((o, i) => {
+    offsets.push(out.length);
+    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const off of offsets) out += `${String(off).padStart(10, '0')} 00000 n \n`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}
+
+/** Start the real SMTP server of the mail tests (aiosmtpd) on a free port; returns the port. */
+function startSmtp(out) {
+  smtp = spawn('python3', [path.join(ROOT, 'scripts', 'smtp-sink.py'), '--out', out, '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let line = '';
+    smtp.stdout.on('data', (c) => {
+      line += c.toString('utf8');
+      const m = line.match(/PORT (\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    smtp.once('exit', (code) => reject(new Error(`the SMTP server stopped (${code})`)));
+  });
+}
+
+/** Wait for the mail to `to` whose subject matches `subject`; returns it. */
+async function mailTo(to, subject, ms = 30000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const got = fs.existsSync(mailFile)
+      ? fs.readFileSync(mailFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      : [];
+    const m = got.find((x) => x.rcpt_tos.includes(to) && subject.test(x.subject));
+    if (m) return m;
+    if (Date.now() > end) {
+      throw new Error(`no mail to ${to} matching ${subject}: ${got.map((x) => x.subject).join(' | ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
@@ -206,6 +266,19 @@ before(async () => {
   const [grpcPort, portalPort, providerPort, relayPort] = await Promise.all(
     [freePort(), freePort(), freePort(), freePort()],
   );
+  mailFile = path.join(tmp, 'mails.jsonl');
+  const smtpPort = await startSmtp(mailFile);
+  const configFile = path.join(tmp, 'okey.toml');
+  fs.writeFileSync(configFile, `[smtp]
+relay = "127.0.0.1"
+port = ${smtpPort}
+tls = "none"
+from = "okey <okey@ac-example.fr>"
+retry_initial_seconds = 1
+retry_max_seconds = 1
+poll_seconds = 1
+timeout_seconds = 5
+`);
   provider = await startProvider(providerPort, relayPort, portalPort);
   relay = await startRelay(relayPort, providerPort);
   const secretFile = path.join(tmp, 'client.secret');
@@ -215,7 +288,7 @@ before(async () => {
   portalUrl = `http://127.0.0.1:${portalPort}`;
   const log = fs.openSync(path.join(ARTIFACTS, 'okey-serve.log'), 'w');
   okey = spawn(OKEY, [
-    'serve', '--listen', grpc, '--data-dir', path.join(tmp, 'data'),
+    'serve', '--config', configFile, '--listen', grpc, '--data-dir', path.join(tmp, 'data'),
     '--portal-listen', `127.0.0.1:${portalPort}`,
     '--portal-issuer', issuer,
     '--portal-client-id', CLIENT_ID,
@@ -233,6 +306,9 @@ before(async () => {
   }
   cli(grpc, ['lot', 'register', '2D-A', 'A-0001', 'A-0002', 'A-0003']);
   cli(grpc, ['lot', 'register', '2D-B', 'B-0001']);
+  const charter = path.join(tmp, 'charte.pdf');
+  fs.writeFileSync(charter, realPdf(`Charte d'utilisation des clefs OTP - ${CHARTER_NUMBER}`));
+  cli(grpc, ['charter', 'publish', charter, '--number', CHARTER_NUMBER]);
 });
 
 after(async () => {
@@ -240,6 +316,7 @@ after(async () => {
     okey.kill('SIGTERM');
     await new Promise((r) => okey.once('exit', r));
   }
+  if (smtp) smtp.kill('SIGTERM');
   if (relay) relay.close();
   if (provider) provider.close();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -542,5 +619,177 @@ test('the support centre finds a key by serial, its owner, and the found-key dec
     assert.equal(verify('A-0001', hotp(503)), true, 'the next code is accepted');
   } finally {
     await b.close();
+  }
+});
+
+/** Log in from a portal page that asked for it (the link of a mail): back on that page. */
+async function loginFrom(page, url, who) {
+  const r = await page.goto(url);
+  assert.equal(r.status(), 401);
+  assert.match(await page.textContent('main'), /Connexion requise/);
+  await page.getByRole('link', { name: 'Se connecter' }).click();
+  await page.waitForURL((u) => u.href.startsWith(issuer));
+  await page.fill('input[name=login]', who);
+  await page.fill('input[name=password]', 'any');
+  await page.click('button[type=submit]');
+  if (page.url().startsWith(issuer)) {
+    await page.click('button[type=submit]');
+  }
+  await page.waitForURL((u) => u.href.startsWith(portalUrl));
+}
+
+test('a key from request to first login: asked with a PDF, approved from the mail, charter, PIN, hand-over, Verify', async () => {
+  const requester = await browser();
+  const head = await browser();
+  try {
+    // 1. The requester asks for a hardware key with a real PDF attached.
+    const { page } = requester;
+    await login(page, 'c.prof');
+    await page.getByRole('link', { name: 'Ma clef', exact: true }).first().click();
+    await page.getByRole('heading', { level: 1, name: 'Ma clef' }).waitFor();
+    assert.match(await page.textContent('main'), /Vous n'avez pas de clef/);
+    await axe(page, 'ma-clef-vide');
+    await page.getByRole('link', { name: 'Demander ou renouveler ma clef' }).click();
+    assert.equal(await page.inputValue('#valideur'), 'f.head', 'the N+1 is shown');
+    assert.match(await page.textContent('main'), /Françoise Head/);
+    await axe(page, 'demander');
+    await shot(page, '10-demande');
+    const proof = realPdf('Arrete de nomination de Claire Prof');
+    await page.getByLabel('Motif de la demande').fill('accès aux applications de gestion');
+    await page.getByLabel(/Justificatifs/).setInputFiles({
+      name: 'arrete.pdf', mimeType: 'application/pdf', buffer: proof,
+    });
+    await page.getByRole('button', { name: 'Envoyer la demande' }).click();
+    await page.getByRole('status').waitFor();
+    const id = Number(page.url().match(/\/demandes\/(\d+)/)[1]);
+    const main = await page.textContent('main');
+    assert.match(main, /en attente de validation/);
+    assert.match(main, /Télécharger arrete\.pdf \(application\/pdf/);
+    await shot(page, '11-demande-envoyee');
+    await axe(page, 'demande');
+
+    // An attachment whose content is not what it claims is refused by the domain check.
+    const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+    const bad = await requester.context.request.post(`${portalUrl}/demandes`, {
+      multipart: {
+        csrf, type: 'hardware', besoin: 'new', motif: 'faux', valideur: 'f.head',
+        pieces: { name: 'faux.pdf', mimeType: 'application/pdf', buffer: Buffer.from('MZ not a pdf') },
+      },
+      maxRedirects: 0,
+    });
+    assert.equal(bad.status(), 400);
+    assert.match(await bad.text(), /Saisie incorrecte/);
+
+    // 2. The N+1 gets the mail, opens its link, logs in and lands on the request.
+    const mail = await mailTo('f.head@ac-example.fr', new RegExp(`demande de clé n° ${id} .*à valider`));
+    const link = mail.body.match(/https?:\/\/\S+\/demandes\/\d+/);
+    assert.ok(link, `a link in the mail: ${mail.body}`);
+    assert.equal(link[0], `${portalUrl}/demandes/${id}`);
+    await loginFrom(head.page, link[0], 'f.head');
+    assert.equal(head.page.url(), link[0], 'back on the request after login');
+    await head.page.goto(`${portalUrl}/`);
+    const home = await head.page.textContent('main');
+    assert.match(home, /Demandes à valider/);
+    assert.match(home, new RegExp(`Demande n° ${id}`));
+    await axe(head.page, 'accueil-valideur');
+    await head.page.getByRole('link', { name: `Demande n° ${id}` }).click();
+    const [download] = await Promise.all([
+      head.page.waitForEvent('download'),
+      head.page.getByRole('link', { name: 'Télécharger arrete.pdf' }).click(),
+    ]);
+    const saved = path.join(ARTIFACTS, 'justificatif.pdf');
+    await download.saveAs(saved);
+    assert.deepEqual(fs.readFileSync(saved), proof, 'the attachment comes back byte for byte');
+    assert.match(execFileSync('pdftotext', [saved, '-'], { encoding: 'utf8' }), /Arrete de nomination/);
+    await axe(head.page, 'demande-valideur');
+    await shot(head.page, '12-valideur');
+    await head.page.getByRole('button', { name: 'Valider la demande' }).click();
+    assert.match(await head.page.textContent('[role=status]'), /validée/);
+    await mailTo('c.prof@ac-example.fr', /validée/);
+
+    // Someone who is not a party to it sees neither the request nor its attachment.
+    const other = await browser();
+    try {
+      await login(other.page, 'b.head');
+      const r = await other.page.goto(`${portalUrl}/demandes/${id}`);
+      assert.equal(r.status(), 403);
+      const a = await other.page.goto(`${portalUrl}/demandes/${id}/pieces/1`);
+      assert.equal(a.status(), 403);
+    } finally {
+      await other.close();
+    }
+
+    // 3. The requester signs the charter and chooses the PIN (a weak one refused first).
+    await page.goto(`${portalUrl}/demandes/${id}`);
+    await page.getByLabel('Numéro de la charte').fill(CHARTER_NUMBER);
+    await page.getByLabel(/J'ai lu la charte/).check();
+    await axe(page, 'charte');
+    await page.getByRole('button', { name: 'Signer la charte' }).click();
+    assert.match(await page.textContent('[role=status]'), /charte est signée/);
+    await page.getByLabel('Code PIN', { exact: true }).fill('1234');
+    await page.getByLabel('Code PIN, à nouveau').fill('1234');
+    await page.getByRole('button', { name: 'Enregistrer mon code PIN' }).click();
+    const refused = await page.textContent('[role=alert]');
+    assert.match(refused, /Code PIN refusé/);
+    assert.doesNotMatch(await page.content(), /1234/, 'the PIN is not echoed');
+    assert.equal(await page.inputValue('#pin'), '');
+    await axe(page, 'pin-refuse');
+    await shot(page, '13-pin-refuse');
+    await page.getByLabel('Code PIN', { exact: true }).fill('2580');
+    await page.getByLabel('Code PIN, à nouveau').fill('2581');
+    await page.getByRole('button', { name: 'Enregistrer mon code PIN' }).click();
+    assert.match(await page.textContent('[role=alert]'), /différentes/);
+    await page.getByLabel('Code PIN', { exact: true }).fill('2580');
+    await page.getByLabel('Code PIN, à nouveau').fill('2580');
+    await page.getByRole('button', { name: 'Enregistrer mon code PIN' }).click();
+    assert.match(await page.textContent('[role=status]'), /code PIN est enregistré/);
+    assert.ok(!page.url().includes('2580'));
+    const ready = await page.textContent('main');
+    assert.match(ready, /clef prête à retirer/);
+    const serial = ready.match(/Clef réservée\s*(A-\d{4})/)[1];
+    await shot(page, '14-clef-prete');
+    await mailTo('c.prof@ac-example.fr', /prête/);
+
+    // 4. The head of school hands the key over and downloads the receipt.
+    await head.page.goto(`${portalUrl}/clefs/${serial}`);
+    await head.page.getByLabel('Titulaire (identifiant dans l\'annuaire)').fill('c.prof');
+    await head.page.getByLabel('Lieu de la remise').fill('Secrétariat du lycée');
+    await head.page.getByRole('button', { name: 'Remettre la clef' }).click();
+    await head.page.getByRole('status').waitFor();
+    await shot(head.page, '15-remise');
+    const [receipt] = await Promise.all([
+      head.page.waitForEvent('download'),
+      head.page.getByRole('link', { name: /Bordereau de remise RM-/ }).click(),
+    ]);
+    const receiptFile = path.join(ARTIFACTS, 'bordereau-remise-demande.pdf');
+    await receipt.saveAs(receiptFile);
+    const receiptText = execFileSync('pdftotext', [receiptFile, '-'], { encoding: 'utf8' });
+    assert.match(receiptText, new RegExp(serial));
+    assert.match(receiptText, /Claire Prof|c\.prof/);
+
+    // The requester's "ma clef": the key handed over, the request completed.
+    await page.goto(`${portalUrl}/ma-clef`);
+    const mine = await page.textContent('main');
+    assert.match(mine, new RegExp(`${serial}\\s*remise`));
+    assert.match(mine, /terminée/);
+    await axe(page, 'ma-clef');
+    await shot(page, '16-ma-clef');
+
+    // 5. The key logs in over gRPC Verify with PIN ‖ OTP (the code computed here).
+    const login1 = (passcode) => {
+      try {
+        cli(grpcAddr, ['verify', '--user', 'c.prof'], { OKEY_PASSCODE: passcode });
+        return true;
+      } catch (e) {
+        if (e.status === 1) return false;
+        throw e;
+      }
+    };
+    assert.equal(login1(`1234${hotp(0)}`), false, 'a wrong PIN is rejected');
+    assert.equal(login1(`2580${hotp(1)}`), true, 'PIN and OTP accepted');
+    assert.equal(login1(`2580${hotp(1)}`), false, 'the same code is not accepted twice');
+  } finally {
+    await requester.close();
+    await head.close();
   }
 });

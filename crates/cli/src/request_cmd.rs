@@ -122,6 +122,15 @@ enum RequestCommand {
         #[arg(long)]
         qr: bool,
     },
+    /// Save one attachment of a request (its parties only) to a file.
+    Attachment {
+        id: u64,
+        /// The attachment's id, as `okey request show` lists it.
+        attachment: u64,
+        /// Where to write it.
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Pickup slots: list a lot's, or offer one in a lot you manage.
     Slots {
         lot: String,
@@ -440,6 +449,33 @@ async fn request_inner(args: RequestArgs) -> anyhow::Result<ExitCode> {
                         .map_err(|e| anyhow::anyhow!("the server sent a bad URI: {e}"))?;
                     println!("{}", parsed.qr_terminal(false)?.as_str());
                 }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        RequestCommand::Attachment {
+            id,
+            attachment,
+            output,
+        } => {
+            let a = c
+                .get_request_attachment(proto::GetRequestAttachmentRequest { id, attachment })
+                .await?
+                .into_inner();
+            std::fs::write(&output, &a.content)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            if j {
+                println!(
+                    "{}",
+                    json!({"name": a.name, "media_type": a.media_type, "bytes": a.content.len(), "out": output.display().to_string()})
+                );
+            } else {
+                println!(
+                    "{} ({}, {} bytes) written to {}",
+                    a.name,
+                    a.media_type,
+                    a.content.len(),
+                    output.display()
+                );
             }
             return Ok(ExitCode::SUCCESS);
         }

@@ -157,11 +157,13 @@ pub enum Operation {
     ListPickupSlots,
     PublishCharter,
     EnrolSoftwareKey,
+    /// Key requests: one attachment's content, for the request's parties (as ShowRequest).
+    GetRequestAttachment,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 68] = [
+    pub const ALL: [Operation; 69] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -230,6 +232,7 @@ impl Operation {
         Operation::ListPickupSlots,
         Operation::PublishCharter,
         Operation::EnrolSoftwareKey,
+        Operation::GetRequestAttachment,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -309,6 +312,7 @@ impl Operation {
             | Operation::ListPickupSlots
             | Operation::EnrolSoftwareKey => &[Admin, Support, Manager, Portal],
             Operation::PublishCharter => &[Admin],
+            Operation::GetRequestAttachment => &[Admin, Support, Manager, Portal],
         }
     }
 
@@ -451,6 +455,7 @@ mod tests {
                     | Operation::OfferPickupSlot
                     | Operation::ListPickupSlots
                     | Operation::EnrolSoftwareKey
+                    | Operation::GetRequestAttachment
             );
             assert_eq!(ok, expected, "{op:?}");
         }
@@ -495,6 +500,7 @@ mod tests {
                     | Operation::EnrolSoftwareKey
                     | Operation::UnlockToken
                     | Operation::ResyncToken
+                    | Operation::GetRequestAttachment
             );
             assert_eq!(ok, expected, "{op:?}");
         }

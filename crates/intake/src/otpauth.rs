@@ -353,6 +353,45 @@ impl KeyUri {
         Ok(out)
     }
 
+    /// The QR code of the URI as an SVG image for inline HTML: one `path` of unit squares
+    /// (dark modules) on a white square, a 4-module quiet zone, no style attribute or script
+    /// (a strict Content-Security-Policy allows it). `label` is its accessible name.
+    ///
+    /// # Errors
+    /// The URI does not fit in a QR code.
+    pub fn qr_svg(&self, label: &str) -> Result<Zeroizing<String>, UriError> {
+        let code = self.qr()?;
+        let colors = code.to_colors();
+        let width = code.width();
+        let quiet = 4;
+        let side = width + 2 * quiet;
+        let escaped: String = label
+            .chars()
+            .map(|c| match c {
+                '&' => "&amp;".to_owned(),
+                '<' => "&lt;".to_owned(),
+                '>' => "&gt;".to_owned(),
+                '"' => "&quot;".to_owned(),
+                c => c.to_string(),
+            })
+            .collect();
+        let mut d = Zeroizing::new(String::with_capacity(colors.len() * 6));
+        for (i, c) in colors.iter().enumerate() {
+            if *c == qrcode::Color::Dark {
+                let (x, y) = (i % width + quiet, i / width + quiet);
+                d.push_str(&format!("M{x} {y}h1v1h-1z"));
+            }
+        }
+        Ok(Zeroizing::new(format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {side} {side}\" \
+             width=\"{px}\" height=\"{px}\" role=\"img\" aria-label=\"{escaped}\" \
+             shape-rendering=\"crispEdges\"><rect width=\"{side}\" height=\"{side}\" \
+             fill=\"#fff\"/><path fill=\"#000\" d=\"{}\"/></svg>",
+            d.as_str(),
+            px = side * 6,
+        )))
+    }
+
     /// The QR code for a terminal, two modules a character with Unicode half blocks.
     ///
     /// Dark modules are drawn as blocks, so on a dark-background terminal pass

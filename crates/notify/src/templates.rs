@@ -21,6 +21,7 @@ const REQUEST_VARIABLES: &[(&str, &str)] = &[
     ("validator", "Marie-Hélène Lefèvre"),
     ("lot_name", "Lot du lycée Leconte de Lisle"),
     ("detail", "3"),
+    ("portal_url", "https://okey.ac-reunion.fr"),
 ];
 
 /// A template okey sends: its name, its embedded default and sample values of its variables.

@@ -22,6 +22,8 @@
 
 pub mod oidc;
 mod pages;
+mod request_pages;
+mod requests;
 pub mod session;
 mod web;
 

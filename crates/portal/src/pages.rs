@@ -46,7 +46,12 @@ pub fn path(s: &str) -> String {
     out
 }
 
-fn layout(title: &str, user: Option<&Session>, body: Markup) -> Markup {
+/// A query value, percent-encoded.
+pub fn query(s: &str) -> String {
+    path(s)
+}
+
+pub(crate) fn layout(title: &str, user: Option<&Session>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="fr" {
@@ -64,6 +69,7 @@ fn layout(title: &str, user: Option<&Session>, body: Markup) -> Markup {
                         nav aria-label="Menu principal" {
                             ul {
                                 li { a href="/" { "Accueil" } }
+                                li { a href="/ma-clef" { "Ma clef" } }
                                 li { a href="/lots" { "Gérer les clefs" } }
                                 li { a href="/support" { "Rechercher une clef" } }
                             }
@@ -87,11 +93,11 @@ fn layout(title: &str, user: Option<&Session>, body: Markup) -> Markup {
 
 /// The error page.
 pub fn error(title: &str, text: &str, detail: Option<&str>) -> Markup {
-    error_page(title, text, detail, false)
+    error_page(title, text, detail, None)
 }
 
-/// The error page, with a login link when `login` is set.
-pub fn error_page(title: &str, text: &str, detail: Option<&str>, login: bool) -> Markup {
+/// The error page, with a login link (back to the local path `login`) when it is set.
+pub fn error_page(title: &str, text: &str, detail: Option<&str>, login: Option<&str>) -> Markup {
     layout(
         title,
         None,
@@ -100,8 +106,8 @@ pub fn error_page(title: &str, text: &str, detail: Option<&str>, login: bool) ->
             @if let Some(d) = detail {
                 p { "Détail : " (d) }
             }
-            @if login {
-                p { a href="/connexion" { "Se connecter" } }
+            @if let Some(back) = login {
+                p { a href={ "/connexion?retour=" (query(back)) } { "Se connecter" } }
             }
             p { a href="/" { "Retour à l'accueil" } }
         },
@@ -188,7 +194,7 @@ fn kind_name(kind: i32) -> &'static str {
 }
 
 /// A Unix time as a UTC date and time, `JJ/MM/AAAA HH:MM UTC`; "—" for 0.
-fn date(t: u64) -> String {
+pub(crate) fn date(t: u64) -> String {
     if t == 0 {
         return "—".to_owned();
     }
@@ -217,6 +223,7 @@ pub fn home(
     s: &Session,
     me: Option<&proto::DirectoryPerson>,
     lots: &[proto::LotSummary],
+    waiting: &[proto::KeyRequest],
 ) -> Markup {
     let desk = me.is_some_and(|p| p.found_key_desk || p.recycling);
     layout(
@@ -228,6 +235,11 @@ pub fn home(
                 @if !p.functions.is_empty() {
                     p { "Vos fonctions : " (p.functions.join(", ")) " — " (p.unit_name) " (" (p.unit) ")." }
                 }
+            }
+            (crate::request_pages::waiting_section(waiting))
+            section aria-labelledby="ma-clef-titre" {
+                h2 id="ma-clef-titre" { "Ma clef" }
+                p { a href="/ma-clef" { "Mes clefs et mes demandes" } " — " a href="/demandes/nouvelle" { "demander ou renouveler ma clef" } }
             }
             @if desk {
                 section aria-labelledby="support-titre" {

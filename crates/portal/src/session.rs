@@ -74,6 +74,8 @@ pub struct Pending {
     pub nonce: Zeroizing<String>,
     /// The PKCE verifier of the challenge sent.
     pub pkce_verifier: Zeroizing<String>,
+    /// The portal path to show once logged in (checked local by the login handler).
+    pub back: String,
     expires: Instant,
 }
 
@@ -153,6 +155,7 @@ impl Sessions {
         state: Zeroizing<String>,
         nonce: Zeroizing<String>,
         pkce_verifier: Zeroizing<String>,
+        back: String,
     ) -> Result<Zeroizing<String>, getrandom::Error> {
         let id = random_token()?;
         let now = Instant::now();
@@ -164,6 +167,7 @@ impl Sessions {
                 state,
                 nonce,
                 pkce_verifier,
+                back,
                 expires: now + LOGIN_TTL,
             },
         );
@@ -204,11 +208,15 @@ mod tests {
     async fn a_pending_login_is_taken_once_and_expires() {
         let s = Sessions::new(Duration::from_secs(60));
         let z = |v: &str| Zeroizing::new(v.to_owned());
-        let id = s.begin_login(z("st"), z("n"), z("v")).expect("random");
+        let id = s
+            .begin_login(z("st"), z("n"), z("v"), "/".into())
+            .expect("random");
         let p = s.take_login(&id).expect("pending");
         assert_eq!(p.state.as_str(), "st");
         assert!(s.take_login(&id).is_none(), "only once");
-        let id = s.begin_login(z("st"), z("n"), z("v")).expect("random");
+        let id = s
+            .begin_login(z("st"), z("n"), z("v"), "/".into())
+            .expect("random");
         tokio::time::advance(LOGIN_TTL + Duration::from_secs(1)).await;
         assert!(s.take_login(&id).is_none(), "expired");
     }

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use okey_server::proto;
 use okey_server::proto::directory_service_client::DirectoryServiceClient;
 use okey_server::proto::lifecycle_service_client::LifecycleServiceClient;
+use okey_server::proto::request_service_client::RequestServiceClient;
 use okey_server::proto::token_service_client::TokenServiceClient;
 use serde::Deserialize;
 use tonic::Code;
@@ -23,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::oidc::Oidc;
 use crate::pages;
+use crate::requests;
 use crate::session::{Session, Sessions};
 
 /// Where the provider sends the browser back.
@@ -61,7 +63,11 @@ impl Grpc {
         })
     }
 
-    fn request<T>(&self, person: &str, message: T) -> Result<tonic::Request<T>, PageError> {
+    pub(crate) fn request<T>(
+        &self,
+        person: &str,
+        message: T,
+    ) -> Result<tonic::Request<T>, PageError> {
         let mut r = tonic::Request::new(message);
         let mut auth = MetadataValue::try_from(self.bearer.as_str())
             .map_err(|_| PageError::Internal("the portal key is not ASCII".into()))?;
@@ -85,6 +91,14 @@ impl Grpc {
     fn directory(&self) -> DirectoryServiceClient<Channel> {
         DirectoryServiceClient::new(self.channel.clone())
     }
+
+    pub(crate) fn requests(&self) -> RequestServiceClient<Channel> {
+        RequestServiceClient::new(self.channel.clone())
+    }
+
+    pub(crate) fn lifecycle_client(&self) -> LifecycleServiceClient<Channel> {
+        self.lifecycle()
+    }
 }
 
 /// Shared state of the portal.
@@ -97,13 +111,13 @@ pub struct App {
     pub utc_offset_minutes: i32,
 }
 
-type Shared = Arc<App>;
+pub(crate) type Shared = Arc<App>;
 
 /// Every refusal and failure, rendered as a French page.
 #[derive(Debug)]
 pub enum PageError {
-    /// No live session.
-    LoginRequired,
+    /// No live session (with the local path to come back to after login, for a GET).
+    LoginRequired(Option<String>),
     /// A form without this session's CSRF token.
     Csrf,
     /// A login that did not complete.
@@ -129,7 +143,7 @@ impl From<tonic::Status> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, title, text, detail) = match &self {
-            PageError::LoginRequired => (
+            PageError::LoginRequired(_) => (
                 StatusCode::UNAUTHORIZED,
                 "Connexion requise",
                 "Cette page demande d'être connecté. Votre session a peut-être expiré ou pris fin.",
@@ -187,7 +201,11 @@ impl IntoResponse for PageError {
             }
             PageError::Grpc(s) => grpc_page(s),
         };
-        let login = matches!(self, PageError::LoginRequired | PageError::Login(_));
+        let login = match &self {
+            PageError::LoginRequired(back) => Some(back.as_deref().unwrap_or("/")),
+            PageError::Login(_) => Some("/"),
+            _ => None,
+        };
         let mut r = (
             status,
             pages::error_page(title, text, detail.as_deref(), login),
@@ -241,17 +259,17 @@ fn grpc_page(s: &tonic::Status) -> (StatusCode, &'static str, &'static str, Opti
 
 /// Marks an answer as one of the portal's own pages (the error page middleware leaves it).
 #[derive(Clone, Copy)]
-struct Rendered;
+pub(crate) struct Rendered;
 
-type Page = Result<Response, PageError>;
+pub(crate) type Page = Result<Response, PageError>;
 
-fn page(markup: maud::Markup) -> Page {
+pub(crate) fn page(markup: maud::Markup) -> Page {
     let mut r = markup.into_response();
     r.extensions_mut().insert(Rendered);
     Ok(r)
 }
 
-fn see_other(to: &str) -> Page {
+pub(crate) fn see_other(to: &str) -> Page {
     let mut r = Redirect::to(to).into_response();
     r.extensions_mut().insert(Rendered);
     Ok(r)
@@ -278,8 +296,18 @@ impl FromRequestParts<Shared> for User {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, PageError> {
-        let id = cookie(&parts.headers, SESSION_COOKIE).ok_or(PageError::LoginRequired)?;
-        let session = app.sessions.get(id).ok_or(PageError::LoginRequired)?;
+        let back = || {
+            let p = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            PageError::LoginRequired(
+                (parts.method == axum::http::Method::GET && local_path(p)).then(|| p.to_owned()),
+            )
+        };
+        let id = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(back)?;
+        let session = app.sessions.get(id).ok_or_else(back)?;
         Ok(User {
             session,
             cookie: Zeroizing::new(id.to_owned()),
@@ -288,7 +316,7 @@ impl FromRequestParts<Shared> for User {
 }
 
 impl User {
-    fn check(&self, csrf: &str) -> Result<(), PageError> {
+    pub(crate) fn check(&self, csrf: &str) -> Result<(), PageError> {
         if self.session.csrf_matches(csrf) {
             Ok(())
         } else {
@@ -413,6 +441,25 @@ pub fn router(app: Shared) -> Router {
         .route("/support/{serial}/retrouvee", post(found))
         .route("/support/{serial}/deblocage", post(unlock))
         .route("/support/{serial}/resynchronisation", post(resync))
+        .route("/ma-clef", get(requests::my_key))
+        .route("/ma-clef/{serial}/perdue", post(requests::declare_lost))
+        .route("/demandes/nouvelle", get(requests::new_request))
+        .route(
+            "/demandes",
+            post(requests::file_request)
+                .layer(axum::extract::DefaultBodyLimit::max(requests::FORM_LIMIT)),
+        )
+        .route("/demandes/{id}", get(requests::show))
+        .route(
+            "/demandes/{id}/pieces/{attachment}",
+            get(requests::attachment),
+        )
+        .route("/demandes/{id}/decision", post(requests::decide))
+        .route("/demandes/{id}/charte", post(requests::sign_charter))
+        .route("/demandes/{id}/pin", post(requests::set_pin))
+        .route("/demandes/{id}/rendez-vous", post(requests::book))
+        .route("/demandes/{id}/enrolement", post(requests::enrol))
+        .route("/demandes/{id}/annulation", post(requests::cancel))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(middleware::from_fn_with_state(app.clone(), hsts))
@@ -458,11 +505,16 @@ async fn home(State(app): State<Shared>, MaybeUser(user): MaybeUser) -> Page {
         .into_inner()
         .lots;
     let me = person_entry(&app, &s.person, &s.person).await;
-    page(pages::home(s, me.as_ref(), &lots))
+    let waiting = requests::waiting_for(&app, &s.person).await;
+    page(pages::home(s, me.as_ref(), &lots, &waiting))
 }
 
 /// The directory entry of `id`, as `viewer` may see it (`None` when refused or absent).
-async fn person_entry(app: &App, viewer: &str, id: &str) -> Option<proto::DirectoryPerson> {
+pub(crate) async fn person_entry(
+    app: &App,
+    viewer: &str,
+    id: &str,
+) -> Option<proto::DirectoryPerson> {
     let req = app
         .grpc
         .request(viewer, proto::DirectoryRef { id: id.to_owned() })
@@ -476,15 +528,35 @@ async fn person_entry(app: &App, viewer: &str, id: &str) -> Option<proto::Direct
     }
 }
 
-async fn login(State(app): State<Shared>) -> Page {
+/// A path of this portal to come back to: one leading `/` (not `//`, which browsers read as
+/// another host), printable ASCII, no backslash, short.
+fn local_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && p.len() <= 512
+        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    retour: String,
+}
+
+async fn login(State(app): State<Shared>, Query(q): Query<LoginQuery>) -> Page {
     let oidc = app.oidc.as_ref().ok_or(PageError::NoProvider)?;
+    let back = if local_path(&q.retour) {
+        q.retour
+    } else {
+        "/".to_owned()
+    };
     let start = oidc
         .start()
         .await
         .map_err(|e| PageError::Provider(e.to_string()))?;
     let id = app
         .sessions
-        .begin_login(start.state, start.nonce, start.pkce_verifier)
+        .begin_login(start.state, start.nonce, start.pkce_verifier, back)
         .map_err(|e| PageError::Internal(format!("random generator: {e}")))?;
     let mut r = Redirect::to(&start.url).into_response();
     r.headers_mut().append(
@@ -553,7 +625,7 @@ async fn callback(
         .open(&person, &name)
         .map_err(|e| PageError::Internal(format!("random generator: {e}")))?;
     tracing::info!(person = %person, "portal login");
-    let mut r = Redirect::to("/").into_response();
+    let mut r = Redirect::to(&pending.back).into_response();
     let h = r.headers_mut();
     h.append(
         header::SET_COOKIE,
@@ -711,7 +783,11 @@ async fn cancel_order(
     see_other(&format!("/lots/{}/commandes", pages::path(&lot)))
 }
 
-async fn show_key(app: &App, person: &str, serial: &str) -> Result<proto::KeyDetail, PageError> {
+pub(crate) async fn show_key(
+    app: &App,
+    person: &str,
+    serial: &str,
+) -> Result<proto::KeyDetail, PageError> {
     Ok(app
         .grpc
         .lifecycle()

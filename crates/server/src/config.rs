@@ -461,6 +461,23 @@ impl Default for PortalConfig {
     }
 }
 
+impl PortalConfig {
+    /// The base URL mails link to: `public_url`, else `http://` + the listen address (a
+    /// wildcard address reads as loopback), without a trailing slash.
+    pub fn mail_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let mut a = self.listen;
+                if a.ip().is_unspecified() {
+                    a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{a}")
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for PortalConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PortalConfig")

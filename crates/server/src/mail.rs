@@ -26,6 +26,8 @@ pub(crate) struct MailContext {
     pub(crate) zone: jiff::tz::TimeZone,
     pub(crate) waker: Waker,
     pub(crate) metrics: Arc<SenderMetrics>,
+    /// The portal's public base URL (no trailing slash), which request mails link to.
+    pub(crate) portal_url: String,
 }
 
 /// Check the `[smtp]` table and its templates (a broken one refuses the start), and start the
@@ -33,6 +35,7 @@ pub(crate) struct MailContext {
 pub(crate) fn start(
     store: &Store,
     cfg: &SmtpConfig,
+    portal_url: String,
 ) -> Result<(Arc<MailContext>, JoinHandle<()>), ServeError> {
     let settings = cfg.resolve().map_err(|e| ServeError::Mail(e.to_string()))?;
     let templates = Templates::load(settings.templates.as_deref())
@@ -61,6 +64,7 @@ pub(crate) fn start(
             zone,
             waker,
             metrics,
+            portal_url,
         }),
         task,
     ))
@@ -164,6 +168,7 @@ impl okey_store::LifecycleMailer for LifecycleMails {
                 validator => r.validator,
                 lot_name => r.lot_name,
                 detail => r.detail,
+                portal_url => self.0.portal_url,
             },
             Notice::CaseOpened {
                 number,

@@ -425,4 +425,37 @@ impl proto::request_service_server::RequestService for Arc<Okey> {
             published_at: c.published_at,
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(op = "GetRequestAttachment"))]
+    async fn get_request_attachment(
+        &self,
+        request: Request<proto::GetRequestAttachmentRequest>,
+    ) -> Result<Response<proto::RequestAttachment>, Status> {
+        let p = self
+            .callers
+            .authorize(&request, Operation::GetRequestAttachment)
+            .await?;
+        let acting = self.acting(&p)?;
+        let r = request.into_inner();
+        // The request's parties only, exactly as ShowRequest decides.
+        let v = self
+            .store
+            .request_view(r.id, Some(&acting))
+            .map_err(store_status)?;
+        if !v.attachments.iter().any(|a| a.id == r.attachment) {
+            return Err(Status::not_found(format!(
+                "request {} has no attachment {}",
+                r.id, r.attachment
+            )));
+        }
+        let (info, content) = self
+            .store
+            .attachment_content(&v.row.owner(), r.attachment)
+            .map_err(store_status)?;
+        Ok(Response::new(proto::RequestAttachment {
+            name: info.name,
+            media_type: info.media_type,
+            content: content.to_vec(),
+        }))
+    }
 }

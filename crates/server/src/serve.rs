@@ -262,7 +262,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     };
     let (mail, mail_task) = match &config.smtp {
         Some(smtp) => {
-            let (ctx, task) = crate::mail::start(&store, smtp)?;
+            let (ctx, task) = crate::mail::start(&store, smtp, config.portal.mail_url())?;
             let _ = metrics.mail_sender.set(ctx.metrics.clone());
             store.set_lifecycle_mailer(Arc::new(crate::mail::LifecycleMails(ctx.clone())));
             (Some(ctx), Some(task))

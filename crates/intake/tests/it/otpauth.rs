@@ -268,3 +268,48 @@ fn qr_terminal_decodes_to_the_uri() {
         assert_eq!(grids[0].decode().unwrap().1, *u.to_uri());
     }
 }
+
+#[test]
+fn qr_svg_decodes_to_the_uri_and_carries_no_style_or_script() {
+    let u = KeyUri::builder("dave@ac-example.fr", secret())
+        .issuer("okey")
+        .build()
+        .unwrap();
+    let svg = u.qr_svg("QR code <de la clef>").unwrap();
+    assert!(svg.starts_with("<svg "), "{}", svg.as_str());
+    assert!(svg.contains("aria-label=\"QR code &lt;de la clef&gt;\""));
+    assert!(!svg.contains("style") && !svg.contains("script"));
+    let side: usize = svg
+        .split("viewBox=\"0 0 ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let d = svg
+        .split(" d=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let mut dark = vec![false; side * side];
+    for square in d.split('M').filter(|s| !s.is_empty()) {
+        let xy = square.strip_suffix("h1v1h-1z").unwrap();
+        let (x, y) = xy.split_once(' ').unwrap();
+        let (x, y): (usize, usize) = (x.parse().unwrap(), y.parse().unwrap());
+        dark[y * side + x] = true;
+    }
+    let scale = 4;
+    let mut img =
+        rqrr::PreparedImage::prepare_from_greyscale(side * scale, side * scale, |x, y| {
+            if dark[(y / scale) * side + x / scale] {
+                0
+            } else {
+                255
+            }
+        });
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1);
+    assert_eq!(grids[0].decode().unwrap().1, *u.to_uri());
+}
