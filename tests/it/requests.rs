@@ -416,8 +416,14 @@ const IEN_MAIL: &str = "francois.gregoire@ac-reunion.fr";
 /// A server with the wider directory above (a school outside contract, a 1D school with its
 /// director), the lycée's and the district's lots, and `serials` imported.
 async fn org(serials: &[&str]) -> Bench {
+    org_with(serials, "", "").await
+}
+
+/// [`org`] with top-level settings `top` and TOML tables `tables` in the configuration.
+async fn org_with(serials: &[&str], top: &str, tables: &str) -> Bench {
     let sink = SmtpSink::start(unused_port());
-    let server = okey_e2e::Server::start_with(&smtp_config(sink.port));
+    let server =
+        okey_e2e::Server::start_with(&format!("{top}\n{}\n{tables}", smtp_config(sink.port)));
     let dir = tempfile::tempdir().expect("dir");
     let (people, units) = (dir.path().join("people.csv"), dir.path().join("units.csv"));
     std::fs::write(&people, PEOPLE).expect("people");
@@ -885,4 +891,215 @@ async fn an_attachment_is_read_back_by_the_requests_parties_only() {
         "{run:?}"
     );
     assert!(!out.exists());
+}
+
+/// The ids of the pickup slots `key`'s person sees (`okey request slots [LOT]`), with whether
+/// each is booked.
+fn seen_slots(b: &Bench, key: &str, lot: Option<&str>) -> Vec<(u64, bool)> {
+    let mut args = vec!["request", "slots"];
+    args.extend(lot);
+    let v = b.s.json(key, &args);
+    let mut out: Vec<(u64, bool)> = v
+        .as_array()
+        .expect("a list of slots")
+        .iter()
+        .map(|s| {
+            (
+                s["slot"].as_u64().expect("slot id"),
+                s["booked"].as_bool().expect("booked"),
+            )
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn offer_slot(b: &Bench, key: &str, lot: &str, place: &str) -> u64 {
+    let at = (okey_server::clock::now() + 2 * 86_400).to_string();
+    b.s.json(
+        key,
+        &["request", "slots", lot, "--offer", &at, "--place", place],
+    )["slot"]
+        .as_u64()
+        .expect("slot id")
+}
+
+/// 002: the requester books from the slots the manager of the lot that serves them offers. A
+/// person sees the slots of their own unit's lot and of their requests' lots, and of those
+/// only the free ones to come and the one their request booked; a lot manager sees every slot
+/// of their lots; any other lot is refused (exit 1) for both.
+#[tokio::test]
+async fn a_person_sees_only_the_pickup_slots_of_the_lots_that_serve_them() {
+    let b = org(&["C1"]).await;
+    let s = &b.s;
+    s.ok(&s.support.clone(), &["lot", "register", CIRC, "C1"]);
+    let lycee = offer_slot(&b, &s.head, LYCEE, "Secrétariat du lycée");
+    let circ_a = offer_slot(&b, &s.ien, CIRC, "Bureau de l'IEN");
+    let circ_b = offer_slot(&b, &s.ien, CIRC, "Salle de réunion");
+
+    // The lycée's staff see the lycée's slot, the district's staff the district's.
+    assert_eq!(seen_slots(&b, &b.agent, None), [(lycee, false)]);
+    assert_eq!(seen_slots(&b, &b.agent, Some(LYCEE)), [(lycee, false)]);
+    assert_eq!(
+        seen_slots(&b, &b.other, None),
+        [(circ_a, false), (circ_b, false)]
+    );
+    assert_eq!(seen_slots(&b, &s.head, None), [(lycee, false)]);
+    for (key, lot) in [
+        (&b.agent, CIRC),
+        (&b.other, LYCEE),
+        (&s.head, CIRC),
+        (&s.ien, LYCEE),
+    ] {
+        let out = s.run(key, &["request", "slots", lot]);
+        assert_eq!(out.status.code(), Some(1), "{lot}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("may not see its pickup slots"),
+            "{out:?}"
+        );
+    }
+
+    // A teacher of the district's school books a slot of the district's lot.
+    let prof = s.server.key_for_person("t.prof", "manager", "t.prof").await;
+    let dir = s
+        .server
+        .key_for_person("d.directeur", "manager", "d.directeur")
+        .await;
+    let id = id_of(&file(&b, &prof, &[]));
+    s.json(&dir, &["request", "approve", &id.to_string()]);
+    let r = charter_and_pin(&b, &prof, id, Some("2580"));
+    assert_eq!(r["state"], "ready_for_pickup", "{r}");
+    s.json(
+        &prof,
+        &[
+            "request",
+            "appointment",
+            &id.to_string(),
+            "--slot",
+            &circ_a.to_string(),
+        ],
+    );
+    // The requester sees their booked slot and the free one, another person served by the lot
+    // only the free one, the lot's manager both.
+    assert_eq!(
+        seen_slots(&b, &prof, None),
+        [(circ_a, true), (circ_b, false)]
+    );
+    assert_eq!(seen_slots(&b, &b.other, Some(CIRC)), [(circ_b, false)]);
+    assert_eq!(
+        seen_slots(&b, &s.ien, Some(CIRC)),
+        [(circ_a, true), (circ_b, false)]
+    );
+    // The support centre names the lot it looks at.
+    assert_eq!(
+        seen_slots(&b, &s.support.clone(), Some(LYCEE)),
+        [(lycee, false)]
+    );
+}
+
+/// Poll `okey request show ID` as `key` until the request is in `state` (30 s at most).
+fn wait_state(b: &Bench, key: &str, id: u64, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = b.show(key, id);
+        if r["state"] == state || std::time::Instant::now() > deadline {
+            assert_eq!(r["state"], state, "{r}");
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn expire_events(r: &Value) -> Vec<Value> {
+    r["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["action"] == "expire")
+        .cloned()
+        .collect()
+}
+
+/// A submitted request that nobody decides expires after `[requests] expire_submitted_seconds`
+/// by `okey serve`'s own sweep: the history and the audit say okey expired it, the requester
+/// gets one mail, and neither a later sweep nor a restart expires it again or mails twice; the
+/// requester may then ask again.
+#[tokio::test]
+async fn okey_serve_expires_a_request_nobody_decided_once_across_restarts() {
+    let mut b = org_with(
+        &[],
+        "key_job_seconds = 1",
+        "[requests]\nexpire_submitted_seconds = 3\nexpire_ready_seconds = 0\n",
+    )
+    .await;
+    let r = file(&b, &b.agent, &[]);
+    let id = id_of(&r);
+    assert_eq!(r["state"], "submitted", "{r}");
+    let r = wait_state(&b, &b.agent, id, "expired");
+    let ev = expire_events(&r);
+    assert_eq!(ev.len(), 1, "{r}");
+    assert_eq!(ev[0]["actor"], "okey");
+    assert_eq!(ev[0]["state_before"], "submitted");
+    assert!(
+        ev[0]["comment"]
+            .as_str()
+            .is_some_and(|c| c.contains("no decision")),
+        "{r}"
+    );
+    let body = one_mail(&b.sink, AGENT_MAIL, "a expiré");
+    assert!(body.contains("sans décision du valideur"), "{body}");
+    // The head may no longer decide it.
+    let out = b.s.run(&b.s.head, &["request", "approve", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expired"),
+        "{out:?}"
+    );
+
+    // Later sweeps, and a restart, change nothing and send nothing more.
+    b.s.server.restart();
+    std::thread::sleep(Duration::from_secs(4));
+    let r = b.show(&b.agent, id);
+    assert_eq!(expire_events(&r).len(), 1, "{r}");
+    let got = b.sink.received();
+    assert_eq!(mails_to(&got, AGENT_MAIL, "a expiré").len(), 1);
+    let audit = b.s.admin_ok(&["audit", "list", "--limit", "200"]);
+    assert_eq!(audit.matches("request.expire").count(), 1, "{audit}");
+
+    // An expired request is closed: the requester may ask again.
+    let again = file(&b, &b.agent, &[]);
+    assert_ne!(id_of(&again), id);
+}
+
+/// A key ready for pickup that nobody collects goes back to its lot's stock after
+/// `expire_ready_seconds`, its request expires and the requester is told.
+#[tokio::test]
+async fn a_key_nobody_collects_goes_back_to_stock_and_its_request_expires() {
+    let b = org_with(
+        &["R1"],
+        "key_job_seconds = 1",
+        "[requests]\nexpire_submitted_seconds = 0\nexpire_ready_seconds = 3\n",
+    )
+    .await;
+    let s = &b.s;
+    s.ok(&s.support.clone(), &["lot", "register", LYCEE, "R1"]);
+    let id = id_of(&file(&b, &b.agent, &[]));
+    s.json(&s.head, &["request", "approve", &id.to_string()]);
+    let r = charter_and_pin(&b, &b.agent, id, Some("2580"));
+    assert_eq!(r["state"], "ready_for_pickup", "{r}");
+    let key = s.json(&s.head, &["key", "show", "R1"]);
+    assert_eq!(key["key"]["reserved_for"], "e.agent", "{key}");
+
+    let r = wait_state(&b, &b.agent, id, "expired");
+    let ev = expire_events(&r);
+    assert_eq!(ev.len(), 1, "{r}");
+    assert_eq!(ev[0]["state_before"], "ready_for_pickup");
+    let body = one_mail(&b.sink, AGENT_MAIL, "a expiré");
+    assert!(body.contains("n'a pas été retirée"), "{body}");
+    let key = s.json(&s.head, &["key", "show", "R1"]);
+    assert_eq!(key["key"]["reserved_for"], "", "back in stock: {key}");
+    assert_eq!(key["key"]["state"], "delivered", "{key}");
+    // Nobody can hand it over on that request any more.
+    let audit = s.admin_ok(&["audit", "list", "--limit", "200"]);
+    assert!(audit.contains("request.expire"), "{audit}");
 }

@@ -190,6 +190,29 @@ async fn a_case_is_numbered_mailed_answered_and_resolved_with_the_ien_in_copy() 
         "{}",
         got[0]["raw"]
     );
+    // The outbox listing shows who is in copy, and nobody for the head's own case.
+    let outbox = cli_json(&server, &["mail", "queue", "--all", "--json"], &desk_key);
+    let listed = |number: &str| -> Value {
+        outbox["mails"]
+            .as_array()
+            .expect("mails")
+            .iter()
+            .find(|m| m["subject"].as_str().is_some_and(|s| s.contains(number)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no mail about {number} in the outbox: {outbox}"))
+    };
+    assert_eq!(
+        listed(&major.number)["cc"],
+        serde_json::json!(["f.ien@ac-example.fr"])
+    );
+    assert_eq!(listed(&minor.number)["cc"], serde_json::json!([]));
+    let text = server.cli(&["mail", "queue", "--all"], &[("OKEY_API_KEY", &desk_key)]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .lines()
+            .any(|l| l.contains("case.opened") && l.contains("f.ien@ac-example.fr")),
+        "{text:?}"
+    );
 
     // The queue, through the CLI: by priority, then age.
     let queue = cli_json(&server, &["case", "list", "--json"], &desk_key);

@@ -70,6 +70,7 @@ pub async fn run(args: MailArgs) -> anyhow::Result<ExitCode> {
                             "message_id": m.message_id,
                             "template": m.template,
                             "to": m.to,
+                            "cc": m.cc,
                             "subject": m.subject,
                             "state": m.state,
                             "attempts": m.attempts,
@@ -98,18 +99,23 @@ pub async fn run(args: MailArgs) -> anyhow::Result<ExitCode> {
             );
             if !r.mails.is_empty() {
                 println!(
-                    "{:>6}  {:<8} {:>8}  {:<12} {:<30} last error",
-                    "id", "state", "attempts", "template", "to"
+                    "{:>6}  {:<8} {:>8}  {:<12} {:<30} {:<30} last error",
+                    "id", "state", "attempts", "template", "to", "cc"
                 );
             }
             for m in r.mails {
                 println!(
-                    "{:>6}  {:<8} {:>8}  {:<12} {:<30} {}",
+                    "{:>6}  {:<8} {:>8}  {:<12} {:<30} {:<30} {}",
                     m.id,
                     m.state,
                     m.attempts,
                     m.template,
                     m.to.join(","),
+                    if m.cc.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        m.cc.join(",")
+                    },
                     if m.last_error.is_empty() {
                         "-"
                     } else {

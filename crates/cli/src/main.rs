@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: gRPC Verify for front ends and the administration API.
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Offline calculator: compute and verify HOTP, TOTP and OCRA codes.
     Otp(otp::OtpArgs),
     /// Administer tokens through a running server.
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Otp(args) => return otp::run(args),
-        Command::Serve(args) => serve_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(*args),
         Command::Store(args) => store_cmd::run(args),
         Command::Hid(args) => hid_cmd::run(args),
         Command::Token(args) => runtime().and_then(|rt| rt.block_on(admin::token(args))),

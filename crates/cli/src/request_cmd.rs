@@ -131,11 +131,12 @@ enum RequestCommand {
         #[arg(long)]
         output: PathBuf,
     },
-    /// Pickup slots: list a lot's, or offer one in a lot you manage.
+    /// Pickup slots: list those you may see (of a lot, or of every lot you manage or that
+    /// serves you), or offer one in a lot you manage.
     Slots {
-        lot: String,
-        /// Offer a slot at this time (YYYY-MM-DDTHH:MM UTC, or Unix seconds).
-        #[arg(long, requires = "place")]
+        lot: Option<String>,
+        /// Offer a slot at this time (YYYY-MM-DDTHH:MM UTC, or Unix seconds) in LOT.
+        #[arg(long, requires_all = ["place", "lot"])]
         offer: Option<String>,
         #[arg(long)]
         place: Option<String>,
@@ -483,7 +484,7 @@ async fn request_inner(args: RequestArgs) -> anyhow::Result<ExitCode> {
             if let Some(at) = offer {
                 let s = c
                     .offer_pickup_slot(proto::OfferPickupSlotRequest {
-                        lot,
+                        lot: lot.unwrap_or_default(),
                         starts_at: parse_time(&at)?,
                         place: place.unwrap_or_default(),
                     })
@@ -502,7 +503,9 @@ async fn request_inner(args: RequestArgs) -> anyhow::Result<ExitCode> {
                 }
             } else {
                 let slots = c
-                    .list_pickup_slots(proto::ListPickupSlotsRequest { lot })
+                    .list_pickup_slots(proto::ListPickupSlotsRequest {
+                        lot: lot.unwrap_or_default(),
+                    })
                     .await?
                     .into_inner()
                     .slots;
@@ -519,8 +522,9 @@ async fn request_inner(args: RequestArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     for s in &slots {
                         println!(
-                            "slot {} at {} in {}{}",
+                            "slot {} of lot {} at {} in {}{}",
                             s.id,
+                            s.lot,
                             s.starts_at,
                             s.place,
                             if s.request != 0 { " (booked)" } else { "" }

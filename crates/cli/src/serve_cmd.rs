@@ -129,6 +129,13 @@ pub struct ServeArgs {
     /// Days after which a waiting request reminds its validator, comma-separated (default 3,7).
     #[arg(long, env = "OKEY_REQUESTS_REMIND_AFTER_DAYS", value_delimiter = ',')]
     requests_remind_after_days: Option<Vec<u32>>,
+    /// Seconds after which a submitted request nobody decided expires (default 30 days; 0: never).
+    #[arg(long, env = "OKEY_REQUESTS_EXPIRE_SUBMITTED_SECONDS")]
+    requests_expire_submitted_seconds: Option<u64>,
+    /// Seconds after which a key ready for pickup nobody collected goes back to stock and its
+    /// request expires (default 60 days; 0: never).
+    #[arg(long, env = "OKEY_REQUESTS_EXPIRE_READY_SECONDS")]
+    requests_expire_ready_seconds: Option<u64>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "OKEY_LOG_JSON")]
     log_json: bool,
@@ -249,6 +256,20 @@ impl ServeArgs {
         }
         if let Some(v) = &self.requests_remind_after_days {
             r.remind_after_days = v.clone();
+        }
+        for (slot, v) in [
+            (
+                &mut r.expire_submitted_seconds,
+                self.requests_expire_submitted_seconds,
+            ),
+            (
+                &mut r.expire_ready_seconds,
+                self.requests_expire_ready_seconds,
+            ),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
         }
         config.validate()?;
         Ok(config)

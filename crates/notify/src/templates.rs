@@ -158,6 +158,11 @@ pub const KNOWN: &[KnownTemplate] = &[
             ("resolved_at", "3 décembre 2026 à 06 h 40 UTC"),
         ],
     },
+    KnownTemplate {
+        name: "request.expired",
+        default: include_str!("../templates/request.expired.txt"),
+        variables: REQUEST_VARIABLES,
+    },
 ];
 
 /// Why the templates cannot be loaded or a mail rendered.

@@ -75,6 +75,13 @@ pub struct RequestsConfig {
     /// A request waiting this many days for its validator reminds them, once per value
     /// (default: after 3 and after 7 days); empty for no reminder.
     pub remind_after_days: Vec<u32>,
+    /// A submitted request that nobody decided expires after this many seconds (default 30
+    /// days; 0: never). The requester is told by mail.
+    pub expire_submitted_seconds: u64,
+    /// A key ready for pickup that nobody collected goes back to stock and its request expires
+    /// this many seconds after it was reserved, or after the booked slot if later (default 60
+    /// days; 0: never). The requester is told by mail.
+    pub expire_ready_seconds: u64,
 }
 
 impl Default for RequestsConfig {
@@ -84,6 +91,8 @@ impl Default for RequestsConfig {
             pin_max_len: 8,
             pin_digits_only: true,
             remind_after_days: vec![3, 7],
+            expire_submitted_seconds: 30 * 86_400,
+            expire_ready_seconds: 60 * 86_400,
         }
     }
 }
@@ -95,6 +104,14 @@ impl RequestsConfig {
             min_len: self.pin_min_len,
             max_len: self.pin_max_len,
             digits_only: self.pin_digits_only,
+        }
+    }
+
+    /// When requests expire.
+    pub fn expiry(&self) -> okey_store::RequestExpiry {
+        okey_store::RequestExpiry {
+            submitted_seconds: self.expire_submitted_seconds,
+            ready_seconds: self.expire_ready_seconds,
         }
     }
 }
@@ -620,6 +637,14 @@ impl ServeConfig {
             .any(|d| *d == 0 || *d > 365)
         {
             return bad("requests.remind_after_days must be days from 1 to 365");
+        }
+        if self.requests.expire_submitted_seconds > 365 * 86_400
+            || self.requests.expire_ready_seconds > 365 * 86_400
+        {
+            return bad(
+                "requests.expire_submitted_seconds and expire_ready_seconds must be 0 (never) \
+                 to 31536000 (365 days)",
+            );
         }
         if self.audit_head_log_seconds > 86_400 {
             return bad("audit_head_log_seconds must be 0 (off) to 86400");

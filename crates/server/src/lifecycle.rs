@@ -861,6 +861,9 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
                 clock::now(),
             )
             .map_err(store_status)?;
+        self.store
+            .expire_requests(self.requests.expiry(), &actor_of(&p), clock::now())
+            .map_err(store_status)?;
         Ok(Response::new(proto::RunScheduledJobsResponse {
             events: events
                 .into_iter()
@@ -877,12 +880,15 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
 
 /// Run the scheduled job every `every` until the store is dropped: keys past their validity
 /// end are marked expired, and handed-over keys past their deactivation time go on their lot
-/// manager's list (each change audited as `okey-scheduler`).
+/// manager's list (each change audited as `okey-scheduler`); validators are reminded of
+/// waiting requests, and requests left too long expire (`[requests]`).
 pub(crate) fn spawn_scheduler(
     store: Store,
     every: Duration,
-    remind_after_days: Vec<u32>,
+    requests: crate::config::RequestsConfig,
 ) -> tokio::task::JoinHandle<()> {
+    let remind_after_days = requests.remind_after_days.clone();
+    let expiry = requests.expiry();
     tokio::spawn(async move {
         let actor = Actor::new("okey-scheduler", "scheduler");
         let mut tick = tokio::time::interval(every);
@@ -914,6 +920,15 @@ pub(crate) fn spawn_scheduler(
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "the request reminder job failed"),
                 Err(e) => tracing::error!(error = %e, "the request reminder job panicked"),
+            }
+            let (s, a) = (store.clone(), actor.clone());
+            match tokio::task::spawn_blocking(move || s.expire_requests(expiry, &a, clock::now()))
+                .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(expired = n, "requests left too long expired"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the request expiry job failed"),
+                Err(e) => tracing::error!(error = %e, "the request expiry job panicked"),
             }
         }
     })

@@ -76,6 +76,7 @@ fn queued(r: MailRow) -> proto::QueuedMail {
         message_id: r.mail.message_id,
         template: r.mail.template,
         to: r.mail.to,
+        cc: r.mail.cc,
         subject: r.mail.subject,
         state: r.state.as_str().to_owned(),
         attempts: r.attempts,

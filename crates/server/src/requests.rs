@@ -337,10 +337,11 @@ impl proto::request_service_server::RequestService for Arc<Okey> {
             .callers
             .authorize(&request, Operation::ListPickupSlots)
             .await?;
-        let _acting = self.acting(&p)?;
+        let acting = self.acting(&p)?;
+        let lot = opt(request.into_inner().lot);
         let slots = self
             .store
-            .slots(&request.into_inner().lot)
+            .visible_slots(&acting, lot.as_deref(), clock::now())
             .map_err(store_status)?;
         Ok(Response::new(proto::ListPickupSlotsResponse {
             slots: slots.iter().map(slot_to_proto).collect(),

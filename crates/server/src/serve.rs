@@ -389,7 +389,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         crate::lifecycle::spawn_scheduler(
             store.clone(),
             Duration::from_secs(config.key_job_seconds),
-            config.requests.remind_after_days.clone(),
+            config.requests.clone(),
         )
     });
     Ok(RunningServer {

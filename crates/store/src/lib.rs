@@ -90,8 +90,8 @@ pub use lots::*;
 pub use notices::{LifecycleMailer, Notice};
 pub use okey_otp::{OcraSuite, Pin};
 pub use requests::{
-    Charter, NewRequest, PickupSlot, RequestEvent, RequestMail, RequestNotice, RequestRow,
-    RequestView,
+    Charter, NewRequest, PickupSlot, RequestEvent, RequestExpiry, RequestMail, RequestNotice,
+    RequestRow, RequestView,
 };
 pub use store::{Store, create_private_dir};
 pub use support::{CaseView, MAX_CASES, MAX_TEMPORARY_DAYS, NewCase, case_owner};

@@ -237,6 +237,9 @@ pub enum RequestMail {
     StockArrived,
     /// To the requester: your key is ready, where to collect it.
     Ready,
+    /// To the requester: the request was left too long (no decision, or the key never
+    /// collected) and okey closed it.
+    Expired,
 }
 
 impl RequestMail {
@@ -250,8 +253,19 @@ impl RequestMail {
             RequestMail::OutOfStock => "request.out_of_stock",
             RequestMail::StockArrived => "request.stock_arrived",
             RequestMail::Ready => "request.ready",
+            RequestMail::Expired => "request.expired",
         }
     }
+}
+
+/// How long a request may wait before okey expires it, in seconds (0: never).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestExpiry {
+    /// A submitted request that nobody decided.
+    pub submitted_seconds: u64,
+    /// A key ready for pickup that nobody collected (counted from its reservation, or from the
+    /// booked slot when that is later).
+    pub ready_seconds: u64,
 }
 
 /// What a request mail says.
@@ -1391,10 +1405,94 @@ impl Store {
         Ok(s)
     }
 
-    /// The pickup slots of a lot, by time.
+    /// The pickup slots of a lot, by time (every slot, for okey's own use: callers acting
+    /// for a person go through [`Store::visible_slots`]).
     pub fn slots(&self, lot: &str) -> Result<Vec<PickupSlot>, StoreError> {
         let lot = lot.to_owned();
         self.write_blocking(move |tx| tx.requests().slots(&lot))
+    }
+
+    /// The pickup slots `by` may see, by lot then time: every slot of the lots they manage
+    /// (the support centre: of any lot); of the lots that serve them, their unit's lot and the
+    /// lots of their open requests, the free slots still to come and the one their request
+    /// booked (never who booked the others). With `lot`, only that lot's, and a lot that is
+    /// neither theirs nor serves them is refused.
+    pub fn visible_slots(
+        &self,
+        by: &Acting,
+        lot: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<PickupSlot>, StoreError> {
+        if let Some(l) = lot
+            && (l.is_empty() || l.len() > crate::lots::MAX_ID_LEN)
+        {
+            return Err(StoreError::invalid("lot", "1 to 64 characters"));
+        }
+        let every_lot = by.central.contains(&Party::SupportCentre);
+        let mut served: Vec<String> = Vec::new();
+        if let Some(me) = by.person.as_deref()
+            && let Ok(id) = PersonId::parse(me)
+            && let Some(p) = self.person(&id)?
+            && let Ok(home) = self.org_tree()?.home_lot(&p.unit)
+            && let Some(l) = self
+                .lot_rows()?
+                .into_iter()
+                .find(|l| l.kind == home.kind && l.unit == home.unit.as_str())
+        {
+            served.push(l.id);
+        }
+        let me = by.person.clone();
+        let manages = by.manages.clone();
+        let lot = lot.map(str::to_owned);
+        let who = by.person.clone().unwrap_or_else(|| by.actor.name.clone());
+        self.write_blocking(move |tx| {
+            let mine: Vec<RequestRow> = match &me {
+                Some(me) => tx
+                    .requests()
+                    .requests_of_person(me)?
+                    .into_iter()
+                    .filter(|r| &r.requester == me && r.state().is_ok_and(RequestState::is_open))
+                    .collect(),
+                None => Vec::new(),
+            };
+            for l in mine.iter().filter_map(|r| r.lot.clone()) {
+                if !served.contains(&l) {
+                    served.push(l);
+                }
+            }
+            let full = |l: &str| every_lot || manages.iter().any(|m| m == l);
+            let lots: Vec<String> = match &lot {
+                Some(l) if full(l) || served.contains(l) => vec![l.clone()],
+                Some(l) => {
+                    return Err(StoreError::Forbidden(format!(
+                        "{who} neither manages lot {l} nor is served by it, and may not see its \
+                         pickup slots: a person sees the slots of their own unit's lot and of \
+                         their requests' lots, a lot manager those of the lots they manage"
+                    )));
+                }
+                None => {
+                    let mut all = manages.clone();
+                    for l in &served {
+                        if !all.contains(l) {
+                            all.push(l.clone());
+                        }
+                    }
+                    all.sort();
+                    all
+                }
+            };
+            let mut out = Vec::new();
+            for l in &lots {
+                let whole = full(l);
+                for s in tx.requests().slots(l)? {
+                    let own = s.request.is_some_and(|id| mine.iter().any(|r| r.id == id));
+                    if whole || own || (s.request.is_none() && s.starts_at > now) {
+                        out.push(s);
+                    }
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// The requester books a free slot of their key's lot, once the key is ready.
@@ -1634,6 +1732,114 @@ impl Store {
             Ok(sent)
         })?;
         Ok(n)
+    }
+
+    /// Close the requests left too long, as okey's own move (`RequestAction::Expire`): a
+    /// request submitted more than `expiry.submitted_seconds` ago that nobody decided, and a key
+    /// ready for pickup more than `expiry.ready_seconds` after it was reserved (or after the
+    /// booked slot, if later) that nobody collected; that key goes back to its lot's stock.
+    /// Each request expires in its own commit, with its history event, its audit record and the
+    /// mail to its requester; the row is re-read and moved by compare-and-set in the writer's
+    /// transaction, so a run that another node or an earlier run already made changes nothing.
+    /// Returns how many requests expired.
+    pub fn expire_requests(
+        &self,
+        expiry: RequestExpiry,
+        actor: &Actor,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let mut candidates = Vec::new();
+        for (state, after) in [
+            (RequestState::Submitted, expiry.submitted_seconds),
+            (RequestState::ReadyForPickup, expiry.ready_seconds),
+        ] {
+            if after == 0 {
+                continue;
+            }
+            let rows =
+                self.write_blocking(move |tx| tx.requests().requests_in_state(state.as_str()))?;
+            candidates.extend(rows.into_iter().map(|r| (r.id, state, after)));
+        }
+        let mut expired = 0;
+        for (id, state, after) in candidates {
+            let actor = actor.clone();
+            let done = self.request_write(move |tx, store, touched| {
+                let mut r = read(tx, id)?;
+                if r.state()? != state {
+                    return Ok(false);
+                }
+                let since = match state {
+                    RequestState::Submitted => r.submitted_at.unwrap_or(r.updated_at),
+                    _ => {
+                        let ready = tx
+                            .requests()
+                            .request_events(id)?
+                            .iter()
+                            .rev()
+                            .find(|e| e.state_after == state.as_str())
+                            .map_or(r.updated_at, |e| e.at);
+                        let slot = match r.slot {
+                            Some(s) => tx.requests().slot(s)?.map_or(0, |s| s.starts_at),
+                            None => 0,
+                        };
+                        ready.max(slot)
+                    }
+                };
+                if now < since.saturating_add(after) {
+                    return Ok(false);
+                }
+                let days = now.saturating_sub(since) / 86_400;
+                let (why, mail_detail) = match state {
+                    RequestState::Submitted => (
+                        format!("no decision for {days} day(s)"),
+                        "sans décision du valideur".to_owned(),
+                    ),
+                    _ => (
+                        format!(
+                            "key {} not collected for {days} day(s); back in stock",
+                            r.serial.as_deref().unwrap_or("")
+                        ),
+                        "la clé préparée n'a pas été retirée".to_owned(),
+                    ),
+                };
+                let reserved = r
+                    .serial
+                    .clone()
+                    .filter(|_| state == RequestState::ReadyForPickup);
+                step(
+                    tx,
+                    &store.inner.audit_key,
+                    &mut r,
+                    RequestAction::Expire,
+                    &[RequestParty::System],
+                    false,
+                    &actor,
+                    "okey",
+                    Some(why),
+                    now,
+                )?;
+                if let (Some(serial), Some(lot)) = (reserved, r.lot.clone()) {
+                    let (row, _) = crate::lots::apply(
+                        tx,
+                        store,
+                        &serial,
+                        KeyChange::Unreserve,
+                        &system(&actor, &lot),
+                        now,
+                    )?;
+                    touched.push(row);
+                }
+                let to = store.email_of(Some(&r.requester))?;
+                store.mail(tx, &r, RequestMail::Expired, to, mail_detail, now)?;
+                Ok(true)
+            });
+            match done {
+                Ok((true, _)) => expired += 1,
+                Ok((false, _)) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(expired)
     }
 
     /// The requester of an approved software request installs the app (`platform`: android or
