@@ -133,6 +133,10 @@ const TABLE: &[(&str, &[&str])] = &[
     ("RegisterCaseKeys", &["admin", "support"]),
     ("DiagnoseKey", &["admin", "support"]),
     ("IssueTemporaryKey", &["admin", "support"]),
+    (
+        "GetCaseAttachment",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -540,6 +544,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "IssueTemporaryKey" => code(
             c.support
                 .issue_temporary_key(proto::IssueTemporaryKeyRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetCaseAttachment" => code(
+            c.support
+                .get_case_attachment(proto::GetCaseAttachmentRequest::default())
                 .await
                 .map(drop),
         ),

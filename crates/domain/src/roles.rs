@@ -157,11 +157,14 @@ pub enum Operation {
     ListPickupSlots,
     PublishCharter,
     EnrolSoftwareKey,
+    /// Support cases: one attachment's content, read as [`Operation::ShowCase`] is (its
+    /// declarant and the support desk).
+    GetCaseAttachment,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 68] = [
+    pub const ALL: [Operation; 69] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -230,6 +233,7 @@ impl Operation {
         Operation::ListPickupSlots,
         Operation::PublishCharter,
         Operation::EnrolSoftwareKey,
+        Operation::GetCaseAttachment,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -287,7 +291,7 @@ impl Operation {
             Operation::ImportDirectory => &[Admin],
             Operation::ShowDirectory => &[Admin, Support, Auditor, Manager, Portal],
             Operation::OpenCase | Operation::ReplyCase => &[Admin, Support, Manager, Portal],
-            Operation::ListCases | Operation::ShowCase => {
+            Operation::ListCases | Operation::ShowCase | Operation::GetCaseAttachment => {
                 &[Admin, Support, Auditor, Manager, Portal]
             }
             Operation::AssignCase
@@ -439,6 +443,7 @@ mod tests {
                     | Operation::OpenCase
                     | Operation::ListCases
                     | Operation::ShowCase
+                    | Operation::GetCaseAttachment
                     | Operation::ReplyCase
                     | Operation::FileRequest
                     | Operation::ListRequests
@@ -481,6 +486,7 @@ mod tests {
                     | Operation::OpenCase
                     | Operation::ListCases
                     | Operation::ShowCase
+                    | Operation::GetCaseAttachment
                     | Operation::ReplyCase
                     | Operation::FileRequest
                     | Operation::ListRequests
