@@ -1036,3 +1036,90 @@ async fn a_key_nobody_collects_goes_back_to_stock_and_its_request_expires() {
     let audit = s.admin_ok(&["audit", "list", "--limit", "200"]);
     assert!(audit.contains("request.expire"), "{audit}");
 }
+
+/// Two `okey serve` nodes on one PostgreSQL database, both sweeping every second: a submitted
+/// request nobody decides expires once (one history event, one audit record, one mail), whichever
+/// node's sweep gets there first. Skipped without the PostgreSQL server binaries.
+#[tokio::test]
+async fn two_nodes_on_one_postgres_expire_a_request_once() {
+    let Some(cluster) = okey_e2e::pg_cluster::Cluster::shared() else {
+        eprintln!("skipped: the PostgreSQL server binaries are not installed");
+        return;
+    };
+    let sink = SmtpSink::start(unused_port());
+    let tables = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{}\"\n{}\n[requests]\n\
+         expire_submitted_seconds = 4\nexpire_ready_seconds = 0\n",
+        cluster.fresh_db(),
+        smtp_config(sink.port)
+    );
+    let a = okey_e2e::Server::start_with(&format!("key_job_seconds = 1\n{tables}"));
+    let b = okey_e2e::Server::start_node(
+        &format!(
+            "key_job_seconds = 1\nmaster_key_file = \"{}\"\n{tables}",
+            a.data_dir.join("master.key").display()
+        ),
+        &a.admin_key,
+    );
+    a.import_directory(UNITS, PEOPLE);
+    let out = a.cli(
+        &[
+            "lot",
+            "create",
+            LYCEE,
+            "--kind",
+            "2d",
+            "--unit",
+            "9740001H",
+            "--name",
+            "Lot du lycée Leconte de Lisle",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let agent = a.key_for_person("e.agent", "manager", "e.agent").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let attach = pdf(dir.path(), "justificatif.pdf");
+    let out = a.cli(
+        &[
+            "request",
+            "new",
+            "--type",
+            "hardware",
+            "--reason",
+            "accès aux applications",
+            "--attach",
+            &attach,
+            "--json",
+        ],
+        &[("OKEY_API_KEY", &agent)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["state"], "submitted", "{r}");
+    let id = id_of(&r).to_string();
+    let show = |node: &okey_e2e::Server| -> Value {
+        let out = node.cli(
+            &["request", "show", &id, "--json"],
+            &[("OKEY_API_KEY", &agent)],
+        );
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while show(&b)["state"] != "expired" {
+        assert!(std::time::Instant::now() < deadline, "{}", show(&b));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Both nodes go on sweeping: nothing more happens.
+    std::thread::sleep(Duration::from_secs(4));
+    for node in [&a, &b] {
+        let r = show(node);
+        assert_eq!(expire_events(&r).len(), 1, "{r}");
+    }
+    let got = sink.received();
+    assert_eq!(mails_to(&got, AGENT_MAIL, "a expiré").len(), 1, "{got:?}");
+    let out = a.cli(&["audit", "list", "--limit", "200"], &[]);
+    let audit = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(audit.matches("request.expire").count(), 1, "{audit}");
+}
