@@ -1123,3 +1123,48 @@ async fn two_nodes_on_one_postgres_expire_a_request_once() {
     let audit = String::from_utf8_lossy(&out.stdout);
     assert_eq!(audit.matches("request.expire").count(), 1, "{audit}");
 }
+
+/// 001: "when a key arrives in the lot, the requester gets an e-mail and the request continues
+/// where it stopped". A key that comes back to the lot's stock because the request it was
+/// reserved for expired is such a key: the request waiting for stock there takes it.
+#[tokio::test]
+async fn a_key_freed_by_an_expired_request_goes_to_the_request_waiting_for_stock() {
+    let b = org_with(
+        &["C1"],
+        "key_job_seconds = 1",
+        "[requests]\nexpire_submitted_seconds = 0\nexpire_ready_seconds = 6\n",
+    )
+    .await;
+    let s = &b.s;
+    s.ok(&s.support.clone(), &["lot", "register", CIRC, "C1"]);
+    let prof = s.server.key_for_person("t.prof", "manager", "t.prof").await;
+    let dir = s
+        .server
+        .key_for_person("d.directeur", "manager", "d.directeur")
+        .await;
+    let first = id_of(&file(&b, &prof, &[]));
+    s.json(&dir, &["request", "approve", &first.to_string()]);
+    let r = charter_and_pin(&b, &prof, first, Some("2580"));
+    assert_eq!(r["state"], "ready_for_pickup", "{r}");
+    assert_eq!(r["serial"], "C1");
+    // The director's own request is approved at once, and the lot is empty.
+    let second = id_of(&file(&b, &dir, &[]));
+    let r = charter_and_pin(&b, &dir, second, Some("7319"));
+    assert_eq!(r["state"], "waiting_for_stock", "{r}");
+
+    wait_state(&b, &prof, first, "expired");
+    let r = wait_state(&b, &dir, second, "ready_for_pickup");
+    assert_eq!(r["serial"], "C1", "{r}");
+    one_mail(
+        &b.sink,
+        "denis.fontaine@ac-reunion.fr",
+        "une clé est disponible",
+    );
+    one_mail(
+        &b.sink,
+        "denis.fontaine@ac-reunion.fr",
+        "votre clé est prête",
+    );
+    let key = s.json(&s.ien, &["key", "show", "C1"]);
+    assert_eq!(key["key"]["reserved_for"], "d.directeur", "{key}");
+}
