@@ -1022,11 +1022,45 @@ async fn a_key_nobody_collects_goes_back_to_stock_and_its_request_expires() {
     assert_eq!(r["state"], "ready_for_pickup", "{r}");
     let key = s.json(&s.head, &["key", "show", "R1"]);
     assert_eq!(key["key"]["reserved_for"], "e.agent", "{key}");
+    // The appointment is booked, and missed: the delay runs from the slot.
+    let at = okey_server::clock::now() + 4;
+    let slot = s.json(
+        &s.head,
+        &[
+            "request",
+            "slots",
+            LYCEE,
+            "--offer",
+            &at.to_string(),
+            "--place",
+            "Secrétariat",
+        ],
+    )["slot"]
+        .as_u64()
+        .expect("slot id");
+    s.json(
+        &b.agent,
+        &[
+            "request",
+            "appointment",
+            &id.to_string(),
+            "--slot",
+            &slot.to_string(),
+        ],
+    );
+    assert_eq!(seen_slots(&b, &s.head, Some(LYCEE)), [(slot, true)]);
 
     let r = wait_state(&b, &b.agent, id, "expired");
+    assert!(
+        okey_server::clock::now() >= at + 3,
+        "expired before the booked slot and its delay"
+    );
     let ev = expire_events(&r);
     assert_eq!(ev.len(), 1, "{r}");
     assert_eq!(ev[0]["state_before"], "ready_for_pickup");
+    // The missed slot is free again.
+    assert_eq!(r["appointment"], Value::Null, "{r}");
+    assert_eq!(seen_slots(&b, &s.head, Some(LYCEE)), [(slot, false)]);
     let body = one_mail(&b.sink, AGENT_MAIL, "a expiré");
     assert!(body.contains("n'a pas été retirée"), "{body}");
     let key = s.json(&s.head, &["key", "show", "R1"]);

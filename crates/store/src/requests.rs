@@ -1030,6 +1030,8 @@ impl Store {
                 .serial
                 .clone()
                 .filter(|_| r.state == RequestState::ReadyForPickup.as_str());
+            // Its booked slot is offered to others again.
+            r.slot = None;
             step(
                 tx,
                 &store.inner.audit_key,
@@ -1042,6 +1044,7 @@ impl Store {
                 None,
                 now,
             )?;
+            tx.requests().free_slot_of(id)?;
             if let (Some(serial), Some(lot)) = (reserved, r.lot.clone()) {
                 let (row, _) = crate::lots::apply(
                     tx,
@@ -1808,6 +1811,8 @@ impl Store {
                     .serial
                     .clone()
                     .filter(|_| state == RequestState::ReadyForPickup);
+                // Its booked slot is offered to others again.
+                r.slot = None;
                 step(
                     tx,
                     &store.inner.audit_key,
@@ -1820,6 +1825,7 @@ impl Store {
                     Some(why),
                     now,
                 )?;
+                tx.requests().free_slot_of(id)?;
                 if let (Some(serial), Some(lot)) = (reserved, r.lot.clone()) {
                     let (row, _) = crate::lots::apply(
                         tx,
