@@ -137,6 +137,10 @@ const TABLE: &[(&str, &[&str])] = &[
         "GetRequestAttachment",
         &["admin", "support", "manager", "portal"],
     ),
+    (
+        "GetCaseAttachment",
+        &["admin", "support", "auditor", "manager", "portal"],
+    ),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -550,6 +554,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "GetRequestAttachment" => code(
             c.requests
                 .get_request_attachment(proto::GetRequestAttachmentRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetCaseAttachment" => code(
+            c.support
+                .get_case_attachment(proto::GetCaseAttachmentRequest::default())
                 .await
                 .map(drop),
         ),

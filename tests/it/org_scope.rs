@@ -12,6 +12,8 @@
 //! cancel an order, reserve, assign, hand over, take back, declare lost, read receipts. Keys
 //! in no lot are registered and found keys looked up by the central desks only; scrapping is
 //! theirs too. The holder signs their own hand-over receipt: a lot manager cannot sign for them.
+//! The request operations (show, approve, cancel, offer and list pickup slots) are covered the
+//! same way, with the scope written above [`ReqOp`]; support cases at the end.
 
 use okey_e2e::{Client, RFC_SECRET_HEX, Server, hotp_token};
 use okey_server::proto;
@@ -586,4 +588,188 @@ async fn a_support_case_is_opened_by_the_functions_seed_004_names_and_read_by_it
         .await
         .expect_err("the desk resolves");
     assert_eq!(e.code(), Code::PermissionDenied);
+}
+
+/// The request operations, by every function, with the scope the issue gives them: a request
+/// (filed by a member of staff of Lycée A, from its lot 2D-A) is seen by its parties only: its
+/// requester, the validator named on it (their N+1, the head of school) and their N+2, the
+/// managers of its lot, the support centre; approved by the N+1 or the N+2 alone; withdrawn by
+/// its requester or the support centre (the IT department is a central desk for lots and keys,
+/// not a party to people's requests). Pickup slots belong to a lot: offered by its managers and
+/// the central desks (support centre, IT department), listed by them and by the people the lot
+/// serves (their own unit's lot), nobody else.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ReqOp {
+    Show,
+    Approve,
+    Cancel,
+    OfferSlotMine,
+    OfferSlotOther,
+    ListSlotsMine,
+    ListSlotsOther,
+}
+
+const REQ_OPS: [ReqOp; 7] = [
+    ReqOp::Show,
+    ReqOp::Approve,
+    ReqOp::Cancel,
+    ReqOp::OfferSlotMine,
+    ReqOp::OfferSlotOther,
+    ReqOp::ListSlotsMine,
+    ReqOp::ListSlotsOther,
+];
+
+const REQUESTER: &str = "f.staff";
+
+fn request_allowed(person: &str, desk: Desk, n2: &str, op: ReqOp) -> bool {
+    let n1 = person == "f.head";
+    let lot_manager = matches!(person, "f.head" | "f.deputy" | "f.delegate");
+    let central = matches!(desk, Desk::Support | Desk::It);
+    let support_centre = desk == Desk::Support;
+    match op {
+        ReqOp::Show => person == REQUESTER || n1 || person == n2 || lot_manager || support_centre,
+        ReqOp::Approve => n1 || person == n2,
+        ReqOp::Cancel => person == REQUESTER || support_centre,
+        ReqOp::OfferSlotMine => desk == Desk::Manager || central,
+        ReqOp::OfferSlotOther => central,
+        ReqOp::ListSlotsMine => true,
+        ReqOp::ListSlotsOther => central,
+    }
+}
+
+fn justificatif() -> proto::RequestAttachment {
+    proto::RequestAttachment {
+        name: "arrete.pdf".into(),
+        media_type: "application/pdf".into(),
+        content: b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n".to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn every_request_operation_by_every_function_in_and_out_of_scope() {
+    let server = Server::start();
+    server.import_directory(UNITS, PEOPLE);
+    let mut admin = server.admin().await;
+    for (id, kind, unit) in LOTS {
+        admin
+            .lifecycle
+            .create_lot(proto::CreateLotRequest {
+                id: id.into(),
+                kind,
+                unit: unit.into(),
+                name: id.into(),
+                validity_days: 0,
+            })
+            .await
+            .expect("create lot");
+    }
+    let portal = server.key_with_role("portal-1", "portal").await;
+    let mut requester = server.client_acting(&portal, REQUESTER).await;
+    let at = okey_server::clock::now() + 7 * 86_400;
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (person, desk, mine, other) in FUNCTIONS {
+        let mut c = server.client_acting(&portal, person).await;
+        for op in REQ_OPS {
+            count += 1;
+            let filed = requester
+                .requests
+                .file_request(proto::FileRequestRequest {
+                    key_type: "hardware".into(),
+                    reason: "accès aux applications".into(),
+                    attachments: vec![justificatif()],
+                    submit: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("file")
+                .into_inner()
+                .request
+                .expect("request");
+            assert_eq!(filed.validator, "f.head", "{filed:?}");
+            assert_eq!(filed.lot, "2D-A", "{filed:?}");
+            let id = filed.id;
+            let expected = request_allowed(person, desk, &filed.second_validator, op);
+            let r = &mut c.requests;
+            let got: Result<(), tonic::Status> = match op {
+                ReqOp::Show => r.show_request(proto::RequestRef { id }).await.map(drop),
+                ReqOp::Approve => r
+                    .decide_request(proto::DecideRequestRequest {
+                        id,
+                        approve: true,
+                        reason: String::new(),
+                    })
+                    .await
+                    .map(drop),
+                ReqOp::Cancel => r.cancel_request(proto::RequestRef { id }).await.map(drop),
+                ReqOp::OfferSlotMine | ReqOp::OfferSlotOther => r
+                    .offer_pickup_slot(proto::OfferPickupSlotRequest {
+                        lot: if op == ReqOp::OfferSlotMine {
+                            mine
+                        } else {
+                            other
+                        }
+                        .into(),
+                        starts_at: at,
+                        place: "Accueil".into(),
+                    })
+                    .await
+                    .map(drop),
+                ReqOp::ListSlotsMine | ReqOp::ListSlotsOther => r
+                    .list_pickup_slots(proto::ListPickupSlotsRequest {
+                        lot: if op == ReqOp::ListSlotsMine {
+                            mine
+                        } else {
+                            other
+                        }
+                        .into(),
+                    })
+                    .await
+                    .map(drop),
+            };
+            let got = match got {
+                Ok(()) => Ok(true),
+                Err(s) if s.code() == Code::PermissionDenied => Ok(false),
+                Err(s) => Err(s),
+            };
+            match got {
+                Ok(g) if g == expected => {}
+                Ok(g) => failures.push(format!(
+                    "{person} {op:?}: {}, expected {}",
+                    if g { "done" } else { "refused" },
+                    if expected { "done" } else { "refused" }
+                )),
+                Err(s) => failures.push(format!(
+                    "{person} {op:?}: {:?} {} (expected {})",
+                    s.code(),
+                    s.message(),
+                    if expected { "done" } else { "refused" }
+                )),
+            }
+            // Withdraw it, so that the next one may be filed (one open request per need).
+            let state = requester
+                .requests
+                .show_request(proto::RequestRef { id })
+                .await
+                .expect("show")
+                .into_inner()
+                .request
+                .expect("request")
+                .state;
+            if state != "cancelled" {
+                requester
+                    .requests
+                    .cancel_request(proto::RequestRef { id })
+                    .await
+                    .expect("the requester withdraws it");
+            }
+        }
+    }
+    assert_eq!(count, FUNCTIONS.len() * REQ_OPS.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1089,11 +1089,45 @@ async fn a_key_nobody_collects_goes_back_to_stock_and_its_request_expires() {
     assert_eq!(r["state"], "ready_for_pickup", "{r}");
     let key = s.json(&s.head, &["key", "show", "R1"]);
     assert_eq!(key["key"]["reserved_for"], "e.agent", "{key}");
+    // The appointment is booked, and missed: the delay runs from the slot.
+    let at = okey_server::clock::now() + 4;
+    let slot = s.json(
+        &s.head,
+        &[
+            "request",
+            "slots",
+            LYCEE,
+            "--offer",
+            &at.to_string(),
+            "--place",
+            "Secrétariat",
+        ],
+    )["slot"]
+        .as_u64()
+        .expect("slot id");
+    s.json(
+        &b.agent,
+        &[
+            "request",
+            "appointment",
+            &id.to_string(),
+            "--slot",
+            &slot.to_string(),
+        ],
+    );
+    assert_eq!(seen_slots(&b, &s.head, Some(LYCEE)), [(slot, true)]);
 
     let r = wait_state(&b, &b.agent, id, "expired");
+    assert!(
+        okey_server::clock::now() >= at + 3,
+        "expired before the booked slot and its delay"
+    );
     let ev = expire_events(&r);
     assert_eq!(ev.len(), 1, "{r}");
     assert_eq!(ev[0]["state_before"], "ready_for_pickup");
+    // The missed slot is free again.
+    assert_eq!(r["appointment"], Value::Null, "{r}");
+    assert_eq!(seen_slots(&b, &s.head, Some(LYCEE)), [(slot, false)]);
     let body = one_mail(&b.sink, AGENT_MAIL, "a expiré");
     assert!(body.contains("n'a pas été retirée"), "{body}");
     let key = s.json(&s.head, &["key", "show", "R1"]);
@@ -1102,4 +1136,136 @@ async fn a_key_nobody_collects_goes_back_to_stock_and_its_request_expires() {
     // Nobody can hand it over on that request any more.
     let audit = s.admin_ok(&["audit", "list", "--limit", "200"]);
     assert!(audit.contains("request.expire"), "{audit}");
+}
+
+/// Two `okey serve` nodes on one PostgreSQL database, both sweeping every second: a submitted
+/// request nobody decides expires once (one history event, one audit record, one mail), whichever
+/// node's sweep gets there first. Skipped without the PostgreSQL server binaries.
+#[tokio::test]
+async fn two_nodes_on_one_postgres_expire_a_request_once() {
+    let Some(cluster) = okey_e2e::pg_cluster::Cluster::shared() else {
+        eprintln!("skipped: the PostgreSQL server binaries are not installed");
+        return;
+    };
+    let sink = SmtpSink::start(unused_port());
+    let tables = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{}\"\n{}\n[requests]\n\
+         expire_submitted_seconds = 4\nexpire_ready_seconds = 0\n",
+        cluster.fresh_db(),
+        smtp_config(sink.port)
+    );
+    let a = okey_e2e::Server::start_with(&format!("key_job_seconds = 1\n{tables}"));
+    let b = okey_e2e::Server::start_node(
+        &format!(
+            "key_job_seconds = 1\nmaster_key_file = \"{}\"\n{tables}",
+            a.data_dir.join("master.key").display()
+        ),
+        &a.admin_key,
+    );
+    a.import_directory(UNITS, PEOPLE);
+    let out = a.cli(
+        &[
+            "lot",
+            "create",
+            LYCEE,
+            "--kind",
+            "2d",
+            "--unit",
+            "9740001H",
+            "--name",
+            "Lot du lycée Leconte de Lisle",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let agent = a.key_for_person("e.agent", "manager", "e.agent").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let attach = pdf(dir.path(), "justificatif.pdf");
+    let out = a.cli(
+        &[
+            "request",
+            "new",
+            "--type",
+            "hardware",
+            "--reason",
+            "accès aux applications",
+            "--attach",
+            &attach,
+            "--json",
+        ],
+        &[("OKEY_API_KEY", &agent)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["state"], "submitted", "{r}");
+    let id = id_of(&r).to_string();
+    let show = |node: &okey_e2e::Server| -> Value {
+        let out = node.cli(
+            &["request", "show", &id, "--json"],
+            &[("OKEY_API_KEY", &agent)],
+        );
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while show(&b)["state"] != "expired" {
+        assert!(std::time::Instant::now() < deadline, "{}", show(&b));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Both nodes go on sweeping: nothing more happens.
+    std::thread::sleep(Duration::from_secs(4));
+    for node in [&a, &b] {
+        let r = show(node);
+        assert_eq!(expire_events(&r).len(), 1, "{r}");
+    }
+    let got = sink.received();
+    assert_eq!(mails_to(&got, AGENT_MAIL, "a expiré").len(), 1, "{got:?}");
+    let out = a.cli(&["audit", "list", "--limit", "200"], &[]);
+    let audit = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(audit.matches("request.expire").count(), 1, "{audit}");
+}
+
+/// 001: "when a key arrives in the lot, the requester gets an e-mail and the request continues
+/// where it stopped". A key that comes back to the lot's stock because the request it was
+/// reserved for expired is such a key: the request waiting for stock there takes it.
+#[tokio::test]
+async fn a_key_freed_by_an_expired_request_goes_to_the_request_waiting_for_stock() {
+    let b = org_with(
+        &["C1"],
+        "key_job_seconds = 1",
+        "[requests]\nexpire_submitted_seconds = 0\nexpire_ready_seconds = 6\n",
+    )
+    .await;
+    let s = &b.s;
+    s.ok(&s.support.clone(), &["lot", "register", CIRC, "C1"]);
+    let prof = s.server.key_for_person("t.prof", "manager", "t.prof").await;
+    let dir = s
+        .server
+        .key_for_person("d.directeur", "manager", "d.directeur")
+        .await;
+    let first = id_of(&file(&b, &prof, &[]));
+    s.json(&dir, &["request", "approve", &first.to_string()]);
+    let r = charter_and_pin(&b, &prof, first, Some("2580"));
+    assert_eq!(r["state"], "ready_for_pickup", "{r}");
+    assert_eq!(r["serial"], "C1");
+    // The director's own request is approved at once, and the lot is empty.
+    let second = id_of(&file(&b, &dir, &[]));
+    let r = charter_and_pin(&b, &dir, second, Some("7319"));
+    assert_eq!(r["state"], "waiting_for_stock", "{r}");
+
+    wait_state(&b, &prof, first, "expired");
+    let r = wait_state(&b, &dir, second, "ready_for_pickup");
+    assert_eq!(r["serial"], "C1", "{r}");
+    one_mail(
+        &b.sink,
+        "denis.fontaine@ac-reunion.fr",
+        "une clé est disponible",
+    );
+    one_mail(
+        &b.sink,
+        "denis.fontaine@ac-reunion.fr",
+        "votre clé est prête",
+    );
+    let key = s.json(&s.ien, &["key", "show", "C1"]);
+    assert_eq!(key["key"]["reserved_for"], "d.directeur", "{key}");
 }

@@ -640,3 +640,113 @@ async fn diagnosis_names_the_action_and_a_temporary_key_works_then_stops() {
     assert!(!ok, "the temporary key stopped on its own: {why}");
     assert_eq!(why, "not_active", "{why}");
 }
+
+/// A case's attachment comes back byte for byte from the attachment store, to its declarant
+/// and to the desk, through `okey case attachment NUMBER ID --output F`; someone who may not
+/// read the case is refused (exit 1) and no file is written; an unknown id is an error; an
+/// existing file is not overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_attachment_is_read_back_by_its_declarant_and_the_desk_only() {
+    let sink = SmtpSink::start(0);
+    let server = Server::start_with(&config(sink.port, ""));
+    server.import_directory(UNITS, PEOPLE);
+    let head_key = server.key_for_person("head", "manager", "f.head").await;
+    let director_key = server
+        .key_for_person("director", "manager", "f.director")
+        .await;
+    let desk_key = server.key_for_person("desk", "support", "f.support").await;
+    let mut head = server.client(Some(&head_key)).await;
+    let case = head
+        .support
+        .open_case(request(
+            "other",
+            proto::CasePriority::Minor,
+            "Capture de l'erreur",
+        ))
+        .await
+        .expect("open")
+        .into_inner();
+    let number = case.number.clone();
+    let shown = cli_json(&server, &["case", "show", &number, "--json"], &head_key);
+    let files = shown["files"].as_array().expect("files").clone();
+    assert_eq!(files.len(), 1, "{shown}");
+    assert_eq!(files[0]["name"], "capture.png");
+    assert_eq!(files[0]["media_type"], "image/png");
+    assert_eq!(files[0]["size"], PNG.len());
+    let dir = tempfile::tempdir().expect("dir");
+    // The digest, as coreutils computes it.
+    let original = dir.path().join("original.png");
+    std::fs::write(&original, PNG).expect("write");
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&original)
+        .output()
+        .expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    assert_eq!(
+        files[0]["sha256"].as_str(),
+        sum.split_whitespace().next(),
+        "{shown}"
+    );
+    let id = files[0]["id"].as_u64().expect("id").to_string();
+
+    for (who, key) in [("head", &head_key), ("desk", &desk_key)] {
+        let out = dir.path().join(format!("{who}.png"));
+        let path = out.to_str().expect("path");
+        let r = cli_json(
+            &server,
+            &[
+                "case",
+                "attachment",
+                &number,
+                &id,
+                "--output",
+                path,
+                "--json",
+            ],
+            key,
+        );
+        assert_eq!(r["media_type"], "image/png", "{r}");
+        assert_eq!(std::fs::read(&out).expect("written"), PNG, "{who}");
+    }
+
+    // The director did not declare this case.
+    let out = dir.path().join("director.png");
+    let path = out.to_str().expect("path");
+    let got = server.cli(
+        &["case", "attachment", &number, &id, "--output", path],
+        &[("OKEY_API_KEY", &director_key)],
+    );
+    assert_eq!(got.status.code(), Some(1), "{got:?}");
+    assert!(
+        String::from_utf8_lossy(&got.stderr).contains("did not declare case"),
+        "{got:?}"
+    );
+    assert!(!out.exists());
+    // No such attachment on this case.
+    let got = server.cli(
+        &["case", "attachment", &number, "999999", "--output", path],
+        &[("OKEY_API_KEY", &head_key)],
+    );
+    assert!(!got.status.success(), "{got:?}");
+    assert!(
+        String::from_utf8_lossy(&got.stderr).contains("has no attachment"),
+        "{got:?}"
+    );
+    assert!(!out.exists());
+    // An existing file is left alone.
+    let kept = dir.path().join("head.png");
+    std::fs::write(&kept, b"mine").expect("write");
+    let got = server.cli(
+        &[
+            "case",
+            "attachment",
+            &number,
+            &id,
+            "--output",
+            kept.to_str().expect("path"),
+        ],
+        &[("OKEY_API_KEY", &head_key)],
+    );
+    assert!(!got.status.success(), "{got:?}");
+    assert_eq!(std::fs::read(&kept).expect("read"), b"mine");
+}

@@ -158,6 +158,14 @@ enum CaseCommand {
     },
     /// Register the serials a "keys not in okey" case lists into the declarant's school lot.
     RegisterKeys { number: String },
+    /// Write one of the case's attachments (ID as `okey case show` lists it) to a new file.
+    Attachment {
+        number: String,
+        id: u64,
+        /// The file to create (an existing file is not overwritten).
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 type Client = SupportServiceClient<Authed>;
@@ -197,6 +205,10 @@ fn case_json(c: &proto::Case) -> Value {
         "function": c.function, "phone": c.phone, "unit_town": c.unit_town,
         "subject": c.subject, "population": c.population, "description": c.description,
         "location": c.location, "attachments": c.attachments, "serial": c.serial,
+        "files": c.files.iter().map(|f| json!({
+            "id": f.id, "name": f.name, "media_type": f.media_type, "size": f.size,
+            "sha256": f.sha256,
+        })).collect::<Vec<_>>(),
         "serials": c.serials, "assignee": c.assignee, "opened_at": c.opened_at,
         "updated_at": c.updated_at, "resolved_at": c.resolved_at, "resolution": c.resolution,
         "messages": c.messages.iter().map(|m| json!({
@@ -273,8 +285,11 @@ fn print_case(j: bool, c: &proto::Case) {
     if !c.assignee.is_empty() {
         println!("assigned to: {}", c.assignee);
     }
-    for a in &c.attachments {
-        println!("attachment: {a}");
+    for f in &c.files {
+        println!(
+            "attachment {}: {} {} {} bytes sha256:{}",
+            f.id, f.name, f.media_type, f.size, f.sha256
+        );
     }
     println!("\n{}\n", c.description);
     for m in &c.messages {
@@ -411,6 +426,37 @@ async fn case_inner(args: CaseArgs) -> anyhow::Result<ExitCode> {
             .resolve_case(proto::ResolveCaseRequest { number, resolution })
             .await?
             .into_inner(),
+        CaseCommand::Attachment { number, id, output } => {
+            let a = c
+                .get_case_attachment(proto::GetCaseAttachmentRequest { number, id })
+                .await?
+                .into_inner();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&output)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", output.display()))?;
+            std::io::Write::write_all(&mut f, &a.content)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
+            if j {
+                println!(
+                    "{}",
+                    json!({"name": a.name, "media_type": a.media_type, "size": a.content.len(),
+                           "sha256": a.sha256, "output": output.display().to_string()})
+                );
+            } else {
+                println!(
+                    "{} ({}, {} bytes, sha256 {}) written to {}",
+                    a.name,
+                    a.media_type,
+                    a.content.len(),
+                    a.sha256,
+                    output.display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         CaseCommand::RegisterKeys { number } => {
             let r = c
                 .register_case_keys(proto::RegisterCaseKeysRequest { number })

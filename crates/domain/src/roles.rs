@@ -159,11 +159,14 @@ pub enum Operation {
     EnrolSoftwareKey,
     /// Key requests: one attachment's content, for the request's parties (as ShowRequest).
     GetRequestAttachment,
+    /// Support cases: one attachment's content, read as [`Operation::ShowCase`] is (its
+    /// declarant and the support desk).
+    GetCaseAttachment,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 69] = [
+    pub const ALL: [Operation; 70] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -233,6 +236,7 @@ impl Operation {
         Operation::PublishCharter,
         Operation::EnrolSoftwareKey,
         Operation::GetRequestAttachment,
+        Operation::GetCaseAttachment,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -290,7 +294,7 @@ impl Operation {
             Operation::ImportDirectory => &[Admin],
             Operation::ShowDirectory => &[Admin, Support, Auditor, Manager, Portal],
             Operation::OpenCase | Operation::ReplyCase => &[Admin, Support, Manager, Portal],
-            Operation::ListCases | Operation::ShowCase => {
+            Operation::ListCases | Operation::ShowCase | Operation::GetCaseAttachment => {
                 &[Admin, Support, Auditor, Manager, Portal]
             }
             Operation::AssignCase
@@ -443,6 +447,7 @@ mod tests {
                     | Operation::OpenCase
                     | Operation::ListCases
                     | Operation::ShowCase
+                    | Operation::GetCaseAttachment
                     | Operation::ReplyCase
                     | Operation::FileRequest
                     | Operation::ListRequests
@@ -486,6 +491,7 @@ mod tests {
                     | Operation::OpenCase
                     | Operation::ListCases
                     | Operation::ShowCase
+                    | Operation::GetCaseAttachment
                     | Operation::ReplyCase
                     | Operation::FileRequest
                     | Operation::ListRequests

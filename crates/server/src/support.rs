@@ -68,6 +68,8 @@ fn case_to_proto(c: &CaseRow, messages: Vec<proto::CaseMessage>) -> proto::Case 
         assignee: c.assignee.clone().unwrap_or_default(),
         opened_at: c.opened_at,
         updated_at: c.updated_at,
+        // Filled by the handlers that may read the attachment store.
+        files: Vec::new(),
         resolved_at: c.resolved_at.unwrap_or(0),
         resolution: c.resolution.clone().unwrap_or_default(),
         messages,
@@ -124,7 +126,7 @@ impl Okey {
 
     /// The case as `p` may see it: internal notes for the desk and auditors only, and the
     /// key's diagnosis for the desk.
-    fn case_view(&self, p: &Principal, view: CaseView) -> proto::Case {
+    fn case_view(&self, p: &Principal, view: CaseView) -> Result<proto::Case, Status> {
         let messages = view
             .messages
             .iter()
@@ -137,12 +139,27 @@ impl Okey {
             })
             .collect();
         let mut out = case_to_proto(&view.case, messages);
+        out.files = self
+            .store
+            .attachment_infos(&okey_store::case_owner(&view.case.number))
+            .map(|list| {
+                list.into_iter()
+                    .map(|a| proto::CaseFile {
+                        id: a.id,
+                        name: a.name,
+                        media_type: a.media_type,
+                        size: a.size,
+                        sha256: a.sha256,
+                    })
+                    .collect()
+            })
+            .map_err(store_status)?;
         if desk(p)
             && let Some(s) = &view.case.serial
         {
             out.diagnosis = self.diagnosis(s).ok();
         }
-        out
+        Ok(out)
     }
 
     fn diagnosis(&self, serial: &str) -> Result<proto::Diagnosis, Status> {
@@ -332,7 +349,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         let view = self.readable_case(&p, &acting, &r.number)?;
-        Ok(Response::new(self.case_view(&p, view)))
+        Ok(Response::new(self.case_view(&p, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "ReplyCase"))]
@@ -370,7 +387,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             )
             .map_err(store_status)?;
         let view = self.store.case(&r.number).map_err(store_status)?;
-        Ok(Response::new(self.case_view(&p, view)))
+        Ok(Response::new(self.case_view(&p, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "AssignCase"))]
@@ -390,7 +407,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .assign_case(&r.number, &r.agent, priority, &acting.actor, clock::now())
             .map_err(store_status)?;
         let view = self.store.case(&r.number).map_err(store_status)?;
-        Ok(Response::new(self.case_view(&p, view)))
+        Ok(Response::new(self.case_view(&p, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "ResolveCase"))]
@@ -415,7 +432,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             )
             .map_err(store_status)?;
         let view = self.store.case(&r.number).map_err(store_status)?;
-        Ok(Response::new(self.case_view(&p, view)))
+        Ok(Response::new(self.case_view(&p, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "RegisterCaseKeys"))]
@@ -501,6 +518,41 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
         let r = request.into_inner();
         validate_serial(&r.serial).map_err(invalid)?;
         Ok(Response::new(self.diagnosis(&r.serial)?))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "GetCaseAttachment"))]
+    async fn get_case_attachment(
+        &self,
+        request: Request<proto::GetCaseAttachmentRequest>,
+    ) -> Result<Response<proto::CaseAttachmentContent>, Status> {
+        let p = self
+            .callers
+            .authorize(&request, Operation::GetCaseAttachment)
+            .await?;
+        let acting = self.acting(&p)?;
+        let r = request.into_inner();
+        if r.id == 0 {
+            return Err(Status::invalid_argument(
+                "id: the attachment's id, as ShowCase lists it in files",
+            ));
+        }
+        let view = self.readable_case(&p, &acting, &r.number)?;
+        let (info, content) = self
+            .store
+            .attachment_content(&okey_store::case_owner(&view.case.number), r.id)
+            .map_err(|e| match e {
+                okey_store::StoreError::Precondition(_) => Status::not_found(format!(
+                    "case {} has no attachment {}",
+                    view.case.number, r.id
+                )),
+                other => store_status(other),
+            })?;
+        Ok(Response::new(proto::CaseAttachmentContent {
+            name: info.name,
+            media_type: info.media_type,
+            content: content.to_vec(),
+            sha256: info.sha256,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(op = "IssueTemporaryKey"))]

@@ -1535,10 +1535,15 @@ pub(crate) fn apply(
         comment: comment.clone(),
     };
     tx.custody().insert_event(&event)?;
-    if action == KeyAction::Register {
-        // A key request waiting for stock in this lot goes on.
-        store.stock_arrived(tx, &c.lot, &by.actor, now)?;
-    }
+    // A key that comes into the lot's stock (registered, or back from a reservation a request
+    // no longer needs): a key request waiting for stock there goes on, and may take it.
+    let taken = if matches!(action, KeyAction::Register | KeyAction::Unreserve) {
+        store
+            .stock_arrived(tx, &c.lot, &by.actor, now)?
+            .filter(|r| r.serial == row.serial)
+    } else {
+        None
+    };
     match action {
         KeyAction::DeclareLost => {
             if let Some(holder) = before.holder.as_deref()
@@ -1588,13 +1593,11 @@ pub(crate) fn apply(
             now,
         ),
     )?;
-    Ok((
-        row.clone(),
-        ChangeOutcome {
-            key: lot_key(&row, Some(&c)),
-            receipt,
-        },
-    ))
+    let outcome = ChangeOutcome {
+        key: lot_key(&row, Some(&c)),
+        receipt,
+    };
+    Ok((taken.unwrap_or(row), outcome))
 }
 
 /// A lost key found: the Find transition, then the FAQ's "back to its origin lot, delivered"

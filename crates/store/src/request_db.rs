@@ -36,6 +36,8 @@ pub trait RequestTx {
     fn slots(&mut self, lot: &str) -> Result<Vec<PickupSlot>, StoreError>;
     /// Book a free slot for a request; false if it is taken.
     fn book_slot(&mut self, id: u64, request: u64) -> Result<bool, StoreError>;
+    /// Free the slot a request booked, if any (the request is closed without its pickup).
+    fn free_slot_of(&mut self, request: u64) -> Result<(), StoreError>;
     /// Insert an attachment; its id.
     fn insert_attachment(&mut self, a: &AttachmentRow) -> Result<u64, StoreError>;
     /// The attachments of an owner (`request:7`), by id, with their sealed content.

@@ -1030,6 +1030,8 @@ impl Store {
                 .serial
                 .clone()
                 .filter(|_| r.state == RequestState::ReadyForPickup.as_str());
+            // Its booked slot is offered to others again.
+            r.slot = None;
             step(
                 tx,
                 &store.inner.audit_key,
@@ -1042,6 +1044,7 @@ impl Store {
                 None,
                 now,
             )?;
+            tx.requests().free_slot_of(id)?;
             if let (Some(serial), Some(lot)) = (reserved, r.lot.clone()) {
                 let (row, _) = crate::lots::apply(
                     tx,
@@ -1348,7 +1351,7 @@ impl Store {
         Ok(())
     }
 
-    /// Offer a pickup slot in a lot the acting person manages.
+    /// Offer a pickup slot in a lot the acting person manages (a central desk: in any lot).
     pub fn offer_slot(
         &self,
         lot: &str,
@@ -1360,7 +1363,8 @@ impl Store {
         if lot.is_empty() || lot.len() > crate::lots::MAX_ID_LEN {
             return Err(StoreError::invalid("lot", "1 to 64 characters"));
         }
-        if !by.manages.iter().any(|m| m == lot) {
+        // A lot's manager, or a central desk (which acts on every lot, as in the lifecycle).
+        if !by.sees_lot(lot) {
             return Err(StoreError::Forbidden(format!(
                 "{} does not manage lot {lot} and may not offer its pickup slots",
                 by.person.as_deref().unwrap_or(&by.actor.name)
@@ -1413,7 +1417,7 @@ impl Store {
     }
 
     /// The pickup slots `by` may see, by lot then time: every slot of the lots they manage
-    /// (the support centre: of any lot); of the lots that serve them, their unit's lot and the
+    /// (the central desks: of any lot); of the lots that serve them, their unit's lot and the
     /// lots of their open requests, the free slots still to come and the one their request
     /// booked (never who booked the others). With `lot`, only that lot's, and a lot that is
     /// neither theirs nor serves them is refused.
@@ -1428,7 +1432,8 @@ impl Store {
         {
             return Err(StoreError::invalid("lot", "1 to 64 characters"));
         }
-        let every_lot = by.central.contains(&Party::SupportCentre);
+        // The central desks (support centre, IT department) act on every lot.
+        let every_lot = !by.central.is_empty();
         let mut served: Vec<String> = Vec::new();
         if let Some(me) = by.person.as_deref()
             && let Ok(id) = PersonId::parse(me)
@@ -1806,6 +1811,8 @@ impl Store {
                     .serial
                     .clone()
                     .filter(|_| state == RequestState::ReadyForPickup);
+                // Its booked slot is offered to others again.
+                r.slot = None;
                 step(
                     tx,
                     &store.inner.audit_key,
@@ -1818,6 +1825,7 @@ impl Store {
                     Some(why),
                     now,
                 )?;
+                tx.requests().free_slot_of(id)?;
                 if let (Some(serial), Some(lot)) = (reserved, r.lot.clone()) {
                     let (row, _) = crate::lots::apply(
                         tx,

@@ -462,6 +462,14 @@ impl RequestTx for PgWriter {
         Ok(n == 1)
     }
 
+    fn free_slot_of(&mut self, request: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE pickup_slots SET request = NULL WHERE request = $1",
+            &[&to_i64(request, "request id")?],
+        )?;
+        Ok(())
+    }
+
     fn insert_attachment(&mut self, a: &AttachmentRow) -> Result<u64, StoreError> {
         if a.id != 0 {
             self.conn.execute(

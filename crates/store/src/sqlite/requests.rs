@@ -441,6 +441,13 @@ impl RequestTx for SqliteWriter {
         Ok(n == 1)
     }
 
+    fn free_slot_of(&mut self, request: u64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE pickup_slots SET request = NULL WHERE request = ?1")?
+            .execute(params![to_i64(request, "request id")?])?;
+        Ok(())
+    }
+
     fn insert_attachment(&mut self, a: &AttachmentRow) -> Result<u64, StoreError> {
         self.conn
             .prepare_cached(
