@@ -276,8 +276,12 @@ pub fn request(s: &Session, v: &RequestView) -> Markup {
         "approved" | "waiting_for_stock" | "ready_for_pickup"
     );
     let charter = mine && going && r.charter_version == 0;
-    let pin = mine && going && r.key_type == "hardware" && r.charter_version != 0 && !r.pin_set;
-    let enrol = mine && r.state == "approved" && r.key_type == "software" && r.charter_version != 0;
+    let pin = mine && going && r.charter_version != 0 && !r.pin_set;
+    let enrol = mine
+        && r.state == "approved"
+        && r.key_type == "software"
+        && r.charter_version != 0
+        && r.pin_set;
     let booking = mine && r.state == "ready_for_pickup" && r.slot == 0;
     let cancel = mine
         && matches!(
