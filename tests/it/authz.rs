@@ -137,6 +137,7 @@ const TABLE: &[(&str, &[&str])] = &[
         "GetRequestAttachment",
         &["admin", "support", "manager", "portal"],
     ),
+    ("GetCharter", &["admin", "support", "manager", "portal"]),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -550,6 +551,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "GetRequestAttachment" => code(
             c.requests
                 .get_request_attachment(proto::GetRequestAttachmentRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetCharter" => code(
+            c.requests
+                .get_charter(proto::GetCharterRequest {})
                 .await
                 .map(drop),
         ),

@@ -725,9 +725,19 @@ test('a key from request to first login: asked with a PDF, approved from the mai
       await other.close();
     }
 
-    // 3. The requester signs the charter and chooses the PIN (a weak one refused first).
+    // 3. The requester reads the charter, types the number printed on it, signs, and
+    // chooses the PIN (a weak one refused first).
     await page.goto(`${portalUrl}/demandes/${id}`);
-    await page.getByLabel('Numéro de la charte').fill(CHARTER_NUMBER);
+    const [charterPdf] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: /Lire la charte/ }).click(),
+    ]);
+    const charterFile = path.join(ARTIFACTS, 'charte.pdf');
+    await charterPdf.saveAs(charterFile);
+    const printed = execFileSync('pdftotext', [charterFile, '-'], { encoding: 'utf8' }).match(/CH-\d{4}-\d{2}/);
+    assert.ok(printed, 'the charter carries its number');
+    assert.doesNotMatch(await page.textContent('main'), /CH-2026-07/, 'the page does not give the number away');
+    await page.getByLabel('Numéro de la charte').fill(printed[0]);
     await page.getByLabel(/J'ai lu la charte/).check();
     await axe(page, 'charte');
     await page.getByRole('button', { name: 'Signer la charte' }).click();

@@ -159,11 +159,13 @@ pub enum Operation {
     EnrolSoftwareKey,
     /// Key requests: one attachment's content, for the request's parties (as ShowRequest).
     GetRequestAttachment,
+    /// Key requests: the current charter's document, for anyone who signs it.
+    GetCharter,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 69] = [
+    pub const ALL: [Operation; 70] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -233,6 +235,7 @@ impl Operation {
         Operation::PublishCharter,
         Operation::EnrolSoftwareKey,
         Operation::GetRequestAttachment,
+        Operation::GetCharter,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -312,7 +315,9 @@ impl Operation {
             | Operation::ListPickupSlots
             | Operation::EnrolSoftwareKey => &[Admin, Support, Manager, Portal],
             Operation::PublishCharter => &[Admin],
-            Operation::GetRequestAttachment => &[Admin, Support, Manager, Portal],
+            Operation::GetRequestAttachment | Operation::GetCharter => {
+                &[Admin, Support, Manager, Portal]
+            }
         }
     }
 
@@ -456,6 +461,7 @@ mod tests {
                     | Operation::ListPickupSlots
                     | Operation::EnrolSoftwareKey
                     | Operation::GetRequestAttachment
+                    | Operation::GetCharter
             );
             assert_eq!(ok, expected, "{op:?}");
         }
@@ -501,6 +507,7 @@ mod tests {
                     | Operation::UnlockToken
                     | Operation::ResyncToken
                     | Operation::GetRequestAttachment
+                    | Operation::GetCharter
             );
             assert_eq!(ok, expected, "{op:?}");
         }

@@ -444,6 +444,7 @@ pub fn router(app: Shared) -> Router {
         .route("/ma-clef", get(requests::my_key))
         .route("/ma-clef/{serial}/perdue", post(requests::declare_lost))
         .route("/demandes/nouvelle", get(requests::new_request))
+        .route("/charte", get(requests::charter))
         .route(
             "/demandes",
             post(requests::file_request)
@@ -1144,4 +1145,28 @@ async fn resync(
         None,
         Some(notice),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_a_local_path_is_a_place_to_come_back_to() {
+        for ok in ["/", "/demandes/7", "/lots/2D-A?tri=etat&ordre=desc"] {
+            assert!(local_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "demandes/7",
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example/",
+            "/a b",
+            "/\u{e9}",
+        ] {
+            assert!(!local_path(bad), "{bad:?}");
+        }
+        assert!(!local_path(&format!("/{}", "a".repeat(600))));
+    }
 }
