@@ -94,6 +94,7 @@ impl Grpc {
 
     pub(crate) fn requests(&self) -> RequestServiceClient<Channel> {
         RequestServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(okey_server::MAX_REQUEST_MESSAGE_BYTES)
     }
 
     pub(crate) fn lifecycle_client(&self) -> LifecycleServiceClient<Channel> {
