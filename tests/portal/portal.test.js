@@ -821,11 +821,14 @@ test('a key from request to first login: asked with a PDF, approved from the mai
 });
 
 /** An API key bound to `person` (role manager), in a file for `cli`. */
+const keys = {};
 function keyFor(person) {
+  if (keys[person]) return keys[person];
   const key = cli(grpcAddr, ['caller', 'create', `key-${person}`, '--role', 'manager', '--person', person]).trim();
   const file = path.join(tmp, `${person}.key`);
   fs.writeFileSync(file, `${key}\n`, { mode: 0o600 });
-  return { OKEY_API_KEY_FILE: file };
+  keys[person] = { OKEY_API_KEY_FILE: file };
+  return keys[person];
 }
 
 async function fileFromPage(page, type, reason) {
@@ -937,5 +940,44 @@ test('a refusal carries its reason, a software key shows its QR code, a ready ke
     }
   } finally {
     await b.close();
+  }
+});
+
+test("the support desk's cases: the declarant reads and answers theirs, another school cannot", async () => {
+  const capture = path.join(tmp, 'capture.pdf');
+  fs.writeFileSync(capture, realPdf('Capture: clef refusee'));
+  const opened = JSON.parse(cli(grpcAddr, [
+    'case', 'open', '--attach', capture, '--kind', 'other', '--priority', 'minor', '--name', 'Françoise Head',
+    '--function', 'proviseure', '--phone', '0262 00 00 00', '--unit-town', 'Saint-Denis',
+    '--subject', 'Clef refusée au portail', '--population', 'personnels', '--description',
+    'une clef remise ne fonctionne plus', '--location', 'secrétariat', '--json',
+  ], keyFor('f.head')));
+  const number = opened.number;
+  assert.ok(number, `a case number: ${JSON.stringify(opened)}`);
+  const b = await browser();
+  try {
+    await login(b.page, 'f.head');
+    await b.page.getByRole('link', { name: 'Mes dossiers de support' }).click();
+    await axe(b.page, 'dossiers');
+    await b.page.getByRole('link', { name: `Dossier ${number}` }).click();
+    assert.match(await b.page.textContent('main'), /une clef remise ne fonctionne plus/);
+    await b.page.getByLabel('Votre message').fill('La clef A-0002 est toujours refusée.');
+    await b.page.getByRole('button', { name: 'Envoyer la réponse' }).click();
+    assert.match(await b.page.textContent('[role=status]'), /réponse est ajoutée/);
+    assert.match(await b.page.textContent('main'), /f\.head[\s\S]*La clef A-0002 est toujours refusée\./);
+    await axe(b.page, 'dossier');
+    await shot(b.page, '20-dossier-support');
+  } finally {
+    await b.close();
+  }
+  const other = await browser();
+  try {
+    await login(other.page, 'b.head');
+    const r = await other.page.goto(`${portalUrl}/support/dossiers/${number}`);
+    assert.equal(r.status(), 403, "another school's case");
+    await other.page.goto(`${portalUrl}/support/dossiers`);
+    assert.doesNotMatch(await other.page.textContent('main'), new RegExp(number));
+  } finally {
+    await other.close();
   }
 });

@@ -15,6 +15,7 @@ use okey_server::proto;
 use okey_server::proto::directory_service_client::DirectoryServiceClient;
 use okey_server::proto::lifecycle_service_client::LifecycleServiceClient;
 use okey_server::proto::request_service_client::RequestServiceClient;
+use okey_server::proto::support_service_client::SupportServiceClient;
 use okey_server::proto::token_service_client::TokenServiceClient;
 use serde::Deserialize;
 use tonic::Code;
@@ -95,6 +96,10 @@ impl Grpc {
     pub(crate) fn requests(&self) -> RequestServiceClient<Channel> {
         RequestServiceClient::new(self.channel.clone())
             .max_decoding_message_size(okey_server::MAX_REQUEST_MESSAGE_BYTES)
+    }
+
+    pub(crate) fn support(&self) -> SupportServiceClient<Channel> {
+        SupportServiceClient::new(self.channel.clone())
     }
 
     pub(crate) fn lifecycle_client(&self) -> LifecycleServiceClient<Channel> {
@@ -462,6 +467,12 @@ pub fn router(app: Shared) -> Router {
         .route("/demandes/{id}/rendez-vous", post(requests::book))
         .route("/demandes/{id}/enrolement", post(requests::enrol))
         .route("/demandes/{id}/annulation", post(requests::cancel))
+        .route("/support/dossiers", get(crate::cases::list))
+        .route("/support/dossiers/{number}", get(crate::cases::show))
+        .route(
+            "/support/dossiers/{number}/reponse",
+            post(crate::cases::reply),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(middleware::from_fn_with_state(app.clone(), hsts))
