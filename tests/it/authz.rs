@@ -141,6 +141,7 @@ const TABLE: &[(&str, &[&str])] = &[
         "GetCaseAttachment",
         &["admin", "support", "auditor", "manager", "portal"],
     ),
+    ("GetCharter", &["admin", "support", "manager", "portal"]),
 ];
 
 async fn call(c: &mut Client, rpc: &str) -> Code {
@@ -560,6 +561,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "GetCaseAttachment" => code(
             c.support
                 .get_case_attachment(proto::GetCaseAttachmentRequest::default())
+                .await
+                .map(drop),
+        ),
+        "GetCharter" => code(
+            c.requests
+                .get_charter(proto::GetCharterRequest {})
                 .await
                 .map(drop),
         ),

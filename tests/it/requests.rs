@@ -873,6 +873,45 @@ async fn an_attachment_is_read_back_by_the_requests_parties_only() {
         assert_eq!(run.status.code(), Some(1), "{who}: {run:?}");
         assert!(!out.exists(), "{who}: nothing written");
     }
+    // An attachment near the largest the domain allows crosses gRPC both ways intact.
+    let big_path = b.dir.path().join("dossier.pdf");
+    let mut big = b"%PDF-1.7\n".to_vec();
+    // The domain allows 5 MiB (okey_domain::request::MAX_ATTACHMENT_BYTES), over gRPC's 4 MiB default.
+    big.resize(5 * 1024 * 1024 - 16, b'x');
+    big.extend_from_slice(b"\n%%EOF\n");
+    std::fs::write(&big_path, &big).expect("big pdf");
+    let r = s.json(
+        &b.other,
+        &[
+            "request",
+            "new",
+            "--type",
+            "hardware",
+            "--reason",
+            "dossier complet",
+            "--attach",
+            big_path.to_str().expect("path"),
+        ],
+    );
+    let big_id = id_of(&r).to_string();
+    let big_att = r["attachments"][0]["id"].as_u64().expect("id").to_string();
+    let back = b.dir.path().join("dossier-back.pdf");
+    s.ok(
+        &b.other,
+        &[
+            "request",
+            "attachment",
+            &big_id,
+            &big_att,
+            "--output",
+            back.to_str().expect("path"),
+        ],
+    );
+    assert!(
+        std::fs::read(&back).expect("back") == big,
+        "the large attachment comes back intact"
+    );
+
     let out = b.dir.path().join("missing.pdf");
     let run = s.run(
         &b.agent,

@@ -36,6 +36,7 @@ SUPPORT,support_centre,Centre de support,RECTORAT,
 DSI,it_department,DSI,RECTORAT,
 9740001H,school,Lycée A,RECTORAT,yes
 0750654D,school,Lycée B,RECTORAT,yes
+CIRC-NORD,district,Circonscription Nord,RECTORAT,
 `;
 const PEOPLE = `id,name,email,unit,functions
 f.head,Françoise Head,f.head@ac-example.fr,9740001H,head
@@ -43,6 +44,10 @@ f.staff,Frédéric Staff,f.staff@ac-example.fr,9740001H,staff
 b.head,Bernard Head,b.head@ac-example.fr,0750654D,head
 s.agent,Sophie Agent,s.agent@ac-example.fr,SUPPORT,support
 c.prof,Claire Prof,c.prof@ac-example.fr,9740001H,staff
+d.prof,Denis Prof,d.prof@ac-example.fr,9740001H,staff
+e.prof,Emma Prof,e.prof@ac-example.fr,9740001H,staff
+p.ien,Paul Ien,p.ien@ac-example.fr,CIRC-NORD,ien
+n.un,Noémie Un,n.un@ac-example.fr,CIRC-NORD,staff
 `;
 const CHARTER_NUMBER = 'CH-2026-07';
 const SEED = '3132333435363738393031323334353637383930';
@@ -301,6 +306,7 @@ timeout_seconds = 5
   cli(grpc, ['directory', 'import', path.join(tmp, 'people.csv'), path.join(tmp, 'units.csv')]);
   cli(grpc, ['lot', 'create', '2D-A', '--kind', '2d', '--unit', '9740001H', '--name', 'Lycée A']);
   cli(grpc, ['lot', 'create', '2D-B', '--kind', '2d', '--unit', '0750654D', '--name', 'Lycée B']);
+  cli(grpc, ['lot', 'create', '1D-NORD', '--kind', '1d', '--unit', 'CIRC-NORD', '--name', 'Circonscription Nord']);
   for (const serial of ['A-0001', 'A-0002', 'A-0003', 'B-0001']) {
     cli(grpc, ['token', 'import', '--serial', serial], { OKEY_SEED: SEED });
   }
@@ -719,9 +725,19 @@ test('a key from request to first login: asked with a PDF, approved from the mai
       await other.close();
     }
 
-    // 3. The requester signs the charter and chooses the PIN (a weak one refused first).
+    // 3. The requester reads the charter, types the number printed on it, signs, and
+    // chooses the PIN (a weak one refused first).
     await page.goto(`${portalUrl}/demandes/${id}`);
-    await page.getByLabel('Numéro de la charte').fill(CHARTER_NUMBER);
+    const [charterPdf] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: /Lire la charte/ }).click(),
+    ]);
+    const charterFile = path.join(ARTIFACTS, 'charte.pdf');
+    await charterPdf.saveAs(charterFile);
+    const printed = execFileSync('pdftotext', [charterFile, '-'], { encoding: 'utf8' }).match(/CH-\d{4}-\d{2}/);
+    assert.ok(printed, 'the charter carries its number');
+    assert.doesNotMatch(await page.textContent('main'), /CH-2026-07/, 'the page does not give the number away');
+    await page.getByLabel('Numéro de la charte').fill(printed[0]);
     await page.getByLabel(/J'ai lu la charte/).check();
     await axe(page, 'charte');
     await page.getByRole('button', { name: 'Signer la charte' }).click();
@@ -788,8 +804,180 @@ test('a key from request to first login: asked with a PDF, approved from the mai
     assert.equal(login1(`1234${hotp(0)}`), false, 'a wrong PIN is rejected');
     assert.equal(login1(`2580${hotp(1)}`), true, 'PIN and OTP accepted');
     assert.equal(login1(`2580${hotp(1)}`), false, 'the same code is not accepted twice');
+
+    // 6. The holder declares the key lost from "ma clef": it stops logging in at once.
+    await page.goto(`${portalUrl}/ma-clef`);
+    await page.getByLabel('Circonstances (facultatif)').fill('perdue dans le bus');
+    await page.getByRole('button', { name: `Déclarer la clef ${serial} perdue` }).click();
+    assert.match(await page.textContent('[role=status]'), /déclarée perdue/);
+    // The key is no longer the holder's: it leaves "mes clefs".
+    assert.doesNotMatch(await page.textContent('main'), new RegExp(`${serial}\\s*remise`));
+    await shot(page, '17-clef-perdue');
+    assert.equal(login1(`2580${hotp(2)}`), false, 'a lost key no longer logs in');
   } finally {
     await requester.close();
     await head.close();
+  }
+});
+
+/** An API key bound to `person` (role manager), in a file for `cli`. */
+const keys = {};
+function keyFor(person) {
+  if (keys[person]) return keys[person];
+  const key = cli(grpcAddr, ['caller', 'create', `key-${person}`, '--role', 'manager', '--person', person]).trim();
+  const file = path.join(tmp, `${person}.key`);
+  fs.writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  keys[person] = { OKEY_API_KEY_FILE: file };
+  return keys[person];
+}
+
+async function fileFromPage(page, type, reason) {
+  await page.goto(`${portalUrl}/demandes/nouvelle`);
+  await page.getByLabel(type === 'software' ? /Clef logicielle/ : /Clef matérielle/).check();
+  await page.getByLabel('Motif de la demande').fill(reason);
+  await page.getByLabel(/Justificatifs/).setInputFiles({
+    name: 'justificatif.pdf', mimeType: 'application/pdf', buffer: realPdf(reason),
+  });
+  await page.getByRole('button', { name: 'Envoyer la demande' }).click();
+  const done = page.url().match(/\/demandes\/\d+/);
+  assert.ok(done, `the request is filed: ${await page.textContent('main')}`);
+  return Number(page.url().match(/\/demandes\/(\d+)/)[1]);
+}
+
+async function softwareKey(page, ien) {
+  await login(page, 'n.un');
+  const soft = await fileFromPage(page, 'software', 'astreinte');
+  cli(grpcAddr, ['request', 'approve', String(soft)], ien);
+  await signCharter(page, soft);
+  await page.getByLabel('Code PIN', { exact: true }).fill('4096');
+  await page.getByLabel('Code PIN, à nouveau').fill('4096');
+  await page.getByRole('button', { name: 'Enregistrer mon code PIN' }).click();
+  assert.match(await page.textContent('[role=status]'), /code PIN est enregistré/);
+  await page.getByLabel('Android').check();
+  await axe(page, 'enrolement-choix');
+  await page.getByRole('button', { name: 'Afficher le QR code' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Installer ma clef logicielle' }).waitFor();
+  const qr = page.getByRole('img', { name: /QR code de votre clef logicielle/ });
+  await qr.waitFor();
+  assert.equal(await qr.evaluate((e) => e.tagName.toLowerCase()), 'svg');
+  assert.ok((await qr.locator('path').getAttribute('d')).length > 100, 'modules drawn');
+  const html = await page.content();
+  assert.doesNotMatch(html, /otpauth:|secret=/, 'the URI is only in the QR code');
+  assert.match(await page.textContent('main'), /Android|Play/);
+  await axe(page, 'enrolement-qr');
+  await shot(page, '18-qr-code');
+}
+
+async function signCharter(page, id) {
+  await page.goto(`${portalUrl}/demandes/${id}`);
+  await page.getByLabel('Numéro de la charte').fill(CHARTER_NUMBER);
+  await page.getByLabel(/J'ai lu la charte/).check();
+  await page.getByRole('button', { name: 'Signer la charte' }).click();
+  assert.match(await page.textContent('[role=status]'), /charte est signée/);
+}
+
+test('a refusal carries its reason, a software key shows its QR code, a ready key is booked for pickup', async () => {
+  const head = keyFor('f.head');
+  const b = await browser();
+  try {
+    const { page } = b;
+    await login(page, 'd.prof');
+    // Refused, with the reason the requester reads on the page and in the mail.
+    const refused = await fileFromPage(page, 'hardware', 'remplacement');
+    await page.goto(`${portalUrl}/`);
+    const head2 = await browser();
+    try {
+      await login(head2.page, 'f.head');
+      await head2.page.goto(`${portalUrl}/demandes/${refused}`);
+      // A refusal without a reason is bad input: nothing decided.
+      const csrf = await head2.page.inputValue('input[name=csrf] >> nth=0');
+      const r = await head2.context.request.post(`${portalUrl}/demandes/${refused}/decision`, {
+        form: { csrf, decision: 'refuser', motif: '' }, maxRedirects: 0,
+      });
+      assert.equal(r.status(), 400);
+      await head2.page.getByLabel(/Motif du refus/).fill('vous avez déjà une clef en cours');
+      await head2.page.getByRole('button', { name: 'Refuser la demande' }).click();
+      assert.match(await head2.page.textContent('[role=status]'), /refusée/);
+    } finally {
+      await head2.close();
+    }
+    await page.goto(`${portalUrl}/demandes/${refused}`);
+    assert.match(await page.textContent('main'), /refusée[\s\S]*vous avez déjà une clef en cours/);
+    const mail = await mailTo('d.prof@ac-example.fr', /refusée/);
+    assert.match(mail.body, /vous avez déjà une clef en cours/);
+
+    // A software key (district staff): approved, charter signed, PIN chosen, the QR code
+    // shown once as an inline SVG.
+    const n = await browser();
+    try {
+      await softwareKey(n.page, keyFor('p.ien'));
+    } finally {
+      await n.close();
+    }
+
+    // A hardware key ready for pickup: the requester books one of the offered slots.
+    const c = await browser();
+    try {
+      await login(c.page, 'e.prof');
+      const id = await fileFromPage(c.page, 'hardware', 'accès aux applications');
+      cli(grpcAddr, ['request', 'approve', String(id)], head);
+      await signCharter(c.page, id);
+      await c.page.getByLabel('Code PIN', { exact: true }).fill('4739');
+      await c.page.getByLabel('Code PIN, à nouveau').fill('4739');
+      await c.page.getByRole('button', { name: 'Enregistrer mon code PIN' }).click();
+      assert.match(await c.page.textContent('main'), /clef prête à retirer/);
+      const at = Math.floor(Date.now() / 1000) + 2 * 86400;
+      cli(grpcAddr, ['request', 'slots', '2D-A', '--offer', String(at), '--place', 'Secrétariat, bureau 12'], head);
+      await c.page.goto(`${portalUrl}/demandes/${id}`);
+      await c.page.getByLabel(/Secrétariat, bureau 12/).check();
+      await axe(c.page, 'rendez-vous');
+      await c.page.getByRole('button', { name: 'Réserver ce créneau' }).click();
+      assert.match(await c.page.textContent('[role=status]'), /rendez-vous de retrait est pris/);
+      assert.match(await c.page.textContent('dl'), /Rendez-vous de retrait[\s\S]*Secrétariat, bureau 12/);
+      await shot(c.page, '19-rendez-vous');
+    } finally {
+      await c.close();
+    }
+  } finally {
+    await b.close();
+  }
+});
+
+test("the support desk's cases: the declarant reads and answers theirs, another school cannot", async () => {
+  const capture = path.join(tmp, 'capture.pdf');
+  fs.writeFileSync(capture, realPdf('Capture: clef refusee'));
+  const opened = JSON.parse(cli(grpcAddr, [
+    'case', 'open', '--attach', capture, '--kind', 'other', '--priority', 'minor', '--name', 'Françoise Head',
+    '--function', 'proviseure', '--phone', '0262 00 00 00', '--unit-town', 'Saint-Denis',
+    '--subject', 'Clef refusée au portail', '--population', 'personnels', '--description',
+    'une clef remise ne fonctionne plus', '--location', 'secrétariat', '--json',
+  ], keyFor('f.head')));
+  const number = opened.number;
+  assert.ok(number, `a case number: ${JSON.stringify(opened)}`);
+  const b = await browser();
+  try {
+    await login(b.page, 'f.head');
+    await b.page.getByRole('link', { name: 'Mes dossiers de support' }).click();
+    await axe(b.page, 'dossiers');
+    await b.page.getByRole('link', { name: `Dossier ${number}` }).click();
+    assert.match(await b.page.textContent('main'), /une clef remise ne fonctionne plus/);
+    await b.page.getByLabel('Votre message').fill('La clef A-0002 est toujours refusée.');
+    await b.page.getByRole('button', { name: 'Envoyer la réponse' }).click();
+    assert.match(await b.page.textContent('[role=status]'), /réponse est ajoutée/);
+    assert.match(await b.page.textContent('main'), /f\.head[\s\S]*La clef A-0002 est toujours refusée\./);
+    await axe(b.page, 'dossier');
+    await shot(b.page, '20-dossier-support');
+  } finally {
+    await b.close();
+  }
+  const other = await browser();
+  try {
+    await login(other.page, 'b.head');
+    const r = await other.page.goto(`${portalUrl}/support/dossiers/${number}`);
+    assert.equal(r.status(), 403, "another school's case");
+    await other.page.goto(`${portalUrl}/support/dossiers`);
+    assert.doesNotMatch(await other.page.textContent('main'), new RegExp(number));
+  } finally {
+    await other.close();
   }
 });

@@ -186,7 +186,8 @@ impl Clients {
             lifecycle: LifecycleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             mail: MailServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             directory: DirectoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            requests: RequestServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            requests: RequestServiceClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_decoding_message_size(okey_server::MAX_REQUEST_MESSAGE_BYTES),
             support:
                 okey_server::proto::support_service_client::SupportServiceClient::with_interceptor(
                     channel.clone(),

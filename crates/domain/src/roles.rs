@@ -162,11 +162,13 @@ pub enum Operation {
     /// Support cases: one attachment's content, read as [`Operation::ShowCase`] is (its
     /// declarant and the support desk).
     GetCaseAttachment,
+    /// Key requests: the current charter's document, for anyone who signs it.
+    GetCharter,
 }
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 70] = [
+    pub const ALL: [Operation; 71] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -237,6 +239,7 @@ impl Operation {
         Operation::EnrolSoftwareKey,
         Operation::GetRequestAttachment,
         Operation::GetCaseAttachment,
+        Operation::GetCharter,
     ];
 
     /// The roles allowed to perform this operation. Anything not listed is denied.
@@ -316,7 +319,9 @@ impl Operation {
             | Operation::ListPickupSlots
             | Operation::EnrolSoftwareKey => &[Admin, Support, Manager, Portal],
             Operation::PublishCharter => &[Admin],
-            Operation::GetRequestAttachment => &[Admin, Support, Manager, Portal],
+            Operation::GetRequestAttachment | Operation::GetCharter => {
+                &[Admin, Support, Manager, Portal]
+            }
         }
     }
 
@@ -461,6 +466,7 @@ mod tests {
                     | Operation::ListPickupSlots
                     | Operation::EnrolSoftwareKey
                     | Operation::GetRequestAttachment
+                    | Operation::GetCharter
             );
             assert_eq!(ok, expected, "{op:?}");
         }
@@ -507,6 +513,7 @@ mod tests {
                     | Operation::UnlockToken
                     | Operation::ResyncToken
                     | Operation::GetRequestAttachment
+                    | Operation::GetCharter
             );
             assert_eq!(ok, expected, "{op:?}");
         }

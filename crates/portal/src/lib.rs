@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cases;
 pub mod oidc;
 mod pages;
 mod request_pages;

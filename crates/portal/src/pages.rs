@@ -241,6 +241,10 @@ pub fn home(
                 h2 id="ma-clef-titre" { "Ma clef" }
                 p { a href="/ma-clef" { "Mes clefs et mes demandes" } " — " a href="/demandes/nouvelle" { "demander ou renouveler ma clef" } }
             }
+            section aria-labelledby="dossiers-titre" {
+                h2 id="dossiers-titre" { "Support" }
+                p { a href="/support/dossiers" { "Mes dossiers de support" } }
+            }
             @if desk {
                 section aria-labelledby="support-titre" {
                     h2 id="support-titre" { "Centre de support" }

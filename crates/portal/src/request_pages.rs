@@ -276,8 +276,12 @@ pub fn request(s: &Session, v: &RequestView) -> Markup {
         "approved" | "waiting_for_stock" | "ready_for_pickup"
     );
     let charter = mine && going && r.charter_version == 0;
-    let pin = mine && going && r.key_type == "hardware" && r.charter_version != 0 && !r.pin_set;
-    let enrol = mine && r.state == "approved" && r.key_type == "software" && r.charter_version != 0;
+    let pin = mine && going && r.charter_version != 0 && !r.pin_set;
+    let enrol = mine
+        && r.state == "approved"
+        && r.key_type == "software"
+        && r.charter_version != 0
+        && r.pin_set;
     let booking = mine && r.state == "ready_for_pickup" && r.slot == 0;
     let cancel = mine
         && matches!(
@@ -329,7 +333,8 @@ pub fn request(s: &Session, v: &RequestView) -> Markup {
             @if charter {
                 section aria-labelledby="charte-titre" {
                     h2 id="charte-titre" { "Signer la charte" }
-                    p { "La charte d'utilisation des clefs OTP vous a été communiquée avec la validation de votre demande. Saisissez le numéro imprimé au bas de la charte, puis cochez la case." }
+                    p { "Lisez la charte d'utilisation des clefs OTP, puis saisissez le numéro imprimé à son bas et cochez la case." }
+                    p { a href="/charte" { "Lire la charte d'utilisation des clefs OTP (PDF)" } }
                     form method="post" action=(action("charte")) {
                         input type="hidden" name="csrf" value=(csrf);
                         label for="numero" { "Numéro de la charte" }

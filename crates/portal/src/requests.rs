@@ -301,6 +301,33 @@ pub async fn attachment(
     Ok(r)
 }
 
+/// The current charter's document (a PDF), to read before signing.
+pub async fn charter(State(app): State<Shared>, user: User) -> Page {
+    let c = app
+        .grpc
+        .requests()
+        .get_charter(
+            app.grpc
+                .request(&user.session.person, proto::GetCharterRequest {})?,
+        )
+        .await?
+        .into_inner();
+    let mut r = Response::new(Body::from(c.content));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pdf"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"charte-version-{}.pdf\"",
+        c.version
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r.extensions_mut().insert(Rendered);
+    Ok(r)
+}
+
 #[derive(Deserialize)]
 pub struct DecisionForm {
     #[serde(default)]

@@ -15,6 +15,7 @@ use okey_server::proto;
 use okey_server::proto::directory_service_client::DirectoryServiceClient;
 use okey_server::proto::lifecycle_service_client::LifecycleServiceClient;
 use okey_server::proto::request_service_client::RequestServiceClient;
+use okey_server::proto::support_service_client::SupportServiceClient;
 use okey_server::proto::token_service_client::TokenServiceClient;
 use serde::Deserialize;
 use tonic::Code;
@@ -94,6 +95,11 @@ impl Grpc {
 
     pub(crate) fn requests(&self) -> RequestServiceClient<Channel> {
         RequestServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(okey_server::MAX_REQUEST_MESSAGE_BYTES)
+    }
+
+    pub(crate) fn support(&self) -> SupportServiceClient<Channel> {
+        SupportServiceClient::new(self.channel.clone())
     }
 
     pub(crate) fn lifecycle_client(&self) -> LifecycleServiceClient<Channel> {
@@ -444,6 +450,7 @@ pub fn router(app: Shared) -> Router {
         .route("/ma-clef", get(requests::my_key))
         .route("/ma-clef/{serial}/perdue", post(requests::declare_lost))
         .route("/demandes/nouvelle", get(requests::new_request))
+        .route("/charte", get(requests::charter))
         .route(
             "/demandes",
             post(requests::file_request)
@@ -460,6 +467,12 @@ pub fn router(app: Shared) -> Router {
         .route("/demandes/{id}/rendez-vous", post(requests::book))
         .route("/demandes/{id}/enrolement", post(requests::enrol))
         .route("/demandes/{id}/annulation", post(requests::cancel))
+        .route("/support/dossiers", get(crate::cases::list))
+        .route("/support/dossiers/{number}", get(crate::cases::show))
+        .route(
+            "/support/dossiers/{number}/reponse",
+            post(crate::cases::reply),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(middleware::from_fn_with_state(app.clone(), hsts))
@@ -1144,4 +1157,28 @@ async fn resync(
         None,
         Some(notice),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_a_local_path_is_a_place_to_come_back_to() {
+        for ok in ["/", "/demandes/7", "/lots/2D-A?tri=etat&ordre=desc"] {
+            assert!(local_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "demandes/7",
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example/",
+            "/a b",
+            "/\u{e9}",
+        ] {
+            assert!(!local_path(bad), "{bad:?}");
+        }
+        assert!(!local_path(&format!("/{}", "a".repeat(600))));
+    }
 }

@@ -45,3 +45,9 @@ pub mod proto {
 pub use config::ServeConfig;
 pub use serve::{RunningServer, ServeError, run, start};
 pub use service::MAX_ANCHORS;
+
+/// The largest RequestService message (a request with all its attachments at their largest,
+/// and its fields): its server and clients accept this much, where tonic's default is 4 MiB.
+pub const MAX_REQUEST_MESSAGE_BYTES: usize = okey_domain::request::MAX_ATTACHMENTS
+    * okey_domain::request::MAX_ATTACHMENT_BYTES
+    + 1024 * 1024;

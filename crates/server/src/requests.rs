@@ -459,4 +459,26 @@ impl proto::request_service_server::RequestService for Arc<Okey> {
             content: content.to_vec(),
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(op = "GetCharter"))]
+    async fn get_charter(
+        &self,
+        request: Request<proto::GetCharterRequest>,
+    ) -> Result<Response<proto::CharterDocument>, Status> {
+        self.callers
+            .authorize(&request, Operation::GetCharter)
+            .await?;
+        let c = self
+            .store
+            .current_charter()
+            .map_err(store_status)?
+            .ok_or_else(|| Status::failed_precondition("no charter is published yet"))?;
+        Ok(Response::new(proto::CharterDocument {
+            version: c.version,
+            title: c.title,
+            sha256: hex::encode(c.sha256),
+            published_at: c.published_at,
+            content: c.content,
+        }))
+    }
 }

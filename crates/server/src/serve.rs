@@ -362,9 +362,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             okey.clone(),
         ))
         .add_service(proto::directory_service_server::DirectoryServiceServer::new(okey.clone()))
-        .add_service(proto::request_service_server::RequestServiceServer::new(
-            okey.clone(),
-        ))
+        .add_service(
+            proto::request_service_server::RequestServiceServer::new(okey.clone())
+                .max_decoding_message_size(crate::MAX_REQUEST_MESSAGE_BYTES),
+        )
         .add_service(proto::support_service_server::SupportServiceServer::new(
             okey.clone(),
         ))
