@@ -181,12 +181,15 @@ fn bench_floor_measures_the_transport_beside_okey() {
     let ms = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
     assert!(ms(okey, "commit_ms") > 0.0, "{okey}");
     assert!(ms(okey, "requests_ms_per_transaction") >= 0.0, "{okey}");
+    // The writer's wait for the requests in flight is reported too.
+    assert!(ms(okey, "linger_ms_per_transaction") >= 0.0, "{okey}");
     assert!(ms(okey, "disk_flush_ms") > 0.0, "{okey}");
     assert_eq!(floor["server"], "transport-floor", "{floor}");
     for k in [
         "transactions",
         "commit_ms",
         "requests_ms_per_transaction",
+        "linger_ms_per_transaction",
         "disk_flush_ms",
     ] {
         assert!(floor[k].is_null(), "{k}: {floor}");

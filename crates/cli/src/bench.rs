@@ -236,6 +236,9 @@ pub struct BenchReport {
     pub commit_ms: Option<f64>,
     /// Mean time the store's writer spent running one transaction's requests before its commit.
     pub requests_ms_per_transaction: Option<f64>,
+    /// Mean time the store's writer waited for more requests before one transaction (it waits
+    /// under load for the requests in flight, so they share one flush).
+    pub linger_ms_per_transaction: Option<f64>,
     /// The data directory's own flush latency, measured before the load with nothing else
     /// writing: median time to write 4 KiB and `fdatasync` it.
     pub disk_flush_ms: Option<f64>,
@@ -858,6 +861,7 @@ async fn load(
                 verifies_per_transaction: per_transaction(after.commits, before.commits),
                 commit_ms: per_transaction(after.commit_micros, before.commit_micros) / 1e3,
                 requests_ms: per_transaction(after.run_micros, before.run_micros) / 1e3,
+                linger_ms: per_transaction(after.linger_micros, before.linger_micros) / 1e3,
             })
         }
         _ => None,
@@ -887,6 +891,7 @@ async fn load(
         verifies_per_transaction: writer.as_ref().map(|w| w.verifies_per_transaction),
         commit_ms: writer.as_ref().map(|w| w.commit_ms),
         requests_ms_per_transaction: writer.as_ref().map(|w| w.requests_ms),
+        linger_ms_per_transaction: writer.as_ref().map(|w| w.linger_ms),
         disk_flush_ms: None,
     })
 }
@@ -897,6 +902,7 @@ struct WriterFigures {
     verifies_per_transaction: f64,
     commit_ms: f64,
     requests_ms: f64,
+    linger_ms: f64,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -1057,6 +1063,9 @@ fn print_report(r: &BenchReport) {
             "per transaction:   {c:.3} ms to commit (write and flush), {q:.3} ms to run its requests"
         );
     }
+    if let Some(l) = r.linger_ms_per_transaction {
+        println!("writer waited:     {l:.3} ms per transaction for the requests in flight");
+    }
     if let Some(f) = r.disk_flush_ms {
         println!(
             "disk flush:        {f:.3} ms for 4 KiB when idle (median, measured before the load)"
@@ -1093,6 +1102,7 @@ mod tests {
             verifies_per_transaction: None,
             commit_ms: None,
             requests_ms_per_transaction: None,
+            linger_ms_per_transaction: None,
             disk_flush_ms: None,
         }
     }

@@ -1180,6 +1180,7 @@ impl Store {
             commit_times_us: histogram(&COMMIT_BUCKETS_US, &w.commit_times),
             commit_micros: w.commit_micros.load(Ordering::Relaxed),
             run_micros: w.run_micros.load(Ordering::Relaxed),
+            linger_micros: w.linger_micros.load(Ordering::Relaxed),
             conflicts: self.inner.conflicts.load(Ordering::Relaxed),
             staff_failures: self.inner.staff_failures.load(Ordering::Relaxed),
         }

@@ -785,6 +785,9 @@ pub struct StoreStats {
     /// Total time spent running the requests of the transactions (their statements, before
     /// the commit), in microseconds.
     pub run_micros: u64,
+    /// Total time the writer waited under load for more requests before its transactions,
+    /// in microseconds.
+    pub linger_micros: u64,
     /// Compare-and-set conflicts retried.
     pub conflicts: u64,
     /// Wrong codes typed into staff operations (resynchronisation, bench read-back): counted

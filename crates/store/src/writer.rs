@@ -5,14 +5,21 @@
 //! whole batch with one fsync and only then answers every caller. A job that fails or loses its
 //! compare-and-set rolls back its savepoint alone. With per-commit durability each job gets its
 //! own transaction (the baseline the benchmark compares against).
+//!
+//! Under load the writer lingers a little before a transaction (see [`Linger`]): callers
+//! answered by one commit come back with their next request while the next commit would
+//! already be flushing, and without the wait they alternate in two half-size groups, each
+//! waiting for the other's flush. A writer that was idle, or whose last transaction held a
+//! single request, never waits.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::StoreError;
 use crate::backend::WriteTx;
@@ -69,6 +76,8 @@ pub(crate) struct WriterStats {
     pub(crate) commit_micros: AtomicU64,
     /// Time spent running the requests of each transaction (their statements), in total.
     pub(crate) run_micros: AtomicU64,
+    /// Time spent waiting for more requests before transactions (see [`Linger`]), in total.
+    pub(crate) linger_micros: AtomicU64,
 }
 
 /// Count `value` in the first bucket whose bound holds it (`counts` has one more bucket than
@@ -87,8 +96,81 @@ fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Longest a transaction waits for more requests after its first (see [`Linger`]).
+pub(crate) const MAX_LINGER: Duration = Duration::from_millis(2);
+/// A linger ends when no request has come for this long.
+pub(crate) const LINGER_GAP: Duration = Duration::from_micros(250);
+
+/// How long the next transaction may wait for more requests, decided from the last one.
+///
+/// The requests in flight are about those of the last transaction plus those that were already
+/// queued when it finished. When fewer than that are queued, the writer waits for the rest, at
+/// most half the last commit's duration (never more than [`MAX_LINGER`]) and never longer than
+/// [`LINGER_GAP`] without a new one. A last transaction of one request (an idle writer, or one
+/// caller at a time) means no wait at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Linger {
+    /// Stop waiting once this many requests are in the batch.
+    pub(crate) expected: usize,
+    /// Longest wait, from the first request.
+    pub(crate) budget: Duration,
+}
+
+impl Linger {
+    /// The wait before a transaction: `last_size` requests in the last one, which took
+    /// `last_commit` to commit, and `waiting` requests queued when it finished; `None` when
+    /// the transaction starts at once.
+    pub(crate) fn plan(
+        last_size: usize,
+        last_commit: Duration,
+        waiting: usize,
+        max: usize,
+    ) -> Option<Linger> {
+        if last_size <= 1 || max <= 1 {
+            return None;
+        }
+        let expected = last_size.saturating_add(waiting).min(max);
+        let budget = (last_commit / 2).min(MAX_LINGER);
+        (expected > waiting && !budget.is_zero()).then_some(Linger { expected, budget })
+    }
+}
+
+/// Gather queued jobs into `batch` without waiting, up to `max`.
+fn drain(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Wait for more jobs as `linger` allows, from `first` (when the batch's first job came).
+fn gather(
+    rx: &mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    max: usize,
+    linger: Linger,
+    first: Instant,
+) {
+    let deadline = first + linger.budget;
+    while batch.len() < linger.expected.min(max) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match rx.recv_timeout(LINGER_GAP.min(deadline - now)) {
+            Ok(j) => {
+                batch.push(j);
+                drain(rx, batch, max);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 pub(crate) struct Writer {
-    tx: Option<mpsc::UnboundedSender<Job>>,
+    tx: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     pub(crate) stats: Arc<WriterStats>,
 }
@@ -102,7 +184,7 @@ impl Writer {
         mut session: Box<dyn WriteTx>,
         durability: Durability,
     ) -> Result<Writer, StoreError> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let stats = Arc::new(WriterStats::default());
         let st = stats.clone();
         let thread = std::thread::Builder::new()
@@ -113,15 +195,26 @@ impl Writer {
                     Durability::PerCommit => 1,
                 };
                 let mut batch: Vec<Job> = Vec::with_capacity(64);
-                while let Some(first) = rx.blocking_recv() {
-                    batch.push(first);
-                    while batch.len() < max {
-                        match rx.try_recv() {
-                            Ok(j) => batch.push(j),
+                let (mut last_size, mut last_commit) = (0, Duration::ZERO);
+                loop {
+                    // Requests already queued when the last transaction finished.
+                    drain(&rx, &mut batch, max);
+                    let waiting = batch.len();
+                    if batch.is_empty() {
+                        match rx.recv() {
+                            Ok(first) => batch.push(first),
                             Err(_) => break,
                         }
+                        drain(&rx, &mut batch, max);
                     }
-                    run_batch(session.as_mut(), &mut batch, &st);
+                    if let Some(linger) = Linger::plan(last_size, last_commit, waiting, max) {
+                        let started = Instant::now();
+                        gather(&rx, &mut batch, max, linger, started);
+                        st.linger_micros
+                            .fetch_add(micros(started.elapsed()), Ordering::Relaxed);
+                    }
+                    last_size = batch.len();
+                    last_commit = run_batch(session.as_mut(), &mut batch, &st);
                 }
             })
             .map_err(|e| StoreError::io("cannot start the writer thread", "", e))?;
@@ -222,7 +315,8 @@ fn take<R>(slot: &Mutex<Option<R>>) -> Option<R> {
     slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
-fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
+/// Run and commit `batch`, answer its callers, and say how long the commit took.
+fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) -> Duration {
     let n = batch.len();
     let mut delivers: Vec<Deliver> = Vec::with_capacity(n);
     let mut jobs = std::mem::take(batch).into_iter();
@@ -274,6 +368,7 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
     stats.run_micros.fetch_add(run, Ordering::Relaxed);
     stats.commit_micros.fetch_add(commit, Ordering::Relaxed);
     count_into(&COMMIT_BUCKETS_US, &stats.commit_times, commit);
+    let took = done.saturating_duration_since(committing);
     match outcome {
         Ok(()) => {
             for d in delivers {
@@ -290,5 +385,85 @@ fn run_batch(tx: &mut dyn WriteTx, batch: &mut Vec<Job>, stats: &WriterStats) {
                 (j.abort)(commit_failed(&e));
             }
         }
+    }
+    took
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_that_was_idle_or_served_one_caller_does_not_wait() {
+        let ms = Duration::from_millis;
+        assert_eq!(Linger::plan(0, Duration::ZERO, 0, MAX_BATCH), None);
+        assert_eq!(Linger::plan(1, ms(3), 0, MAX_BATCH), None);
+        assert_eq!(Linger::plan(1, ms(3), 5, MAX_BATCH), None);
+        // One transaction per request never gathers.
+        assert_eq!(Linger::plan(64, ms(3), 0, 1), None);
+        // A commit that took no time leaves nothing to wait for.
+        assert_eq!(Linger::plan(64, Duration::ZERO, 0, MAX_BATCH), None);
+    }
+
+    #[test]
+    fn under_load_it_waits_for_the_requests_in_flight_and_no_longer_than_half_a_commit() {
+        let ms = Duration::from_millis;
+        // Two groups alternating (37 answered, 27 queued meanwhile): wait for all 64.
+        assert_eq!(
+            Linger::plan(37, ms(3), 27, MAX_BATCH),
+            Some(Linger {
+                expected: 64,
+                budget: Duration::from_micros(1500),
+            })
+        );
+        // Never beyond MAX_LINGER, never beyond MAX_BATCH.
+        assert_eq!(
+            Linger::plan(10, ms(40), 0, MAX_BATCH).map(|l| l.budget),
+            Some(MAX_LINGER)
+        );
+        assert_eq!(
+            Linger::plan(MAX_BATCH, ms(3), MAX_BATCH, MAX_BATCH),
+            None,
+            "a full queue starts at once"
+        );
+    }
+
+    /// `gather` returns as soon as the batch holds the expected count, gives up after one gap
+    /// with nobody coming (not after the whole budget), and takes what another thread sent.
+    #[test]
+    fn gather_stops_at_the_expected_count_or_when_requests_stop_coming() {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let noop = || job(false, |_| Ok(()), |_: Result<(), StoreError>| {});
+        for _ in 0..3 {
+            tx.send(noop()).expect("send");
+        }
+        let mut batch = Vec::new();
+        drain(&rx, &mut batch, MAX_BATCH);
+        assert_eq!(batch.len(), 3);
+        // Expected reached: returns at once, however long the budget.
+        let long = Linger {
+            expected: 3,
+            budget: Duration::from_secs(60),
+        };
+        let t = Instant::now();
+        gather(&rx, &mut batch, MAX_BATCH, long, t);
+        assert_eq!(batch.len(), 3);
+        // Fewer than expected and nobody coming: gives up after one gap, not the budget.
+        let more = Linger {
+            expected: 10,
+            budget: Duration::from_secs(60),
+        };
+        gather(&rx, &mut batch, MAX_BATCH, more, Instant::now());
+        assert_eq!(batch.len(), 3);
+        assert!(t.elapsed() < Duration::from_secs(30));
+        // A request sent by another thread is taken.
+        let sender = std::thread::spawn(move || {
+            tx.send(noop()).expect("send");
+            tx
+        });
+        let tx = sender.join().expect("sender");
+        gather(&rx, &mut batch, MAX_BATCH, more, Instant::now());
+        assert_eq!(batch.len(), 4);
+        drop(tx);
     }
 }
