@@ -464,6 +464,43 @@ test('the lot manager orders keys for their lot and cancels the order', async ()
   assert.equal(await page.locator('table tbody tr').count(), 1, 'no second order');
 });
 
+test('the lot manager offers a pickup slot; bad input and another lot are refused', async () => {
+  const { page } = manager;
+  await page.goto(`${portalUrl}/lots/2D-A`);
+  await page.getByRole('link', { name: 'Créneaux de retrait de ce lot' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Créneaux de retrait du lot 2D-A' }).waitFor();
+  const before = await page.locator('table tbody tr').count();
+  await page.getByLabel('Date et heure (heure UTC)').fill('2031-03-14T09:30');
+  await page.getByLabel('Lieu du retrait').fill('Salle B12, rez-de-chaussée');
+  await page.getByRole('button', { name: 'Proposer ce créneau' }).click();
+  const row = page.locator('table tbody tr', { hasText: 'Salle B12, rez-de-chaussée' });
+  assert.match(await row.textContent(), /14\/03\/2031 09:30 UTC.*libre/s);
+  await axe(page, 'creneaux');
+  await shot(page, '03c-creneaux');
+  // The slot is the one the server holds, at the minute typed (read back through the CLI).
+  const listed = JSON.parse(cli(grpcAddr, ['request', 'slots', '2D-A', '--json'], keyFor('f.head')));
+  const slot = listed.find((x) => x.place === 'Salle B12, rez-de-chaussée');
+  assert.ok(slot, JSON.stringify(listed));
+  assert.equal(Number(slot.at), Date.UTC(2031, 2, 14, 9, 30) / 1000);
+  // A date the field would never send: refused, nothing offered.
+  const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+  const bad = await manager.context.request.post(`${portalUrl}/lots/2D-A/creneaux`, {
+    form: { csrf, debut: '14/03/2031 09:30', lieu: 'Ailleurs' },
+    maxRedirects: 0,
+  });
+  assert.equal(bad.status(), 400);
+  assert.match(await bad.text(), /AAAA-MM-JJTHH:MM/);
+  await page.reload();
+  assert.equal(await page.locator('table tbody tr').count(), before + 1, 'one slot offered');
+  // Another school's lot: neither its slots nor an offer.
+  assert.equal((await page.goto(`${portalUrl}/lots/2D-B/creneaux`)).status(), 403);
+  const other = await manager.context.request.post(`${portalUrl}/lots/2D-B/creneaux`, {
+    form: { csrf, debut: '2031-03-14T10:00', lieu: 'Ailleurs' },
+    maxRedirects: 0,
+  });
+  assert.equal(other.status(), 403);
+});
+
 test('a form without the session CSRF token is refused and changes nothing', async () => {
   const { page, context } = manager;
   const r = await context.request.post(`${portalUrl}/clefs/A-0002/perdue`, {

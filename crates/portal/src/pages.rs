@@ -363,6 +363,7 @@ pub fn lot_keys(s: &Session, d: &proto::LotDetail, f: &KeyFilter) -> Markup {
         html! {
             @if let Some(l) = lot { p { (l.name) " — " (kind_name(l.kind)) ", unité " (l.unit) "." } }
             p { a href={ "/lots/" (path(id)) "/commandes" } { "Commandes de clefs de ce lot" } }
+            p { a href={ "/lots/" (path(id)) "/creneaux" } { "Créneaux de retrait de ce lot" } }
             form method="get" action={ "/lots/" (path(id)) } role="search" aria-label="Filtrer les clefs" {
                 label for="etat" { "État" }
                 select id="etat" name="etat" {
@@ -461,6 +462,45 @@ pub fn orders(s: &Session, d: &proto::LotDetail) -> Markup {
                 label for="commentaire" { "Commentaire (facultatif)" }
                 textarea id="commentaire" name="commentaire" rows="2" {}
                 p { button type="submit" { "Commander" } }
+            }
+        },
+    )
+}
+
+/// The lot's pickup slots (booked or free), and a form to offer one.
+pub fn slots(s: &Session, lot: &str, slots: &[proto::PickupSlot]) -> Markup {
+    let title = format!("Créneaux de retrait du lot {lot}");
+    layout(
+        &title,
+        Some(s),
+        html! {
+            p { a href={ "/lots/" (path(lot)) } { "Retour aux clefs du lot" } }
+            h2 { "Créneaux proposés" }
+            @if slots.is_empty() {
+                p { "Aucun créneau n'est proposé." }
+            } @else {
+                table {
+                    caption { "Créneaux de retrait du lot " (lot) }
+                    thead { tr { th scope="col" { "Le" } th scope="col" { "Lieu" } th scope="col" { "Réservé" } } }
+                    tbody {
+                        @for sl in slots {
+                            tr {
+                                td { (date(sl.starts_at)) }
+                                td { (sl.place) }
+                                td { @if sl.request == 0 { "libre" } @else { "demande n° " (sl.request) } }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Proposer un créneau" }
+            form method="post" action={ "/lots/" (path(lot)) "/creneaux" } {
+                input type="hidden" name="csrf" value=(s.csrf.as_str());
+                label for="debut" { "Date et heure (heure UTC)" }
+                input id="debut" name="debut" type="datetime-local" required;
+                label for="lieu" { "Lieu du retrait" }
+                input id="lieu" name="lieu" type="text" maxlength="200" required;
+                p { button type="submit" { "Proposer ce créneau" } }
             }
         },
     )

@@ -437,6 +437,7 @@ pub fn router(app: Shared) -> Router {
         .route("/lots/{lot}", get(lot_keys))
         .route("/lots/{lot}/commandes", get(orders).post(order))
         .route("/lots/{lot}/commandes/{id}/annuler", post(cancel_order))
+        .route("/lots/{lot}/creneaux", get(slots).post(offer_slot))
         .route("/clefs/{serial}", get(key))
         .route("/clefs/{serial}/perdue", post(key_lost))
         .route("/clefs/{serial}/stock", post(key_restock))
@@ -794,6 +795,72 @@ async fn cancel_order(
         )?)
         .await?;
     see_other(&format!("/lots/{}/commandes", pages::path(&lot)))
+}
+
+async fn lot_slots(
+    app: &App,
+    person: &str,
+    lot: &str,
+) -> Result<Vec<proto::PickupSlot>, PageError> {
+    let mut slots = app
+        .grpc
+        .requests()
+        .list_pickup_slots(app.grpc.request(
+            person,
+            proto::ListPickupSlotsRequest {
+                lot: lot.to_owned(),
+            },
+        )?)
+        .await?
+        .into_inner()
+        .slots;
+    slots.sort_by_key(|s| (s.starts_at, s.id));
+    Ok(slots)
+}
+
+/// The lot's pickup slots, and a form to offer one.
+async fn slots(State(app): State<Shared>, user: User, Path(lot): Path<String>) -> Page {
+    let s = &user.session;
+    // The lot's own page decides who may see it; the slots follow.
+    show_lot(&app, &s.person, &lot).await?;
+    let list = lot_slots(&app, &s.person, &lot).await?;
+    page(pages::slots(s, &lot, &list))
+}
+
+#[derive(Deserialize)]
+struct SlotForm {
+    #[serde(default)]
+    csrf: String,
+    debut: String,
+    lieu: String,
+}
+
+async fn offer_slot(
+    State(app): State<Shared>,
+    user: User,
+    Path(lot): Path<String>,
+    axum::Form(f): axum::Form<SlotForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let starts_at = okey_server::utc_minute(&f.debut).ok_or_else(|| {
+        PageError::Invalid("la date et l'heure s'écrivent AAAA-MM-JJTHH:MM (heure UTC)".into())
+    })?;
+    let place = f.lieu.trim();
+    if place.is_empty() {
+        return Err(PageError::Invalid("indiquez le lieu du retrait".into()));
+    }
+    app.grpc
+        .requests()
+        .offer_pickup_slot(app.grpc.request(
+            &user.session.person,
+            proto::OfferPickupSlotRequest {
+                lot: lot.clone(),
+                starts_at,
+                place: place.to_owned(),
+            },
+        )?)
+        .await?;
+    see_other(&format!("/lots/{}/creneaux", pages::path(&lot)))
 }
 
 pub(crate) async fn show_key(

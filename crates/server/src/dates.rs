@@ -59,6 +59,27 @@ pub(crate) fn french(t: u64, zone: &TimeZone) -> String {
     format!("{when} (UTC{sign}{:02}:{:02})", m / 60, m % 60)
 }
 
+/// A date and time typed as `YYYY-MM-DDTHH:MM` (what an HTML `datetime-local` field sends), read
+/// in UTC, as Unix time; `None` for anything else or a year outside 1970–9999.
+pub fn utc_minute(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (date, time) = s.split_once('T')?;
+    let shaped = date.len() == 10
+        && time.len() == 5
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| matches!(i, 4 | 7 | 10 | 13) || b.is_ascii_digit());
+    if !shaped {
+        return None;
+    }
+    let dt: jiff::civil::DateTime = s.parse().ok()?;
+    if !(1970..=9999).contains(&dt.year()) {
+        return None;
+    }
+    let t = dt.to_zoned(TimeZone::UTC).ok()?.timestamp().as_second();
+    u64::try_from(t).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +113,25 @@ mod tests {
             "15 août 2026 à 06 h 35 (UTC-02:30)"
         );
         assert!(zone("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn a_typed_minute_is_read_in_utc_and_anything_else_refused() {
+        assert_eq!(utc_minute("1970-01-01T00:01"), Some(60));
+        assert_eq!(utc_minute("2026-12-10T09:30"), Some(1_796_895_000));
+        assert_eq!(utc_minute("2024-02-29T23:59"), Some(1_709_251_140));
+        for bad in [
+            "",
+            "2026-12-10",
+            "2026-12-10T9:30",
+            "2026-12-10T09:30:00",
+            "2026-02-30T09:30",
+            "2026-12-10T24:00",
+            "1969-12-31T23:59",
+            "2026-12-10 09:30",
+            "+2026-12-10T09:3",
+        ] {
+            assert_eq!(utc_minute(bad), None, "{bad:?}");
+        }
     }
 }
