@@ -339,6 +339,19 @@ fn parties_of(by: &Acting, r: &RequestRow) -> Vec<RequestParty> {
     out
 }
 
+/// Only the request's requester takes this step: anyone else is refused, as not a party at all
+/// or as a party who is not the requester (`what`: "signs the charter of", ...).
+fn requester_only(by: &Acting, r: &RequestRow, id: u64, what: &str) -> Result<(), StoreError> {
+    if by.person.as_deref() == Some(r.requester.as_str()) {
+        return Ok(());
+    }
+    Err(if parties_of(by, r).is_empty() {
+        not_a_party(by, id)
+    } else {
+        StoreError::Forbidden(format!("only the requester {what} request {id}"))
+    })
+}
+
 fn not_a_party(by: &Acting, id: u64) -> StoreError {
     StoreError::Forbidden(format!(
         "{} is not the requester, a validator or the lot manager of request {id}, and may not see or act on it",
@@ -862,15 +875,7 @@ impl Store {
         let by = by.clone();
         self.request_write(move |tx, store, _| {
             let mut r = read(tx, id)?;
-            let parties = parties_of(&by, &r);
-            if parties.is_empty() {
-                return Err(not_a_party(&by, id));
-            }
-            if !parties.contains(&RequestParty::Requester) {
-                return Err(StoreError::Forbidden(format!(
-                    "only the requester adds attachments to request {id}"
-                )));
-            }
+            requester_only(&by, &r, id, "adds attachments to")?;
             if r.state()? != RequestState::Draft {
                 return Err(StoreError::Precondition(format!(
                     "request {id} is {}: attachments are added to a draft",
@@ -1087,15 +1092,7 @@ impl Store {
         let by = by.clone();
         self.request_write(move |tx, store, touched| {
             let mut r = read(tx, id)?;
-            if by.person.as_deref() != Some(r.requester.as_str()) {
-                return Err(if parties_of(&by, &r).is_empty() {
-                    not_a_party(&by, id)
-                } else {
-                    StoreError::Forbidden(format!(
-                        "only the requester signs the charter of request {id}"
-                    ))
-                });
-            }
+            requester_only(&by, &r, id, "signs the charter of")?;
             let state = r.state()?;
             if !matches!(
                 state,
@@ -1157,15 +1154,7 @@ impl Store {
         let by = by.clone();
         self.request_write(move |tx, store, touched| {
             let mut r = read(tx, id)?;
-            if by.person.as_deref() != Some(r.requester.as_str()) {
-                return Err(if parties_of(&by, &r).is_empty() {
-                    not_a_party(&by, id)
-                } else {
-                    StoreError::Forbidden(format!(
-                        "only the requester chooses the PIN of request {id}"
-                    ))
-                });
-            }
+            requester_only(&by, &r, id, "chooses the PIN of")?;
             let state = r.state()?;
             if !matches!(
                 state,
@@ -1511,15 +1500,7 @@ impl Store {
         let by = by.clone();
         self.request_write(move |tx, store, _| {
             let mut r = read(tx, id)?;
-            if by.person.as_deref() != Some(r.requester.as_str()) {
-                return Err(if parties_of(&by, &r).is_empty() {
-                    not_a_party(&by, id)
-                } else {
-                    StoreError::Forbidden(format!(
-                        "only the requester books the appointment of request {id}"
-                    ))
-                });
-            }
+            requester_only(&by, &r, id, "books the appointment of")?;
             let state = r.state()?;
             if state != RequestState::ReadyForPickup {
                 return Err(StoreError::Precondition(format!(
@@ -1870,13 +1851,7 @@ impl Store {
         let by = by.clone();
         self.request_write(move |tx, store, _| {
             let mut r = read(tx, id)?;
-            if by.person.as_deref() != Some(r.requester.as_str()) {
-                return Err(if parties_of(&by, &r).is_empty() {
-                    not_a_party(&by, id)
-                } else {
-                    StoreError::Forbidden(format!("only the requester enrols the key of request {id}"))
-                });
-            }
+            requester_only(&by, &r, id, "enrols the key of")?;
             let state = r.state()?;
             if r.key() != RequestedKey::Software || state != RequestState::Approved {
                 return Err(StoreError::Precondition(format!(
