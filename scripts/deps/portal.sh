@@ -3,6 +3,8 @@
 # from its package-lock.json); pdftotext reads the receipt they download.
 need_deb chromium chromium
 need_deb pdftotext poppler-utils
+# radclient (FreeRADIUS): the issue scenario also logs in over RADIUS.
+need_deb radclient freeradius-utils
 need_deb node nodejs
 need_deb npm npm
 # A font for the screenshots (Chromium installed without its recommended packages).

@@ -82,6 +82,7 @@ const TABLE: &[(&str, &[&str])] = &[
         "ConfirmHandOver",
         &["admin", "support", "manager", "portal"],
     ),
+    ("ChangeHolderPin", &["portal"]),
     ("GetReceipt", &["admin", "support", "manager", "portal"]),
     ("GetReceiptPdf", &["admin", "support", "manager", "portal"]),
     ("RunScheduledJobs", &["admin"]),
@@ -366,6 +367,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "ConfirmHandOver" => code(
             c.lifecycle
                 .confirm_hand_over(proto::ConfirmHandOverRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ChangeHolderPin" => code(
+            c.lifecycle
+                .change_holder_pin(proto::ChangeHolderPinRequest::default())
                 .await
                 .map(drop),
         ),

@@ -8,6 +8,7 @@ mod crash;
 mod directory;
 mod documents;
 mod hid;
+mod holder_pin;
 mod hsm;
 mod keys;
 mod lifecycle;

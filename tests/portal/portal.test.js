@@ -15,7 +15,8 @@ const http = require('node:http');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn, execFileSync } = require('node:child_process');
+const { spawn, execFileSync, spawnSync } = require('node:child_process');
+const dgram = require('node:dgram');
 
 const { chromium } = require('playwright-core');
 
@@ -63,6 +64,8 @@ let signingKey; // the provider's real private key (the test made it)
 let grpcAddr;
 let smtp; // the SMTP server (aiosmtpd, scripts/smtp-sink.py) and the file it writes
 let mailFile;
+let radiusAddr; // okey's RADIUS listener, and the shared secret of its one client
+const RADIUS_SECRET = crypto.randomBytes(24).toString('base64url');
 
 /** RFC 4226 HOTP of the test seed at `counter`, computed here (independently of okey). */
 function hotp(counter) {
@@ -83,6 +86,33 @@ function verify(serial, code) {
     if (e.status === 1) return false;
     throw e;
   }
+}
+
+/** A free UDP port on loopback (for okey's RADIUS listener). */
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * An Access-Request by FreeRADIUS's `radclient` (PAP, with a Message-Authenticator) for
+ * `user` with `password`: the reply's type, "Access-Accept" or "Access-Reject".
+ */
+function radius(user, password) {
+  const attrs = `User-Name = "${user}"\nUser-Password = "${password}"\nMessage-Authenticator = 0x00\n`;
+  const r = spawnSync('radclient', ['-x', '-r', '1', '-t', '3', radiusAddr, 'auth', RADIUS_SECRET], {
+    input: attrs, encoding: 'utf8',
+  });
+  const out = `${r.stdout}${r.stderr}`;
+  const m = out.match(/Received (Access-Accept|Access-Reject|Access-Challenge)/);
+  assert.ok(m, `radclient got an answer: ${out}`);
+  return m[1];
 }
 
 /** A small, well-formed one-page PDF saying `text` (offsets of its xref table computed). */
@@ -273,8 +303,18 @@ before(async () => {
   );
   mailFile = path.join(tmp, 'mails.jsonl');
   const smtpPort = await startSmtp(mailFile);
+  const radiusPort = await freeUdpPort();
+  radiusAddr = `127.0.0.1:${radiusPort}`;
+  const radiusSecret = path.join(tmp, 'radius.secret');
+  fs.writeFileSync(radiusSecret, `${RADIUS_SECRET}\n`, { mode: 0o600 });
   const configFile = path.join(tmp, 'okey.toml');
-  fs.writeFileSync(configFile, `[smtp]
+  fs.writeFileSync(configFile, `[radius]
+listen = "${radiusAddr}"
+[[radius.client]]
+name = "vpn-test"
+address = "127.0.0.1"
+secret_file = "${radiusSecret}"
+[smtp]
 relay = "127.0.0.1"
 port = ${smtpPort}
 tls = "none"
@@ -783,7 +823,7 @@ test('a key from request to first login: asked with a PDF, approved from the mai
     await page.getByLabel('Code PIN, à nouveau').fill('1234');
     await page.getByRole('button', { name: 'Enregistrer mon code PIN' }).click();
     const refused = await page.textContent('[role=alert]');
-    assert.match(refused, /Code PIN refusé/);
+    assert.match(refused, /Code PIN refusé : ce code PIN est trop facile à deviner/);
     assert.doesNotMatch(await page.content(), /1234/, 'the PIN is not echoed');
     assert.equal(await page.inputValue('#pin'), '');
     await axe(page, 'pin-refuse');
@@ -841,8 +881,42 @@ test('a key from request to first login: asked with a PDF, approved from the mai
     assert.equal(login1(`1234${hotp(0)}`), false, 'a wrong PIN is rejected');
     assert.equal(login1(`2580${hotp(1)}`), true, 'PIN and OTP accepted');
     assert.equal(login1(`2580${hotp(1)}`), false, 'the same code is not accepted twice');
+    // ... and over RADIUS, through FreeRADIUS's radclient, on the same verify path.
+    assert.equal(radius('c.prof', `2580${hotp(2)}`), 'Access-Accept', 'RADIUS: PIN and OTP accepted');
+    assert.equal(radius('c.prof', `2580${hotp(2)}`), 'Access-Reject', 'RADIUS: a replay is rejected');
+    assert.equal(radius('c.prof', `1234${hotp(3)}`), 'Access-Reject', 'RADIUS: a wrong PIN is rejected');
 
-    // 6. The holder declares the key lost from "ma clef": it stops logging in at once.
+    // 6. The holder changes the PIN of the key in use ("changer son code PIN", also when it
+    // is forgotten): a code read from the key proves they hold it.
+    await page.goto(`${portalUrl}/ma-clef`);
+    await page.getByRole('link', { name: `Changer le code PIN de la clef ${serial}` }).click();
+    await page.getByRole('heading', { level: 1, name: 'Changer mon code PIN' }).waitFor();
+    await axe(page, 'changer-pin');
+    await page.getByLabel('Code affiché par la clef').fill('000000');
+    await page.getByLabel('Nouveau code PIN', { exact: true }).fill('7395');
+    await page.getByLabel('Nouveau code PIN, à nouveau').fill('7395');
+    await page.getByRole('button', { name: 'Enregistrer mon nouveau code PIN' }).click();
+    assert.match(await page.textContent('[role=alert]'), /code de la clef n'est pas accepté/, 'a wrong code is refused');
+    assert.equal(await page.inputValue('#pin'), '');
+    assert.doesNotMatch(await page.content(), /7395/, 'the PIN is not echoed');
+    await shot(page, '16b-pin-code-faux');
+    await page.getByLabel('Code affiché par la clef').fill(hotp(3));
+    await page.getByLabel('Nouveau code PIN', { exact: true }).fill('1111');
+    await page.getByLabel('Nouveau code PIN, à nouveau').fill('1111');
+    await page.getByRole('button', { name: 'Enregistrer mon nouveau code PIN' }).click();
+    assert.match(await page.textContent('[role=alert]'), /trop facile à deviner/, 'a guessable PIN is refused, in French');
+    await page.getByLabel('Code affiché par la clef').fill(hotp(3));
+    await page.getByLabel('Nouveau code PIN', { exact: true }).fill('7395');
+    await page.getByLabel('Nouveau code PIN, à nouveau').fill('7395');
+    await page.getByRole('button', { name: 'Enregistrer mon nouveau code PIN' }).click();
+    assert.match(await page.textContent('[role=status]'), /nouveau code PIN est enregistré/);
+    assert.ok(!page.url().includes('7395'));
+    await shot(page, '16c-nouveau-pin');
+    assert.equal(radius('c.prof', `2580${hotp(4)}`), 'Access-Reject', 'the old PIN no longer logs in');
+    assert.equal(radius('c.prof', `7395${hotp(4)}`), 'Access-Accept', 'the new PIN logs in over RADIUS');
+    assert.equal(login1(`7395${hotp(5)}`), true, 'and over gRPC Verify');
+
+    // 7. The holder declares the key lost from "ma clef": it stops logging in at once.
     await page.goto(`${portalUrl}/ma-clef`);
     await page.getByLabel('Circonstances (facultatif)').fill('perdue dans le bus');
     await page.getByRole('button', { name: `Déclarer la clef ${serial} perdue` }).click();
@@ -850,7 +924,8 @@ test('a key from request to first login: asked with a PDF, approved from the mai
     // The key is no longer the holder's: it leaves "mes clefs".
     assert.doesNotMatch(await page.textContent('main'), new RegExp(`${serial}\\s*remise`));
     await shot(page, '17-clef-perdue');
-    assert.equal(login1(`2580${hotp(2)}`), false, 'a lost key no longer logs in');
+    assert.equal(login1(`7395${hotp(6)}`), false, 'a lost key no longer logs in');
+    assert.equal(radius('c.prof', `7395${hotp(6)}`), 'Access-Reject', 'nor over RADIUS');
   } finally {
     await requester.close();
     await head.close();

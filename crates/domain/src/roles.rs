@@ -117,6 +117,8 @@ pub enum Operation {
     ReturnKey,
     FoundKey,
     ConfirmHandOver,
+    /// The holder of a key in use sets a new PIN, proving with a code that they hold the key.
+    ChangeHolderPin,
     KeyReceipt,
     RunScheduledJobs,
     SendTestMail,
@@ -168,7 +170,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 71] = [
+    pub const ALL: [Operation; 72] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -210,6 +212,7 @@ impl Operation {
         Operation::ReturnKey,
         Operation::FoundKey,
         Operation::ConfirmHandOver,
+        Operation::ChangeHolderPin,
         Operation::KeyReceipt,
         Operation::RunScheduledJobs,
         Operation::SendTestMail,
@@ -292,6 +295,8 @@ impl Operation {
             | Operation::ReturnKey
             | Operation::ConfirmHandOver
             | Operation::KeyReceipt => &[Admin, Support, Manager, Portal],
+            // Only the holder, through the portal that logged them in.
+            Operation::ChangeHolderPin => &[Portal],
             Operation::SendTestMail => &[Admin],
             Operation::ListMailQueue => &[Admin, Support],
             Operation::ImportDirectory => &[Admin],
@@ -412,6 +417,7 @@ mod tests {
             Operation::ReturnKey,
             Operation::FoundKey,
             Operation::ConfirmHandOver,
+            Operation::ChangeHolderPin,
             Operation::RunScheduledJobs,
             Operation::Verify,
             Operation::TriggerChallenge,
@@ -492,6 +498,7 @@ mod tests {
                     | Operation::HandOverKey
                     | Operation::ReturnKey
                     | Operation::ConfirmHandOver
+                    | Operation::ChangeHolderPin
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
                     | Operation::OpenCase

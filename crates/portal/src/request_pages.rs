@@ -78,6 +78,9 @@ fn done_text(done: &str) -> Option<&'static str> {
         "rendez-vous" => "Votre rendez-vous de retrait est pris.",
         "annulee" => "La demande est annulée.",
         "perdue" => "La clef est déclarée perdue : elle ne permet plus de se connecter.",
+        "nouveau-pin" => {
+            "Votre nouveau code PIN est enregistré : tapez-le désormais avant le code de la clef."
+        }
         _ => return None,
     })
 }
@@ -151,6 +154,7 @@ pub fn my_key(
                             th scope="col" { "Numéro de série" }
                             th scope="col" { "État" }
                             th scope="col" { "Lot" }
+                            th scope="col" { "Code PIN" }
                             th scope="col" { "Perte" }
                         } }
                         tbody {
@@ -159,6 +163,13 @@ pub fn my_key(
                                     td { (k.serial) }
                                     td { (state_name(k.state)) }
                                     td { (k.lot) }
+                                    td {
+                                        @if k.state == proto::KeyState::HandedOver as i32 {
+                                            a href={ "/ma-clef/" (path(&k.serial)) "/pin" } { "Changer le code PIN de la clef " (k.serial) }
+                                        } @else {
+                                            "—"
+                                        }
+                                    }
                                     td {
                                         @if k.state == proto::KeyState::HandedOver as i32 {
                                             form method="post" action={ "/ma-clef/" (path(&k.serial)) "/perdue" } {
@@ -186,6 +197,41 @@ pub fn my_key(
                     (requests_table("Vos demandes de clef et leur état", requests, false))
                 }
             }
+        },
+    )
+}
+
+/// "Changer mon code PIN" for a key in use, also when the old PIN is forgotten: a code the key
+/// shows now proves the person holds it. `error` is why the last try was refused (never the PIN
+/// nor the code); the form always comes back empty.
+pub fn change_pin(s: &Session, serial: &str, error: Option<&str>) -> Markup {
+    let action = format!("/ma-clef/{}/pin", path(serial));
+    let described = if error.is_some() {
+        "code-aide pin-erreur"
+    } else {
+        "code-aide"
+    };
+    layout(
+        "Changer mon code PIN",
+        Some(s),
+        html! {
+            p { "Clef " strong { (serial) } ". Vous n'avez pas besoin de l'ancien code PIN : la clef prouve que vous l'avez en main." }
+            @if let Some(why) = error {
+                div.error role="alert" id="pin-erreur" { p { "Code PIN inchangé : " (why) } }
+            }
+            form method="post" action=(action) {
+                input type="hidden" name="csrf" value=(s.csrf.as_str());
+                label for="code" { "Code affiché par la clef" }
+                p id="code-aide" { "Appuyez sur le bouton de la clef et tapez le code qu'elle affiche, sans votre code PIN. Un code faux compte comme une connexion manquée." }
+                input type="text" id="code" name="code" required inputmode="numeric" autocomplete="one-time-code" maxlength="10"
+                    aria-describedby=(described);
+                label for="pin" { "Nouveau code PIN" }
+                input type="password" id="pin" name="pin" required inputmode="numeric" autocomplete="new-password";
+                label for="confirmation" { "Nouveau code PIN, à nouveau" }
+                input type="password" id="confirmation" name="confirmation" required inputmode="numeric" autocomplete="new-password";
+                p { button type="submit" { "Enregistrer mon nouveau code PIN" } }
+            }
+            p { a href="/ma-clef" { "Retour à ma clef" } }
         },
     )
 }

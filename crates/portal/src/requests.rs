@@ -101,6 +101,98 @@ pub async fn declare_lost(
     see_other("/ma-clef?fait=perdue")
 }
 
+/// The server's refusal of a PIN by the `[requests]` rules, in French (the rules are the
+/// server's; only their wording is the portal's). An unknown sentence is shown as it is.
+fn pin_refusal(message: &str) -> String {
+    let why = message.strip_prefix("pin: ").unwrap_or(message);
+    if why.contains("too easy to guess") {
+        return "ce code PIN est trop facile à deviner (un chiffre répété, des chiffres qui se \
+                suivent ou une paire répétée) : choisissez-en un autre"
+            .to_owned();
+    }
+    if let Some(rest) = why.strip_prefix("the PIN must be ")
+        && let Some((range, _)) = rest.split_once(" characters long")
+        && let Some((min, max)) = range.split_once(" to ")
+    {
+        return format!("le code PIN doit compter de {min} à {max} caractères");
+    }
+    if why.contains("may contain only digits") {
+        return "le code PIN ne peut contenir que des chiffres".to_owned();
+    }
+    if why.contains("may contain only letters and digits") {
+        return "le code PIN ne peut contenir que des lettres et des chiffres".to_owned();
+    }
+    why.to_owned()
+}
+
+/// "Changer mon code PIN" for a key the person holds.
+pub async fn change_pin_form(user: User, Path(serial): Path<String>) -> Page {
+    okey_domain::validate_serial(&serial)
+        .map_err(|e| PageError::Invalid(format!("numéro de série : {e}")))?;
+    page(request_pages::change_pin(&user.session, &serial, None))
+}
+
+#[derive(Deserialize)]
+pub struct ChangePinForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: Zeroizing<String>,
+    #[serde(default)]
+    pin: Zeroizing<String>,
+    #[serde(default)]
+    confirmation: Zeroizing<String>,
+}
+
+/// The new PIN, typed twice, and a code read from the key. The server checks the code as a
+/// login does and the PIN by the `[requests]` rules; a refusal comes back beside an empty form.
+pub async fn change_pin(
+    State(app): State<Shared>,
+    user: User,
+    Path(serial): Path<String>,
+    axum::Form(f): axum::Form<ChangePinForm>,
+) -> Page {
+    user.check(&f.csrf)?;
+    let same = f.pin.len() == f.confirmation.len()
+        && bool::from(f.pin.as_bytes().ct_eq(f.confirmation.as_bytes()));
+    let refusal = if f.pin.is_empty() || f.code.trim().is_empty() {
+        Some("saisissez le code de la clef et votre nouveau code PIN deux fois".to_owned())
+    } else if !same {
+        Some("les deux saisies du code PIN sont différentes".to_owned())
+    } else {
+        let req = app.grpc.request(
+            &user.session.person,
+            proto::ChangeHolderPinRequest {
+                serial: serial.clone(),
+                code: f.code.trim().to_owned(),
+                pin: f.pin.as_str().to_owned(),
+            },
+        )?;
+        match app.grpc.lifecycle_client().change_holder_pin(req).await {
+            Ok(_) => None,
+            Err(s) if s.code() == Code::InvalidArgument => Some(pin_refusal(s.message())),
+            Err(s) if s.code() == Code::FailedPrecondition => Some(
+                "le code de la clef n'est pas accepté (faux, déjà utilisé, ou clef bloquée : \
+                 appuyez à nouveau sur le bouton de la clef, ou contactez l'assistance)"
+                    .to_owned(),
+            ),
+            Err(s) => return Err(s.into()),
+        }
+    };
+    match refusal {
+        None => see_other("/ma-clef?fait=nouveau-pin"),
+        Some(why) => {
+            let mut r = page(request_pages::change_pin(
+                &user.session,
+                &serial,
+                Some(&why),
+            ))?;
+            *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+            Ok(r)
+        }
+    }
+}
+
 /// The form "demander / renouveler ma clef", with the directory's N+1 as the validator.
 pub async fn new_request(State(app): State<Shared>, user: User) -> Page {
     let s = &user.session;
@@ -447,7 +539,7 @@ pub async fn set_pin(
         )?;
         match app.grpc.requests().set_request_pin(req).await {
             Ok(_) => None,
-            Err(s) if s.code() == Code::InvalidArgument => Some(s.message().to_owned()),
+            Err(s) if s.code() == Code::InvalidArgument => Some(pin_refusal(s.message())),
             Err(s) => return Err(s.into()),
         }
     };
@@ -576,5 +668,37 @@ pub async fn waiting_for(app: &Shared, person: &str) -> Vec<proto::KeyRequest> {
     match app.grpc.requests().list_requests(req).await {
         Ok(r) => r.into_inner().requests,
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use okey_domain::request::PinPolicy;
+
+    use super::pin_refusal;
+
+    /// Every refusal the domain's PIN rules give, as the server sends it, comes out in French.
+    #[test]
+    fn every_pin_refusal_of_the_rules_is_worded_in_french() {
+        let digits = PinPolicy::default();
+        let letters = PinPolicy {
+            digits_only: false,
+            ..PinPolicy::default()
+        };
+        let cases = [
+            (digits, "1234", "trop facile à deviner"),
+            (digits, "12", "de 4 à 8 caractères"),
+            (digits, "12a4", "que des chiffres"),
+            (letters, "ab-d", "que des lettres et des chiffres"),
+        ];
+        for (policy, pin, french) in cases {
+            let refusal = policy.check(pin).expect_err(pin);
+            let said = pin_refusal(&format!("pin: {refusal}"));
+            assert!(said.contains(french), "{pin}: {said}");
+            assert!(
+                !said.contains("PIN must") && !said.contains("only"),
+                "{said}"
+            );
+        }
     }
 }

@@ -450,6 +450,10 @@ pub fn router(app: Shared) -> Router {
         .route("/support/{serial}/resynchronisation", post(resync))
         .route("/ma-clef", get(requests::my_key))
         .route("/ma-clef/{serial}/perdue", post(requests::declare_lost))
+        .route(
+            "/ma-clef/{serial}/pin",
+            get(requests::change_pin_form).post(requests::change_pin),
+        )
         .route("/demandes/nouvelle", get(requests::new_request))
         .route("/charte", get(requests::charter))
         .route(

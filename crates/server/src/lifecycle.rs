@@ -791,6 +791,51 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         Ok(Response::new(receipt_to_proto(&rec, lot.as_ref())))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "ChangeHolderPin"))]
+    async fn change_holder_pin(
+        &self,
+        request: Request<proto::ChangeHolderPinRequest>,
+    ) -> Result<Response<proto::Key>, Status> {
+        let p = self
+            .callers
+            .authorize(&request, Operation::ChangeHolderPin)
+            .await?;
+        let acting = self.acting(&p)?;
+        let mut r = request.into_inner();
+        let pin = zeroize::Zeroizing::new(std::mem::take(&mut r.pin));
+        let code = zeroize::Zeroizing::new(std::mem::take(&mut r.code));
+        okey_domain::validate_serial(&r.serial).map_err(crate::status::invalid)?;
+        let Some(holder) = acting.person.clone() else {
+            return Err(Status::permission_denied(
+                "only a person changes the PIN of the key they hold",
+            ));
+        };
+        self.requests
+            .pin_policy()
+            .check(&pin)
+            .map_err(|e| Status::invalid_argument(format!("pin: {e}")))?;
+        let pin =
+            okey_otp::Pin::new(&pin).map_err(|e| Status::invalid_argument(format!("pin: {e}")))?;
+        if code.is_empty() || code.len() > 10 {
+            return Err(Status::invalid_argument(
+                "code: type the code the key shows now, without the PIN",
+            ));
+        }
+        let outcome = self
+            .store
+            .change_pin_as_holder(&r.serial, &holder, &code, &pin, clock::now(), &acting.actor)
+            .await
+            .map_err(store_status)?;
+        if !outcome.accepted {
+            return Err(Status::failed_precondition(format!(
+                "the code was not accepted ({}): the PIN is unchanged",
+                outcome.reason.as_str()
+            )));
+        }
+        let rec = self.store.key_record(&r.serial).map_err(store_status)?;
+        Ok(Response::new(key_to_proto(&rec.key)))
+    }
+
     #[tracing::instrument(skip_all, fields(op = "GetReceipt"))]
     async fn get_receipt(
         &self,

@@ -720,7 +720,7 @@ impl Store {
     }
 
     /// Read-modify-write of one row in the writer, with an audit entry; refreshes the cache.
-    fn modify<F>(
+    pub(crate) fn modify<F>(
         &self,
         serial: &str,
         action: &'static str,
@@ -898,36 +898,7 @@ impl Store {
                         row.serial
                     )));
                 }
-                match &pin {
-                    None => {
-                        row.pin_verifier = None;
-                        row.sealed_pin_hash = None;
-                        row.pin_scheme = 1;
-                    }
-                    Some(p) => {
-                        // A key with a holder gets the holder-bound scheme: the PIN can then
-                        // follow the person to their next key (`carry_pin`).
-                        let binding = pin_binding_for(&row.serial, row.holder.as_deref());
-                        row.pin_verifier = Some(store.inner.pepper.verifier(binding, p).0);
-                        row.pin_scheme = binding.scheme();
-                        row.sealed_pin_hash = None;
-                        if let OtpKind::Ocra { suite } = &row.otp
-                            && let Ok(s) = suite.parse::<OcraSuite>()
-                            && let Some(alg) = s.pin_hash()
-                        {
-                            let digest = Zeroizing::new(okey_otp::digest(alg, p.expose()));
-                            let keys = store.keys();
-                            let k = keys.data.get(&row.key_version).ok_or_else(|| {
-                                StoreError::Corrupt("the token's data key is missing".into())
-                            })?;
-                            row.sealed_pin_hash = Some(k.seal(
-                                &seal::pin_hash_aad(&row.serial, row.key_version),
-                                digest.as_bytes(),
-                            )?);
-                        }
-                    }
-                }
-                Ok(())
+                put_pin(row, store, pin.as_ref())
             },
         )?;
         Ok(())
@@ -1242,6 +1213,47 @@ fn load_anchor_key(
 }
 
 /// What a PIN set on key `serial` held by `holder` is bound to: the holder when there is one.
+/// Put `pin` on `row` (or with `None` take its PIN away): a key with a holder gets the
+/// holder-bound scheme, so the PIN can follow the person to their next key (`carry_pin`); for
+/// PIN-bound OCRA suites the suite's hash of the PIN is sealed too.
+pub(crate) fn put_pin(
+    row: &mut TokenRow,
+    store: &Store,
+    pin: Option<&Pin>,
+) -> Result<(), StoreError> {
+    match pin {
+        None => {
+            row.pin_verifier = None;
+            row.sealed_pin_hash = None;
+            row.pin_scheme = 1;
+        }
+        Some(p) => {
+            // A key with a holder gets the holder-bound scheme: the PIN can then
+            // follow the person to their next key (`carry_pin`).
+            let binding = pin_binding_for(&row.serial, row.holder.as_deref());
+            row.pin_verifier = Some(store.inner.pepper.verifier(binding, p).0);
+            row.pin_scheme = binding.scheme();
+            row.sealed_pin_hash = None;
+            if let OtpKind::Ocra { suite } = &row.otp
+                && let Ok(s) = suite.parse::<OcraSuite>()
+                && let Some(alg) = s.pin_hash()
+            {
+                let digest = Zeroizing::new(okey_otp::digest(alg, p.expose()));
+                let keys = store.keys();
+                let k = keys
+                    .data
+                    .get(&row.key_version)
+                    .ok_or_else(|| StoreError::Corrupt("the token's data key is missing".into()))?;
+                row.sealed_pin_hash = Some(k.seal(
+                    &seal::pin_hash_aad(&row.serial, row.key_version),
+                    digest.as_bytes(),
+                )?);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn pin_binding_for<'a>(serial: &'a str, holder: Option<&'a str>) -> PinBinding<'a> {
     match holder {
         Some(h) => PinBinding::Holder(h),

@@ -7,7 +7,7 @@
 //! with the winner's counter in place, the same code is now a replay.
 
 use okey_otp::{
-    CodeVerified, Digits, OcraInput, OcraSuite, OtpKey, OtpState, PinBinding, PinVerifier,
+    CodeVerified, Digits, OcraInput, OcraSuite, OtpKey, OtpState, Pin, PinBinding, PinVerifier,
     TotpParams, check_pin_unknown, split_passcode, verify_hotp, verify_totp, verify_unknown,
 };
 use subtle::Choice;
@@ -739,6 +739,138 @@ impl Store {
             }
         }
         Err(StoreError::Conflict)
+    }
+
+    /// The holder of a key in use chooses a new PIN ("changer son code PIN"), also when they
+    /// have forgotten the old one. `code` is one code read from the key now, without the PIN,
+    /// checked as a verify checks it: in the normal window, behind the same gate (a locked key
+    /// must be unlocked first), a wrong code counted toward the lockout, a right one spent (it
+    /// is a replay afterwards). Only after that commit is the new PIN put on the key, bound to
+    /// the holder, in a compare-and-set that checks again that `holder` holds the key. The
+    /// outcome says why a code was refused; nothing about the PIN is written then.
+    pub async fn change_pin_as_holder(
+        &self,
+        serial: &str,
+        holder: &str,
+        code: &str,
+        pin: &Pin,
+        now: u64,
+        actor: &Actor,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let not_yours = || {
+            StoreError::Forbidden(format!(
+                "key {serial} is not in your hands: only its holder changes its PIN"
+            ))
+        };
+        let proved = 'check: {
+            for _ in 0..MAX_TRIES {
+                let row = self
+                    .inner
+                    .backend
+                    .token(serial)?
+                    .ok_or_else(|| StoreError::UnknownSerial(serial.to_owned()))?;
+                if row.holder.as_deref() != Some(holder) {
+                    return Err(not_yours());
+                }
+                if matches!(row.otp, OtpKind::Ocra { .. }) {
+                    return Err(StoreError::Unsupported(format!(
+                        "key {serial} answers OCRA challenges with its PIN inside: its PIN is \
+                         set again by the support centre"
+                    )));
+                }
+                if let Some(r) = Self::gate(&row.state(), row.kind == TokenKind::Software, now) {
+                    self.dummy_work(code);
+                    break 'check self
+                        .reject(actor, "pin.holder", serial, Some(serial), r, now)
+                        .await?;
+                }
+                let parsed = Digits::new(row.digits)
+                    .ok()
+                    .and_then(|d| Some((d, okey_otp::Code::parse(code, d).ok()?)));
+                let Some((digits, code)) = parsed else {
+                    break 'check self
+                        .reject(
+                            actor,
+                            "pin.holder",
+                            serial,
+                            Some(serial),
+                            Reason::BadFormat,
+                            now,
+                        )
+                        .await?;
+                };
+                let Some(key) = self.key_of(&row)? else {
+                    continue;
+                };
+                let hot = Hot::of(&row);
+                let state = OtpState {
+                    counter: row.counter,
+                    last_step: row.last_step,
+                    drift: row.drift,
+                };
+                let cfg = &self.inner.cfg;
+                let proof = match &row.otp {
+                    OtpKind::Hotp => verify_hotp(&key, digits, &state, cfg.hotp_window, &code),
+                    OtpKind::Totp { step, t0 } => TotpParams::new(digits, *step, *t0)
+                        .ok()
+                        .and_then(|p| verify_totp(&key, &p, &state, now, cfg.totp_skew, &code)),
+                    OtpKind::Ocra { .. } => None,
+                };
+                drop(key);
+                let (new, reason) = match &proof {
+                    Some(p) => {
+                        let mut new = Self::after_success(&hot.state, p, now);
+                        // Choosing a PIN is not the holder's signature of the hand-over.
+                        new.handover_unconfirmed = hot.state.handover_unconfirmed;
+                        (new, Reason::Accepted)
+                    }
+                    None => (self.after_failure(&hot.state, now), Reason::WrongCode),
+                };
+                let accepted = proof.is_some();
+                let entry = Self::audit_entry(
+                    actor,
+                    "pin.holder",
+                    serial,
+                    Some(serial),
+                    if accepted { "accepted" } else { "rejected" },
+                    reason.as_str(),
+                    now,
+                );
+                match self
+                    .commit(vec![(serial.to_owned(), hot.version, new)], None, entry)
+                    .await
+                {
+                    Ok(()) => {
+                        self.refresh_cache(serial, &hot, new);
+                        break 'check outcome(accepted, Some(serial), reason);
+                    }
+                    Err(StoreError::Conflict) => self.conflict(),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(StoreError::Conflict);
+        };
+        if !proved.accepted {
+            return Ok(proved);
+        }
+        let pin = pin.clone();
+        let holder = holder.to_owned();
+        self.modify(
+            serial,
+            "token.pin",
+            "set by its holder".into(),
+            actor,
+            move |row, store| {
+                if row.holder.as_deref() != Some(holder.as_str()) {
+                    return Err(StoreError::Forbidden(format!(
+                        "key {} changed hands meanwhile: its PIN was not changed",
+                        row.serial
+                    )));
+                }
+                crate::store::put_pin(row, store, Some(&pin))
+            },
+        )?;
+        Ok(proved)
     }
 
     /// Check an OCRA response to `question` (the caller issued the challenge and enforces its
