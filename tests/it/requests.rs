@@ -201,6 +201,24 @@ async fn a_2d_hardware_request_goes_from_draft_to_hand_over_and_a_first_login() 
         "{out:?}"
     );
     assert_eq!(b.show(&b.agent, id)["charter_version"], 0);
+    // The requester reads the charter in force: the bytes published, and their SHA-256 as
+    // coreutils' sha256sum gives it.
+    let got = b.dir.path().join("charte-lue.pdf");
+    let doc = s.json(
+        &b.agent,
+        &["charter", "get", "--output", got.to_str().expect("path")],
+    );
+    assert_eq!(
+        std::fs::read(&got).expect("written"),
+        std::fs::read(b.dir.path().join("charte.pdf")).expect("published")
+    );
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&got)
+        .output()
+        .expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    assert_eq!(doc["sha256"], sum.split_whitespace().next().expect("digest"), "{doc}");
+    assert_eq!(doc["version"], 1, "{doc}");
     let r = s.json(
         &b.agent,
         &[

@@ -164,6 +164,13 @@ enum CharterCommand {
         #[arg(long, default_value = "Charte d'utilisation des clés OTP")]
         title: String,
     },
+    /// Download the charter in force, as published, to sign or to check (its SHA-256 is
+    /// checked against the one okey recorded when it was published).
+    Get {
+        /// Where to write the PDF.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 fn read_attachments(files: &[PathBuf]) -> anyhow::Result<Vec<proto::RequestAttachment>> {
@@ -539,17 +546,52 @@ async fn request_inner(args: RequestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `okey charter publish`.
+/// `okey charter publish|get`.
 pub async fn charter(args: CharterArgs) -> anyhow::Result<ExitCode> {
     answer(charter_inner(args).await)
 }
 
 async fn charter_inner(args: CharterArgs) -> anyhow::Result<ExitCode> {
-    let CharterCommand::Publish {
-        file,
-        number,
-        title,
-    } = args.command;
+    let (file, number, title) = match args.command {
+        CharterCommand::Publish {
+            file,
+            number,
+            title,
+        } => (file, number, title),
+        CharterCommand::Get { output } => {
+            let mut c = args.client.connect().await?.requests;
+            let doc = c
+                .get_charter(proto::GetCharterRequest {})
+                .await?
+                .into_inner();
+            let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&doc.content)[..]);
+            if digest != doc.sha256 {
+                anyhow::bail!(
+                    "the charter received does not match the SHA-256 recorded at its publication ({} against {})",
+                    digest,
+                    doc.sha256
+                );
+            }
+            std::fs::write(&output, &doc.content)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"version": doc.version, "title": doc.title, "sha256": doc.sha256, "published_at": doc.published_at, "bytes": doc.content.len(), "out": output.display().to_string()})
+                );
+            } else {
+                println!(
+                    "charter version {} ({}, {} bytes, SHA-256 {}) written to {}",
+                    doc.version,
+                    doc.title,
+                    doc.content.len(),
+                    doc.sha256,
+                    output.display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let content =
         std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut c = args.client.connect().await?.requests;
