@@ -217,7 +217,11 @@ async fn a_2d_hardware_request_goes_from_draft_to_hand_over_and_a_first_login() 
         .output()
         .expect("sha256sum");
     let sum = String::from_utf8_lossy(&sum.stdout);
-    assert_eq!(doc["sha256"], sum.split_whitespace().next().expect("digest"), "{doc}");
+    assert_eq!(
+        doc["sha256"],
+        sum.split_whitespace().next().expect("digest"),
+        "{doc}"
+    );
     assert_eq!(doc["version"], 1, "{doc}");
     let r = s.json(
         &b.agent,

@@ -269,6 +269,7 @@ async function startProvider(port, relayPort, portalPort) {
       client_id: CLIENT_ID,
       client_secret: CLIENT_SECRET,
       redirect_uris: [`http://127.0.0.1:${portalPort}/oidc/retour`],
+      post_logout_redirect_uris: [`http://127.0.0.1:${portalPort}/deconnecte`],
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
@@ -651,8 +652,18 @@ test('after logout the session cookie is refused, from any browser', async () =>
   assert.equal(session.httpOnly, true);
   assert.equal(session.sameSite, 'Lax');
   await page.getByRole('button', { name: 'Se déconnecter' }).click();
+  // RP-initiated logout: the provider asks to end its own session too, then sends the browser
+  // back to the portal's logged-out page.
+  await page.waitForURL((u) => u.href.startsWith(issuer));
+  await page.getByRole('button', { name: 'Yes, sign me out' }).click();
+  await page.waitForURL(`${portalUrl}/deconnecte`);
   assert.match(await page.textContent('main'), /session est terminée/);
+  await axe(page, 'deconnecte');
   await shot(page, '06-deconnexion');
+  // The provider's session is over: logging in again asks for the login, not a silent return.
+  await page.getByRole('link', { name: 'Se reconnecter' }).click();
+  await page.waitForURL((u) => u.href.startsWith(issuer));
+  await page.locator('input[name=login]').waitFor();
   const other = await browser();
   try {
     await other.context.addCookies([{ ...session }]);

@@ -119,6 +119,7 @@ pub async fn start(
             config.session_minutes * 60,
         )),
         secure: public_url.starts_with("https://"),
+        public_url: public_url.clone(),
         utc_offset_minutes: config.utc_offset_minutes,
     });
     let router = web::router(app);

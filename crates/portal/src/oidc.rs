@@ -7,12 +7,17 @@
 //! algorithms the provider announces; never `none`), its issuer is the configured one, its
 //! audience holds this client, it has not expired, and it carries the nonce of this login.
 //! The person is the value of the configured claim of that verified token.
+//!
+//! Logging out of the portal also ends the session at the provider when it announces an
+//! `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0): the browser is sent there
+//! with the ID token of the login as `id_token_hint`, and comes back to the portal's
+//! logged-out page.
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndSessionUrl, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
 };
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
@@ -56,7 +61,22 @@ pub struct Oidc {
     redirect: RedirectUrl,
     claim: String,
     http: openidconnect::reqwest::Client,
-    client: Mutex<Option<Client>>,
+    client: Mutex<Option<Discovered>>,
+}
+
+/// What discovery gave: the client, and the provider's end-session endpoint if it has one.
+#[derive(Clone)]
+struct Discovered {
+    client: Client,
+    end_session: Option<EndSessionUrl>,
+}
+
+/// A login that came back with a verified ID token.
+pub struct Login {
+    /// The person: the configured claim.
+    pub person: String,
+    /// The ID token itself (compact), kept for the logout at the provider.
+    pub id_token: Zeroizing<String>,
 }
 
 /// Where to send the browser, and what to remember until it comes back.
@@ -102,14 +122,15 @@ impl Oidc {
         })
     }
 
-    async fn client(&self) -> Result<Client, LoginError> {
+    async fn discovered(&self) -> Result<Discovered, LoginError> {
         let mut slot = self.client.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
         }
-        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
+        let metadata = ProviderMetadataWithLogout::discover_async(self.issuer.clone(), &self.http)
             .await
             .map_err(|e| LoginError::Discovery(error_chain(&e)))?;
+        let end_session = metadata.additional_metadata().end_session_endpoint.clone();
         let client = CoreClient::from_provider_metadata(
             metadata,
             self.client_id.clone(),
@@ -118,8 +139,29 @@ impl Oidc {
                 .map(|s| ClientSecret::new(s.as_str().to_owned())),
         )
         .set_redirect_uri(self.redirect.clone());
-        *slot = Some(client.clone());
-        Ok(client)
+        let d = Discovered {
+            client,
+            end_session,
+        };
+        *slot = Some(d.clone());
+        Ok(d)
+    }
+
+    async fn client(&self) -> Result<Client, LoginError> {
+        Ok(self.discovered().await?.client)
+    }
+
+    /// Where to send the browser to end its session at the provider too, coming back to
+    /// `after` (registered at the provider as a post-logout redirect URI of this client), or
+    /// `None` when the provider announces no end-session endpoint (or cannot be reached).
+    pub async fn logout_url(&self, id_token: &str, after: &str) -> Option<String> {
+        let d = self.discovered().await.ok()?;
+        let mut url = d.end_session?.url().clone();
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", id_token)
+            .append_pair("post_logout_redirect_uri", after)
+            .append_pair("client_id", self.client_id.as_str());
+        Some(url.to_string())
     }
 
     /// Begin a login: the provider's URL with a fresh state, nonce and PKCE challenge.
@@ -150,7 +192,7 @@ impl Oidc {
         code: &str,
         nonce: &str,
         pkce_verifier: &str,
-    ) -> Result<String, LoginError> {
+    ) -> Result<Login, LoginError> {
         let client = self.client().await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -168,7 +210,11 @@ impl Oidc {
             .claims(&verifier, &nonce)
             .map_err(|e| LoginError::IdToken(error_chain(&e)))?;
         // The claims were verified above; read the configured one from the same token.
-        self.claim_of(&id_token.to_string())
+        let compact = Zeroizing::new(id_token.to_string());
+        Ok(Login {
+            person: self.claim_of(&compact)?,
+            id_token: compact,
+        })
     }
 
     /// The configured claim of a compact JWS whose signature has been checked.

@@ -142,6 +142,30 @@ pub fn logged_out() -> Markup {
     )
 }
 
+/// The session is closed here and the browser goes on to the provider to close it there
+/// too (at once, by a refresh: the page has no script), with a link if it does not.
+pub fn leaving(provider_url: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="fr" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0; url=" (provider_url) };
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Déconnexion — OKEY" }
+                link rel="stylesheet" href="/static/portal.css";
+            }
+            body {
+                main id="contenu" {
+                    h1 { "Déconnexion" }
+                    p.notice role="status" { "Votre session okey est terminée. Déconnexion du guichet d'authentification…" }
+                    p { a href=(provider_url) { "Terminer aussi la session du guichet d'authentification" } }
+                }
+            }
+        }
+    }
+}
+
 /// French name of a key state.
 pub fn state_name(state: i32) -> &'static str {
     use proto::KeyState as S;

@@ -48,6 +48,8 @@ pub struct Session {
     pub name: String,
     /// The token every form of this session carries.
     pub csrf: Zeroizing<String>,
+    /// The ID token of the login, the `id_token_hint` of the logout at the provider.
+    pub id_token: Zeroizing<String>,
     expires: Instant,
 }
 
@@ -113,13 +115,19 @@ impl Sessions {
     }
 
     /// Open a session for `person`; returns the cookie value.
-    pub fn open(&self, person: &str, name: &str) -> Result<Zeroizing<String>, getrandom::Error> {
+    pub fn open(
+        &self,
+        person: &str,
+        name: &str,
+        id_token: Zeroizing<String>,
+    ) -> Result<Zeroizing<String>, getrandom::Error> {
         let id = random_token()?;
         let now = Instant::now();
         let session = Session {
             person: person.to_owned(),
             name: name.to_owned(),
             csrf: random_token()?,
+            id_token,
             expires: now + self.ttl,
         };
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,8 +197,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_ends_at_its_expiry_and_at_logout() {
         let s = Sessions::new(Duration::from_secs(60));
-        let a = s.open("f.head", "Head").expect("random");
-        let b = s.open("f.head", "Head").expect("random");
+        let a = s
+            .open("f.head", "Head", Zeroizing::new(String::new()))
+            .expect("random");
+        let b = s
+            .open("f.head", "Head", Zeroizing::new(String::new()))
+            .expect("random");
         assert_ne!(*a, *b, "each login has its own identifier");
         let got = s.get(&a).expect("live");
         assert_eq!(got.person, "f.head");

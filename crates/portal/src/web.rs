@@ -30,6 +30,8 @@ use crate::session::{Session, Sessions};
 
 /// Where the provider sends the browser back.
 pub const CALLBACK: &str = "/oidc/retour";
+/// Where the provider sends the browser back after a logout.
+pub const LOGGED_OUT: &str = "/deconnecte";
 const SESSION_COOKIE: &str = "okey_session";
 const LOGIN_COOKIE: &str = "okey_connexion";
 
@@ -114,6 +116,8 @@ pub struct App {
     pub sessions: Sessions,
     /// Cookies are `Secure` (the public URL is https).
     pub secure: bool,
+    /// The portal's address as browsers reach it (no trailing slash).
+    pub public_url: String,
     pub utc_offset_minutes: i32,
 }
 
@@ -433,6 +437,7 @@ pub fn router(app: Shared) -> Router {
         .route("/connexion", get(login))
         .route(CALLBACK, get(callback))
         .route("/deconnexion", post(logout))
+        .route(LOGGED_OUT, get(logged_out))
         .route("/lots", get(lots))
         .route("/lots/{lot}", get(lot_keys))
         .route("/lots/{lot}/commandes", get(orders).post(order))
@@ -620,13 +625,14 @@ async fn callback(
         .code
         .filter(|c| !c.is_empty() && c.len() <= 2048)
         .ok_or_else(|| PageError::Login("no authorisation code".into()))?;
-    let person = oidc
+    let login = oidc
         .finish(&code, &pending.nonce, &pending.pkce_verifier)
         .await
         .map_err(|e| match e {
             crate::oidc::LoginError::Discovery(_) => PageError::Provider(e.to_string()),
             _ => PageError::Login(e.to_string()),
         })?;
+    let person = login.person;
     // The person must be in the directory: the server's own check (Okey::acting) decides.
     app.grpc
         .lifecycle()
@@ -640,7 +646,7 @@ async fn callback(
         .unwrap_or_else(|| person.clone());
     let id = app
         .sessions
-        .open(&person, &name)
+        .open(&person, &name, login.id_token)
         .map_err(|e| PageError::Internal(format!("random generator: {e}")))?;
     tracing::info!(person = %person, "portal login");
     let mut r = Redirect::to(&pending.back).into_response();
@@ -671,12 +677,32 @@ async fn logout(
     user.check(&f.csrf)?;
     app.sessions.close(&user.cookie);
     tracing::info!(person = %user.session.person, "portal logout");
-    let mut r = page(pages::logged_out())?;
+    // Then at the provider (RP-initiated logout), which sends the browser back to
+    // `LOGGED_OUT`. A refresh, not a redirect: the CSP's form-action keeps this form's
+    // answer on this origin.
+    let at_provider = match &app.oidc {
+        Some(oidc) => {
+            oidc.logout_url(
+                &user.session.id_token,
+                &format!("{}{LOGGED_OUT}", app.public_url),
+            )
+            .await
+        }
+        None => None,
+    };
+    let mut r = match at_provider {
+        Some(url) => page(pages::leaving(&url))?,
+        None => page(pages::logged_out())?,
+    };
     r.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&app, SESSION_COOKIE, "", "/", 0),
     );
     Ok(r)
+}
+
+async fn logged_out() -> Page {
+    page(pages::logged_out())
 }
 
 async fn lots(State(app): State<Shared>, user: User) -> Page {
