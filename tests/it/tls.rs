@@ -172,3 +172,61 @@ fn mutual_tls_admits_only_clients_signed_by_the_configured_ca() {
         text(&mixed)
     );
 }
+
+/// `GET path` on the portal at `addr` (HTTP/1.1, as a browser would): status and body.
+fn portal_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("portal");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    (status, answer)
+}
+
+#[test]
+fn the_portal_reaches_the_services_with_or_without_tls_on_the_grpc_listener() {
+    let pki = tempfile::tempdir().expect("temp dir");
+    let (ca, _) = new_ca(pki.path(), "okey-test-ca");
+    let (cert, key) = leaf(pki.path(), &ca, "server", &["127.0.0.1"]);
+    for tls in [false, true] {
+        let config = if tls {
+            format!("[tls]\ncert = {cert:?}\nkey = {key:?}\n")
+        } else {
+            String::new()
+        };
+        let mut server = Server::start_with(&config);
+        let port = okey_e2e::unused_port();
+        let addr = format!("127.0.0.1:{port}");
+        server.set_env("OKEY_PORTAL_LISTEN", &addr);
+        // Killed and started again: a socket left behind is replaced.
+        server.restart();
+        let socket = server.data_dir.join("portal.sock");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the portal listens");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (status, body) = portal_get(&addr, "/sante");
+        assert_eq!(status, 200, "tls {tls}: {body}");
+        assert!(body.contains("joignables"), "{body}");
+        if tls {
+            use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+            let meta = std::fs::metadata(&socket).expect("the portal's socket");
+            assert!(meta.file_type().is_socket());
+            // The listener speaks only TLS (plain HTTP/2 is refused, see above): the
+            // portal's answer came through this socket.
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        } else {
+            assert!(!socket.exists(), "no socket without [tls]");
+        }
+    }
+}

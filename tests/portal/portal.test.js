@@ -64,6 +64,7 @@ let signingKey; // the provider's real private key (the test made it)
 let grpcAddr;
 let smtp; // the SMTP server (aiosmtpd, scripts/smtp-sink.py) and the file it writes
 let mailFile;
+let caCert; // the CA that signed okey's gRPC certificate
 let radiusAddr; // okey's RADIUS listener, and the shared secret of its one client
 const RADIUS_SECRET = crypto.randomBytes(24).toString('base64url');
 
@@ -198,7 +199,8 @@ function cli(grpc, args, env = {}) {
   return execFileSync(OKEY, args, {
     env: {
       ...process.env,
-      OKEY_SERVER: `http://${grpc}`,
+      OKEY_SERVER: `https://${grpc}`,
+      OKEY_CA_CERT: caCert,
       OKEY_API_KEY_FILE: path.join(tmp, 'data', 'admin.key'),
       ...env,
     },
@@ -308,8 +310,28 @@ before(async () => {
   radiusAddr = `127.0.0.1:${radiusPort}`;
   const radiusSecret = path.join(tmp, 'radius.secret');
   fs.writeFileSync(radiusSecret, `${RADIUS_SECRET}\n`, { mode: 0o600 });
+  // gRPC with TLS, as in production: the portal then reaches okey's services through the
+  // data directory's Unix socket, and the CLI through TLS with the test's own CA.
+  caCert = path.join(tmp, 'ca.pem');
+  const tlsCert = path.join(tmp, 'server.pem');
+  const tlsKey = path.join(tmp, 'server.key');
+  const caKey = path.join(tmp, 'ca.key');
+  const ssl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+    '-subj', '/CN=okey test CA', '-keyout', caKey, '-out', caCert,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
+  const csr = path.join(tmp, 'server.csr');
+  ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-subj', '/CN=127.0.0.1', '-keyout', tlsKey, '-out', csr]);
+  const ext = path.join(tmp, 'server.ext');
+  fs.writeFileSync(ext, 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n');
+  ssl(['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-CAcreateserial', '-days', '2',
+    '-extfile', ext, '-out', tlsCert]);
   const configFile = path.join(tmp, 'okey.toml');
-  fs.writeFileSync(configFile, `[radius]
+  fs.writeFileSync(configFile, `[tls]
+cert = "${tlsCert}"
+key = "${tlsKey}"
+[radius]
 listen = "${radiusAddr}"
 [[radius.client]]
 name = "vpn-test"
@@ -342,6 +364,10 @@ timeout_seconds = 5
     '--audit-syslog', 'false',
   ], { stdio: ['ignore', log, log], env: { ...process.env, OKEY_LOG: 'info' } });
   await waitFor(`${portalUrl}/`);
+  // With [tls] on gRPC, the portal's way in: a socket only okey's user may open.
+  const sock = fs.statSync(path.join(tmp, 'data', 'portal.sock'));
+  assert.ok(sock.isSocket(), 'the portal socket');
+  assert.equal(sock.mode & 0o777, 0o600);
   fs.writeFileSync(path.join(tmp, 'units.csv'), UNITS);
   fs.writeFileSync(path.join(tmp, 'people.csv'), PEOPLE);
   cli(grpc, ['directory', 'import', path.join(tmp, 'people.csv'), path.join(tmp, 'units.csv')]);

@@ -306,8 +306,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let mut server = okey_server::start(config.clone()).await?;
     okey_server::serve::announce(&server);
-    let portal = match server.portal_key.take() {
-        Some(key) => match okey_portal::start(&config.portal, server.addr, key).await {
+    let link = server.portal_link.as_ref().map(|l| l.target());
+    let portal = match (server.portal_key.take(), link) {
+        (Some(key), Some(link)) => match okey_portal::start(&config.portal, link, key).await {
             Ok(p) => {
                 eprintln!("okey: portal on {}/", p.public_url);
                 Some(p)
@@ -317,15 +318,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 return Err(e.into());
             }
         },
-        None => {
-            if config.portal.enabled {
-                eprintln!(
-                    "okey: portal not started: it calls the gRPC listener in plain HTTP/2, and \
-                     [tls] is set (set [portal] enabled = false to silence this)"
-                );
-            }
-            None
-        }
+        _ => None,
     };
     okey_server::serve::wait_for_signal().await?;
     eprintln!("okey: shutting down");

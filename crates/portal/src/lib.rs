@@ -76,7 +76,7 @@ impl Portal {
 /// portal key `key`.
 pub async fn start(
     config: &PortalConfig,
-    grpc: SocketAddr,
+    grpc: okey_server::serve::PortalTarget,
     key: Zeroizing<String>,
 ) -> Result<Portal, PortalError> {
     let listener = tokio::net::TcpListener::bind(config.listen)

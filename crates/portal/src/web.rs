@@ -48,18 +48,41 @@ pub struct Grpc {
 
 impl Grpc {
     /// A lazy channel to `addr` (loopback when `addr` is a wildcard).
-    pub fn new(addr: SocketAddr, key: Zeroizing<String>) -> Result<Self, String> {
-        let host = if addr.ip().is_unspecified() {
-            match addr {
-                SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], addr.port())),
-                SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+    pub fn new(
+        target: okey_server::serve::PortalTarget,
+        key: Zeroizing<String>,
+    ) -> Result<Self, String> {
+        use okey_server::serve::PortalTarget;
+        let channel = match target {
+            PortalTarget::Tcp(addr) => {
+                let host = if addr.ip().is_unspecified() {
+                    match addr {
+                        SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+                        SocketAddr::V6(_) => {
+                            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+                        }
+                    }
+                } else {
+                    addr
+                };
+                tonic::transport::Endpoint::from_shared(format!("http://{host}"))
+                    .map_err(|e| format!("gRPC address {host}: {e}"))?
+                    .connect_lazy()
             }
-        } else {
-            addr
+            PortalTarget::Unix(path) => {
+                // The URI is only the HTTP/2 authority: the connector opens the socket.
+                tonic::transport::Endpoint::from_static("http://okey.invalid")
+                    .connect_with_connector_lazy(tower::service_fn(
+                        move |_: tonic::transport::Uri| {
+                            let path = path.clone();
+                            async move {
+                                let stream = tokio::net::UnixStream::connect(path).await?;
+                                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                            }
+                        },
+                    ))
+            }
         };
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))
-            .map_err(|e| format!("gRPC address {host}: {e}"))?
-            .connect_lazy();
         Ok(Grpc {
             channel,
             bearer: Zeroizing::new(format!("Bearer {}", key.as_str())),
@@ -81,6 +104,25 @@ impl Grpc {
         r.metadata_mut()
             .insert(okey_server::callers::ACTING_PERSON, acting);
         Ok(r)
+    }
+
+    /// Whether okey's services answer the portal's own key (no person): the readiness check.
+    async fn reachable(&self) -> Result<(), String> {
+        let mut r = tonic::Request::new(proto::WhoAmIRequest {});
+        let mut auth = MetadataValue::try_from(self.bearer.as_str())
+            .map_err(|_| "the portal key is not ASCII".to_owned())?;
+        auth.set_sensitive(true);
+        r.metadata_mut().insert("authorization", auth);
+        let me = proto::caller_service_client::CallerServiceClient::new(self.channel.clone())
+            .who_am_i(r)
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        if me.roles.iter().any(|r| r == "portal") {
+            Ok(())
+        } else {
+            Err(format!("the portal's key has roles {:?}", me.roles))
+        }
     }
 
     fn lifecycle(&self) -> LifecycleServiceClient<Channel> {
@@ -434,6 +476,7 @@ pub fn router(app: Shared) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/static/portal.css", get(stylesheet))
+        .route("/sante", get(health))
         .route("/connexion", get(login))
         .route(CALLBACK, get(callback))
         .route("/deconnexion", post(logout))
@@ -699,6 +742,29 @@ async fn logout(
         set_cookie(&app, SESSION_COOKIE, "", "/", 0),
     );
     Ok(r)
+}
+
+/// Readiness for a load balancer or a supervisor: 200 when okey's services answer the
+/// portal, 503 otherwise (the cause in the log, not on the page).
+async fn health(State(app): State<Shared>) -> Response {
+    let (status, text) = match app.grpc.reachable().await {
+        Ok(()) => (StatusCode::OK, "okey : portail et services joignables\n"),
+        Err(why) => {
+            tracing::warn!(%why, "portal readiness: okey's services do not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "okey : les services ne répondent pas au portail\n",
+            )
+        }
+    };
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response();
+    r.extensions_mut().insert(Rendered);
+    r
 }
 
 async fn logged_out() -> Page {

@@ -86,8 +86,10 @@ pub struct RunningServer {
     /// The store, shared with the service.
     pub store: Store,
     /// The in-memory API key (role `portal`) the staff portal calls the services with, when
-    /// `[portal]` is enabled (and the gRPC listener has no `[tls]`).
+    /// `[portal]` is enabled.
     pub portal_key: Option<Zeroizing<String>>,
+    /// Where the portal reaches the services, when `[portal]` is enabled.
+    pub portal_link: Option<PortalLink>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
@@ -103,6 +105,20 @@ impl RunningServer {
     pub async fn stop(mut self) -> Result<(), ServeError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(PortalLink::Unix {
+            path,
+            shutdown,
+            task,
+        }) = &mut self.portal_link
+        {
+            if let Some(tx) = shutdown.take() {
+                let _ = tx.send(());
+            }
+            if let Some(t) = task.take() {
+                let _ = t.await;
+            }
+            let _ = std::fs::remove_file(path);
         }
         if let Some(m) = self.metrics_task.take() {
             m.abort();
@@ -208,6 +224,66 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), 
 }
 
 /// The transport settings every okey gRPC listener uses (the bench's transport floor too).
+/// The Unix socket, in the data directory, on which the portal reaches the services when the
+/// gRPC listener has `[tls]`.
+pub const PORTAL_SOCKET: &str = "portal.sock";
+
+/// How the portal reaches okey's gRPC services.
+#[derive(Debug)]
+pub enum PortalLink {
+    /// The gRPC listener itself, in plain HTTP/2 (it has no `[tls]`).
+    Tcp(SocketAddr),
+    /// A Unix socket readable by this user only, serving the same services without TLS.
+    Unix {
+        /// The socket's path.
+        path: PathBuf,
+        shutdown: Option<oneshot::Sender<()>>,
+        task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    },
+}
+
+impl PortalLink {
+    /// Where to connect: the listener's address, or the socket's path.
+    pub fn target(&self) -> PortalTarget {
+        match self {
+            PortalLink::Tcp(a) => PortalTarget::Tcp(*a),
+            PortalLink::Unix { path, .. } => PortalTarget::Unix(path.clone()),
+        }
+    }
+}
+
+/// Where the portal connects.
+#[derive(Clone, Debug)]
+pub enum PortalTarget {
+    /// A TCP address (plain HTTP/2).
+    Tcp(SocketAddr),
+    /// A Unix socket.
+    Unix(PathBuf),
+}
+
+/// Bind the portal's Unix socket at `path` (a stale one left by a killed server is replaced),
+/// mode 0600 inside the 0700 data directory.
+fn bind_portal_socket(
+    path: &Path,
+) -> Result<tokio_stream::wrappers::UnixListenerStream, ServeError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let io = |source: std::io::Error| {
+        ServeError::Runtime(format!(
+            "portal socket {}: {source} (with [tls], the portal reaches gRPC through it; or set [portal] enabled = false)",
+            path.display()
+        ))
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io(std::io::Error::other("exists and is not a socket")));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(tokio_stream::wrappers::UnixListenerStream::new(listener))
+}
+
 pub(crate) fn server_builder() -> Server {
     Server::builder().tcp_nodelay(true)
 }
@@ -270,8 +346,9 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => (None, None),
     };
     let okey = Arc::new(Okey::new(store.clone(), &config, metrics.clone(), mail));
-    // The portal calls the gRPC listener in plain HTTP/2 on loopback: not beside [tls].
-    let portal_key = if config.portal.enabled && config.tls.is_none() {
+    // The portal calls the gRPC listener in plain HTTP/2 on loopback, or with [tls] on it, the
+    // same services on a Unix socket of the data directory (`PORTAL_SOCKET`).
+    let portal_key = if config.portal.enabled {
         Some(
             okey.callers
                 .add_builtin(PORTAL_CALLER, vec![Role::Portal])
@@ -340,11 +417,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     };
     let radius_addr = radius.as_ref().map(|r| r.addr);
 
-    let mut builder = server_builder();
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls_config(tls)?)?;
-    }
-    let router = builder
+    let mut routes = tonic::service::Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -370,6 +444,34 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             okey.clone(),
         ))
         .add_service(proto::caller_service_server::CallerServiceServer::new(okey));
+    let routes = routes.routes();
+    // With [tls], the portal reaches the same services on a Unix socket only this user opens.
+    let portal_link = match (&portal_key, &config.tls) {
+        (None, _) => None,
+        (Some(_), None) => Some(PortalLink::Tcp(addr)),
+        (Some(_), Some(_)) => {
+            let path = config.data_dir.join(PORTAL_SOCKET);
+            let incoming = bind_portal_socket(&path)?;
+            let (tx, rx) = oneshot::channel::<()>();
+            let task = tokio::spawn(
+                server_builder()
+                    .add_routes(routes.clone())
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = rx.await;
+                    }),
+            );
+            Some(PortalLink::Unix {
+                path,
+                shutdown: Some(tx),
+                task: Some(task),
+            })
+        }
+    };
+    let mut builder = server_builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+    }
+    let router = builder.add_routes(routes);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),
@@ -400,6 +502,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         created_admin_key,
         store,
         portal_key,
+        portal_link,
         shutdown: Some(tx),
         task,
         metrics_task,
