@@ -338,6 +338,7 @@ name = "vpn-test"
 address = "127.0.0.1"
 secret_file = "${radiusSecret}"
 [smtp]
+time_zone = "Indian/Reunion"
 relay = "127.0.0.1"
 port = ${smtpPort}
 tls = "none"
@@ -537,18 +538,19 @@ test('the lot manager offers a pickup slot; bad input and another lot are refuse
   await page.getByRole('link', { name: 'Créneaux de retrait de ce lot' }).click();
   await page.getByRole('heading', { level: 1, name: 'Créneaux de retrait du lot 2D-A' }).waitFor();
   const before = await page.locator('table tbody tr').count();
-  await page.getByLabel('Date et heure (heure UTC)').fill('2031-03-14T09:30');
+  // The portal's dates follow [smtp] time_zone (La Réunion, UTC+4 all year): typed and shown there.
+  await page.getByLabel('Date et heure (heure de Indian/Reunion, UTC+04:00)').fill('2031-03-14T09:30');
   await page.getByLabel('Lieu du retrait').fill('Salle B12, rez-de-chaussée');
   await page.getByRole('button', { name: 'Proposer ce créneau' }).click();
   const row = page.locator('table tbody tr', { hasText: 'Salle B12, rez-de-chaussée' });
-  assert.match(await row.textContent(), /14\/03\/2031 09:30 UTC.*libre/s);
+  assert.match(await row.textContent(), /14\/03\/2031 09:30 \(UTC\+04:00\).*libre/s);
   await axe(page, 'creneaux');
   await shot(page, '03c-creneaux');
   // The slot is the one the server holds, at the minute typed (read back through the CLI).
   const listed = JSON.parse(cli(grpcAddr, ['request', 'slots', '2D-A', '--json'], keyFor('f.head')));
   const slot = listed.find((x) => x.place === 'Salle B12, rez-de-chaussée');
   assert.ok(slot, JSON.stringify(listed));
-  assert.equal(Number(slot.at), Date.UTC(2031, 2, 14, 9, 30) / 1000);
+  assert.equal(Number(slot.at), Date.UTC(2031, 2, 14, 5, 30) / 1000, '09:30 in La Réunion is 05:30 UTC');
   // A date the field would never send: refused, nothing offered.
   const csrf = await page.inputValue('input[name=csrf] >> nth=0');
   const bad = await manager.context.request.post(`${portalUrl}/lots/2D-A/creneaux`, {

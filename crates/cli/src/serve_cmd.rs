@@ -117,6 +117,9 @@ pub struct ServeArgs {
         allow_hyphen_values = true
     )]
     portal_utc_offset_minutes: Option<i32>,
+    /// IANA time zone of the portal's dates, shown and typed (default: [smtp] time_zone, else UTC).
+    #[arg(long, env = "OKEY_PORTAL_TIME_ZONE")]
+    portal_time_zone: Option<String>,
     /// Shortest PIN a requester may choose (default 4).
     #[arg(long, env = "OKEY_REQUESTS_PIN_MIN_LEN")]
     requests_pin_min_len: Option<usize>,
@@ -239,6 +242,9 @@ impl ServeArgs {
         if let Some(v) = self.portal_session_minutes {
             p.session_minutes = v;
         }
+        if let Some(v) = &self.portal_time_zone {
+            p.time_zone = Some(v.clone());
+        }
         if let Some(v) = self.portal_utc_offset_minutes {
             p.utc_offset_minutes = v;
         }
@@ -304,20 +310,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Serve gRPC (and the portal beside it) until SIGINT or SIGTERM, then shut down gracefully.
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let zone = config
+        .portal_zone()
+        .map_err(|e| anyhow::anyhow!("[portal] time_zone: {e}"))?;
     let mut server = okey_server::start(config.clone()).await?;
     okey_server::serve::announce(&server);
     let link = server.portal_link.as_ref().map(|l| l.target());
     let portal = match (server.portal_key.take(), link) {
-        (Some(key), Some(link)) => match okey_portal::start(&config.portal, link, key).await {
-            Ok(p) => {
-                eprintln!("okey: portal on {}/", p.public_url);
-                Some(p)
+        (Some(key), Some(link)) => {
+            match okey_portal::start(&config.portal, link, key, zone).await {
+                Ok(p) => {
+                    eprintln!("okey: portal on {}/", p.public_url);
+                    Some(p)
+                }
+                Err(e) => {
+                    let _ = server.stop().await;
+                    return Err(e.into());
+                }
             }
-            Err(e) => {
-                let _ = server.stop().await;
-                return Err(e.into());
-            }
-        },
+        }
         _ => None,
     };
     okey_server::serve::wait_for_signal().await?;

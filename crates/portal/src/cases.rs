@@ -8,7 +8,7 @@ use okey_server::proto;
 use okey_server::proto::support_service_client::SupportServiceClient;
 use serde::Deserialize;
 
-use crate::pages::{date, layout, path};
+use crate::pages::{layout, path};
 use crate::web::{Page, PageError, Shared, User, page, see_other};
 
 fn client(app: &Shared) -> SupportServiceClient<tonic::transport::Channel> {
@@ -59,7 +59,7 @@ pub async fn list(State(app): State<Shared>, user: User) -> Page {
                                 td { a href={ "/support/dossiers/" (path(&c.number)) } { "Dossier " (c.number) } }
                                 td { (c.subject) }
                                 td { (state_name(&c.state)) }
-                                td { (date(c.opened_at)) }
+                                td { (s.zone.short(c.opened_at)) }
                             }
                         }
                     }
@@ -106,7 +106,7 @@ pub async fn show(
                 dt { "Déclarant" } dd { (c.name) " (" (c.declarant) ")" }
                 @if !c.serial.is_empty() { dt { "Clef" } dd { (c.serial) } }
                 @if !c.assignee.is_empty() { dt { "Suivi par" } dd { (c.assignee) } }
-                dt { "Ouvert le" } dd { (date(c.opened_at)) }
+                dt { "Ouvert le" } dd { (s.zone.short(c.opened_at)) }
                 @if !c.resolution.is_empty() { dt { "Résolution" } dd { (c.resolution) } }
             }
             section aria-labelledby="messages-titre" {
@@ -117,7 +117,7 @@ pub async fn show(
                     ol {
                         @for m in &c.messages {
                             li {
-                                p { strong { (m.author) } " — " (date(m.at)) @if m.internal { " (note interne)" } }
+                                p { strong { (m.author) } " — " (s.zone.short(m.at)) @if m.internal { " (note interne)" } }
                                 p { (m.body) }
                             }
                         }

@@ -78,6 +78,7 @@ pub async fn start(
     config: &PortalConfig,
     grpc: okey_server::serve::PortalTarget,
     key: Zeroizing<String>,
+    zone: okey_server::Zone,
 ) -> Result<Portal, PortalError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -115,9 +116,11 @@ pub async fn start(
     let app = Arc::new(web::App {
         grpc,
         oidc,
-        sessions: session::Sessions::new(std::time::Duration::from_secs(
-            config.session_minutes * 60,
-        )),
+        sessions: session::Sessions::new(
+            std::time::Duration::from_secs(config.session_minutes * 60),
+            zone.clone(),
+        ),
+        zone,
         secure: public_url.starts_with("https://"),
         public_url: public_url.clone(),
         utc_offset_minutes: config.utc_offset_minutes,

@@ -217,31 +217,6 @@ fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-/// A Unix time as a UTC date and time, `JJ/MM/AAAA HH:MM UTC`; "—" for 0.
-pub(crate) fn date(t: u64) -> String {
-    if t == 0 {
-        return "—".to_owned();
-    }
-    let days = (t / 86_400) as i64;
-    let secs = t % 86_400;
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{d:02}/{m:02}/{y:04} {:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
-}
-
 /// The home page: what the person manages, by their functions.
 pub fn home(
     s: &Session,
@@ -260,7 +235,7 @@ pub fn home(
                     p { "Vos fonctions : " (p.functions.join(", ")) " — " (p.unit_name) " (" (p.unit) ")." }
                 }
             }
-            (crate::request_pages::waiting_section(waiting))
+            (crate::request_pages::waiting_section(s, waiting))
             section aria-labelledby="ma-clef-titre" {
                 h2 id="ma-clef-titre" { "Ma clef" }
                 p { a href="/ma-clef" { "Mes clefs et mes demandes" } " — " a href="/demandes/nouvelle" { "demander ou renouveler ma clef" } }
@@ -421,7 +396,7 @@ pub fn lot_keys(s: &Session, d: &proto::LotDetail, f: &KeyFilter) -> Markup {
                             td { (state_name(k.state)) }
                             td { @if k.holder.is_empty() { "—" } @else { (k.holder) } }
                             td { @if k.kind == "software" { "logicielle" } @else { "matérielle" } }
-                            td { (date(k.valid_until)) }
+                            td { (s.zone.short(k.valid_until)) }
                         }
                     }
                 }
@@ -464,7 +439,7 @@ pub fn orders(s: &Session, d: &proto::LotDetail) -> Markup {
                                 } }
                                 td { (o.comment) }
                                 td { (o.ordered_by) }
-                                td { (date(o.ordered_at)) }
+                                td { (s.zone.short(o.ordered_at)) }
                                 td {
                                     @if o.state == proto::OrderState::Open as i32 {
                                         form.inline method="post" action={ "/lots/" (path(id)) "/commandes/" (o.id) "/annuler" } {
@@ -509,7 +484,7 @@ pub fn slots(s: &Session, lot: &str, slots: &[proto::PickupSlot]) -> Markup {
                     tbody {
                         @for sl in slots {
                             tr {
-                                td { (date(sl.starts_at)) }
+                                td { (s.zone.short(sl.starts_at)) }
                                 td { (sl.place) }
                                 td { @if sl.request == 0 { "libre" } @else { "demande n° " (sl.request) } }
                             }
@@ -520,7 +495,7 @@ pub fn slots(s: &Session, lot: &str, slots: &[proto::PickupSlot]) -> Markup {
             h2 { "Proposer un créneau" }
             form method="post" action={ "/lots/" (path(lot)) "/creneaux" } {
                 input type="hidden" name="csrf" value=(s.csrf.as_str());
-                label for="debut" { "Date et heure (heure UTC)" }
+                label for="debut" { "Date et heure (" (zone_label(&s.zone)) ")" }
                 input id="debut" name="debut" type="datetime-local" required;
                 label for="lieu" { "Lieu du retrait" }
                 input id="lieu" name="lieu" type="text" maxlength="200" required;
@@ -528,6 +503,17 @@ pub fn slots(s: &Session, lot: &str, slots: &[proto::PickupSlot]) -> Markup {
             }
         },
     )
+}
+
+/// How a form names the zone its times are typed in: "heure UTC", or "heure de
+/// Indian/Reunion, UTC+04:00" (the offset now).
+pub(crate) fn zone_label(z: &okey_server::Zone) -> String {
+    let offset = z.offset_label(okey_server::clock::now());
+    if z.name() == "UTC" {
+        "heure UTC".to_owned()
+    } else {
+        format!("heure de {}, {offset}", z.name())
+    }
 }
 
 fn done_text(done: &str) -> Option<&'static str> {
@@ -544,7 +530,7 @@ fn done_text(done: &str) -> Option<&'static str> {
     }
 }
 
-fn key_fields(k: &proto::Key) -> Markup {
+fn key_fields(s: &Session, k: &proto::Key) -> Markup {
     html! {
         dl.fields {
             dt { "Numéro de série" } dd { (k.serial) }
@@ -554,13 +540,13 @@ fn key_fields(k: &proto::Key) -> Markup {
             dt { "Lot d'origine" } dd { @if k.origin_lot.is_empty() { "—" } @else { (k.origin_lot) } }
             dt { "Type" } dd { @if k.kind == "software" { "logicielle" } @else { "matérielle" } }
             dt { "Authentification" } dd { (k.status) }
-            dt { "Fin de validité" } dd { (date(k.valid_until)) }
+            dt { "Fin de validité" } dd { (s.zone.short(k.valid_until)) }
             @if !k.reserved_for.is_empty() { dt { "Réservée pour" } dd { (k.reserved_for) } }
         }
     }
 }
 
-fn history(d: &proto::KeyDetail) -> Markup {
+fn history(s: &Session, d: &proto::KeyDetail) -> Markup {
     html! {
         h2 { "Historique" }
         @if d.history.is_empty() {
@@ -572,7 +558,7 @@ fn history(d: &proto::KeyDetail) -> Markup {
                 tbody {
                     @for e in &d.history {
                         tr {
-                            td { (date(e.at)) }
+                            td { (s.zone.short(e.at)) }
                             td { (e.action) }
                             td { (e.actor) }
                             td { (state_name(e.state_before)) " → " (state_name(e.state_after)) }
@@ -602,7 +588,7 @@ pub fn key(s: &Session, d: &proto::KeyDetail, done: &str) -> Markup {
         Some(s),
         html! {
             @if let Some(t) = done_text(done) { p.notice role="status" { (t) } }
-            (key_fields(k))
+            (key_fields(s, k))
             @if !k.lot.is_empty() { p { a href={ "/lots/" (path(&k.lot)) } { "Retour aux clefs du lot " (k.lot) } } }
             h2 { "Bordereaux" }
             @if d.receipts.is_empty() {
@@ -615,8 +601,8 @@ pub fn key(s: &Session, d: &proto::KeyDetail, done: &str) -> Markup {
                                 @if r.kind == proto::ReceiptKind::Return as i32 { "Bordereau de restitution " } @else { "Bordereau de remise " }
                                 (r.number) " (PDF)"
                             }
-                            " — " (r.holder) ", " (date(r.at))
-                            @if r.confirmed_at != 0 { ", signé le " (date(r.confirmed_at)) }
+                            " — " (r.holder) ", " (s.zone.short(r.at))
+                            @if r.confirmed_at != 0 { ", signé le " (s.zone.short(r.confirmed_at)) }
                         }
                     }
                 }
@@ -665,7 +651,7 @@ pub fn key(s: &Session, d: &proto::KeyDetail, done: &str) -> Markup {
                     p { button type="submit" { "Mettre en stock" } }
                 }
             }
-            (history(d))
+            (history(s, d))
         },
     )
 }
@@ -719,7 +705,7 @@ pub fn support(
             }
             @if let Some(k) = d.and_then(|d| d.key.as_ref()) {
                 h2 { "Clef " (k.serial) }
-                (key_fields(k))
+                (key_fields(s, k))
                 @if let Some(p) = holder {
                     h3 { "Titulaire" }
                     p { (p.name) " (" (p.id) "), " (p.email) " — " (p.unit_name) " (" (p.unit) ")" }
@@ -745,7 +731,7 @@ pub fn support(
                     }
                 }
                 p { a href={ "/clefs/" (path(&k.serial)) } { "Gérer la clef " (k.serial) } }
-                @if let Some(d) = d { (history(d)) }
+                @if let Some(d) = d { (history(s, d)) }
             }
             (PreEscaped(""))
         },
@@ -758,12 +744,13 @@ mod tests {
 
     #[test]
     fn dates_are_civil_utc() {
-        assert_eq!(date(0), "—");
-        assert_eq!(date(1), "01/01/1970 00:00 UTC");
+        let s = Session::for_tests(okey_server::Zone::utc());
+        assert_eq!(s.zone.short(0), "—");
+        assert_eq!(s.zone.short(1), "01/01/1970 00:00 UTC");
         // 2026-12-04 18:35:00 UTC.
-        assert_eq!(date(1_796_409_300), "04/12/2026 18:35 UTC");
+        assert_eq!(s.zone.short(1_796_409_300), "04/12/2026 18:35 UTC");
         // 2024-02-29 (a leap day) 12:00 UTC.
-        assert_eq!(date(1_709_208_000), "29/02/2024 12:00 UTC");
+        assert_eq!(s.zone.short(1_709_208_000), "29/02/2024 12:00 UTC");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use maud::{Markup, PreEscaped, html};
 use okey_server::proto;
 
-use crate::pages::{date, layout, path, state_name};
+use crate::pages::{layout, path, state_name};
 use crate::session::Session;
 
 /// What the request page shows.
@@ -85,7 +85,12 @@ fn done_text(done: &str) -> Option<&'static str> {
     })
 }
 
-fn requests_table(caption: &str, list: &[proto::KeyRequest], with_requester: bool) -> Markup {
+fn requests_table(
+    s: &Session,
+    caption: &str,
+    list: &[proto::KeyRequest],
+    with_requester: bool,
+) -> Markup {
     html! {
         table {
             caption { (caption) }
@@ -107,7 +112,7 @@ fn requests_table(caption: &str, list: &[proto::KeyRequest], with_requester: boo
                         td { (key_type(&r.key_type)) }
                         td { (r.reason) }
                         td { (request_state(&r.state)) }
-                        td { (date(r.created_at)) }
+                        td { (s.zone.short(r.created_at)) }
                     }
                 }
             }
@@ -116,14 +121,14 @@ fn requests_table(caption: &str, list: &[proto::KeyRequest], with_requester: boo
 }
 
 /// The validator's section of the home page.
-pub fn waiting_section(waiting: &[proto::KeyRequest]) -> Markup {
+pub fn waiting_section(s: &Session, waiting: &[proto::KeyRequest]) -> Markup {
     html! {
         section aria-labelledby="valider-titre" {
             h2 id="valider-titre" { "Demandes à valider" }
             @if waiting.is_empty() {
                 p { "Aucune demande n'attend votre validation." }
             } @else {
-                (requests_table("Les demandes de clef qui attendent votre décision", waiting, true))
+                (requests_table(s, "Les demandes de clef qui attendent votre décision", waiting, true))
             }
         }
     }
@@ -194,7 +199,7 @@ pub fn my_key(
                 @if requests.is_empty() {
                     p { "Vous n'avez déposé aucune demande." }
                 } @else {
-                    (requests_table("Vos demandes de clef et leur état", requests, false))
+                    (requests_table(s, "Vos demandes de clef et leur état", requests, false))
                 }
             }
         },
@@ -275,7 +280,7 @@ pub fn new_request(s: &Session, manager: Option<&proto::PersonRef>) -> Markup {
     )
 }
 
-fn fields(r: &proto::KeyRequest, slot: Option<&proto::PickupSlot>) -> Markup {
+fn fields(s: &Session, r: &proto::KeyRequest, slot: Option<&proto::PickupSlot>) -> Markup {
     html! {
         dl.fields {
             dt { "État" } dd { (request_state(&r.state)) }
@@ -292,13 +297,13 @@ fn fields(r: &proto::KeyRequest, slot: Option<&proto::PickupSlot>) -> Markup {
             @if !r.decision_reason.is_empty() {
                 dt { "Motif de la décision" } dd { (r.decision_reason) }
             }
-            dt { "Charte" } dd { @if r.charter_version == 0 { "non signée" } @else { "signée le " (date(r.charter_signed_at)) } }
+            dt { "Charte" } dd { @if r.charter_version == 0 { "non signée" } @else { "signée le " (s.zone.short(r.charter_signed_at)) } }
             dt { "Code PIN" } dd { @if r.pin_set { "choisi" } @else { "non choisi" } }
             @if !r.serial.is_empty() {
                 dt { "Clef réservée" } dd { (r.serial) " (lot " (r.lot) ")" }
             }
             @if let Some(sl) = slot {
-                dt { "Rendez-vous de retrait" } dd { (date(sl.starts_at)) ", " (sl.place) }
+                dt { "Rendez-vous de retrait" } dd { (s.zone.short(sl.starts_at)) ", " (sl.place) }
             }
         }
     }
@@ -343,7 +348,7 @@ pub fn request(s: &Session, v: &RequestView) -> Markup {
             @if let Some(t) = done_text(&v.done) {
                 p.notice role="status" { (t) }
             }
-            (fields(r, d.slot.as_ref()))
+            (fields(s, r, d.slot.as_ref()))
             section aria-labelledby="pieces-titre" {
                 h2 id="pieces-titre" { "Justificatifs" }
                 @if d.attachments.is_empty() {
@@ -433,7 +438,7 @@ pub fn request(s: &Session, v: &RequestView) -> Markup {
                             fieldset {
                                 legend { "Créneaux proposés" }
                                 @for sl in &v.slots {
-                                    label { input type="radio" name="creneau" value=(sl.id) required; " " (date(sl.starts_at)) " — " (sl.place) }
+                                    label { input type="radio" name="creneau" value=(sl.id) required; " " (s.zone.short(sl.starts_at)) " — " (sl.place) }
                                 }
                             }
                             p { button type="submit" { "Réserver ce créneau" } }
@@ -460,7 +465,7 @@ pub fn request(s: &Session, v: &RequestView) -> Markup {
                     tbody {
                         @for e in &d.events {
                             tr {
-                                td { (date(e.at)) }
+                                td { (s.zone.short(e.at)) }
                                 td { (e.actor) }
                                 td { (action_name(&e.action)) }
                                 td { (e.comment) }

@@ -50,6 +50,8 @@ pub struct Session {
     pub csrf: Zeroizing<String>,
     /// The ID token of the login, the `id_token_hint` of the logout at the provider.
     pub id_token: Zeroizing<String>,
+    /// The time zone this session's pages show dates in and its forms read them in.
+    pub zone: okey_server::Zone,
     expires: Instant,
 }
 
@@ -62,6 +64,19 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// A session for rendering tests, dated in `zone`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(zone: okey_server::Zone) -> Session {
+        Session {
+            person: "f.test".into(),
+            name: "Test".into(),
+            csrf: Zeroizing::new("csrf".into()),
+            id_token: Zeroizing::new(String::new()),
+            zone,
+            expires: Instant::now(),
+        }
+    }
+
     /// Whether `token` is this session's CSRF token.
     pub fn csrf_matches(&self, token: &str) -> bool {
         same(token, &self.csrf)
@@ -84,6 +99,7 @@ pub struct Pending {
 /// Every session and pending login of this process.
 pub struct Sessions {
     ttl: Duration,
+    zone: okey_server::Zone,
     live: Mutex<HashMap<[u8; 32], Session>>,
     pending: Mutex<HashMap<[u8; 32], Pending>>,
 }
@@ -100,10 +116,11 @@ fn prune<V>(map: &mut HashMap<[u8; 32], V>, now: Instant, expiry: impl Fn(&V) ->
 }
 
 impl Sessions {
-    /// Sessions lasting `ttl` from login.
-    pub fn new(ttl: Duration) -> Self {
+    /// Sessions lasting `ttl` from login, their pages dated in `zone`.
+    pub fn new(ttl: Duration, zone: okey_server::Zone) -> Self {
         Sessions {
             ttl,
+            zone,
             live: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         }
@@ -128,6 +145,7 @@ impl Sessions {
             name: name.to_owned(),
             csrf: random_token()?,
             id_token,
+            zone: self.zone.clone(),
             expires: now + self.ttl,
         };
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,7 +214,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_session_ends_at_its_expiry_and_at_logout() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), okey_server::Zone::utc());
         let a = s
             .open("f.head", "Head", Zeroizing::new(String::new()))
             .expect("random");
@@ -218,7 +236,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pending_login_is_taken_once_and_expires() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), okey_server::Zone::utc());
         let z = |v: &str| Zeroizing::new(v.to_owned());
         let id = s
             .begin_login(z("st"), z("n"), z("v"), "/".into())

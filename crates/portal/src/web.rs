@@ -161,6 +161,8 @@ pub struct App {
     /// The portal's address as browsers reach it (no trailing slash).
     pub public_url: String,
     pub utc_offset_minutes: i32,
+    /// The zone pages are dated in (receipts too, unless `utc_offset_minutes` says otherwise).
+    pub zone: okey_server::Zone,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -938,8 +940,12 @@ async fn offer_slot(
     axum::Form(f): axum::Form<SlotForm>,
 ) -> Page {
     user.check(&f.csrf)?;
-    let starts_at = okey_server::utc_minute(&f.debut).ok_or_else(|| {
-        PageError::Invalid("la date et l'heure s'écrivent AAAA-MM-JJTHH:MM (heure UTC)".into())
+    let zone = &user.session.zone;
+    let starts_at = zone.minute(&f.debut).ok_or_else(|| {
+        PageError::Invalid(format!(
+            "la date et l'heure s'écrivent AAAA-MM-JJTHH:MM ({}) et doivent exister à cette heure-là",
+            crate::pages::zone_label(zone)
+        ))
     })?;
     let place = f.lieu.trim();
     if place.is_empty() {
@@ -1163,7 +1169,10 @@ async fn receipt_pdf(
             proto::GetReceiptRequest {
                 serial,
                 number,
-                utc_offset_minutes: app.utc_offset_minutes,
+                utc_offset_minutes: match app.utc_offset_minutes {
+                    0 => app.zone.offset_minutes(okey_server::clock::now()),
+                    set => set,
+                },
             },
         )?)
         .await?

@@ -458,8 +458,12 @@ pub struct PortalConfig {
     pub person_claim: String,
     /// Minutes a session lasts from login (1 to 1440; default 60).
     pub session_minutes: u64,
-    /// Offset from UTC, in minutes, at which printed receipts give their dates (default 0).
+    /// Offset from UTC, in minutes, at which printed receipts give their dates (default 0:
+    /// the offset of `time_zone` at the time of printing).
     pub utc_offset_minutes: i32,
+    /// The IANA time zone the pages show dates in and forms read them in (default: `[smtp]
+    /// time_zone`, else UTC).
+    pub time_zone: Option<String>,
 }
 
 impl Default for PortalConfig {
@@ -474,6 +478,7 @@ impl Default for PortalConfig {
             person_claim: "preferred_username".to_owned(),
             session_minutes: 60,
             utc_offset_minutes: 0,
+            time_zone: None,
         }
     }
 }
@@ -507,6 +512,7 @@ impl std::fmt::Debug for PortalConfig {
             .field("person_claim", &self.person_claim)
             .field("session_minutes", &self.session_minutes)
             .field("utc_offset_minutes", &self.utc_offset_minutes)
+            .field("time_zone", &self.time_zone)
             .finish()
     }
 }
@@ -519,6 +525,11 @@ impl PortalConfig {
         }
         if self.utc_offset_minutes.abs() > 840 {
             return bad("utc_offset_minutes must be -840 to 840".into());
+        }
+        if let Some(z) = &self.time_zone
+            && let Err(e) = crate::dates::zone(z)
+        {
+            return bad(format!("time_zone: {e}"));
         }
         if self.issuer.is_some() != self.client_id.is_some() {
             return bad("give issuer and client_id together".into());
@@ -577,6 +588,20 @@ pub enum ConfigError {
 }
 
 impl ServeConfig {
+    /// The zone the portal's dates are in: `[portal] time_zone`, else `[smtp] time_zone`, else
+    /// UTC (each checked when the configuration was read).
+    pub fn portal_zone(&self) -> Result<crate::Zone, String> {
+        let named = self
+            .portal
+            .time_zone
+            .as_deref()
+            .or(self.smtp.as_ref().and_then(|s| s.time_zone.as_deref()));
+        match named {
+            Some(n) => crate::Zone::named(n),
+            None => Ok(crate::Zone::utc()),
+        }
+    }
+
     /// Read a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -59,9 +59,86 @@ pub(crate) fn french(t: u64, zone: &TimeZone) -> String {
     format!("{when} (UTC{sign}{:02}:{:02})", m / 60, m % 60)
 }
 
-/// A date and time typed as `YYYY-MM-DDTHH:MM` (what an HTML `datetime-local` field sends), read
-/// in UTC, as Unix time; `None` for anything else or a year outside 1970–9999.
-pub fn utc_minute(s: &str) -> Option<u64> {
+/// The time zone a reader's dates are in (the portal's pages and forms), by its IANA name.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    name: String,
+    tz: TimeZone,
+}
+
+impl Zone {
+    /// The zone called `name` (IANA, e.g. `Indian/Reunion`), or why not.
+    pub fn named(name: &str) -> Result<Zone, String> {
+        Ok(Zone {
+            name: name.to_owned(),
+            tz: zone(name)?,
+        })
+    }
+
+    /// UTC.
+    pub fn utc() -> Zone {
+        Zone {
+            name: DEFAULT_ZONE.to_owned(),
+            tz: TimeZone::UTC,
+        }
+    }
+
+    /// Its IANA name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its offset from UTC at Unix time `t`, in minutes.
+    pub fn offset_minutes(&self, t: u64) -> i32 {
+        self.tz.to_offset(instant(t)).seconds() / 60
+    }
+
+    /// The offset at `t` as read after a time: "UTC", "UTC+04:00", "UTC-02:30".
+    pub fn offset_label(&self, t: u64) -> String {
+        let offset = self.tz.to_offset(instant(t)).seconds();
+        if offset == 0 {
+            return "UTC".to_owned();
+        }
+        let sign = if offset < 0 { '-' } else { '+' };
+        let m = offset.unsigned_abs() / 60;
+        format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+    }
+
+    /// Unix time `t` as `JJ/MM/AAAA HH:MM` in this zone, then its offset ("… UTC",
+    /// "… (UTC+04:00)"); "—" for 0 (no date).
+    pub fn short(&self, t: u64) -> String {
+        if t == 0 {
+            return "—".to_owned();
+        }
+        let c = civil(t, &self.tz);
+        let when = format!(
+            "{:02}/{:02}/{:04} {:02}:{:02}",
+            c.day, c.month, c.year, c.hour, c.minute
+        );
+        match self.offset_label(t).as_str() {
+            "UTC" => format!("{when} UTC"),
+            label => format!("{when} ({label})"),
+        }
+    }
+
+    /// A date and time typed as `YYYY-MM-DDTHH:MM` (what an HTML `datetime-local` field
+    /// sends), read in this zone, as Unix time; `None` for anything else, a year outside
+    /// 1970–9999, or a time that does not exist there (skipped when clocks go forward). A
+    /// time that happens twice (clocks going back) is the first.
+    pub fn minute(&self, s: &str) -> Option<u64> {
+        let dt = typed_minute(s)?;
+        let amb = self.tz.to_ambiguous_zoned(dt);
+        let zoned = match amb.offset() {
+            jiff::tz::AmbiguousOffset::Unambiguous { .. } => amb.unambiguous().ok()?,
+            jiff::tz::AmbiguousOffset::Fold { .. } => amb.earlier().ok()?,
+            jiff::tz::AmbiguousOffset::Gap { .. } => return None,
+        };
+        let t = zoned.timestamp().as_second();
+        u64::try_from(t).ok()
+    }
+}
+
+fn typed_minute(s: &str) -> Option<jiff::civil::DateTime> {
     let s = s.trim();
     let (date, time) = s.split_once('T')?;
     let shaped = date.len() == 10
@@ -73,11 +150,13 @@ pub fn utc_minute(s: &str) -> Option<u64> {
         return None;
     }
     let dt: jiff::civil::DateTime = s.parse().ok()?;
-    if !(1970..=9999).contains(&dt.year()) {
-        return None;
-    }
-    let t = dt.to_zoned(TimeZone::UTC).ok()?.timestamp().as_second();
-    u64::try_from(t).ok()
+    (1970..=9999).contains(&dt.year()).then_some(dt)
+}
+
+/// A date and time typed as `YYYY-MM-DDTHH:MM` (what an HTML `datetime-local` field sends), read
+/// in UTC, as Unix time; `None` for anything else or a year outside 1970–9999.
+pub fn utc_minute(s: &str) -> Option<u64> {
+    Zone::utc().minute(s)
 }
 
 #[cfg(test)]
@@ -133,5 +212,24 @@ mod tests {
         ] {
             assert_eq!(utc_minute(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_zone_shows_and_reads_its_own_time() {
+        let reunion = Zone::named("Indian/Reunion").expect("zone");
+        // 2031-03-14 05:30 UTC is 09:30 in La Réunion (UTC+4, no summer time). The instants
+        // are the ones Python's zoneinfo gives for the same civil times.
+        assert_eq!(reunion.minute("2031-03-14T09:30"), Some(1_931_232_600));
+        assert_eq!(reunion.short(1_931_232_600), "14/03/2031 09:30 (UTC+04:00)");
+        assert_eq!(Zone::utc().short(1_931_232_600), "14/03/2031 05:30 UTC");
+        assert_eq!(reunion.short(0), "—");
+        let paris = Zone::named("Europe/Paris").expect("zone");
+        // 2026-03-29: 02:00 to 03:00 does not exist in Paris; 2026-10-25: 02:30 happens twice.
+        assert_eq!(paris.minute("2026-03-29T02:30"), None);
+        assert_eq!(paris.minute("2026-10-25T02:30"), Some(1_792_888_200));
+        assert_eq!(paris.short(1_792_888_200), "25/10/2026 02:30 (UTC+02:00)");
+        assert_eq!(paris.offset_minutes(1_792_888_200), 120);
+        assert_eq!(paris.minute("2026-12-10T09:30"), Some(1_796_891_400));
+        assert!(Zone::named("Mars/Olympus").is_err());
     }
 }

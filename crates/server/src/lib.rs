@@ -43,7 +43,7 @@ pub mod proto {
 }
 
 pub use config::ServeConfig;
-pub use dates::utc_minute;
+pub use dates::{Zone, utc_minute};
 pub use serve::{RunningServer, ServeError, run, start};
 pub use service::MAX_ANCHORS;
 
