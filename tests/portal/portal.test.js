@@ -1132,3 +1132,80 @@ test("the support desk's cases: the declarant reads and answers theirs, another 
     await other.close();
   }
 });
+
+test('a case opened from the portal is handled there by the support centre: queue, internal note, assignment, resolution', async () => {
+  const head = await browser();
+  const agent = await browser();
+  try {
+    // The head of school opens a case with seed 004's form and a real PDF.
+    const { page } = head;
+    await login(page, 'f.head');
+    await page.goto(`${portalUrl}/support/dossiers`);
+    await page.getByRole('link', { name: 'Ouvrir un dossier de support' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Ouvrir un dossier de support' }).waitFor();
+    assert.equal(await page.inputValue('#nom'), 'Françoise Head', 'the name from the directory');
+    await axe(page, 'dossier-nouveau');
+    await page.getByLabel('Type de demande').selectOption('desynchronised');
+    await page.getByLabel(/Majeure/).check();
+    await page.getByLabel('Fonction', { exact: true }).fill('proviseure');
+    await page.getByLabel('Téléphone', { exact: true }).fill('0262 00 00 01');
+    await page.getByLabel('Établissement ou service, et commune', { exact: true }).fill('Lycée A, Saint-Denis');
+    await page.getByLabel('Objet', { exact: true }).fill('Clef désynchronisée au secrétariat');
+    await page.getByLabel('Population concernée', { exact: true }).fill('personnels administratifs');
+    await page.getByLabel('Description', { exact: true }).fill('les codes de la clef A-0003 sont refusés depuis lundi');
+    await page.getByLabel('Localisation (salle, poste)', { exact: true }).fill('secrétariat, poste 2');
+    await page.getByLabel('Numéro de série de la clef concernée', { exact: true }).fill('A-0003');
+    await page.getByLabel(/Capture d'écran/).setInputFiles({
+      name: 'capture.pdf', mimeType: 'application/pdf', buffer: realPdf('codes refuses'),
+    });
+    await page.getByRole('button', { name: 'Ouvrir le dossier' }).click();
+    assert.match(await page.textContent('[role=status]'), /dossier est ouvert/);
+    const number = (await page.textContent('h1')).match(/Dossier (\S+)/)[1];
+    assert.match(number, /^[A-Z0-9-]+-\d{4}-\d{4}$/, number);
+    await mailTo('f.head@ac-example.fr', new RegExp(`n° ${number} enregistrée`));
+    await shot(page, '21-dossier-ouvert');
+    // Not of the support centre: no desk forms, and the desk's moves are refused by the server.
+    assert.equal(await page.getByRole('button', { name: 'Attribuer' }).count(), 0);
+    const csrf = await page.inputValue('input[name=csrf] >> nth=0');
+    const refused = await head.context.request.post(`${portalUrl}/support/dossiers/${number}/resolution`, {
+      form: { csrf, resolution: 'résolu par moi-même' }, maxRedirects: 0,
+    });
+    assert.equal(refused.status(), 403);
+
+    // The support centre: the queue, an internal note, the assignment, the resolution.
+    await login(agent.page, 's.agent');
+    await agent.page.goto(`${portalUrl}/support/dossiers`);
+    await agent.page.getByRole('heading', { level: 1, name: 'Dossiers de support ouverts' }).waitFor();
+    const row = agent.page.locator('table tbody tr', { hasText: number });
+    assert.match(await row.textContent(), /majeure[\s\S]*Françoise Head[\s\S]*personne/);
+    await axe(agent.page, 'dossiers-centre');
+    await row.getByRole('link').click();
+    assert.match(await agent.page.textContent('main'), /Diagnostic de la clef/);
+    await agent.page.getByLabel('Votre message').fill('vérifier le compteur avant la resynchronisation');
+    await agent.page.getByLabel(/Note interne/).check();
+    await agent.page.getByRole('button', { name: 'Envoyer la réponse' }).click();
+    assert.match(await agent.page.textContent('[role=status]'), /note interne est ajoutée/);
+    await agent.page.getByLabel('Priorité').selectOption('1');
+    await agent.page.getByRole('button', { name: 'Attribuer' }).click();
+    assert.match(await agent.page.textContent('[role=status]'), /attribué/);
+    assert.match(await agent.page.textContent('main'), /Suivi par\s*s\.agent/);
+    assert.match(await agent.page.textContent('main'), /Priorité\s*bloquante/);
+    await axe(agent.page, 'dossier-centre');
+    await agent.page.getByLabel('Résolution (envoyée au déclarant)').fill('clef resynchronisée avec deux codes');
+    await agent.page.getByRole('button', { name: 'Résoudre' }).click();
+    assert.match(await agent.page.textContent('[role=status]'), /résolu/);
+    await shot(agent.page, '22-dossier-resolu');
+    const mail = await mailTo('f.head@ac-example.fr', new RegExp(`n° ${number} résolue`));
+    assert.match(mail.body, /clef resynchronisée avec deux codes/);
+    assert.doesNotMatch(mail.body, /compteur/, 'the internal note is never mailed');
+
+    // The declarant reads the resolution, never the internal note.
+    await page.goto(`${portalUrl}/support/dossiers/${number}`);
+    const seen = await page.textContent('main');
+    assert.match(seen, /résolu[\s\S]*clef resynchronisée avec deux codes/);
+    assert.doesNotMatch(seen, /compteur/);
+  } finally {
+    await head.close();
+    await agent.close();
+  }
+});

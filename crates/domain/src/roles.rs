@@ -305,11 +305,12 @@ impl Operation {
             Operation::ListCases | Operation::ShowCase | Operation::GetCaseAttachment => {
                 &[Admin, Support, Auditor, Manager, Portal]
             }
-            Operation::AssignCase
-            | Operation::ResolveCase
-            | Operation::RegisterCaseKeys
-            | Operation::DiagnoseKey
-            | Operation::IssueTemporaryKey => &[Admin, Support],
+            // A portal assigns and resolves for a person of the support centre only (checked
+            // from their functions by the handler).
+            Operation::AssignCase | Operation::ResolveCase => &[Admin, Support, Portal],
+            Operation::RegisterCaseKeys | Operation::DiagnoseKey | Operation::IssueTemporaryKey => {
+                &[Admin, Support]
+            }
             // Key requests are made by a person: the request's parties (requester, validator,
             // N+2, lot manager, support centre) decide the rest, in the store.
             Operation::FileRequest
@@ -506,6 +507,8 @@ mod tests {
                     | Operation::ShowCase
                     | Operation::GetCaseAttachment
                     | Operation::ReplyCase
+                    | Operation::AssignCase
+                    | Operation::ResolveCase
                     | Operation::FileRequest
                     | Operation::ListRequests
                     | Operation::ShowRequest

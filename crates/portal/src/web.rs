@@ -522,7 +522,21 @@ pub fn router(app: Shared) -> Router {
         .route("/demandes/{id}/rendez-vous", post(requests::book))
         .route("/demandes/{id}/enrolement", post(requests::enrol))
         .route("/demandes/{id}/annulation", post(requests::cancel))
-        .route("/support/dossiers", get(crate::cases::list))
+        .route(
+            "/support/dossiers",
+            get(crate::cases::list).post(crate::cases::open).layer(
+                axum::extract::DefaultBodyLimit::max(crate::cases::FORM_LIMIT),
+            ),
+        )
+        .route("/support/dossiers/nouveau", get(crate::cases::new_case))
+        .route(
+            "/support/dossiers/{number}/attribution",
+            post(crate::cases::assign),
+        )
+        .route(
+            "/support/dossiers/{number}/resolution",
+            post(crate::cases::resolve),
+        )
         .route("/support/dossiers/{number}", get(crate::cases::show))
         .route(
             "/support/dossiers/{number}/reponse",

@@ -75,7 +75,11 @@ impl Okey {
     /// The audit actor of a support-centre operation (unlock, resync). A portal caller does it
     /// only for a person whose functions make them the support centre (refused, counted and
     /// audited otherwise); other callers hold a role the operation allows.
-    async fn support_desk(&self, p: &Principal, operation: Operation) -> Result<Actor, Status> {
+    pub(crate) async fn support_desk(
+        &self,
+        p: &Principal,
+        operation: Operation,
+    ) -> Result<Actor, Status> {
         if !p.roles.contains(&Role::Portal) {
             return Ok(actor_of(p));
         }

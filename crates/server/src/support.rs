@@ -88,15 +88,17 @@ fn case_number(n: &str) -> Result<(), Status> {
 }
 
 /// Whether the caller is the support desk (sees every case and the internal notes).
-fn desk(p: &Principal) -> bool {
+fn desk(p: &Principal, acting: &Acting) -> bool {
     p.roles
         .iter()
         .any(|r| matches!(r, Role::Admin | Role::Support))
+        || (p.roles.contains(&Role::Portal)
+            && acting.central.contains(&okey_domain::Party::SupportCentre))
 }
 
 /// Whether the caller reads every case (the desk and auditors).
-fn reads_all(p: &Principal) -> bool {
-    desk(p) || p.roles.contains(&Role::Auditor)
+fn reads_all(p: &Principal, acting: &Acting) -> bool {
+    desk(p, acting) || p.roles.contains(&Role::Auditor)
 }
 
 impl Okey {
@@ -113,7 +115,7 @@ impl Okey {
             okey_store::StoreError::Precondition(m) => Status::not_found(m),
             other => store_status(other),
         })?;
-        if reads_all(p) || acting.person.as_deref() == Some(view.case.declarant.as_str()) {
+        if reads_all(p, acting) || acting.person.as_deref() == Some(view.case.declarant.as_str()) {
             Ok(view)
         } else {
             Err(Status::permission_denied(format!(
@@ -126,11 +128,16 @@ impl Okey {
 
     /// The case as `p` may see it: internal notes for the desk and auditors only, and the
     /// key's diagnosis for the desk.
-    fn case_view(&self, p: &Principal, view: CaseView) -> Result<proto::Case, Status> {
+    fn case_view(
+        &self,
+        p: &Principal,
+        acting: &Acting,
+        view: CaseView,
+    ) -> Result<proto::Case, Status> {
         let messages = view
             .messages
             .iter()
-            .filter(|m| !m.internal || reads_all(p))
+            .filter(|m| !m.internal || reads_all(p, acting))
             .map(|m| proto::CaseMessage {
                 at: m.at,
                 author: m.author.clone(),
@@ -154,7 +161,7 @@ impl Okey {
                     .collect()
             })
             .map_err(store_status)?;
-        if desk(p)
+        if desk(p, acting)
             && let Some(s) = &view.case.serial
         {
             out.diagnosis = self.diagnosis(s).ok();
@@ -314,7 +321,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
-        let declarant = if reads_all(&p) {
+        let declarant = if reads_all(&p, &acting) {
             None
         } else {
             Some(acting.person.clone().ok_or_else(|| {
@@ -349,7 +356,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
         let acting = self.acting(&p)?;
         let r = request.into_inner();
         let view = self.readable_case(&p, &acting, &r.number)?;
-        Ok(Response::new(self.case_view(&p, view)?))
+        Ok(Response::new(self.case_view(&p, &acting, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "ReplyCase"))]
@@ -363,14 +370,14 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .await?;
         let acting = self.acting(&p)?;
         let r = request.into_inner();
-        if r.internal && !desk(&p) {
+        if r.internal && !desk(&p, &acting) {
             return Err(Status::permission_denied(
-                "internal notes are the support desk's (roles admin or support)",
+                "internal notes are the support desk's (roles admin or support, or a person of the support centre through a portal)",
             ));
         }
         // The declarant answers on their own case only; the desk on any.
         let view = self.readable_case(&p, &acting, &r.number)?;
-        if !desk(&p) && acting.person.as_deref() != Some(view.case.declarant.as_str()) {
+        if !desk(&p, &acting) && acting.person.as_deref() != Some(view.case.declarant.as_str()) {
             return Err(Status::permission_denied(format!(
                 "{} did not declare case {}",
                 p.name, r.number
@@ -387,7 +394,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             )
             .map_err(store_status)?;
         let view = self.store.case(&r.number).map_err(store_status)?;
-        Ok(Response::new(self.case_view(&p, view)?))
+        Ok(Response::new(self.case_view(&p, &acting, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "AssignCase"))]
@@ -399,15 +406,17 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .callers
             .authorize(&request, Operation::AssignCase)
             .await?;
-        let acting = self.acting(&p)?;
         let r = request.into_inner();
         case_number(&r.number)?;
+        // A portal acts here only for a person of the support centre.
+        self.support_desk(&p, Operation::AssignCase).await?;
+        let acting = self.acting(&p)?;
         let priority = priority_of(r.priority)?;
         self.store
             .assign_case(&r.number, &r.agent, priority, &acting.actor, clock::now())
             .map_err(store_status)?;
         let view = self.store.case(&r.number).map_err(store_status)?;
-        Ok(Response::new(self.case_view(&p, view)?))
+        Ok(Response::new(self.case_view(&p, &acting, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "ResolveCase"))]
@@ -419,9 +428,11 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             .callers
             .authorize(&request, Operation::ResolveCase)
             .await?;
-        let acting = self.acting(&p)?;
         let r = request.into_inner();
         case_number(&r.number)?;
+        // A portal acts here only for a person of the support centre.
+        self.support_desk(&p, Operation::ResolveCase).await?;
+        let acting = self.acting(&p)?;
         self.store
             .resolve_case(
                 &r.number,
@@ -432,7 +443,7 @@ impl proto::support_service_server::SupportService for Arc<Okey> {
             )
             .map_err(store_status)?;
         let view = self.store.case(&r.number).map_err(store_status)?;
-        Ok(Response::new(self.case_view(&p, view)?))
+        Ok(Response::new(self.case_view(&p, &acting, view)?))
     }
 
     #[tracing::instrument(skip_all, fields(op = "RegisterCaseKeys"))]
