@@ -1,6 +1,9 @@
-//! The UDP server: one receive loop does the cheap checks in order (known client, well-formed
-//! packet, Access-Request, Message-Authenticator, duplicate), then each new request is verified
-//! in its own task and answered with a signed reply that is kept for retransmissions.
+//! The UDP server: receive loops (one per core, on the same socket) do the cheap checks in
+//! order (known client, well-formed packet, Access-Request, Message-Authenticator, duplicate),
+//! then each new request is verified in its own task and answered with a signed reply that is
+//! kept for retransmissions. Several loops keep one descheduled loop from holding every
+//! datagram behind it; the duplicate cache is shared, so a retransmission that another loop
+//! receives is still answered from it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,20 +26,29 @@ use crate::{Verdict, Verifier, VerifyCall};
 pub struct Running {
     /// The address actually bound.
     pub addr: SocketAddr,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stop receiving (requests being verified still finish and are answered).
     pub fn stop(self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
+}
+
+/// How many receive loops share the socket: one per core the runtime may run on, at most 8.
+fn receive_loops() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8))
 }
 
 struct Shared<V> {
@@ -75,8 +87,10 @@ pub async fn start<V: Verifier>(
         metrics,
         cache,
     });
-    let task = tokio::spawn(receive_loop(shared));
-    Ok(Running { addr, task })
+    let tasks = (0..receive_loops())
+        .map(|_| tokio::spawn(receive_loop(shared.clone())))
+        .collect();
+    Ok(Running { addr, tasks })
 }
 
 async fn receive_loop<V: Verifier>(shared: Arc<Shared<V>>) {
