@@ -741,6 +741,31 @@ impl Store {
         Err(StoreError::Conflict)
     }
 
+    /// One code without a PIN, checked in `row`'s normal window (HOTP look-ahead, TOTP skew):
+    /// the proof of the step it matched, if it did. OCRA keys answer challenges instead.
+    fn one_code(
+        &self,
+        row: &TokenRow,
+        key: &OtpKey,
+        digits: Digits,
+        code: &okey_otp::Code,
+        now: u64,
+    ) -> Option<CodeVerified> {
+        let state = OtpState {
+            counter: row.counter,
+            last_step: row.last_step,
+            drift: row.drift,
+        };
+        let cfg = &self.inner.cfg;
+        match &row.otp {
+            OtpKind::Hotp => verify_hotp(key, digits, &state, cfg.hotp_window, code),
+            OtpKind::Totp { step, t0 } => TotpParams::new(digits, *step, *t0)
+                .ok()
+                .and_then(|p| verify_totp(key, &p, &state, now, cfg.totp_skew, code)),
+            OtpKind::Ocra { .. } => None,
+        }
+    }
+
     /// The holder of a key in use chooses a new PIN ("changer son code PIN"), also when they
     /// have forgotten the old one. `code` is one code read from the key now, without the PIN,
     /// checked as a verify checks it: in the normal window, behind the same gate (a locked key
@@ -803,19 +828,7 @@ impl Store {
                     continue;
                 };
                 let hot = Hot::of(&row);
-                let state = OtpState {
-                    counter: row.counter,
-                    last_step: row.last_step,
-                    drift: row.drift,
-                };
-                let cfg = &self.inner.cfg;
-                let proof = match &row.otp {
-                    OtpKind::Hotp => verify_hotp(&key, digits, &state, cfg.hotp_window, &code),
-                    OtpKind::Totp { step, t0 } => TotpParams::new(digits, *step, *t0)
-                        .ok()
-                        .and_then(|p| verify_totp(&key, &p, &state, now, cfg.totp_skew, &code)),
-                    OtpKind::Ocra { .. } => None,
-                };
+                let proof = self.one_code(&row, &key, digits, &code, now);
                 drop(key);
                 let (new, reason) = match &proof {
                     Some(p) => {
@@ -1054,19 +1067,7 @@ impl Store {
                 continue;
             };
             let hot = Hot::of(&row);
-            let state = OtpState {
-                counter: row.counter,
-                last_step: row.last_step,
-                drift: row.drift,
-            };
-            let cfg = &self.inner.cfg;
-            let proof = match &row.otp {
-                OtpKind::Hotp => verify_hotp(&key, digits, &state, cfg.hotp_window, &presented),
-                OtpKind::Totp { step, t0 } => TotpParams::new(digits, *step, *t0)
-                    .ok()
-                    .and_then(|p| verify_totp(&key, &p, &state, now, cfg.totp_skew, &presented)),
-                OtpKind::Ocra { .. } => None,
-            };
+            let proof = self.one_code(&row, &key, digits, &presented, now);
             drop(key);
             let settled = Settle {
                 action: "initialise",
