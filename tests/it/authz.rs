@@ -83,6 +83,7 @@ const TABLE: &[(&str, &[&str])] = &[
         &["admin", "support", "manager", "portal"],
     ),
     ("ChangeHolderPin", &["portal"]),
+    ("ListMyKeys", &["manager", "portal"]),
     ("GetReceipt", &["admin", "support", "manager", "portal"]),
     ("GetReceiptPdf", &["admin", "support", "manager", "portal"]),
     ("RunScheduledJobs", &["admin"]),
@@ -367,6 +368,12 @@ async fn call(c: &mut Client, rpc: &str) -> Code {
         "ConfirmHandOver" => code(
             c.lifecycle
                 .confirm_hand_over(proto::ConfirmHandOverRequest::default())
+                .await
+                .map(drop),
+        ),
+        "ListMyKeys" => code(
+            c.lifecycle
+                .list_my_keys(proto::ListMyKeysRequest::default())
                 .await
                 .map(drop),
         ),

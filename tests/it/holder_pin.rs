@@ -111,7 +111,26 @@ async fn the_holder_changes_the_pin_of_a_key_in_use_with_a_code_from_it() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert_eq!(token(&mut admin).await.counter, 1, "no code spent");
 
+    // "Ma clef": the key is the holder's, whatever brought it (here a hand-over without a
+    // request), and nobody else's.
+    let mine = |keys: proto::KeysResponse| -> Vec<String> {
+        keys.keys.into_iter().map(|k| k.serial).collect()
+    };
+    let theirs = other
+        .lifecycle
+        .list_my_keys(proto::ListMyKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(mine(theirs).is_empty());
     let mut holder = server.client_acting(&portal, "f.staff").await;
+    let held = holder
+        .lifecycle
+        .list_my_keys(proto::ListMyKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(mine(held), ["K-0001"]);
     // A guessable PIN or one outside the rules: refused before any code is checked.
     for weak in ["1234", "0000", "12", "12ab"] {
         let err = holder

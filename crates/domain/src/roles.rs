@@ -117,6 +117,8 @@ pub enum Operation {
     ReturnKey,
     FoundKey,
     ConfirmHandOver,
+    /// The keys the calling person holds.
+    ListMyKeys,
     /// The holder of a key in use sets a new PIN, proving with a code that they hold the key.
     ChangeHolderPin,
     KeyReceipt,
@@ -170,7 +172,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 72] = [
+    pub const ALL: [Operation; 73] = [
         Operation::Verify,
         Operation::TriggerChallenge,
         Operation::CreateToken,
@@ -212,6 +214,7 @@ impl Operation {
         Operation::ReturnKey,
         Operation::FoundKey,
         Operation::ConfirmHandOver,
+        Operation::ListMyKeys,
         Operation::ChangeHolderPin,
         Operation::KeyReceipt,
         Operation::RunScheduledJobs,
@@ -297,6 +300,8 @@ impl Operation {
             | Operation::KeyReceipt => &[Admin, Support, Manager, Portal],
             // Only the holder, through the portal that logged them in.
             Operation::ChangeHolderPin => &[Portal],
+            // A person's own keys: a key bound to a person, or a portal acting for one.
+            Operation::ListMyKeys => &[Manager, Portal],
             Operation::SendTestMail => &[Admin],
             Operation::ListMailQueue => &[Admin, Support],
             Operation::ImportDirectory => &[Admin],
@@ -454,6 +459,7 @@ mod tests {
                     | Operation::HandOverKey
                     | Operation::ReturnKey
                     | Operation::ConfirmHandOver
+                    | Operation::ListMyKeys
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory
                     | Operation::OpenCase
@@ -499,6 +505,7 @@ mod tests {
                     | Operation::HandOverKey
                     | Operation::ReturnKey
                     | Operation::ConfirmHandOver
+                    | Operation::ListMyKeys
                     | Operation::ChangeHolderPin
                     | Operation::KeyReceipt
                     | Operation::ShowDirectory

@@ -29,7 +29,7 @@ fn request_page(id: u64) -> String {
     format!("/demandes/{id}")
 }
 
-/// The person's keys (those their requests gave them, as the server shows them) and requests.
+/// The person's keys (all they hold, as the server lists them) and their requests.
 pub async fn my_key(State(app): State<Shared>, user: User, Query(f): Query<Done>) -> Page {
     let s = &user.session;
     let mut requests = app
@@ -46,19 +46,13 @@ pub async fn my_key(State(app): State<Shared>, user: User, Query(f): Query<Done>
         .requests;
     requests.retain(|r| r.requester == s.person);
     requests.sort_by_key(|r| std::cmp::Reverse(r.id));
-    let mut keys = Vec::new();
-    for r in &requests {
-        if r.serial.is_empty() || keys.iter().any(|k: &proto::Key| k.serial == r.serial) {
-            continue;
-        }
-        // Only a key the person holds (or may see) comes back; another is left out.
-        if let Ok(d) = crate::web::show_key(&app, &s.person, &r.serial).await
-            && let Some(k) = d.key
-            && k.holder == s.person
-        {
-            keys.push(k);
-        }
-    }
+    let keys = app
+        .grpc
+        .lifecycle_client()
+        .list_my_keys(app.grpc.request(&s.person, proto::ListMyKeysRequest {})?)
+        .await?
+        .into_inner()
+        .keys;
     page(request_pages::my_key(s, &keys, &requests, &f.fait))
 }
 

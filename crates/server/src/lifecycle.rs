@@ -791,6 +791,28 @@ impl proto::lifecycle_service_server::LifecycleService for Arc<Okey> {
         Ok(Response::new(receipt_to_proto(&rec, lot.as_ref())))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "ListMyKeys"))]
+    async fn list_my_keys(
+        &self,
+        request: Request<proto::ListMyKeysRequest>,
+    ) -> Result<Response<proto::KeysResponse>, Status> {
+        let p = self
+            .callers
+            .authorize(&request, Operation::ListMyKeys)
+            .await?;
+        let acting = self.acting(&p)?;
+        let Some(person) = acting.person.as_deref() else {
+            return Err(Status::failed_precondition(format!(
+                "{} acts for nobody: only a person holds keys",
+                p.name
+            )));
+        };
+        let keys = self.store.keys_held_by(person).map_err(store_status)?;
+        Ok(Response::new(proto::KeysResponse {
+            keys: keys.iter().map(key_to_proto).collect(),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(op = "ChangeHolderPin"))]
     async fn change_holder_pin(
         &self,

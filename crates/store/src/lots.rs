@@ -880,6 +880,17 @@ impl Store {
         })
     }
 
+    /// The keys `person` holds now, by serial.
+    pub fn keys_held_by(&self, person: &str) -> Result<Vec<LotKey>, StoreError> {
+        let db = self.inner.backend.custody();
+        self.inner
+            .backend
+            .tokens_of(person)?
+            .iter()
+            .map(|row| Ok(lot_key(row, db.custody(&row.serial)?.as_ref())))
+            .collect()
+    }
+
     /// Apply one custody change to one key, as `by`, at `now`. Refused (nothing written) when the
     /// table does not allow the action from the key's state, or not for any party `by` is for
     /// this key.
