@@ -95,6 +95,11 @@ pub async fn declare_lost(
     see_other("/ma-clef?fait=perdue")
 }
 
+/// Whether the PIN and its confirmation are the same, compared in constant time.
+fn typed_twice(pin: &str, confirmation: &str) -> bool {
+    pin.len() == confirmation.len() && bool::from(pin.as_bytes().ct_eq(confirmation.as_bytes()))
+}
+
 /// The server's refusal of a PIN by the `[requests]` rules, in French (the rules are the
 /// server's; only their wording is the portal's). An unknown sentence is shown as it is.
 fn pin_refusal(message: &str) -> String {
@@ -147,8 +152,7 @@ pub async fn change_pin(
     axum::Form(f): axum::Form<ChangePinForm>,
 ) -> Page {
     user.check(&f.csrf)?;
-    let same = f.pin.len() == f.confirmation.len()
-        && bool::from(f.pin.as_bytes().ct_eq(f.confirmation.as_bytes()));
+    let same = typed_twice(&f.pin, &f.confirmation);
     let refusal = if f.pin.is_empty() || f.code.trim().is_empty() {
         Some("saisissez le code de la clef et votre nouveau code PIN deux fois".to_owned())
     } else if !same {
@@ -517,8 +521,7 @@ pub async fn set_pin(
     axum::Form(f): axum::Form<PinForm>,
 ) -> Page {
     user.check(&f.csrf)?;
-    let same = f.pin.len() == f.confirmation.len()
-        && bool::from(f.pin.as_bytes().ct_eq(f.confirmation.as_bytes()));
+    let same = typed_twice(&f.pin, &f.confirmation);
     let refusal = if f.pin.is_empty() {
         Some("saisissez votre code PIN dans les deux champs".to_owned())
     } else if !same {

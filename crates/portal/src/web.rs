@@ -89,16 +89,22 @@ impl Grpc {
         })
     }
 
+    /// `message` with the portal's own credential, acting for nobody.
+    fn as_portal<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
+        let mut r = tonic::Request::new(message);
+        let mut auth = MetadataValue::try_from(self.bearer.as_str())
+            .map_err(|_| "the portal key is not ASCII".to_owned())?;
+        auth.set_sensitive(true);
+        r.metadata_mut().insert("authorization", auth);
+        Ok(r)
+    }
+
     pub(crate) fn request<T>(
         &self,
         person: &str,
         message: T,
     ) -> Result<tonic::Request<T>, PageError> {
-        let mut r = tonic::Request::new(message);
-        let mut auth = MetadataValue::try_from(self.bearer.as_str())
-            .map_err(|_| PageError::Internal("the portal key is not ASCII".into()))?;
-        auth.set_sensitive(true);
-        r.metadata_mut().insert("authorization", auth);
+        let mut r = self.as_portal(message).map_err(PageError::Internal)?;
         let acting = MetadataValue::try_from(person)
             .map_err(|_| PageError::Internal("a person id is not ASCII".into()))?;
         r.metadata_mut()
@@ -108,11 +114,7 @@ impl Grpc {
 
     /// Whether okey's services answer the portal's own key (no person): the readiness check.
     async fn reachable(&self) -> Result<(), String> {
-        let mut r = tonic::Request::new(proto::WhoAmIRequest {});
-        let mut auth = MetadataValue::try_from(self.bearer.as_str())
-            .map_err(|_| "the portal key is not ASCII".to_owned())?;
-        auth.set_sensitive(true);
-        r.metadata_mut().insert("authorization", auth);
+        let r = self.as_portal(proto::WhoAmIRequest {})?;
         let me = proto::caller_service_client::CallerServiceClient::new(self.channel.clone())
             .who_am_i(r)
             .await

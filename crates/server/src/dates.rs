@@ -49,14 +49,26 @@ pub(crate) fn civil(t: u64, zone: &TimeZone) -> LocalDateTime {
 /// Unix time `t` in French in `zone`, with its offset so that nobody has to guess the zone:
 /// "15 août 2026 à 13 h 05 (UTC+04:00)", "… UTC" at offset zero.
 pub(crate) fn french(t: u64, zone: &TimeZone) -> String {
+    with_offset(civil(t, zone).to_french(), t, zone)
+}
+
+/// `when` followed by the offset of `zone` at `t`: "… UTC" at offset zero, else "… (UTC+04:00)".
+fn with_offset(when: String, t: u64, zone: &TimeZone) -> String {
+    match offset_label(t, zone).as_str() {
+        "UTC" => format!("{when} UTC"),
+        label => format!("{when} ({label})"),
+    }
+}
+
+/// The offset of `zone` at `t`: "UTC", "UTC+04:00", "UTC-02:30".
+fn offset_label(t: u64, zone: &TimeZone) -> String {
     let offset = zone.to_offset(instant(t)).seconds();
-    let when = civil(t, zone).to_french();
     if offset == 0 {
-        return format!("{when} UTC");
+        return "UTC".to_owned();
     }
     let sign = if offset < 0 { '-' } else { '+' };
     let m = offset.unsigned_abs() / 60;
-    format!("{when} (UTC{sign}{:02}:{:02})", m / 60, m % 60)
+    format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
 }
 
 /// The time zone a reader's dates are in (the portal's pages and forms), by its IANA name.
@@ -95,13 +107,7 @@ impl Zone {
 
     /// The offset at `t` as read after a time: "UTC", "UTC+04:00", "UTC-02:30".
     pub fn offset_label(&self, t: u64) -> String {
-        let offset = self.tz.to_offset(instant(t)).seconds();
-        if offset == 0 {
-            return "UTC".to_owned();
-        }
-        let sign = if offset < 0 { '-' } else { '+' };
-        let m = offset.unsigned_abs() / 60;
-        format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+        offset_label(t, &self.tz)
     }
 
     /// Unix time `t` as `JJ/MM/AAAA HH:MM` in this zone, then its offset ("… UTC",
@@ -115,10 +121,7 @@ impl Zone {
             "{:02}/{:02}/{:04} {:02}:{:02}",
             c.day, c.month, c.year, c.hour, c.minute
         );
-        match self.offset_label(t).as_str() {
-            "UTC" => format!("{when} UTC"),
-            label => format!("{when} ({label})"),
-        }
+        with_offset(when, t, &self.tz)
     }
 
     /// A date and time typed as `YYYY-MM-DDTHH:MM` (what an HTML `datetime-local` field

@@ -223,7 +223,6 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), 
     Ok((listener, bound))
 }
 
-/// The transport settings every okey gRPC listener uses (the bench's transport floor too).
 /// The Unix socket, in the data directory, on which the portal reaches the services when the
 /// gRPC listener has `[tls]`.
 pub const PORTAL_SOCKET: &str = "portal.sock";
@@ -284,6 +283,7 @@ fn bind_portal_socket(
     Ok(tokio_stream::wrappers::UnixListenerStream::new(listener))
 }
 
+/// The transport settings every okey gRPC listener uses (the bench's transport floor too).
 pub(crate) fn server_builder() -> Server {
     Server::builder().tcp_nodelay(true)
 }

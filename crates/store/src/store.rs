@@ -1212,7 +1212,6 @@ fn load_anchor_key(
     Ok(ed25519_dalek::SigningKey::from_bytes(seed))
 }
 
-/// What a PIN set on key `serial` held by `holder` is bound to: the holder when there is one.
 /// Put `pin` on `row` (or with `None` take its PIN away): a key with a holder gets the
 /// holder-bound scheme, so the PIN can follow the person to their next key (`carry_pin`); for
 /// PIN-bound OCRA suites the suite's hash of the PIN is sealed too.
@@ -1254,6 +1253,7 @@ pub(crate) fn put_pin(
     Ok(())
 }
 
+/// What a PIN set on key `serial` held by `holder` is bound to: the holder when there is one.
 pub(crate) fn pin_binding_for<'a>(serial: &'a str, holder: Option<&'a str>) -> PinBinding<'a> {
     match holder {
         Some(h) => PinBinding::Holder(h),
